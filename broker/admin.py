@@ -1,0 +1,155 @@
+"""A small admin-protocol client that returns typed records (for CLIs and Django commands)."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+from broker.errors import ServerError
+from broker.wire import Wire
+
+
+@dataclass(frozen=True, slots=True)
+class FunctionStatus:
+    name: str
+    total: int
+    running: int
+    workers: int
+
+    @property
+    def queued(self) -> int:
+        """gearmand's TOTAL includes running jobs; this is the part still waiting."""
+        return self.total - self.running
+
+
+@dataclass(frozen=True, slots=True)
+class PriorityStatus:
+    name: str
+    high: int
+    normal: int
+    low: int
+    workers: int
+
+
+@dataclass(frozen=True, slots=True)
+class WorkerInfo:
+    fd: int
+    ip: str
+    client_id: str
+    functions: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class JobInfo:
+    handle: str
+    retries: int
+    ignored: bool
+    background: bool
+
+
+@dataclass(frozen=True, slots=True)
+class ScheduleInfo:
+    handle: str
+    function: str
+    unique: str
+    cron: str
+    next_run: int
+
+
+class AdminClient:
+    """Talks to one server's admin port. Every call raises ``ServerError`` on ``ERR``."""
+
+    def __init__(self, server: str = "127.0.0.1:4730", *, timeout: float = 10.0) -> None:
+        self.server = server
+        self.timeout = timeout
+        self._wire: Wire | None = None
+
+    def __enter__(self) -> AdminClient:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        if self._wire is not None:
+            self._wire.close()
+            self._wire = None
+
+    def _send(self, command: str) -> float:
+        if self._wire is None:
+            self._wire = Wire(self.server, connect_timeout=self.timeout)
+        self._wire.send(command.encode() + b"\n")
+        return time.monotonic() + self.timeout
+
+    def _line(self, command: str) -> str:
+        deadline = self._send(command)
+        assert self._wire is not None
+        line = self._wire.read_line(deadline).rstrip(b"\r").decode("utf-8", "replace")
+        if line.startswith("ERR "):
+            code, _, text = line[4:].partition(" ")
+            raise ServerError(code, text.replace("+", " "))
+        return line
+
+    def _table(self, command: str) -> list[list[str]]:
+        deadline = self._send(command)
+        assert self._wire is not None
+        rows = []
+        while True:
+            line = self._wire.read_line(deadline).decode("utf-8", "replace")
+            if line == ".":
+                return rows
+            if line.startswith("ERR "):
+                code, _, text = line[4:].rstrip("\r").partition(" ")
+                raise ServerError(code, text.replace("+", " "))
+            rows.append(line.split("\t"))
+
+    def status(self) -> list[FunctionStatus]:
+        return [FunctionStatus(name, int(total), int(running), int(workers))
+                for name, total, running, workers in self._table("status")]
+
+    def priority_status(self) -> list[PriorityStatus]:
+        return [PriorityStatus(name, int(high), int(normal), int(low), int(workers))
+                for name, high, normal, low, workers in self._table("prioritystatus")]
+
+    def workers(self) -> list[WorkerInfo]:
+        records = []
+        for (line,) in self._table("workers"):
+            head, _, functions = line.partition(" :")
+            fd, ip, client_id = head.split(" ", 2)
+            records.append(WorkerInfo(int(fd), ip, client_id, tuple(functions.split())))
+        return records
+
+    def show_jobs(self) -> list[JobInfo]:
+        return [JobInfo(handle, int(retries), ignored == "1", queued == "1")
+                for handle, retries, ignored, queued in self._table("show jobs")]
+
+    def show_unique_jobs(self) -> list[str]:
+        return [row[0] for row in self._table("show unique jobs")]
+
+    def show_schedules(self) -> list[ScheduleInfo]:
+        return [ScheduleInfo(handle, function, unique, cron, int(next_run))
+                for handle, function, unique, cron, next_run in self._table("show schedules")]
+
+    def version(self) -> str:
+        return self._line("version").removeprefix("OK ")
+
+    def getpid(self) -> int:
+        return int(self._line("getpid").removeprefix("OK "))
+
+    def verbose(self) -> str:
+        return self._line("verbose").removeprefix("OK ")
+
+    def cancel_job(self, handle: str) -> None:
+        self._line(f"cancel job {handle}")
+
+    def maxqueue(self, function: str, *limits: int) -> None:
+        self._line(" ".join(["maxqueue", function, *map(str, limits)]))
+
+    def create_function(self, function: str) -> None:
+        self._line(f"create function {function}")
+
+    def drop_function(self, function: str) -> None:
+        self._line(f"drop function {function}")
+
+    def shutdown(self, *, graceful: bool = False) -> None:
+        self._line("shutdown graceful" if graceful else "shutdown")

@@ -1,0 +1,212 @@
+"""The ``spoolgear`` command: run the broker, look at it, submit jobs."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import dataclasses
+import datetime as dt
+import json
+import logging
+import sys
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from broker import __version__
+from broker.admin import AdminClient
+from broker.client import Client
+from broker.config import (
+    DEFAULT_MAX_OUTPUT_BUFFER,
+    DEFAULT_PORT,
+    LOG_LEVELS,
+    ServerConfig,
+)
+from broker.core.model import Priority
+from broker.errors import BrokerError
+from broker.protocol.reader import DEFAULT_MAX_LINE_LENGTH, DEFAULT_MAX_PACKET_SIZE
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="spoolgear", description=__doc__)
+    parser.add_argument("--version", action="version", version=f"spoolgear {__version__}")
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    serve = commands.add_parser("serve", help="run the broker in the foreground")
+    serve.add_argument("--listen", default="127.0.0.1", help="address to bind (default %(default)s)")
+    serve.add_argument("--port", type=int, default=DEFAULT_PORT,
+                       help="Gearman port (default %(default)s; 0 picks a free one)")
+    serve.add_argument("--store", default="memory:", help="job store URL (default %(default)s)")
+    serve.add_argument("--job-retries", type=int, default=0,
+                       help="attempts before a job whose workers keep dying is dropped "
+                            "(default 0 = unlimited)")
+    serve.add_argument("--worker-wakeup", type=int, default=0,
+                       help="NOOPs sent per queued job, rotating over sleeping workers "
+                            "(default 0 = wake all)")
+    serve.add_argument("--max-packet-size", type=int, default=DEFAULT_MAX_PACKET_SIZE,
+                       help="largest packet body accepted, in bytes (default %(default)s)")
+    serve.add_argument("--max-admin-line", type=int, default=DEFAULT_MAX_LINE_LENGTH,
+                       help="longest admin command line, in bytes (default %(default)s)")
+    serve.add_argument("--max-output-buffer", type=int, default=DEFAULT_MAX_OUTPUT_BUFFER,
+                       help="unread reply bytes after which a connection is no longer read "
+                            "(default %(default)s)")
+    serve.add_argument("--job-handle-prefix", default="",
+                       help="job handle prefix (default H:<hostname>)")
+    serve.add_argument("--verbose", default="ERROR", type=str.upper, choices=LOG_LEVELS,
+                       help="log level (default %(default)s)")
+
+    def with_server(sub: argparse.ArgumentParser) -> argparse.ArgumentParser:
+        sub.add_argument("--server", "-s", default=f"127.0.0.1:{DEFAULT_PORT}",
+                         help="broker address (default %(default)s)")
+        sub.add_argument("--json", action="store_true", help="machine-readable output")
+        return sub
+
+    with_server(commands.add_parser("status", help="queued and running jobs per function"))
+    with_server(commands.add_parser("workers", help="connections and their functions"))
+    submit = with_server(commands.add_parser("submit", help="submit a job"))
+    submit.add_argument("function")
+    submit.add_argument("data", nargs="?", default="", help="payload (default: read stdin if piped)")
+    submit.add_argument("--background", "-b", action="store_true", help="do not wait")
+    submit.add_argument("--priority", choices=["high", "normal", "low"], default="normal")
+    submit.add_argument("--unique", "-u", default="", help="coalescing key")
+    submit.add_argument("--at", help="run at this time: epoch seconds or ISO 8601 (background)")
+    submit.add_argument("--timeout", type=float, help="seconds to wait for a foreground result")
+    return parser
+
+
+def _serve(args: argparse.Namespace) -> int:
+    config = ServerConfig(listen=args.listen, port=args.port, store=args.store,
+                          job_retries=args.job_retries, worker_wakeup=args.worker_wakeup,
+                          max_packet_size=args.max_packet_size,
+                          max_admin_line=args.max_admin_line,
+                          max_output_buffer=args.max_output_buffer,
+                          handle_prefix=args.job_handle_prefix, verbose=args.verbose)
+    level = {"FATAL": "CRITICAL", "ALERT": "CRITICAL", "NOTICE": "INFO"}.get(args.verbose,
+                                                                             args.verbose)
+    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    from broker.server.server import serve
+
+    loop_factory = _uvloop_factory()
+    with asyncio.Runner(loop_factory=loop_factory) as runner:
+        runner.run(serve(config))
+    return 0
+
+
+def _uvloop_factory() -> Callable[[], asyncio.AbstractEventLoop] | None:
+    try:
+        import uvloop
+    except ImportError:
+        return None
+    return uvloop.new_event_loop
+
+
+def _print_table(headers: Sequence[str], rows: list[Sequence[Any]]) -> None:
+    widths = [max(len(str(v)) for v in column) for column in zip(headers, *rows, strict=False)]
+    for row in [headers, *rows]:
+        print("  ".join(str(value).ljust(width) for value, width in zip(row, widths,
+                                                                        strict=True)).rstrip())
+
+
+def _status(args: argparse.Namespace) -> int:
+    with AdminClient(args.server) as admin:
+        records = admin.status()
+    if args.json:
+        print(json.dumps([dataclasses.asdict(r) | {"queued": r.queued} for r in records]))
+    elif not records:
+        print("no functions known")
+    else:
+        _print_table(["FUNCTION", "QUEUED", "RUNNING", "WORKERS"],
+                     [[r.name, r.queued, r.running, r.workers] for r in records])
+    return 0
+
+
+def _workers(args: argparse.Namespace) -> int:
+    with AdminClient(args.server) as admin:
+        records = admin.workers()
+    if args.json:
+        print(json.dumps([dataclasses.asdict(r) for r in records]))
+    else:
+        _print_table(["FD", "ADDRESS", "CLIENT ID", "FUNCTIONS"],
+                     [[r.fd, r.ip, r.client_id, " ".join(r.functions) or "-"] for r in records])
+    return 0
+
+
+def _parse_at(text: str) -> float:
+    try:
+        return float(text)
+    except ValueError:
+        pass
+    try:
+        moment = dt.datetime.fromisoformat(text)
+    except ValueError:
+        raise BrokerError(f"--at {text!r} is neither epoch seconds nor an ISO 8601 time") from None
+    return moment.timestamp()
+
+
+class _ProgressBar:
+    """Draws WORK_STATUS updates on stderr as ``[#####-----] 50% (5/10)``."""
+
+    WIDTH = 30
+
+    def __init__(self) -> None:
+        self.drawn = False
+
+    def __call__(self, numerator: int, denominator: int) -> None:
+        share = min(1.0, numerator / denominator) if denominator > 0 else 0.0
+        filled = int(share * self.WIDTH)
+        bar = "#" * filled + "-" * (self.WIDTH - filled)
+        sys.stderr.write(f"\r[{bar}] {share:4.0%} ({numerator}/{denominator})")
+        sys.stderr.flush()
+        self.drawn = True
+
+    def finish(self) -> None:
+        if self.drawn:
+            sys.stderr.write("\n")
+
+
+def _submit(args: argparse.Namespace) -> int:
+    data = args.data
+    if not data and not sys.stdin.isatty():
+        data = sys.stdin.buffer.read()
+    priority = Priority[args.priority.upper()]
+    with Client([args.server]) as client:
+        if args.background or args.at:
+            at = _parse_at(args.at) if args.at else None
+            handle = client.submit_background(args.function, data, unique=args.unique,
+                                              priority=priority, at=at)
+            print(json.dumps({"handle": handle.handle}) if args.json else handle.handle)
+            return 0
+        progress = _ProgressBar()
+        try:
+            result = client.submit(args.function, data, unique=args.unique, priority=priority,
+                                   timeout=args.timeout, on_status=progress)
+        finally:
+            progress.finish()
+    if args.json:
+        print(json.dumps({"handle": result.handle.handle,
+                          "result": result.data.decode("utf-8", "replace")}))
+    else:
+        sys.stdout.buffer.write(result.data + (b"" if result.data.endswith(b"\n") else b"\n"))
+    return 0
+
+
+_COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
+    "serve": _serve,
+    "status": _status,
+    "workers": _workers,
+    "submit": _submit,
+}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        return _COMMANDS[args.command](args)
+    except BrokerError as exc:
+        print(f"spoolgear {args.command}: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

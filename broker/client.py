@@ -1,0 +1,249 @@
+"""A blocking Gearman client.
+
+Several servers may be given. A job with a unique goes to the server chosen by
+hashing the unique (or the data, for the ``-`` unique), as Perl's
+Gearman::Client does, so coalescing works across servers; other jobs rotate.
+When the chosen server is down the next one is tried.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import itertools
+import time
+import zlib
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+from broker.core.model import Priority
+from broker.errors import ConnectionFailed, JobException, JobFailed, ServerError
+from broker.protocol.packets import MAGIC_REQ, Packet, PacketType, encode_packet
+from broker.wire import Wire
+
+T = PacketType
+_SUBMIT_TYPES = {
+    (Priority.HIGH, False): T.SUBMIT_JOB_HIGH,
+    (Priority.NORMAL, False): T.SUBMIT_JOB,
+    (Priority.LOW, False): T.SUBMIT_JOB_LOW,
+    (Priority.HIGH, True): T.SUBMIT_JOB_HIGH_BG,
+    (Priority.NORMAL, True): T.SUBMIT_JOB_BG,
+    (Priority.LOW, True): T.SUBMIT_JOB_LOW_BG,
+}
+
+Payload = bytes | str
+
+
+def _as_bytes(value: Payload) -> bytes:
+    return value.encode() if isinstance(value, str) else value
+
+
+@dataclass(frozen=True, slots=True)
+class JobHandle:
+    """Where a submitted job lives: the server address and its handle there."""
+
+    server: str
+    handle: str
+
+
+@dataclass(frozen=True, slots=True)
+class JobResult:
+    handle: JobHandle
+    data: bytes
+    """The WORK_COMPLETE payload."""
+    chunks: tuple[bytes, ...]
+    """WORK_DATA payloads received before completion, in order."""
+    warnings: tuple[bytes, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class JobStatus:
+    known: bool
+    running: bool
+    numerator: int
+    denominator: int
+    clients: int = 0
+    """Foreground clients waiting (only reported by a status-by-unique request)."""
+
+
+class Client:
+    """Submit jobs and ask for their status. Not thread-safe: use one per thread."""
+
+    def __init__(self, servers: Sequence[str] = ("127.0.0.1:4730",), *,
+                 timeout: float | None = None, connect_timeout: float = 5.0) -> None:
+        if not servers:
+            raise ValueError("at least one server address is needed")
+        self.servers = list(servers)
+        self.timeout = timeout
+        self.connect_timeout = connect_timeout
+        self._wires: dict[str, Wire] = {}
+        self._rotation = itertools.cycle(range(len(self.servers)))
+
+    def __enter__(self) -> Client:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        for wire in self._wires.values():
+            wire.close()
+        self._wires.clear()
+
+    # ----------------------------------------------------------- submitting
+
+    def submit(
+        self,
+        function: str,
+        data: Payload = b"",
+        *,
+        unique: str = "",
+        priority: Priority = Priority.NORMAL,
+        timeout: float | None = None,
+        on_data: Callable[[bytes], None] | None = None,
+        on_status: Callable[[int, int], None] | None = None,
+        on_warning: Callable[[bytes], None] | None = None,
+    ) -> JobResult:
+        """Run a foreground job and wait for its result.
+
+        Raises ``JobFailed`` / ``JobException`` when the worker fails it,
+        ``JobTimeout`` after ``timeout`` seconds (default: the client's), and
+        ``ServerError`` when the server refuses it (e.g. a full queue).
+        """
+        payload = _as_bytes(data)
+        packet = encode_packet(_SUBMIT_TYPES[priority, False], function.encode(),
+                               unique.encode(), payload, magic=MAGIC_REQ)
+        deadline = self._deadline(timeout)
+        wire, handle = self._send_submit(packet, unique, payload, deadline)
+        chunks: list[bytes] = []
+        warnings: list[bytes] = []
+        try:
+            while True:
+                reply = wire.read_packet(deadline)
+                if reply.args[0] != handle:
+                    continue
+                kind = reply.type
+                if kind is T.WORK_COMPLETE:
+                    return JobResult(JobHandle(wire.address, handle.decode()), reply.args[1],
+                                     tuple(chunks), tuple(warnings))
+                if kind is T.WORK_DATA:
+                    chunks.append(reply.args[1])
+                    if on_data is not None:
+                        on_data(reply.args[1])
+                elif kind is T.WORK_WARNING:
+                    warnings.append(reply.args[1])
+                    if on_warning is not None:
+                        on_warning(reply.args[1])
+                elif kind is T.WORK_STATUS and on_status is not None:
+                    on_status(_int(reply.args[1]), _int(reply.args[2]))
+                elif kind is T.WORK_FAIL:
+                    raise JobFailed(handle.decode())
+                elif kind is T.WORK_EXCEPTION:
+                    raise JobException(handle.decode(), reply.args[1])
+        except (ConnectionFailed, TimeoutError):
+            self._drop(wire)
+            raise
+
+    def submit_background(
+        self,
+        function: str,
+        data: Payload = b"",
+        *,
+        unique: str = "",
+        priority: Priority = Priority.NORMAL,
+        at: float | dt.datetime | None = None,
+    ) -> JobHandle:
+        """Queue a background job; ``at`` (epoch seconds or an aware datetime) delays it."""
+        payload = _as_bytes(data)
+        if at is not None:
+            if priority is not Priority.NORMAL:
+                raise ValueError("a delayed job always runs at normal priority (SUBMIT_JOB_EPOCH)")
+            epoch = at.timestamp() if isinstance(at, dt.datetime) else at
+            packet = encode_packet(T.SUBMIT_JOB_EPOCH, function.encode(), unique.encode(),
+                                   b"%d" % int(epoch), payload, magic=MAGIC_REQ)
+        else:
+            packet = encode_packet(_SUBMIT_TYPES[priority, True], function.encode(),
+                                   unique.encode(), payload, magic=MAGIC_REQ)
+        wire, handle = self._send_submit(packet, unique, payload, self._deadline(None))
+        return JobHandle(wire.address, handle.decode())
+
+    def _send_submit(self, packet: bytes, unique: str, payload: bytes,
+                     deadline: float | None) -> tuple[Wire, bytes]:
+        errors = []
+        for address in self._server_order(unique, payload):
+            try:
+                wire = self._wire(address)
+                wire.send(packet)
+                reply = self._expect(wire, T.JOB_CREATED, deadline)
+                return wire, reply.args[0]
+            except ConnectionFailed as exc:
+                self._drop_address(address)
+                errors.append(str(exc))
+            except TimeoutError:
+                self._drop_address(address)  # a late JOB_CREATED must not confuse the next call
+                raise
+        raise ConnectionFailed("no server accepted the job: " + "; ".join(errors))
+
+    def _server_order(self, unique: str, payload: bytes) -> list[str]:
+        if unique:
+            key = payload if unique == "-" else unique.encode()
+            first = zlib.crc32(key) % len(self.servers)
+        else:
+            first = next(self._rotation)
+        return self.servers[first:] + self.servers[:first]
+
+    # ----------------------------------------------------------- status
+
+    def get_status(self, handle: JobHandle) -> JobStatus:
+        wire = self._wire(handle.server)
+        wire.send(encode_packet(T.GET_STATUS, handle.handle.encode(), magic=MAGIC_REQ))
+        _, known, running, numerator, denominator = self._expect(
+            wire, T.STATUS_RES, self._deadline(None)).args
+        return JobStatus(known == b"1", running == b"1", _int(numerator), _int(denominator))
+
+    def get_status_unique(self, unique: str) -> JobStatus:
+        address = self._server_order(unique, b"")[0]
+        wire = self._wire(address)
+        wire.send(encode_packet(T.GET_STATUS_UNIQUE, unique.encode(), magic=MAGIC_REQ))
+        _, known, running, numerator, denominator, clients = self._expect(
+            wire, T.STATUS_RES_UNIQUE, self._deadline(None)).args
+        return JobStatus(known == b"1", running == b"1", _int(numerator), _int(denominator),
+                         _int(clients))
+
+    # ----------------------------------------------------------- plumbing
+
+    def _deadline(self, timeout: float | None) -> float | None:
+        timeout = self.timeout if timeout is None else timeout
+        return None if timeout is None else time.monotonic() + timeout
+
+    def _wire(self, address: str) -> Wire:
+        wire = self._wires.get(address)
+        if wire is None:
+            wire = Wire(address, connect_timeout=self.connect_timeout)
+            wire.send(encode_packet(T.OPTION_REQ, b"exceptions", magic=MAGIC_REQ))
+            self._wires[address] = wire
+            self._expect(wire, T.OPTION_RES, time.monotonic() + self.connect_timeout)
+        return wire
+
+    def _expect(self, wire: Wire, kind: PacketType, deadline: float | None) -> Packet:
+        """Read until a packet of ``kind``; an ERROR packet raises ``ServerError``."""
+        while True:
+            reply = wire.read_packet(deadline)
+            if reply.type is kind:
+                return reply
+            if reply.type is T.ERROR:
+                raise ServerError(reply.args[0].decode(), reply.args[1].decode("utf-8", "replace"))
+
+    def _drop(self, wire: Wire) -> None:
+        self._drop_address(wire.address)
+
+    def _drop_address(self, address: str) -> None:
+        wire = self._wires.pop(address, None)
+        if wire is not None:
+            wire.close()
+
+
+def _int(value: bytes) -> int:
+    try:
+        return int(value)
+    except ValueError:
+        return 0

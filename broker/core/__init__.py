@@ -1,0 +1,1 @@
+"""Broker state and dispatch: jobs, per-function queues, uniques, workers, schedules. No I/O."""

@@ -1,0 +1,167 @@
+"""The admin text protocol: each command line in, its complete reply out.
+
+Replies are gearmand 1.1.20's byte for byte, including the mix of line endings
+(tables end with ``.\\n``, OK/ERR to mutating commands with ``\\r\\n``, ``OK
+<value>`` with ``\\n``) and its error texts. New commands (``shutdown``, ``show
+schedules``) only add replies; no existing reply changes.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+from collections.abc import Callable
+
+from broker.core.broker import Broker, leading_int
+from broker.core.model import Session
+from broker.errors import ProtocolError
+
+# gearmand closes the connection on a line with more than five tokens.
+MAX_ADMIN_TOKENS = 5
+SERVER_VERSION = b"1.1.20+spoolgear.0.1.0"
+
+OK_CRLF = b"OK\r\n"
+_INCOMPLETE = b"ERR INVALID_ARGUMENTS An+incomplete+set+of+arguments+was+sent+to+this+command+"
+
+
+def _unknown(word: bytes) -> bytes:
+    return b"ERR UNKNOWN_COMMAND Unknown+server+command" + word + b"\r\n"
+
+
+def tokenize(line: bytes) -> list[bytes]:
+    """Split on spaces, collapsing runs; a leading space leaves an empty first word."""
+    words = line.split(b" ")
+    return [word for index, word in enumerate(words) if word or index == 0]
+
+
+def is_loopback(host: str) -> bool:
+    if host == "unix":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+class AdminCommands:
+    """Runs admin commands against a broker.
+
+    ``request_shutdown(graceful)`` is called for the loopback-only ``shutdown``
+    commands; ``verbose`` is the log level name reported by ``verbose``.
+    """
+
+    def __init__(self, broker: Broker, *, verbose: str,
+                 request_shutdown: Callable[[bool], None]) -> None:
+        self.broker = broker
+        self.verbose = verbose.upper().encode()
+        self.request_shutdown = request_shutdown
+        self._commands: dict[bytes, Callable[[Session, list[bytes]], bytes]] = {
+            b"status": self._status,
+            b"prioritystatus": self._priority_status,
+            b"workers": self._workers,
+            b"version": lambda s, w: b"OK " + SERVER_VERSION + b"\n",
+            b"verbose": lambda s, w: b"OK " + self.verbose + b"\n",
+            b"getpid": lambda s, w: b"OK %d\n" % os.getpid(),
+            b"show": self._show,
+            b"cancel": self._cancel,
+            b"maxqueue": self._maxqueue,
+            b"create": self._create,
+            b"drop": self._drop,
+            b"shutdown": self._shutdown,
+        }
+
+    def run(self, session: Session, line: bytes) -> bytes:
+        words = tokenize(line)
+        if len(words) > MAX_ADMIN_TOKENS:
+            raise ProtocolError(f"admin line with more than {MAX_ADMIN_TOKENS} words")
+        command = self._commands.get(words[0].lower())
+        if command is None:
+            return _unknown(words[0])
+        return command(session, words)
+
+    def _status(self, session: Session, words: list[bytes]) -> bytes:
+        lines = [b"%s\t%d\t%d\t%d\n" % (f.name, f.total, f.running, len(f.workers))
+                 for f in self.broker.functions.values()]
+        lines.append(b".\n")
+        return b"".join(lines)
+
+    def _priority_status(self, session: Session, words: list[bytes]) -> bytes:
+        lines = []
+        for f in self.broker.functions.values():
+            high, normal, low = f.queues
+            lines.append(b"%s\t%d\t%d\t%d\t%d\n"
+                         % (f.name, len(high), len(normal) + f.delayed, len(low), len(f.workers)))
+        lines.append(b".\n")
+        return b"".join(lines)
+
+    def _workers(self, session: Session, words: list[bytes]) -> bytes:
+        lines = []
+        for peer in reversed(self.broker.sessions.values()):
+            names = b"".join(b" " + f.name for f in peer.abilities)
+            lines.append(b"%d %s %s :%s\n" % (peer.fd, peer.host.encode(), peer.client_id, names))
+        lines.append(b".\n")
+        return b"".join(lines)
+
+    def _show(self, session: Session, words: list[bytes]) -> bytes:
+        what = [word.lower() for word in words[1:]]
+        if not what:
+            return _unknown(words[0])
+        if what == [b"jobs"]:
+            lines = [b"%s\t%d\t%d\t%d\n" % (job.handle, job.retries, job.ignored, job.background)
+                     for job in self.broker.jobs.values()]
+        elif what == [b"unique", b"jobs"]:
+            lines = [job.unique + b"\n" for job in self.broker.jobs.values()]
+        elif what == [b"schedules"]:
+            lines = [b"%s\t%s\t%s\t%s\t%d\n" % (s.handle, s.function, s.unique,
+                                               s.cron.text.encode(), s.next_run)
+                     for s in self.broker.schedules.values()]
+        else:
+            return b"ERR UNKNOWN_SHOW_ARGUMENTS\r\n"
+        lines.append(b".\n")
+        return b"".join(lines)
+
+    def _cancel(self, session: Session, words: list[bytes]) -> bytes:
+        if len(words) < 3:
+            return _unknown(words[0])
+        if len(words) > 3 or words[1].lower() != b"job":
+            return b"ERR UNKNOWN_ERROR\r\n"
+        return OK_CRLF if self.broker.cancel(words[2]) else b"ERR UNKNOWN_JOB\r\n"
+
+    def _maxqueue(self, session: Session, words: list[bytes]) -> bytes:
+        if len(words) < 2:
+            return _INCOMPLETE + words[0] + b"\r\n"
+        function = self.broker.functions.get(words[1])
+        if function is not None:
+            limits = [max(0, leading_int(word)) for word in words[2:]]
+            if not limits:
+                function.max_queue = [0, 0, 0]
+            elif len(limits) == 1:
+                function.max_queue = limits * 3
+            else:
+                function.max_queue = (limits + [0, 0])[:3]
+        return OK_CRLF
+
+    def _create(self, session: Session, words: list[bytes]) -> bytes:
+        if len(words) != 3 or words[1].lower() != b"function":
+            return _INCOMPLETE + words[0] + b"\r\n"
+        self.broker.function(words[2])
+        return OK_CRLF
+
+    def _drop(self, session: Session, words: list[bytes]) -> bytes:
+        if len(words) != 3 or words[1].lower() != b"function":
+            return _INCOMPLETE + words[0] + b"\r\n"
+        function = self.broker.functions.get(words[2])
+        if function is None:
+            return b"ERR function not found\r\n"
+        # Unlike gearmand, queued jobs also keep a function alive (it would orphan them).
+        if function.workers or function.total:
+            return b"ERR there are still connected workers or executing clients\r\n"
+        del self.broker.functions[words[2]]
+        return OK_CRLF
+
+    def _shutdown(self, session: Session, words: list[bytes]) -> bytes:
+        if not is_loopback(session.host):
+            return b"ERR PERMISSION_DENIED shutdown+is+only+accepted+from+loopback\r\n"
+        graceful = len(words) > 1 and words[1].lower() == b"graceful"
+        self.request_shutdown(graceful)
+        return OK_CRLF

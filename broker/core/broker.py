@@ -1,0 +1,628 @@
+"""The broker: every binary packet's effect on jobs, queues and workers.
+
+Theory of operation. A connection becomes a ``Session``. Clients submit jobs,
+which get a handle and go to the tail of their function's priority queue (epoch
+jobs wait on a timer first). Workers register functions, GRAB jobs, and report
+WORK_* packets, which are forwarded unchanged to every client attached to the
+job. A worker that found nothing sends PRE_SLEEP; the next job queued for one of
+its functions wakes it with exactly one NOOP. A job whose worker disconnects,
+drops the ability, or exceeds its CAN_DO_TIMEOUT goes back to the tail of its
+queue with one more attempt counted, until ``job_retries`` attempts are used up.
+
+Semantics are gearmand 1.1.20's wire behaviour with the 2.0 fixes (priority is
+global across a worker's functions, functions are served round-robin, epoch
+jobs wake sleeping workers when due) and without the bugs listed in section 9
+of shared/reference/gearman-protocol.md.
+"""
+
+from __future__ import annotations
+
+import heapq
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from broker.core.cron import CronSpec
+from broker.core.model import CallLater, Cancellable, Function, Job, Priority, Session
+from broker.errors import ProtocolError
+from broker.protocol.packets import MAGIC_RES, Packet, PacketType, encode_packet
+
+log = logging.getLogger("spoolgear.broker")
+
+T = PacketType
+NOOP = encode_packet(T.NOOP)
+NO_JOB = encode_packet(T.NO_JOB)
+
+# gearmand stores uniques in a 64-byte buffer; longer ones are refused.
+MAX_UNIQUE_SIZE = 64
+# gearmand truncates SET_CLIENT_ID to 127 bytes.
+MAX_CLIENT_ID_SIZE = 127
+# CAN_DO_TIMEOUT values below one second are raised to one second, as in gearmand.
+MIN_JOB_TIMEOUT = 1.0
+
+# (priority, background) for each plain submit type.
+_SUBMITS: dict[PacketType, tuple[Priority, bool]] = {
+    T.SUBMIT_JOB: (Priority.NORMAL, False),
+    T.SUBMIT_JOB_BG: (Priority.NORMAL, True),
+    T.SUBMIT_JOB_HIGH: (Priority.HIGH, False),
+    T.SUBMIT_JOB_HIGH_BG: (Priority.HIGH, True),
+    T.SUBMIT_JOB_LOW: (Priority.LOW, False),
+    T.SUBMIT_JOB_LOW_BG: (Priority.LOW, True),
+}
+
+
+def error_packet(code: bytes, text: bytes) -> bytes:
+    return encode_packet(T.ERROR, code, text)
+
+
+def leading_int(text: bytes) -> int:
+    """Parse like C's atoi/strtol: optional sign and leading digits, else 0."""
+    stripped = text.strip()
+    end = 1 if stripped[:1] in (b"-", b"+") else 0
+    while end < len(stripped) and 48 <= stripped[end] <= 57:
+        end += 1
+    try:
+        return int(stripped[:end])
+    except ValueError:
+        return 0
+
+
+@dataclass(frozen=True, slots=True)
+class BrokerSettings:
+    """The subset of the configuration the core needs."""
+
+    handle_prefix: bytes
+    job_retries: int = 0
+    worker_wakeup: int = 0
+
+
+class Schedule:
+    """A SUBMIT_JOB_SCHED recurring job: each time the cron spec matches, a
+    background job is created (coalescing on the unique, so a run still queued
+    is not doubled)."""
+
+    __slots__ = ("cancelled", "cron", "data", "function", "handle", "next_run", "unique")
+
+    def __init__(self, handle: bytes, function: bytes, unique: bytes, data: bytes,
+                 cron: CronSpec, next_run: float) -> None:
+        self.handle = handle
+        self.function = function
+        self.unique = unique
+        self.data = data
+        self.cron = cron
+        self.next_run = next_run
+        self.cancelled = False
+
+
+class Broker:
+    """All broker state. ``call_later`` and ``clock`` are injected so tests run without a loop."""
+
+    def __init__(
+        self,
+        settings: BrokerSettings,
+        *,
+        call_later: CallLater,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.settings = settings
+        self.call_later = call_later
+        self.clock = clock
+        self.functions: dict[bytes, Function] = {}
+        self.jobs: dict[bytes, Job] = {}
+        self.uniques: dict[tuple[bytes, ...], Job] = {}
+        self.by_unique: dict[bytes, Job] = {}
+        self.schedules: dict[bytes, Schedule] = {}
+        self.sessions: dict[int, Session] = {}
+        self.dirty: list[Session] = []
+        self._next_handle = 1
+        self._timeline: list[tuple[float, int, Job | Schedule]] = []
+        self._timeline_seq = 0
+        self._timeline_timer: Cancellable | None = None
+        self._timeline_due = 0.0
+        self._handlers: dict[PacketType, Callable[[Session, Packet], None]] = {
+            T.CAN_DO: self._can_do,
+            T.CAN_DO_TIMEOUT: self._can_do_timeout,
+            T.CANT_DO: self._cant_do,
+            T.RESET_ABILITIES: self._reset_abilities,
+            T.PRE_SLEEP: self._pre_sleep,
+            T.GRAB_JOB: self._grab,
+            T.GRAB_JOB_UNIQ: self._grab,
+            T.GRAB_JOB_ALL: self._grab,
+            T.WORK_STATUS: self._work_status,
+            T.WORK_COMPLETE: self._work_end,
+            T.WORK_FAIL: self._work_end,
+            T.WORK_EXCEPTION: self._work_end,
+            T.WORK_DATA: self._work_forward,
+            T.WORK_WARNING: self._work_forward,
+            T.GET_STATUS: self._get_status,
+            T.GET_STATUS_UNIQUE: self._get_status_unique,
+            T.ECHO_REQ: self._echo,
+            T.OPTION_REQ: self._option,
+            T.SET_CLIENT_ID: self._set_client_id,
+            T.SUBMIT_JOB_EPOCH: self._submit_epoch,
+            T.SUBMIT_JOB_SCHED: self._submit_sched,
+            T.SUBMIT_REDUCE_JOB: self._submit_reduce,
+            T.SUBMIT_REDUCE_JOB_BACKGROUND: self._submit_reduce,
+        }
+        for packet_type in _SUBMITS:
+            self._handlers[packet_type] = self._submit_plain
+
+    # ------------------------------------------------------------------ sessions
+
+    def connect(self, write: Callable[[bytes], None], fd: int, host: str) -> Session:
+        session = Session(write, fd, host)
+        self.sessions[fd] = session
+        return session
+
+    def disconnect(self, session: Session) -> None:
+        """Forget a connection: requeue what it was running, detach it from its jobs."""
+        session.closed = True
+        session.out.clear()
+        if self.sessions.get(session.fd) is session:
+            del self.sessions[session.fd]
+        self._release_held(session, list(session.held.values()))
+        for function in session.abilities:
+            function.workers.remove(session)
+        session.abilities.clear()
+        for job in session.attached:
+            job.clients = [client for client in job.clients if client is not session]
+            if not job.clients and not job.background and job.worker is None:
+                # A queued foreground job nobody waits for any more: discarded when reached.
+                job.ignored = True
+        session.attached.clear()
+
+    def send(self, session: Session, data: bytes) -> None:
+        if session.closed:
+            return
+        if not session.out:
+            self.dirty.append(session)
+        session.out.append(data)
+
+    def flush(self) -> None:
+        """Hand every session's pending output to its transport, one write each."""
+        dirty = self.dirty
+        self.dirty = []
+        for session in dirty:
+            if session.out and not session.closed:
+                data = b"".join(session.out) if len(session.out) > 1 else session.out[0]
+                session.out.clear()
+                session.write(data)
+
+    # ------------------------------------------------------------------ packets
+
+    def handle_packet(self, session: Session, packet: Packet) -> None:
+        if packet.magic == MAGIC_RES:
+            self.send(session, error_packet(b"INVALID_MAGIC", b"Request magic expected"))
+            return
+        handler = self._handlers.get(packet.type)
+        if handler is None:
+            self.send(session, error_packet(b"INVALID_COMMAND", b"Command not expected"))
+            return
+        try:
+            handler(session, packet)
+        except ProtocolError as exc:
+            self.send(session, error_packet(exc.code or b"INVALID_PACKET", str(exc).encode()))
+
+    def function(self, name: bytes) -> Function:
+        function = self.functions.get(name)
+        if function is None:
+            function = self.functions[name] = Function(name)
+        return function
+
+    def _new_handle(self) -> bytes:
+        number = self._next_handle
+        self._next_handle = number + 1
+        return b"%s:%d" % (self.settings.handle_prefix, number)
+
+    # ------------------------------------------------------------------ submitting
+
+    def _submit_plain(self, session: Session, packet: Packet) -> None:
+        priority, background = _SUBMITS[packet.type]
+        name, unique, data = packet.args
+        self.submit(session, name, unique, data, priority, background)
+
+    def _submit_reduce(self, session: Session, packet: Packet) -> None:
+        name, unique, reducer, _aggregator, data = packet.args
+        background = packet.type is T.SUBMIT_REDUCE_JOB_BACKGROUND
+        self.submit(session, name, unique, data, Priority.NORMAL, background, reducer=reducer)
+
+    def _submit_epoch(self, session: Session, packet: Packet) -> None:
+        name, unique, epoch, data = packet.args
+        self.submit(session, name, unique, data, Priority.NORMAL, True,
+                    when=float(leading_int(epoch)))
+
+    def submit(
+        self,
+        session: Session | None,
+        name: bytes,
+        unique: bytes,
+        data: bytes,
+        priority: int,
+        background: bool,
+        *,
+        when: float = 0.0,
+        reducer: bytes = b"",
+    ) -> Job | None:
+        """Create (or coalesce onto) a job and answer JOB_CREATED; ``None`` if refused."""
+        if len(unique) > MAX_UNIQUE_SIZE:
+            self._refuse(session, b"ARGUMENT_TOO_LARGE", b"Unique value too large")
+            return None
+        key: tuple[bytes, ...] | None = None
+        if unique == b"-":
+            key = (name, b"-", data) if data else None
+        elif unique:
+            key = (name, unique)
+        if key is not None:
+            existing = self.uniques.get(key)
+            if existing is not None:
+                if session is not None:
+                    self.send(session, encode_packet(T.JOB_CREATED, existing.handle))
+                    if not background:
+                        self._attach(session, existing)
+                return existing
+        function = self.function(name)
+        if when <= self.clock():
+            when = 0.0
+        limit = function.max_queue[priority]
+        if limit > 0 and function.total >= limit:
+            self._refuse(session, b"QUEUE_ERROR", b"Job queue is full")
+            return None
+        job = Job(self._new_handle(), function, unique, data, priority, background, when, reducer)
+        self.jobs[job.handle] = job
+        if key is not None:
+            job.coalesce_key = key
+            self.uniques[key] = job
+        if unique and unique not in self.by_unique:
+            self.by_unique[unique] = job
+        if session is not None:
+            self.send(session, encode_packet(T.JOB_CREATED, job.handle))
+            if not background:
+                self._attach(session, job)
+        if when:
+            function.delayed += 1
+            self._add_to_timeline(when, job)
+        else:
+            self._enqueue(job)
+        return job
+
+    def _refuse(self, session: Session | None, code: bytes, text: bytes) -> None:
+        if session is not None:
+            self.send(session, error_packet(code, text))
+
+    def _attach(self, session: Session, job: Job) -> None:
+        job.clients.append(session)
+        job.ignored = False
+        session.attached[job] = None
+
+    def _enqueue(self, job: Job) -> None:
+        function = job.function
+        function.queues[job.priority].append(job)
+        self._wake(function)
+
+    def _wake(self, function: Function) -> None:
+        """NOOP sleeping workers of ``function``: each at most once per sleep."""
+        workers = function.workers
+        if not workers:
+            return
+        budget = self.settings.worker_wakeup or len(workers)
+        start = function.wake_position % len(workers)
+        for offset in range(len(workers)):
+            worker = workers[(start + offset) % len(workers)]
+            if worker.sleeping and not worker.noop_sent:
+                worker.noop_sent = True
+                self.send(worker, NOOP)
+                budget -= 1
+                if budget == 0:
+                    function.wake_position = start + offset + 1
+                    return
+
+    # ------------------------------------------------------------------ schedules and timers
+
+    def _submit_sched(self, session: Session, packet: Packet) -> None:
+        name, unique, *fields, data = packet.args
+        if len(unique) > MAX_UNIQUE_SIZE:
+            self._refuse(session, b"ARGUMENT_TOO_LARGE", b"Unique value too large")
+            return
+        cron = CronSpec.parse([field.decode("ascii", "replace") for field in fields])
+        schedule = Schedule(self._new_handle(), name, unique, data, cron,
+                            cron.next_after(self.clock()))
+        self.schedules[schedule.handle] = schedule
+        self.function(name)
+        self.send(session, encode_packet(T.JOB_CREATED, schedule.handle))
+        self._add_to_timeline(schedule.next_run, schedule)
+
+    def _add_to_timeline(self, when: float, item: Job | Schedule) -> None:
+        self._timeline_seq += 1
+        heapq.heappush(self._timeline, (when, self._timeline_seq, item))
+        self._arm_timeline()
+
+    def _arm_timeline(self) -> None:
+        if not self._timeline:
+            return
+        due = self._timeline[0][0]
+        if self._timeline_timer is not None:
+            if self._timeline_due <= due:
+                return
+            self._timeline_timer.cancel()
+        self._timeline_due = due
+        self._timeline_timer = self.call_later(max(0.0, due - self.clock()), self._on_timeline)
+
+    def _on_timeline(self) -> None:
+        """Release due epoch jobs and fire due schedules, then re-arm for the next one."""
+        self._timeline_timer = None
+        now = self.clock()
+        while self._timeline and self._timeline[0][0] <= now:
+            _, _, item = heapq.heappop(self._timeline)
+            if isinstance(item, Schedule):
+                self._fire_schedule(item, now)
+            elif self.jobs.get(item.handle) is item:
+                item.function.delayed -= 1
+                item.when = 0.0
+                self._enqueue(item)
+        self._arm_timeline()
+        self.flush()
+
+    def _fire_schedule(self, schedule: Schedule, now: float) -> None:
+        if schedule.cancelled:
+            return
+        self.submit(None, schedule.function, schedule.unique, schedule.data,
+                    Priority.NORMAL, True)
+        schedule.next_run = schedule.cron.next_after(now)
+        self._add_to_timeline(schedule.next_run, schedule)
+
+    # ------------------------------------------------------------------ workers
+
+    def _can_do(self, session: Session, packet: Packet) -> None:
+        self.register(session, packet.args[0], None)
+
+    def _can_do_timeout(self, session: Session, packet: Packet) -> None:
+        name, timeout_text = packet.args
+        milliseconds = leading_int(timeout_text)
+        timeout = max(MIN_JOB_TIMEOUT, milliseconds / 1000) if milliseconds > 0 else None
+        self.register(session, name, timeout)
+
+    def register(self, session: Session, name: bytes, timeout: float | None) -> None:
+        function = self.function(name)
+        if function not in session.abilities:
+            session.abilities.append(function)
+            function.workers.append(session)
+        if timeout is None:
+            session.timeouts.pop(name, None)
+        else:
+            session.timeouts[name] = timeout
+
+    def _cant_do(self, session: Session, packet: Packet) -> None:
+        function = self.functions.get(packet.args[0])
+        if function is None or function not in session.abilities:
+            return
+        session.abilities.remove(function)
+        function.workers.remove(session)
+        session.timeouts.pop(function.name, None)
+        self._release_held(session, [j for j in session.held.values() if j.function is function])
+
+    def _reset_abilities(self, session: Session, packet: Packet) -> None:
+        for function in session.abilities:
+            function.workers.remove(session)
+        session.abilities.clear()
+        session.timeouts.clear()
+        self._release_held(session, list(session.held.values()))
+
+    def _release_held(self, session: Session, jobs: list[Job]) -> None:
+        """Requeue jobs a worker gave up, most recently assigned first (as gearmand)."""
+        for job in reversed(jobs):
+            self.requeue(job, reason="worker gone")
+
+    def requeue(self, job: Job, *, reason: str) -> None:
+        """Put a running job back at the tail of its queue, counting an attempt."""
+        worker = job.worker
+        if worker is not None:
+            del worker.held[job.handle]
+        job.worker = None
+        job.function.running -= 1
+        if job.timer is not None:
+            job.timer.cancel()
+            job.timer = None
+        job.numerator = job.denominator = b"0"
+        job.retries += 1
+        limit = self.settings.job_retries
+        if limit and job.retries >= limit:
+            log.warning("dropping job %s of %s after %d attempts (%s)",
+                        job.handle.decode(), job.function.name.decode(), job.retries, reason)
+            self._finish(job, [(client, encode_packet(T.WORK_FAIL, job.handle))
+                               for client in job.clients])
+            return
+        log.info("requeueing job %s (%s)", job.handle.decode(), reason)
+        if not job.clients and not job.background:
+            job.ignored = True
+        self._enqueue(job)
+
+    def _pre_sleep(self, session: Session, packet: Packet) -> None:
+        for function in session.abilities:
+            high, normal, low = function.queues
+            if high or normal or low:
+                session.noop_sent = True
+                self.send(session, NOOP)
+                return
+        session.sleeping = True
+
+    def _grab(self, session: Session, packet: Packet) -> None:
+        session.sleeping = False
+        session.noop_sent = False
+        job = self._take_job(session)
+        if job is None:
+            self.send(session, NO_JOB)
+            return
+        function = job.function
+        job.worker = session
+        function.running += 1
+        session.held[job.handle] = job
+        timeout = session.timeouts.get(function.name) if session.timeouts else None
+        if timeout is not None:
+            job.timer = self.call_later(timeout, lambda: self._on_job_timeout(job, session))
+        kind = packet.type
+        if kind is T.GRAB_JOB:
+            reply = encode_packet(T.JOB_ASSIGN, job.handle, function.name, job.data)
+        elif kind is T.GRAB_JOB_ALL and job.reducer:
+            reply = encode_packet(T.JOB_ASSIGN_ALL, job.handle, function.name, job.unique,
+                                  job.reducer, job.data)
+        else:
+            reply = encode_packet(T.JOB_ASSIGN_UNIQ, job.handle, function.name, job.unique,
+                                  job.data)
+        self.send(session, reply)
+
+    def _take_job(self, session: Session) -> Job | None:
+        """Highest priority first across all the worker's functions, round-robin within one."""
+        abilities = session.abilities
+        count = len(abilities)
+        if count == 0:
+            return None
+        start = session.round_robin
+        for priority in (0, 1, 2):
+            for offset in range(count):
+                index = (start + offset) % count
+                queue = abilities[index].queues[priority]
+                while queue:
+                    job = queue.popleft()
+                    if job.ignored:
+                        self._forget(job)
+                        continue
+                    session.round_robin = index + 1
+                    return job
+        return None
+
+    def _on_job_timeout(self, job: Job, worker: Session) -> None:
+        job.timer = None
+        if job.worker is worker and self.jobs.get(job.handle) is job:
+            log.warning("job %s exceeded its CAN_DO_TIMEOUT", job.handle.decode())
+            self.requeue(job, reason="timeout")
+            self.flush()
+
+    # ------------------------------------------------------------------ work results
+
+    def _owned_job(self, session: Session, handle: bytes, text: bytes) -> Job | None:
+        job = session.held.get(handle)
+        if job is None:
+            self.send(session, error_packet(b"JOB_NOT_FOUND", text))
+        return job
+
+    def _work_status(self, session: Session, packet: Packet) -> None:
+        handle, numerator, denominator = packet.args
+        job = self._owned_job(session, handle, b"Job given in work result not found")
+        if job is None:
+            return
+        job.numerator = b"%d" % leading_int(numerator)
+        job.denominator = b"%d" % leading_int(denominator)
+        if job.clients:
+            data = encode_packet(T.WORK_STATUS, *packet.args)
+            for client in job.clients:
+                self.send(client, data)
+
+    def _work_forward(self, session: Session, packet: Packet) -> None:
+        job = self._owned_job(session, packet.args[0], b"Job does not exist on server")
+        if job is not None and job.clients:
+            data = encode_packet(packet.type, *packet.args)
+            for client in job.clients:
+                self.send(client, data)
+
+    def _work_end(self, session: Session, packet: Packet) -> None:
+        kind = packet.type
+        if kind is T.WORK_EXCEPTION:
+            text = b"An exception was received for a job that does not exist"
+        else:
+            text = b"Job given in work result not found"
+        job = self._owned_job(session, packet.args[0], text)
+        if job is None:
+            return
+        data = encode_packet(kind, *packet.args)
+        if kind is T.WORK_EXCEPTION:
+            fail = encode_packet(T.WORK_FAIL, job.handle)
+            self._finish(job, [(c, data if c.exceptions else fail) for c in job.clients])
+        else:
+            self._finish(job, [(client, data) for client in job.clients])
+
+    def _finish(self, job: Job, replies: list[tuple[Session, bytes]]) -> None:
+        """End a job: send the final packets, then remove every trace of it."""
+        for client, data in replies:
+            self.send(client, data)
+        if job.worker is not None:
+            del job.worker.held[job.handle]
+            job.worker = None
+            job.function.running -= 1
+        if job.timer is not None:
+            job.timer.cancel()
+            job.timer = None
+        self._forget(job)
+
+    def _forget(self, job: Job) -> None:
+        del self.jobs[job.handle]
+        if job.coalesce_key is not None:
+            del self.uniques[job.coalesce_key]
+        if job.unique and self.by_unique.get(job.unique) is job:
+            del self.by_unique[job.unique]
+        for client in job.clients:
+            client.attached.pop(job, None)
+        job.clients = []
+
+    def cancel(self, handle: bytes) -> bool:
+        """Admin ``cancel job``: remove a queued, delayed or running job, failing its clients."""
+        schedule = self.schedules.pop(handle, None)
+        if schedule is not None:
+            schedule.cancelled = True
+            return True
+        job = self.jobs.get(handle)
+        if job is None:
+            return False
+        if job.worker is None:
+            if self._is_delayed(job):
+                job.function.delayed -= 1
+            else:
+                job.function.queues[job.priority].remove(job)
+        self._finish(job, [(client, encode_packet(T.WORK_FAIL, job.handle))
+                           for client in job.clients])
+        return True
+
+    def _is_delayed(self, job: Job) -> bool:
+        return job.when > 0.0
+
+    # ------------------------------------------------------------------ status and misc
+
+    def _get_status(self, session: Session, packet: Packet) -> None:
+        handle = packet.args[0]
+        job = self.jobs.get(handle)
+        if job is None:
+            reply = encode_packet(T.STATUS_RES, handle, b"0", b"0", b"0", b"0")
+        else:
+            running = b"1" if job.worker is not None else b"0"
+            reply = encode_packet(T.STATUS_RES, handle, b"1", running, job.numerator,
+                                  job.denominator)
+        self.send(session, reply)
+
+    def _get_status_unique(self, session: Session, packet: Packet) -> None:
+        unique = packet.args[0]
+        job = self.by_unique.get(unique)
+        if job is None:
+            reply = encode_packet(T.STATUS_RES_UNIQUE, unique, b"0", b"0", b"0", b"0", b"0")
+        else:
+            running = b"1" if job.worker is not None else b"0"
+            reply = encode_packet(T.STATUS_RES_UNIQUE, unique, b"1", running, job.numerator,
+                                  job.denominator, b"%d" % len(job.clients))
+        self.send(session, reply)
+
+    def _echo(self, session: Session, packet: Packet) -> None:
+        self.send(session, encode_packet(T.ECHO_RES, packet.args[0]))
+
+    def _option(self, session: Session, packet: Packet) -> None:
+        name = packet.args[0]
+        if name.lower() == b"exceptions":
+            session.exceptions = True
+            self.send(session, encode_packet(T.OPTION_RES, name))
+        else:
+            self.send(session, error_packet(b"UNKNOWN_OPTION",
+                                            b"Server does not recognize given option"))
+
+    def _set_client_id(self, session: Session, packet: Packet) -> None:
+        session.client_id = packet.args[0][:MAX_CLIENT_ID_SIZE] or b"-"
+
+    def has_jobs(self) -> bool:
+        return bool(self.jobs)

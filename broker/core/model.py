@@ -1,0 +1,143 @@
+"""The records the broker keeps: jobs, functions and connected sessions."""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Callable
+from enum import IntEnum
+from typing import Protocol
+
+
+class Priority(IntEnum):
+    """Queue priorities, numbered as gearmand's persistent queues store them."""
+
+    HIGH = 0
+    NORMAL = 1
+    LOW = 2
+
+
+class Cancellable(Protocol):
+    """What an injected timer returns (``asyncio.TimerHandle`` fits)."""
+
+    def cancel(self) -> None: ...
+
+
+CallLater = Callable[[float, Callable[[], None]], Cancellable]
+
+
+class Job:
+    """One unit of work, from submission until WORK_COMPLETE/FAIL/EXCEPTION or a drop."""
+
+    __slots__ = (
+        "background",
+        "clients",
+        "coalesce_key",
+        "data",
+        "denominator",
+        "function",
+        "handle",
+        "ignored",
+        "numerator",
+        "priority",
+        "reducer",
+        "retries",
+        "timer",
+        "unique",
+        "when",
+        "worker",
+    )
+
+    def __init__(
+        self,
+        handle: bytes,
+        function: Function,
+        unique: bytes,
+        data: bytes,
+        priority: int,
+        background: bool,
+        when: float = 0.0,
+        reducer: bytes = b"",
+    ) -> None:
+        self.handle = handle
+        self.function = function
+        self.unique = unique
+        self.data = data
+        self.priority = priority
+        self.background = background
+        self.when = when
+        self.reducer = reducer
+        self.clients: list[Session] = []
+        self.worker: Session | None = None
+        self.retries = 0
+        self.numerator = b"0"
+        self.denominator = b"0"
+        self.ignored = False
+        self.timer: Cancellable | None = None
+        self.coalesce_key: tuple[bytes, ...] | None = None
+
+
+class Function:
+    """A function name with its three priority queues and registered workers."""
+
+    __slots__ = ("delayed", "max_queue", "name", "queues", "running", "wake_position", "workers")
+
+    def __init__(self, name: bytes) -> None:
+        self.name = name
+        self.queues: tuple[deque[Job], deque[Job], deque[Job]] = (deque(), deque(), deque())
+        self.running = 0
+        # Epoch jobs not yet due: counted in `status` like gearmand, not yet in a queue.
+        self.delayed = 0
+        self.workers: list[Session] = []
+        self.max_queue = [0, 0, 0]
+        self.wake_position = 0
+
+    @property
+    def queued(self) -> int:
+        high, normal, low = self.queues
+        return len(high) + len(normal) + len(low)
+
+    @property
+    def total(self) -> int:
+        return self.queued + self.running + self.delayed
+
+
+class Session:
+    """The broker's view of one connection: client, worker and admin roles at once.
+
+    Output is collected in ``out`` and handed to ``write`` in one piece when the
+    broker flushes, so every reply produced by one read (an admin table, a
+    JOB_ASSIGN plus NOOPs) leaves in a single write.
+    """
+
+    __slots__ = (
+        "abilities",
+        "attached",
+        "client_id",
+        "closed",
+        "exceptions",
+        "fd",
+        "held",
+        "host",
+        "noop_sent",
+        "out",
+        "round_robin",
+        "sleeping",
+        "timeouts",
+        "write",
+    )
+
+    def __init__(self, write: Callable[[bytes], None], fd: int, host: str) -> None:
+        self.write = write
+        self.fd = fd
+        self.host = host
+        self.client_id = b"-"
+        self.exceptions = False
+        self.out: list[bytes] = []
+        self.abilities: list[Function] = []
+        self.timeouts: dict[bytes, float] = {}
+        self.round_robin = 0
+        self.sleeping = False
+        self.noop_sent = False
+        self.held: dict[bytes, Job] = {}
+        self.attached: dict[Job, None] = {}
+        self.closed = False

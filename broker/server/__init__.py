@@ -1,0 +1,1 @@
+"""asyncio glue: the connection protocol, listeners and the server lifecycle."""

@@ -1,0 +1,97 @@
+"""A thin ``asyncio.Protocol``: feed the reader, hand events to the broker, flush once."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import socket
+from typing import TYPE_CHECKING, cast
+
+from broker.core.broker import error_packet
+from broker.errors import ProtocolError
+from broker.protocol.packets import Packet
+from broker.protocol.reader import PacketReader
+
+if TYPE_CHECKING:
+    from broker.server.server import BrokerServer
+
+log = logging.getLogger("spoolgear.connection")
+
+
+class GearmanConnection(asyncio.Protocol):
+    """One accepted connection. Reading pauses while the peer does not read our replies."""
+
+    __slots__ = ("broker", "reader", "server", "session", "transport")
+
+    def __init__(self, server: BrokerServer) -> None:
+        self.server = server
+        self.broker = server.broker
+        config = server.config
+        self.reader = PacketReader(max_packet_size=config.max_packet_size,
+                                   max_line_length=config.max_admin_line)
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = cast(asyncio.Transport, transport)
+        sock = transport.get_extra_info("socket")
+        peer = transport.get_extra_info("peername")
+        if sock is not None and sock.family in (socket.AF_INET, socket.AF_INET6):
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
+            host = peer[0]
+        else:
+            host = "unix"
+        self.transport.set_write_buffer_limits(high=self.server.config.max_output_buffer)
+        fd = sock.fileno() if sock is not None else -1
+        self.session = self.broker.connect(self.transport.write, fd, host)
+        self.server.connections.add(self)
+
+    def data_received(self, data: bytes) -> None:
+        reader = self.reader
+        broker = self.broker
+        session = self.session
+        reader.feed(data)
+        while not session.closed:
+            try:
+                event = reader.next_event()
+            except ProtocolError as exc:
+                if self._protocol_error(exc):
+                    return
+                continue
+            if event is None:
+                break
+            if type(event) is Packet:
+                broker.handle_packet(session, event)
+            else:
+                try:
+                    reply = self.server.admin.run(session, event.line)
+                except ProtocolError as exc:
+                    self._protocol_error(exc)
+                    return
+                broker.send(session, reply)
+        broker.flush()
+
+    def _protocol_error(self, exc: ProtocolError) -> bool:
+        """Answer a protocol error; returns True when the connection was closed."""
+        if exc.code:
+            self.broker.send(self.session, error_packet(exc.code, str(exc).encode()))
+        if not exc.close:
+            return False
+        log.info("closing connection from %s: %s", self.session.host, exc)
+        self.broker.flush()
+        self.transport.close()
+        self.broker.disconnect(self.session)
+        self.broker.flush()
+        return True
+
+    def pause_writing(self) -> None:
+        self.transport.pause_reading()
+
+    def resume_writing(self) -> None:
+        if not self.transport.is_closing():
+            self.transport.resume_reading()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.server.connections.discard(self)
+        if not self.session.closed:
+            self.broker.disconnect(self.session)
+            self.broker.flush()

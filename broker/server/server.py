@@ -1,0 +1,88 @@
+"""The server object: builds the broker, owns the listeners and the shutdown sequence."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+import sys
+from typing import TextIO
+
+from broker.config import ServerConfig
+from broker.core.admin import AdminCommands
+from broker.core.broker import Broker, BrokerSettings
+from broker.server.connection import GearmanConnection
+
+log = logging.getLogger("spoolgear.server")
+
+# How often a graceful shutdown checks whether the last job has finished.
+_GRACEFUL_POLL_SECONDS = 0.2
+
+
+class BrokerServer:
+    """Protocol factory, connection registry and lifecycle for one broker."""
+
+    def __init__(self, config: ServerConfig) -> None:
+        self.config = config
+        self.loop = asyncio.get_running_loop()
+        settings = BrokerSettings(handle_prefix=config.job_handle_prefix,
+                                  job_retries=config.job_retries,
+                                  worker_wakeup=config.worker_wakeup)
+        self.broker = Broker(settings, call_later=self.loop.call_later)
+        self.admin = AdminCommands(self.broker, verbose=config.verbose,
+                                   request_shutdown=self.request_shutdown)
+        self.connections: set[GearmanConnection] = set()
+        self._listeners: list[asyncio.Server] = []
+        self._stopped = asyncio.Event()
+        self._graceful_task: asyncio.Task[None] | None = None
+
+    async def start(self) -> list[tuple[str, int]]:
+        """Bind the Gearman listener; returns the bound (host, port) pairs."""
+        listener = await self.loop.create_server(
+            lambda: GearmanConnection(self), self.config.listen, self.config.port,
+            reuse_address=True, backlog=1024)
+        self._listeners.append(listener)
+        return [sock.getsockname()[:2] for sock in listener.sockets]
+
+    def announce(self, addresses: list[tuple[str, int]], out: TextIO = sys.stdout) -> None:
+        host, port = addresses[0]
+        out.write(f"spoolgear listening gearman={host}:{port}\n")
+        out.flush()
+
+    def install_signal_handlers(self) -> None:
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            self.loop.add_signal_handler(signum, self.request_shutdown, False)
+
+    def request_shutdown(self, graceful: bool) -> None:
+        """Immediate: stop now. Graceful: refuse new connections, stop once no job is left."""
+        for listener in self._listeners:
+            listener.close()
+        if not graceful:
+            self.loop.call_soon(self._stop)
+        elif self._graceful_task is None:
+            self._graceful_task = self.loop.create_task(self._stop_when_idle())
+
+    async def _stop_when_idle(self) -> None:
+        while self.broker.has_jobs():
+            await asyncio.sleep(_GRACEFUL_POLL_SECONDS)
+        self._stop()
+
+    def _stop(self) -> None:
+        for connection in list(self.connections):
+            connection.transport.close()
+        self._stopped.set()
+
+    async def wait_stopped(self) -> None:
+        await self._stopped.wait()
+        for listener in self._listeners:
+            await listener.wait_closed()
+
+
+async def serve(config: ServerConfig, out: TextIO = sys.stdout) -> None:
+    """Run a broker until it is asked to stop (signal or admin ``shutdown``)."""
+    server = BrokerServer(config)
+    addresses = await server.start()
+    server.install_signal_handlers()
+    server.announce(addresses, out)
+    await server.wait_stopped()
+    log.info("spoolgear stopped")

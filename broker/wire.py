@@ -1,0 +1,96 @@
+"""Blocking socket plumbing shared by the Python client, worker and admin client."""
+
+from __future__ import annotations
+
+import socket
+import time
+
+from broker.config import DEFAULT_PORT
+from broker.errors import ConfigurationError, ConnectionFailed, JobTimeout
+from broker.protocol.packets import Packet
+from broker.protocol.reader import PacketReader
+
+_READ_SIZE = 256 * 1024
+
+
+def parse_address(text: str) -> tuple[str, int]:
+    """``host``, ``host:port`` or ``[v6]:port`` to a (host, port) pair; port defaults to 4730."""
+    host, sep, port = text.rpartition(":")
+    if not sep or "]" in port:
+        return text.strip("[]"), DEFAULT_PORT
+    try:
+        return host.strip("[]"), int(port)
+    except ValueError:
+        raise ConfigurationError(f"bad server address {text!r}: port must be a number") from None
+
+
+def remaining(deadline: float | None) -> float | None:
+    """Seconds left before ``deadline`` (a monotonic time), raising once it has passed."""
+    if deadline is None:
+        return None
+    left = deadline - time.monotonic()
+    if left <= 0:
+        raise JobTimeout("timed out waiting for the server")
+    return left
+
+
+class Wire:
+    """One TCP connection with a packet reader; every read honours a deadline."""
+
+    def __init__(self, address: str, *, connect_timeout: float = 5.0) -> None:
+        self.address = address
+        host, port = parse_address(address)
+        try:
+            self.sock = socket.create_connection((host, port), timeout=connect_timeout)
+        except OSError as exc:
+            raise ConnectionFailed(f"cannot connect to {address}: {exc}") from exc
+        self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        self.reader = PacketReader(accept_text=False)
+        self._text = bytearray()
+
+    def fileno(self) -> int:
+        return self.sock.fileno()
+
+    def send(self, data: bytes) -> None:
+        try:
+            self.sock.settimeout(None)
+            self.sock.sendall(data)
+        except OSError as exc:
+            raise ConnectionFailed(f"lost connection to {self.address}: {exc}") from exc
+
+    def _receive(self, deadline: float | None) -> bytes:
+        self.sock.settimeout(remaining(deadline))
+        try:
+            data = self.sock.recv(_READ_SIZE)
+        except TimeoutError:
+            raise JobTimeout(f"timed out waiting for {self.address}") from None
+        except OSError as exc:
+            raise ConnectionFailed(f"lost connection to {self.address}: {exc}") from exc
+        if not data:
+            raise ConnectionFailed(f"{self.address} closed the connection")
+        return data
+
+    def read_packet(self, deadline: float | None = None) -> Packet:
+        while True:
+            event = self.reader.next_event()
+            if event is not None:
+                assert isinstance(event, Packet)
+                return event
+            self.reader.feed(self._receive(deadline))
+
+    def read_available(self) -> None:
+        """Feed whatever the socket has now (the worker's select loop calls this)."""
+        self.reader.feed(self._receive(None))
+
+    def read_line(self, deadline: float | None = None) -> bytes:
+        """One admin reply line, without its ``\\n`` (a ``\\r`` before it is kept)."""
+        while True:
+            newline = self._text.find(b"\n")
+            if newline >= 0:
+                line = bytes(self._text[:newline])
+                del self._text[: newline + 1]
+                return line
+            self._text += self._receive(deadline)
+
+    def close(self) -> None:
+        self.sock.close()

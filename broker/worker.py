@@ -1,0 +1,226 @@
+"""A blocking Gearman worker that serves every configured server at once.
+
+Per job it makes one round trip: the result and the next GRAB_JOB_UNIQ leave in
+one write. It sends PRE_SLEEP only after NO_JOB and then waits for the server's
+NOOP. A lost server is retried with exponential backoff while the others keep
+working. ``stop()`` (also safe from a signal handler) lets the running job
+finish, reports it, and returns from ``work()``.
+"""
+
+from __future__ import annotations
+
+import logging
+import selectors
+import socket
+import time
+import traceback
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+from broker.errors import ConnectionFailed
+from broker.protocol.packets import MAGIC_REQ, Packet, PacketType, encode_packet
+from broker.wire import Wire
+
+log = logging.getLogger("spoolgear.worker")
+T = PacketType
+GRAB = encode_packet(T.GRAB_JOB_UNIQ, magic=MAGIC_REQ)
+PRE_SLEEP = encode_packet(T.PRE_SLEEP, magic=MAGIC_REQ)
+# Reconnect backoff after a server is lost: first delay, doubled up to the cap.
+RECONNECT_FIRST_DELAY = 0.2
+RECONNECT_MAX_DELAY = 30.0
+
+
+class WorkerJob:
+    """What a task function receives: the job's identity, payload and progress channel."""
+
+    __slots__ = ("_wire", "data", "function", "handle", "unique")
+
+    def __init__(self, wire: Wire, handle: bytes, function: bytes, unique: bytes,
+                 data: bytes) -> None:
+        self._wire = wire
+        self.handle = handle.decode()
+        self.function = function.decode()
+        self.unique = unique.decode("utf-8", "replace")
+        self.data = data
+
+    def _send(self, kind: PacketType, *args: bytes) -> None:
+        self._wire.send(encode_packet(kind, self.handle.encode(), *args, magic=MAGIC_REQ))
+
+    def send_status(self, numerator: int, denominator: int) -> None:
+        self._send(T.WORK_STATUS, b"%d" % numerator, b"%d" % denominator)
+
+    def send_data(self, data: bytes | str) -> None:
+        self._send(T.WORK_DATA, data.encode() if isinstance(data, str) else data)
+
+    def send_warning(self, data: bytes | str) -> None:
+        self._send(T.WORK_WARNING, data.encode() if isinstance(data, str) else data)
+
+
+TaskFunction = Callable[[WorkerJob], bytes | str | None]
+
+
+@dataclass
+class _Server:
+    address: str
+    wire: Wire | None = None
+    sleeping: bool = False
+    retry_at: float = 0.0
+    delay: float = RECONNECT_FIRST_DELAY
+
+
+@dataclass
+class _Task:
+    function: TaskFunction
+    timeout: float | None = None
+
+
+class Worker:
+    def __init__(self, servers: Sequence[str] = ("127.0.0.1:4730",), *,
+                 client_id: str | None = None) -> None:
+        if not servers:
+            raise ValueError("at least one server address is needed")
+        self.servers = list(servers)
+        self.client_id = client_id
+        self.tasks: dict[str, _Task] = {}
+        self._stopping = False
+        self._wake_reader, self._wake_writer = socket.socketpair()
+        self._wake_writer.setblocking(False)
+
+    def register(self, name: str, function: TaskFunction, *, timeout: float | None = None) -> None:
+        """Serve ``name`` with ``function``; ``timeout`` seconds makes the server requeue
+        a job this worker holds for longer (CAN_DO_TIMEOUT)."""
+        self.tasks[name] = _Task(function, timeout)
+
+    def stop(self) -> None:
+        """Finish the current job, then leave ``work()``. Safe to call from a signal handler."""
+        self._stopping = True
+        try:
+            self._wake_writer.send(b"x")
+        except OSError:
+            pass
+
+    def work(self, *, max_jobs: int | None = None, burst: bool = False) -> int:
+        """Process jobs until ``stop()``; returns the number of jobs done.
+
+        ``burst``: return once every server has said NO_JOB. ``max_jobs``: return
+        after that many jobs.
+        """
+        if not self.tasks:
+            raise ValueError("register at least one task before calling work()")
+        self._stopping = False
+        servers = [_Server(address) for address in self.servers]
+        selector = selectors.DefaultSelector()
+        selector.register(self._wake_reader, selectors.EVENT_READ, None)
+        done = 0
+        try:
+            while not self._stopping:
+                self._connect_due(servers, selector)
+                if burst and all(s.sleeping or s.wire is None for s in servers):
+                    break
+                for key, _ in selector.select(self._select_timeout(servers)):
+                    server = key.data
+                    if server is None:
+                        self._wake_reader.recv(64)
+                        continue
+                    done += self._serve(server, selector, max_jobs, done)
+                    if max_jobs is not None and done >= max_jobs:
+                        self._stopping = True
+        finally:
+            for server in servers:
+                if server.wire is not None:
+                    server.wire.close()
+            selector.close()
+        return done
+
+    def _select_timeout(self, servers: list[_Server]) -> float | None:
+        waiting = [s.retry_at for s in servers if s.wire is None]
+        if not waiting:
+            return None
+        return max(0.0, min(waiting) - time.monotonic())
+
+    def _connect_due(self, servers: list[_Server], selector: selectors.BaseSelector) -> None:
+        now = time.monotonic()
+        for server in servers:
+            if server.wire is not None or server.retry_at > now:
+                continue
+            try:
+                wire = Wire(server.address)
+                wire.send(self._hello())
+            except ConnectionFailed as exc:
+                log.warning("%s; retrying in %.1fs", exc, server.delay)
+                server.retry_at = now + server.delay
+                server.delay = min(server.delay * 2, RECONNECT_MAX_DELAY)
+                continue
+            server.wire = wire
+            server.sleeping = False
+            server.delay = RECONNECT_FIRST_DELAY
+            selector.register(wire.sock, selectors.EVENT_READ, server)
+
+    def _hello(self) -> bytes:
+        packets = []
+        if self.client_id:
+            packets.append(encode_packet(T.SET_CLIENT_ID, self.client_id.encode(),
+                                         magic=MAGIC_REQ))
+        for name, task in self.tasks.items():
+            if task.timeout:
+                packets.append(encode_packet(T.CAN_DO_TIMEOUT, name.encode(),
+                                             b"%d" % int(task.timeout * 1000), magic=MAGIC_REQ))
+            else:
+                packets.append(encode_packet(T.CAN_DO, name.encode(), magic=MAGIC_REQ))
+        packets.append(GRAB)
+        return b"".join(packets)
+
+    def _serve(self, server: _Server, selector: selectors.BaseSelector,
+               max_jobs: int | None, done: int) -> int:
+        """Handle what one server sent; returns the number of jobs completed."""
+        wire = server.wire
+        assert wire is not None
+        completed = 0
+        try:
+            wire.read_available()
+            while (packet := wire.reader.next_event()) is not None:
+                assert isinstance(packet, Packet)
+                kind = packet.type
+                if kind is T.NO_JOB:
+                    server.sleeping = True
+                    wire.send(PRE_SLEEP)
+                elif kind is T.NOOP:
+                    server.sleeping = False
+                    wire.send(GRAB)
+                elif kind in (T.JOB_ASSIGN_UNIQ, T.JOB_ASSIGN):
+                    result = self._run(wire, packet)
+                    completed += 1
+                    finished = max_jobs is not None and done + completed >= max_jobs
+                    wire.send(result if finished or self._stopping else result + GRAB)
+                elif kind is T.ERROR:
+                    log.error("server %s: %s", server.address, packet.args)
+        except ConnectionFailed as exc:
+            log.warning("%s; reconnecting", exc)
+            selector.unregister(wire.sock)
+            wire.close()
+            server.wire = None
+            server.sleeping = False
+            server.retry_at = time.monotonic() + server.delay
+        return completed
+
+    def _run(self, wire: Wire, packet: Packet) -> bytes:
+        if packet.type is T.JOB_ASSIGN:
+            handle, name, data = packet.args
+            unique = b""
+        else:
+            handle, name, unique, data = packet.args
+        job = WorkerJob(wire, handle, name, unique, data)
+        task = self.tasks.get(job.function)
+        if task is None:
+            return encode_packet(T.WORK_FAIL, handle, magic=MAGIC_REQ)
+        try:
+            result = task.function(job)
+        except Exception as exc:
+            log.exception("task %s failed on job %s", job.function, job.handle)
+            report = "".join(traceback.format_exception_only(exc)).strip()
+            return encode_packet(T.WORK_EXCEPTION, handle, report.encode(), magic=MAGIC_REQ)
+        if result is None:
+            result = b""
+        elif isinstance(result, str):
+            result = result.encode()
+        return encode_packet(T.WORK_COMPLETE, handle, result, magic=MAGIC_REQ)
