@@ -78,7 +78,9 @@ class PacketReader:
         available = len(buf) - pos
         if available == 0:
             return None
-        if buf[pos] != 0 and self.accept_text:
+        if buf[pos] != 0:
+            if not self.accept_text:
+                raise ProtocolError(f"expected a packet, got text {bytes(buf[pos:pos + 16])!r}")
             return self._next_line(buf, pos, available)
         if available < HEADER_SIZE:
             return None

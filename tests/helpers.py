@@ -1,0 +1,169 @@
+"""Shared test helpers: real broker and gearmand processes, raw sockets, peer checks."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import pytest
+
+from broker.protocol.packets import MAGIC_REQ, Packet, PacketType, encode_packet
+from broker.protocol.reader import PacketReader
+
+ROOT = Path(__file__).resolve().parent.parent
+SPOOLGEAR = [sys.executable, "-m", "broker.cli"]
+IN_CI = os.environ.get("CI") == "true"
+
+
+def require_peer(program: str) -> str:
+    """Path of a peer program; skip without it locally, fail without it in CI."""
+    path = shutil.which(program)
+    if path is None:
+        message = f"test peer {program!r} is not installed (make peers installs it)"
+        if IN_CI:
+            pytest.fail(message)
+        pytest.skip(message)
+    return path
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+class RunningBroker:
+    def __init__(self, process: subprocess.Popen[str], port: int) -> None:
+        self.process = process
+        self.port = port
+        self.address = f"127.0.0.1:{port}"
+
+
+@contextmanager
+def run_broker(*args: str) -> Iterator[RunningBroker]:
+    """A real ``spoolgear serve`` on a free port; fails the test if it logged a traceback."""
+    process = subprocess.Popen([*SPOOLGEAR, "serve", "--port", "0", *args], cwd=ROOT,
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    assert process.stdout is not None
+    line = process.stdout.readline()
+    if not line.startswith("spoolgear listening"):
+        process.kill()
+        raise AssertionError(f"broker did not start: {line!r} {process.stderr.read()!r}")
+    port = int(line.split("gearman=")[1].split()[0].rsplit(":", 1)[1])
+    try:
+        yield RunningBroker(process, port)
+    finally:
+        process.terminate()
+        try:
+            _, stderr = process.communicate(timeout=10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            _, stderr = process.communicate()
+        assert "Traceback" not in stderr, stderr
+
+
+@contextmanager
+def run_gearmand(*args: str) -> Iterator[int]:
+    """Debian's gearmand 1.1.20 on a free port (single I/O thread), for differential tests."""
+    binary = require_peer("gearmand")
+    port = free_port()
+    process = subprocess.Popen([binary, "-p", str(port), "-L", "127.0.0.1", "-t", "1",
+                                "--log-file=none", *args],
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        wait_for_port(port)
+        yield port
+    finally:
+        process.terminate()
+        process.wait(timeout=10)
+
+
+def wait_for_port(port: int, timeout: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
+                return
+        except OSError:
+            time.sleep(0.05)
+    raise AssertionError(f"nothing listens on port {port}")
+
+
+class RawConnection:
+    """A raw socket speaking packets and admin lines, for byte-level assertions."""
+
+    def __init__(self, port: int) -> None:
+        self.sock = socket.create_connection(("127.0.0.1", port), timeout=5)
+        self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        self.reader = PacketReader(accept_text=False)
+
+    def close(self) -> None:
+        self.sock.close()
+
+    def __enter__(self) -> RawConnection:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def send(self, packet_type: PacketType, *args: bytes) -> None:
+        self.sock.sendall(encode_packet(packet_type, *args, magic=MAGIC_REQ))
+
+    def send_raw(self, data: bytes) -> None:
+        self.sock.sendall(data)
+
+    def packet(self, timeout: float = 5.0) -> Packet:
+        self.sock.settimeout(timeout)
+        while True:
+            event = self.reader.next_event()
+            if event is not None:
+                assert isinstance(event, Packet)
+                return event
+            data = self.sock.recv(65536)
+            if not data:
+                raise ConnectionError("closed")
+            self.reader.feed(data)
+
+    def quiet(self, wait: float = 0.2) -> bool:
+        """True if nothing arrives within ``wait`` seconds (and the socket is open)."""
+        if self.reader.pending:
+            return False
+        self.sock.settimeout(wait)
+        try:
+            data = self.sock.recv(65536)
+        except TimeoutError:
+            return True
+        self.reader.feed(data)
+        return False
+
+    def closed_by_peer(self, wait: float = 2.0) -> bool:
+        self.sock.settimeout(wait)
+        try:
+            return self.sock.recv(65536) == b""
+        except TimeoutError:
+            return False
+        except ConnectionResetError:
+            return True
+
+    def admin(self, line: bytes, settle: float = 0.15) -> bytes:
+        """Send one admin line and collect everything that arrives until it goes quiet."""
+        self.sock.sendall(line)
+        self.sock.settimeout(5)
+        chunks = [self.sock.recv(65536)]
+        self.sock.settimeout(settle)
+        try:
+            while True:
+                data = self.sock.recv(65536)
+                if not data:
+                    break
+                chunks.append(data)
+        except TimeoutError:
+            pass
+        return b"".join(chunks)
