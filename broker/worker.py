@@ -86,6 +86,17 @@ class Worker:
         self._wake_reader, self._wake_writer = socket.socketpair()
         self._wake_writer.setblocking(False)
 
+    def __enter__(self) -> Worker:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Release the wake-up socket pair (``work()`` closes its own connections)."""
+        self._wake_reader.close()
+        self._wake_writer.close()
+
     def register(self, name: str, function: TaskFunction, *, timeout: float | None = None) -> None:
         """Serve ``name`` with ``function``; ``timeout`` seconds makes the server requeue
         a job this worker holds for longer (CAN_DO_TIMEOUT)."""
