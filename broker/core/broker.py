@@ -273,8 +273,8 @@ class Broker:
         if key is not None:
             job.coalesce_key = key
             self.uniques[key] = job
-        if unique and unique not in self.by_unique:
-            self.by_unique[unique] = job
+        if unique:
+            self.by_unique[unique] = job  # the newest job wins, as in gearmand
         if session is not None:
             self.send(session, encode_packet(T.JOB_CREATED, job.handle))
             if not background:
@@ -559,10 +559,20 @@ class Broker:
         if job.coalesce_key is not None:
             del self.uniques[job.coalesce_key]
         if job.unique and self.by_unique.get(job.unique) is job:
-            del self.by_unique[job.unique]
+            self._reindex_unique(job.unique)
         for client in job.clients:
             client.attached.pop(job, None)
         job.clients = []
+
+    def _reindex_unique(self, unique: bytes) -> None:
+        """GET_STATUS_UNIQUE is not scoped by function: after the indexed job ends,
+        point at another live job with the same unique, if any."""
+        del self.by_unique[unique]
+        for name in self.functions:
+            other = self.uniques.get((name, unique))
+            if other is not None:
+                self.by_unique[unique] = other
+                return
 
     def cancel(self, handle: bytes) -> bool:
         """Admin ``cancel job``: remove a queued, delayed or running job, failing its clients."""
