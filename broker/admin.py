@@ -93,7 +93,7 @@ class AdminClient:
     def _table(self, command: str) -> list[list[str]]:
         deadline = self._send(command)
         assert self._wire is not None
-        rows = []
+        rows: list[list[str]] = []
         while True:
             line = self._wire.read_line(deadline).decode("utf-8", "replace")
             if line == ".":

@@ -32,7 +32,8 @@ def _parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True)
 
     serve = commands.add_parser("serve", help="run the broker in the foreground")
-    serve.add_argument("--listen", default="127.0.0.1", help="address to bind (default %(default)s)")
+    serve.add_argument("--listen", default="127.0.0.1",
+                       help="address to bind (default %(default)s)")
     serve.add_argument("--port", type=int, default=DEFAULT_PORT,
                        help="Gearman port (default %(default)s; 0 picks a free one)")
     serve.add_argument("--store", default="memory:", help="job store URL (default %(default)s)")
@@ -64,7 +65,8 @@ def _parser() -> argparse.ArgumentParser:
     with_server(commands.add_parser("workers", help="connections and their functions"))
     submit = with_server(commands.add_parser("submit", help="submit a job"))
     submit.add_argument("function")
-    submit.add_argument("data", nargs="?", default="", help="payload (default: read stdin if piped)")
+    submit.add_argument("data", nargs="?", default="",
+                        help="payload (default: read stdin if piped)")
     submit.add_argument("--background", "-b", action="store_true", help="do not wait")
     submit.add_argument("--priority", choices=["high", "normal", "low"], default="normal")
     submit.add_argument("--unique", "-u", default="", help="coalescing key")

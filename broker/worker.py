@@ -9,6 +9,7 @@ finish, reports it, and returns from ``work()``.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import selectors
 import socket
@@ -105,10 +106,8 @@ class Worker:
     def stop(self) -> None:
         """Finish the current job, then leave ``work()``. Safe to call from a signal handler."""
         self._stopping = True
-        try:
+        with contextlib.suppress(OSError):  # already closed, or the wake-up is pending
             self._wake_writer.send(b"x")
-        except OSError:
-            pass
 
     def work(self, *, max_jobs: int | None = None, burst: bool = False) -> int:
         """Process jobs until ``stop()``; returns the number of jobs done.

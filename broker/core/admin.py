@@ -138,7 +138,7 @@ class AdminCommands:
             elif len(limits) == 1:
                 function.max_queue = limits * 3
             else:
-                function.max_queue = (limits + [0, 0])[:3]
+                function.max_queue = [*limits, 0, 0][:3]
         return OK_CRLF
 
     def _create(self, session: Session, words: list[bytes]) -> bytes:

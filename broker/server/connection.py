@@ -59,7 +59,7 @@ class GearmanConnection(asyncio.Protocol):
                 continue
             if event is None:
                 break
-            if type(event) is Packet:
+            if isinstance(event, Packet):
                 broker.handle_packet(session, event)
             else:
                 try:
