@@ -26,7 +26,13 @@ from dataclasses import dataclass
 from broker.core.cron import CronSpec
 from broker.core.model import CallLater, Cancellable, Function, Job, Priority, Session
 from broker.errors import ProtocolError
-from broker.protocol.packets import MAGIC_RES, Packet, PacketType, encode_packet
+from broker.protocol.packets import (
+    MAGIC_RES,
+    Packet,
+    PacketType,
+    encode_packet,
+    encode_response,
+)
 
 log = logging.getLogger("spoolgear.broker")
 
@@ -116,6 +122,7 @@ class Broker:
         self.sessions: dict[int, Session] = {}
         self.dirty: list[Session] = []
         self._next_handle = 1
+        self._handle_prefix = settings.handle_prefix + b":"
         self._timeline: list[tuple[float, int, Job | Schedule]] = []
         self._timeline_seq = 0
         self._timeline_timer: Cancellable | None = None
@@ -213,7 +220,7 @@ class Broker:
     def _new_handle(self) -> bytes:
         number = self._next_handle
         self._next_handle = number + 1
-        return b"%s:%d" % (self.settings.handle_prefix, number)
+        return self._handle_prefix + str(number).encode()
 
     # ------------------------------------------------------------------ submitting
 
@@ -257,12 +264,14 @@ class Broker:
             existing = self.uniques.get(key)
             if existing is not None:
                 if session is not None:
-                    self.send(session, encode_packet(T.JOB_CREATED, existing.handle))
+                    self.send(session, encode_response(T.JOB_CREATED, existing.handle))
                     if not background:
                         self._attach(session, existing)
                 return existing
-        function = self.function(name)
-        if when <= self.clock():
+        function = self.functions.get(name)
+        if function is None:
+            function = self.function(name)
+        if when and when <= self.clock():
             when = 0.0
         limit = function.max_queue[priority]
         if limit > 0 and function.total >= limit:
@@ -276,7 +285,7 @@ class Broker:
         if unique:
             self.by_unique[unique] = job  # the newest job wins, as in gearmand
         if session is not None:
-            self.send(session, encode_packet(T.JOB_CREATED, job.handle))
+            self.send(session, encode_response(T.JOB_CREATED, job.handle))
             if not background:
                 self._attach(session, job)
         if when:
@@ -291,7 +300,10 @@ class Broker:
             self.send(session, error_packet(code, text))
 
     def _attach(self, session: Session, job: Job) -> None:
-        job.clients.append(session)
+        if isinstance(job.clients, list):
+            job.clients.append(session)
+        else:
+            job.clients = [session]
         job.ignored = False
         session.attached[job] = None
 
@@ -329,7 +341,7 @@ class Broker:
                             cron.next_after(self.clock()))
         self.schedules[schedule.handle] = schedule
         self.function(name)
-        self.send(session, encode_packet(T.JOB_CREATED, schedule.handle))
+        self.send(session, encode_response(T.JOB_CREATED, schedule.handle))
         self._add_to_timeline(schedule.next_run, schedule)
 
     def _add_to_timeline(self, when: float, item: Job | Schedule) -> None:
@@ -562,7 +574,7 @@ class Broker:
             self._reindex_unique(job.unique)
         for client in job.clients:
             client.attached.pop(job, None)
-        job.clients = []
+        job.clients = ()
 
     def _reindex_unique(self, unique: bytes) -> None:
         """GET_STATUS_UNIQUE is not scoped by function: after the indexed job ends,

@@ -66,7 +66,8 @@ class Job:
         self.background = background
         self.when = when
         self.reducer = reducer
-        self.clients: list[Session] = []
+        # Most jobs never have a waiting client: share one empty tuple until one attaches.
+        self.clients: list[Session] | tuple[()] = ()
         self.worker: Session | None = None
         self.retries = 0
         self.numerator = b"0"

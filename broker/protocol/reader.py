@@ -27,6 +27,8 @@ from broker.protocol.packets import (
 DEFAULT_MAX_PACKET_SIZE = 64 * 1024 * 1024
 # gearmand's admin lines must fit its 8 KiB receive buffer.
 DEFAULT_MAX_LINE_LENGTH = 8192
+_unpack_header = HEADER.unpack_from
+_TYPE_LIMIT = len(TYPES_BY_NUMBER)
 # Consumed bytes are dropped from the front of the buffer once this many pile up.
 _COMPACT_AFTER = 64 * 1024
 
@@ -53,13 +55,22 @@ class PacketReader:
         max_packet_size: int = DEFAULT_MAX_PACKET_SIZE,
         max_line_length: int = DEFAULT_MAX_LINE_LENGTH,
     ) -> None:
-        self._buf = bytearray()
+        # Usually the chunk just received, parsed in place (slicing bytes copies once);
+        # a bytearray only while a partial packet waits for more data.
+        self._buf: bytes | bytearray = b""
         self._pos = 0
         self.accept_text = accept_text
         self.max_packet_size = max_packet_size
         self.max_line_length = max_line_length
 
     def feed(self, data: bytes) -> None:
+        if self._pos == len(self._buf):
+            self._buf = data
+            self._pos = 0
+            return
+        if isinstance(self._buf, bytes):
+            self._buf = bytearray(self._buf[self._pos :])
+            self._pos = 0
         self._buf += data
 
     @property
@@ -84,10 +95,10 @@ class PacketReader:
             return self._next_line(buf, pos, available)
         if available < HEADER_SIZE:
             return None
-        magic, number, size = HEADER.unpack_from(buf, pos)
+        magic, number, size = _unpack_header(buf, pos)
         if magic != MAGIC_REQ and magic != MAGIC_RES:
             raise ProtocolError(f"invalid magic {magic!r}")
-        packet_type = TYPES_BY_NUMBER[number] if number < len(TYPES_BY_NUMBER) else None
+        packet_type = TYPES_BY_NUMBER[number] if number < _TYPE_LIMIT else None
         if packet_type is None:
             raise ProtocolError(f"invalid packet type {number}")
         if size > self.max_packet_size:
@@ -98,7 +109,9 @@ class PacketReader:
         end = pos + HEADER_SIZE + size
         if len(buf) < end:
             return None
-        body = bytes(buf[pos + HEADER_SIZE : end])
+        body = buf[pos + HEADER_SIZE : end]
+        if isinstance(body, bytearray):
+            body = bytes(body)
         self._consume(end)
         args = split_body(number, body)
         if args is None:
@@ -109,7 +122,7 @@ class PacketReader:
             )
         return Packet(magic, packet_type, args)
 
-    def _next_line(self, buf: bytearray, pos: int, available: int) -> AdminLine | None:
+    def _next_line(self, buf: bytes | bytearray, pos: int, available: int) -> AdminLine | None:
         limit = self.max_line_length
         newline = buf.find(b"\n", pos, pos + limit + 1)
         if newline < 0:
@@ -122,11 +135,12 @@ class PacketReader:
         return AdminLine(line)
 
     def _consume(self, end: int) -> None:
-        if end == len(self._buf):
-            self._buf.clear()
+        buf = self._buf
+        if end == len(buf):
+            self._buf = b""
             self._pos = 0
-        elif end > _COMPACT_AFTER:
-            del self._buf[:end]
+        elif end > _COMPACT_AFTER and isinstance(buf, bytearray):
+            del buf[:end]
             self._pos = 0
         else:
             self._pos = end

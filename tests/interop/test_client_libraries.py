@@ -144,15 +144,15 @@ def test_pygearman_client_worker_and_admin(broker: RunningBroker) -> None:
     worker.after_poll = lambda activity: not stopping.is_set()
     thread = threading.Thread(target=worker.work, kwargs={"poll_timeout": 0.2}, daemon=True)
     thread.start()
+    client = gearman.GearmanClient([broker.address])
+    admin = gearman.GearmanAdminClient([broker.address])
     try:
-        client = gearman.GearmanClient([broker.address])
         request = client.submit_job("reverse", b"pygearman", poll_timeout=10)
         assert (request.state, request.result) == ("COMPLETE", b"namraegyp")
         background = client.submit_job("later", b"x", background=True, poll_timeout=10)
         assert background.state == "CREATED"
         status = client.get_job_status(background, poll_timeout=10)
         assert (status.status["known"], status.status["running"]) == (True, False)
-        admin = gearman.GearmanAdminClient([broker.address])
         assert admin.get_version().startswith("OK 1.1.20")
         assert admin.ping_server() < 5
         tasks = {row["task"]: row for row in admin.get_status()}
@@ -162,3 +162,5 @@ def test_pygearman_client_worker_and_admin(broker: RunningBroker) -> None:
     finally:
         stopping.set()
         thread.join(10)
+        for manager in (client, admin, worker):
+            manager.shutdown()

@@ -1,0 +1,236 @@
+"""A raw-socket Gearman load generator (asyncio), the same code for every server measured.
+
+Scenarios: pipelined background enqueue, drain with N workers, foreground round
+trips with clients x in-flight jobs (latencies per job), and RSS per queued job.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import statistics
+import struct
+import time
+from collections import deque
+from dataclasses import dataclass
+
+HEADER = struct.Struct(">4sII")
+REQ = b"\0REQ"
+SUBMIT_JOB, SUBMIT_JOB_BG, JOB_CREATED = 7, 18, 8
+CAN_DO, PRE_SLEEP, NOOP, GRAB_JOB_UNIQ = 1, 4, 6, 30
+NO_JOB, JOB_ASSIGN_UNIQ, WORK_COMPLETE = 10, 31, 13
+PAYLOAD = b"x" * 64
+FUNCTION = b"bench"
+
+
+def packet(kind: int, *args: bytes) -> bytes:
+    body = b"\0".join(args)
+    return HEADER.pack(REQ, kind, len(body)) + body
+
+
+GRAB = packet(GRAB_JOB_UNIQ)
+SLEEP = packet(PRE_SLEEP)
+
+
+class Stream(asyncio.Protocol):
+    """Splits the byte stream into (type, body) and hands them to ``on_packet``."""
+
+    def __init__(self) -> None:
+        self.buffer = bytearray()
+        self.transport: asyncio.Transport | None = None
+        self.closed = asyncio.get_running_loop().create_future()
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]
+
+    def data_received(self, data: bytes) -> None:
+        buffer = self.buffer
+        buffer += data
+        offset = 0
+        end = len(buffer)
+        while end - offset >= 12:
+            _, kind, size = HEADER.unpack_from(buffer, offset)
+            if end - offset - 12 < size:
+                break
+            self.on_packet(kind, bytes(buffer[offset + 12 : offset + 12 + size]))
+            offset += 12 + size
+        del buffer[:offset]
+
+    def on_packet(self, kind: int, body: bytes) -> None:
+        raise NotImplementedError
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if not self.closed.done():
+            self.closed.set_result(None)
+
+
+async def connect(port: int, factory: type[Stream], *args: object) -> Stream:
+    loop = asyncio.get_running_loop()
+    _, protocol = await loop.create_connection(lambda: factory(*args), "127.0.0.1", port)
+    return protocol
+
+
+class Submitter(Stream):
+    """Pipelines background submits in batches and counts JOB_CREATED."""
+
+    def __init__(self, total: int, batch: int) -> None:
+        super().__init__()
+        self.total = total
+        self.batch = batch
+        self.sent = 0
+        self.created = 0
+        self.done = asyncio.get_running_loop().create_future()
+        self.request = packet(SUBMIT_JOB_BG, FUNCTION, b"", PAYLOAD)
+
+    def start(self) -> None:
+        self._send_batch()
+
+    def _send_batch(self) -> None:
+        count = min(self.batch, self.total - self.sent)
+        self.sent += count
+        assert self.transport is not None
+        self.transport.write(self.request * count)
+
+    def on_packet(self, kind: int, body: bytes) -> None:
+        if kind != JOB_CREATED:
+            raise RuntimeError(f"unexpected packet {kind}: {body[:80]!r}")
+        self.created += 1
+        if self.created == self.total:
+            self.done.set_result(None)
+        elif self.sent < self.total and self.created in (self.sent - self.batch // 2, self.sent):
+            self._send_batch()
+
+
+async def enqueue(port: int, total: int, connections: int = 4, batch: int = 1000) -> float:
+    """Background submits per second, ``connections`` clients pipelining ``batch`` at a time."""
+    share = total // connections
+    clients = [await connect(port, Submitter, share, batch) for _ in range(connections)]
+    started = time.perf_counter()
+    for client in clients:
+        client.start()  # type: ignore[attr-defined]
+    await asyncio.gather(*(c.done for c in clients))  # type: ignore[attr-defined]
+    elapsed = time.perf_counter() - started
+    for client in clients:
+        assert client.transport is not None
+        client.transport.close()
+    return share * connections / elapsed
+
+
+class DrainWorker(Stream):
+    """Completes jobs back to back; finishes at the first NO_JOB (the queue is empty)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.completed = 0
+        self.done = asyncio.get_running_loop().create_future()
+
+    def start(self) -> None:
+        assert self.transport is not None
+        self.transport.write(packet(CAN_DO, FUNCTION) + GRAB)
+
+    def on_packet(self, kind: int, body: bytes) -> None:
+        assert self.transport is not None
+        if kind == JOB_ASSIGN_UNIQ:
+            handle = body[: body.index(b"\0")]
+            self.completed += 1
+            self.transport.write(packet(WORK_COMPLETE, handle, b"") + GRAB)
+        elif kind == NO_JOB and not self.done.done():
+            self.done.set_result(None)
+
+
+async def drain(port: int, workers: int = 8) -> float:
+    """Jobs completed per second by ``workers`` connections draining a full queue."""
+    pool = [await connect(port, DrainWorker) for _ in range(workers)]
+    started = time.perf_counter()
+    for worker in pool:
+        worker.start()  # type: ignore[attr-defined]
+    await asyncio.gather(*(w.done for w in pool))  # type: ignore[attr-defined]
+    elapsed = time.perf_counter() - started
+    completed = sum(w.completed for w in pool)  # type: ignore[attr-defined]
+    for worker in pool:
+        assert worker.transport is not None
+        worker.transport.close()
+    return completed / elapsed
+
+
+class SleepyWorker(Stream):
+    """A well-behaved worker: GRAB after each job, PRE_SLEEP on NO_JOB, GRAB on NOOP."""
+
+    def start(self) -> None:
+        assert self.transport is not None
+        self.transport.write(packet(CAN_DO, FUNCTION) + GRAB)
+
+    def on_packet(self, kind: int, body: bytes) -> None:
+        assert self.transport is not None
+        if kind == JOB_ASSIGN_UNIQ:
+            handle = body[: body.index(b"\0")]
+            self.transport.write(packet(WORK_COMPLETE, handle, b"ok") + GRAB)
+        elif kind == NO_JOB:
+            self.transport.write(SLEEP)
+        elif kind == NOOP:
+            self.transport.write(GRAB)
+
+
+class RoundTripClient(Stream):
+    """Keeps ``inflight`` foreground jobs outstanding and records each job's latency."""
+
+    def __init__(self, total: int, inflight: int) -> None:
+        super().__init__()
+        self.remaining = total
+        self.inflight = inflight
+        self.pending: deque[float] = deque()
+        self.started: dict[bytes, float] = {}
+        self.latencies: list[float] = []
+        self.done = asyncio.get_running_loop().create_future()
+        self.request = packet(SUBMIT_JOB, FUNCTION, b"", PAYLOAD)
+
+    def _submit(self, count: int) -> None:
+        count = min(count, self.remaining)
+        if count <= 0:
+            return
+        self.remaining -= count
+        now = time.perf_counter()
+        self.pending.extend([now] * count)
+        assert self.transport is not None
+        self.transport.write(self.request * count)
+
+    def start(self) -> None:
+        self._submit(self.inflight)
+
+    def on_packet(self, kind: int, body: bytes) -> None:
+        if kind == JOB_CREATED:
+            self.started[body] = self.pending.popleft()
+        elif kind == WORK_COMPLETE:
+            handle = body[: body.index(b"\0")]
+            self.latencies.append(time.perf_counter() - self.started.pop(handle))
+            if self.remaining:
+                self._submit(1)
+            elif not self.started and not self.pending and not self.done.done():
+                self.done.set_result(None)
+
+
+@dataclass
+class RoundTrips:
+    rate: float
+    p50_ms: float
+    p99_ms: float
+
+
+async def round_trips(port: int, total: int, clients: int = 8, inflight: int = 8,
+                      workers: int = 8) -> RoundTrips:
+    pool = [await connect(port, SleepyWorker) for _ in range(workers)]
+    for worker in pool:
+        worker.start()  # type: ignore[attr-defined]
+    await asyncio.sleep(0.2)
+    share = total // clients
+    submitters = [await connect(port, RoundTripClient, share, inflight) for _ in range(clients)]
+    started = time.perf_counter()
+    for client in submitters:
+        client.start()  # type: ignore[attr-defined]
+    await asyncio.gather(*(c.done for c in submitters))  # type: ignore[attr-defined]
+    elapsed = time.perf_counter() - started
+    latencies = sorted(x for c in submitters for x in c.latencies)  # type: ignore[attr-defined]
+    for stream in [*pool, *submitters]:
+        assert stream.transport is not None
+        stream.transport.close()
+    return RoundTrips(len(latencies) / elapsed, statistics.median(latencies) * 1000,
+                      latencies[int(len(latencies) * 0.99)] * 1000)

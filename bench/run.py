@@ -1,0 +1,148 @@
+"""Side-by-side benchmark: gearmand 1.1.20 (-t 1) and spoolgear (memory store), one load generator.
+
+Usage: ``make bench`` or ``python bench/run.py [--scale 0.2]``. Prints a table with
+both servers' figures and spoolgear/gearmand ratios. Timings vary run to run on a
+shared 2-core machine: compare ratios from the same run, not absolute numbers.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import shutil
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager, contextmanager
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import loadgen
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def wait_for(port: int) -> None:
+    import socket
+
+    for _ in range(200):
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+            return
+        except OSError:
+            time.sleep(0.05)
+    raise RuntimeError(f"server on {port} did not start")
+
+
+@contextmanager
+def gearmand() -> Iterator[tuple[int, int]]:
+    binary = shutil.which("gearmand")
+    if binary is None:
+        raise SystemExit("gearmand is not installed: run `make peers` (as root) first")
+    port = free_port()
+    process = subprocess.Popen([binary, "-p", str(port), "-L", "127.0.0.1", "-t", "1",
+                                "--log-file=none"])
+    try:
+        wait_for(port)
+        yield port, process.pid
+    finally:
+        process.terminate()
+        process.wait()
+
+
+@contextmanager
+def spoolgear() -> Iterator[tuple[int, int]]:
+    process = subprocess.Popen([sys.executable, "-m", "broker.cli", "serve", "--port", "0"],
+                               cwd=ROOT, stdout=subprocess.PIPE, text=True)
+    assert process.stdout is not None
+    port = int(process.stdout.readline().rsplit(":", 1)[1])
+    try:
+        yield port, process.pid
+    finally:
+        process.terminate()
+        process.wait()
+
+
+def rss(pid: int) -> int:
+    with open(f"/proc/{pid}/status") as status:
+        for line in status:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) * 1024
+    raise RuntimeError("no VmRSS")
+
+
+Server = Callable[[], AbstractContextManager[tuple[int, int]]]
+
+
+def measure(server: Server, scale: float) -> dict[str, float]:
+    results: dict[str, float] = {}
+    enqueue_jobs = int(200_000 * scale)
+    drain_jobs = int(200_000 * scale)
+    round_trip_jobs = int(40_000 * scale)
+    memory_jobs = int(1_000_000 * scale)
+    with server() as (port, _pid):
+        results["enqueue/s"] = asyncio.run(loadgen.enqueue(port, enqueue_jobs))
+    with server() as (port, _pid):
+        asyncio.run(loadgen.enqueue(port, drain_jobs))
+        results["drain/s (8 workers)"] = asyncio.run(loadgen.drain(port, 8))
+    with server() as (port, _pid):
+        trips = asyncio.run(loadgen.round_trips(port, round_trip_jobs))
+        results["fg round trips/s (8x8)"] = trips.rate
+        results["fg p50 ms"] = trips.p50_ms
+        results["fg p99 ms"] = trips.p99_ms
+    with server() as (port, pid):
+        before = rss(pid)
+        asyncio.run(loadgen.enqueue(port, memory_jobs))
+        time.sleep(0.5)
+        results["bytes/queued job"] = (rss(pid) - before) / memory_jobs
+        results[f"RSS MiB, {memory_jobs} queued"] = rss(pid) / 2**20
+    return results
+
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--scale", type=float, default=1.0,
+                        help="multiply every job count (default 1.0 = 1M queued for RSS)")
+    args = parser.parse_args()
+    try:
+        import uvloop
+
+        asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
+        loop_name = "uvloop"
+    except ImportError:
+        loop_name = "asyncio"
+    print(f"load generator: one process, {loop_name}; machine: {os.cpu_count()} cores")
+    theirs = measure(gearmand, args.scale)
+    ours = measure(spoolgear, args.scale)
+    lower_is_better = {"fg p50 ms", "fg p99 ms", "bytes/queued job"}
+    print(f"\n{'metric':<28}{'gearmand -t 1':>16}{'spoolgear':>14}{'ratio':>9}  target")
+    for metric, their_value in theirs.items():
+        our_value = ours[metric]
+        if metric.startswith("RSS"):
+            print(f"{metric:<28}{their_value:>16,.0f}{our_value:>14,.0f}")
+            continue
+        if metric in lower_is_better:
+            ratio = their_value / our_value
+            target = ">= 2.0" if metric == "bytes/queued job" else ">= 1.0"
+        else:
+            ratio = our_value / their_value
+            target = ">= 1.0"
+        print(f"{metric:<28}{their_value:>16,.1f}{our_value:>14,.1f}{ratio:>8.2f}x  {target}")
+    print("\nratio: spoolgear's advantage, above 1.0 = spoolgear better (for latency and memory:"
+          " gearmand's figure / spoolgear's)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
