@@ -102,7 +102,13 @@ class Schedule:
 
 
 class Broker:
-    """All broker state. ``call_later`` and ``clock`` are injected so tests run without a loop."""
+    """All broker state. ``call_later`` and ``clock`` are injected so tests run without a loop.
+
+    Output is buffered per session. ``on_output`` is called when the first session
+    gets something to send; the server answers by scheduling one ``flush()`` at the
+    end of the event-loop turn, so everything one turn produced for a connection
+    (say, results from several workers for one client) leaves in a single write.
+    """
 
     def __init__(
         self,
@@ -110,10 +116,12 @@ class Broker:
         *,
         call_later: CallLater,
         clock: Callable[[], float] = time.time,
+        on_output: Callable[[], None] | None = None,
     ) -> None:
         self.settings = settings
         self.call_later = call_later
         self.clock = clock
+        self.on_output = on_output
         self.functions: dict[bytes, Function] = {}
         self.jobs: dict[bytes, Job] = {}
         self.uniques: dict[tuple[bytes, ...], Job] = {}
@@ -183,6 +191,8 @@ class Broker:
         if session.closed:
             return
         if not session.out:
+            if not self.dirty and self.on_output is not None:
+                self.on_output()
             self.dirty.append(session)
         session.out.append(data)
 
@@ -373,7 +383,6 @@ class Broker:
                 item.when = 0.0
                 self._enqueue(item)
         self._arm_timeline()
-        self.flush()
 
     def _fire_schedule(self, schedule: Schedule, now: float) -> None:
         if schedule.cancelled:
@@ -508,7 +517,6 @@ class Broker:
         if job.worker is worker and self.jobs.get(job.handle) is job:
             log.warning("job %s exceeded its CAN_DO_TIMEOUT", job.handle.decode())
             self.requeue(job, reason="timeout")
-            self.flush()
 
     # ------------------------------------------------------------------ work results
 

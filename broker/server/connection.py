@@ -1,4 +1,8 @@
-"""A thin ``asyncio.Protocol``: feed the reader, hand events to the broker, flush once."""
+"""A thin ``asyncio.Protocol``: feed the reader and hand every complete event to the broker.
+
+Replies are not written here: the broker buffers them per connection and the
+server flushes once per event-loop turn.
+"""
 
 from __future__ import annotations
 
@@ -68,7 +72,6 @@ class GearmanConnection(asyncio.Protocol):
                     self._protocol_error(exc)
                     return
                 broker.send(session, reply)
-        broker.flush()
 
     def _protocol_error(self, exc: ProtocolError) -> bool:
         """Answer a protocol error; returns True when the connection was closed."""
@@ -80,7 +83,6 @@ class GearmanConnection(asyncio.Protocol):
         self.broker.flush()
         self.transport.close()
         self.broker.disconnect(self.session)
-        self.broker.flush()
         return True
 
     def pause_writing(self) -> None:
@@ -94,4 +96,3 @@ class GearmanConnection(asyncio.Protocol):
         self.server.connections.discard(self)
         if not self.session.closed:
             self.broker.disconnect(self.session)
-            self.broker.flush()

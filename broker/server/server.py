@@ -28,13 +28,17 @@ class BrokerServer:
         settings = BrokerSettings(handle_prefix=config.job_handle_prefix,
                                   job_retries=config.job_retries,
                                   worker_wakeup=config.worker_wakeup)
-        self.broker = Broker(settings, call_later=self.loop.call_later)
+        self.broker = Broker(settings, call_later=self.loop.call_later,
+                             on_output=self._schedule_flush)
         self.admin = AdminCommands(self.broker, verbose=config.verbose,
                                    request_shutdown=self.request_shutdown)
         self.connections: set[GearmanConnection] = set()
         self._listeners: list[asyncio.Server] = []
         self._stopped = asyncio.Event()
         self._graceful_task: asyncio.Task[None] | None = None
+
+    def _schedule_flush(self) -> None:
+        self.loop.call_soon(self.broker.flush)
 
     async def start(self) -> list[tuple[str, int]]:
         """Bind the Gearman listener; returns the bound (host, port) pairs."""
@@ -68,6 +72,7 @@ class BrokerServer:
         self._stop()
 
     def _stop(self) -> None:
+        self.broker.flush()  # replies still buffered, such as the OK to `shutdown`
         for connection in list(self.connections):
             connection.transport.close()
         self._stopped.set()

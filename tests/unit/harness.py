@@ -47,6 +47,7 @@ class Harness:
             if timer.due <= self.now and not timer.cancelled:
                 timer.cancelled = True
                 timer.callback()
+        self.broker.flush()
 
     def peer(self, host: str = "127.0.0.1") -> Peer:
         self._next_fd += 1
