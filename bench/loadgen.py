@@ -37,7 +37,14 @@ class Stream(asyncio.Protocol):
     def __init__(self) -> None:
         self.buffer = bytearray()
         self.transport: asyncio.Transport | None = None
-        self.closed = asyncio.get_running_loop().create_future()
+        self.done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+
+    def start(self) -> None:
+        """Send the first requests; ``done`` resolves when the scenario's part is over."""
+
+    def close(self) -> None:
+        assert self.transport is not None
+        self.transport.close()
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]
@@ -58,15 +65,23 @@ class Stream(asyncio.Protocol):
     def on_packet(self, kind: int, body: bytes) -> None:
         raise NotImplementedError
 
-    def connection_lost(self, exc: Exception | None) -> None:
-        if not self.closed.done():
-            self.closed.set_result(None)
 
-
-async def connect(port: int, factory: type[Stream], *args: object) -> Stream:
+async def connect(port: int, factory: type[Stream], count: int, *args: object) -> list[Stream]:
     loop = asyncio.get_running_loop()
-    _, protocol = await loop.create_connection(lambda: factory(*args), "127.0.0.1", port)
-    return protocol
+    streams = []
+    for _ in range(count):
+        _, protocol = await loop.create_connection(lambda: factory(*args), "127.0.0.1", port)
+        streams.append(protocol)
+    return streams
+
+
+async def run_until_done(streams: list[Stream]) -> float:
+    """Start every stream, wait until all are done; returns the seconds that took."""
+    started = time.perf_counter()
+    for stream in streams:
+        stream.start()
+    await asyncio.gather(*(stream.done for stream in streams))
+    return time.perf_counter() - started
 
 
 class Submitter(Stream):
@@ -78,7 +93,6 @@ class Submitter(Stream):
         self.batch = batch
         self.sent = 0
         self.created = 0
-        self.done = asyncio.get_running_loop().create_future()
         self.request = packet(SUBMIT_JOB_BG, FUNCTION, b"", PAYLOAD)
 
     def start(self) -> None:
@@ -103,25 +117,24 @@ class Submitter(Stream):
 async def enqueue(port: int, total: int, connections: int = 4, batch: int = 1000) -> float:
     """Background submits per second, ``connections`` clients pipelining ``batch`` at a time."""
     share = total // connections
-    clients = [await connect(port, Submitter, share, batch) for _ in range(connections)]
-    started = time.perf_counter()
+    clients = await connect(port, Submitter, connections, share, batch)
+    elapsed = await run_until_done(clients)
     for client in clients:
-        client.start()  # type: ignore[attr-defined]
-    await asyncio.gather(*(c.done for c in clients))  # type: ignore[attr-defined]
-    elapsed = time.perf_counter() - started
-    for client in clients:
-        assert client.transport is not None
-        client.transport.close()
+        client.close()
     return share * connections / elapsed
 
 
-class DrainWorker(Stream):
-    """Completes jobs back to back; finishes at the first NO_JOB (the queue is empty)."""
+class LoadWorker(Stream):
+    """Completes each job at once and grabs the next in the same write.
 
-    def __init__(self) -> None:
+    Without ``sleep`` it stops at the first NO_JOB (the queue is drained); with it,
+    it behaves like a real worker: PRE_SLEEP on NO_JOB, GRAB again on NOOP.
+    """
+
+    def __init__(self, sleep: bool = False) -> None:
         super().__init__()
+        self.sleep = sleep
         self.completed = 0
-        self.done = asyncio.get_running_loop().create_future()
 
     def start(self) -> None:
         assert self.transport is not None
@@ -132,42 +145,23 @@ class DrainWorker(Stream):
         if kind == JOB_ASSIGN_UNIQ:
             handle = body[: body.index(b"\0")]
             self.completed += 1
-            self.transport.write(packet(WORK_COMPLETE, handle, b"") + GRAB)
-        elif kind == NO_JOB and not self.done.done():
-            self.done.set_result(None)
+            self.transport.write(packet(WORK_COMPLETE, handle, b"ok") + GRAB)
+        elif kind == NO_JOB:
+            if self.sleep:
+                self.transport.write(SLEEP)
+            elif not self.done.done():
+                self.done.set_result(None)
+        elif kind == NOOP:
+            self.transport.write(GRAB)
 
 
 async def drain(port: int, workers: int = 8) -> float:
     """Jobs completed per second by ``workers`` connections draining a full queue."""
-    pool = [await connect(port, DrainWorker) for _ in range(workers)]
-    started = time.perf_counter()
+    pool = await connect(port, LoadWorker, workers)
+    elapsed = await run_until_done(pool)
     for worker in pool:
-        worker.start()  # type: ignore[attr-defined]
-    await asyncio.gather(*(w.done for w in pool))  # type: ignore[attr-defined]
-    elapsed = time.perf_counter() - started
-    completed = sum(w.completed for w in pool)  # type: ignore[attr-defined]
-    for worker in pool:
-        assert worker.transport is not None
-        worker.transport.close()
-    return completed / elapsed
-
-
-class SleepyWorker(Stream):
-    """A well-behaved worker: GRAB after each job, PRE_SLEEP on NO_JOB, GRAB on NOOP."""
-
-    def start(self) -> None:
-        assert self.transport is not None
-        self.transport.write(packet(CAN_DO, FUNCTION) + GRAB)
-
-    def on_packet(self, kind: int, body: bytes) -> None:
-        assert self.transport is not None
-        if kind == JOB_ASSIGN_UNIQ:
-            handle = body[: body.index(b"\0")]
-            self.transport.write(packet(WORK_COMPLETE, handle, b"ok") + GRAB)
-        elif kind == NO_JOB:
-            self.transport.write(SLEEP)
-        elif kind == NOOP:
-            self.transport.write(GRAB)
+        worker.close()
+    return sum(w.completed for w in pool if isinstance(w, LoadWorker)) / elapsed
 
 
 class RoundTripClient(Stream):
@@ -180,7 +174,6 @@ class RoundTripClient(Stream):
         self.pending: deque[float] = deque()
         self.started: dict[bytes, float] = {}
         self.latencies: list[float] = []
-        self.done = asyncio.get_running_loop().create_future()
         self.request = packet(SUBMIT_JOB, FUNCTION, b"", PAYLOAD)
 
     def _submit(self, count: int) -> None:
@@ -217,20 +210,15 @@ class RoundTrips:
 
 async def round_trips(port: int, total: int, clients: int = 8, inflight: int = 8,
                       workers: int = 8) -> RoundTrips:
-    pool = [await connect(port, SleepyWorker) for _ in range(workers)]
+    pool = await connect(port, LoadWorker, workers, True)
     for worker in pool:
-        worker.start()  # type: ignore[attr-defined]
+        worker.start()
     await asyncio.sleep(0.2)
-    share = total // clients
-    submitters = [await connect(port, RoundTripClient, share, inflight) for _ in range(clients)]
-    started = time.perf_counter()
-    for client in submitters:
-        client.start()  # type: ignore[attr-defined]
-    await asyncio.gather(*(c.done for c in submitters))  # type: ignore[attr-defined]
-    elapsed = time.perf_counter() - started
-    latencies = sorted(x for c in submitters for x in c.latencies)  # type: ignore[attr-defined]
+    submitters = await connect(port, RoundTripClient, clients, total // clients, inflight)
+    elapsed = await run_until_done(submitters)
+    latencies = sorted(x for c in submitters if isinstance(c, RoundTripClient)
+                       for x in c.latencies)
     for stream in [*pool, *submitters]:
-        assert stream.transport is not None
-        stream.transport.close()
+        stream.close()
     return RoundTrips(len(latencies) / elapsed, statistics.median(latencies) * 1000,
                       latencies[int(len(latencies) * 0.99)] * 1000)

@@ -83,22 +83,19 @@ class BrokerSettings:
     worker_wakeup: int = 0
 
 
+@dataclass(slots=True, eq=False)
 class Schedule:
     """A SUBMIT_JOB_SCHED recurring job: each time the cron spec matches, a
     background job is created (coalescing on the unique, so a run still queued
-    is not doubled)."""
+    or running absorbs the next one)."""
 
-    __slots__ = ("cancelled", "cron", "data", "function", "handle", "next_run", "unique")
-
-    def __init__(self, handle: bytes, function: bytes, unique: bytes, data: bytes,
-                 cron: CronSpec, next_run: float) -> None:
-        self.handle = handle
-        self.function = function
-        self.unique = unique
-        self.data = data
-        self.cron = cron
-        self.next_run = next_run
-        self.cancelled = False
+    handle: bytes
+    function: bytes
+    unique: bytes
+    data: bytes
+    cron: CronSpec
+    next_run: float
+    cancelled: bool = False
 
 
 class Broker:
@@ -323,14 +320,20 @@ class Broker:
         self._wake(function)
 
     def _wake(self, function: Function) -> None:
-        """NOOP sleeping workers of ``function``: each at most once per sleep."""
+        """NOOP sleeping workers of ``function``, each at most once per sleep.
+
+        The starting worker rotates from job to job, so with ``worker_wakeup``
+        limiting the NOOPs per job (and in the order NOOPs leave otherwise)
+        successive jobs go round-robin over the workers.
+        """
         workers = function.workers
-        if not workers:
+        count = len(workers)
+        if not count:
             return
-        budget = self.settings.worker_wakeup or len(workers)
-        start = function.wake_position % len(workers)
-        for offset in range(len(workers)):
-            worker = workers[(start + offset) % len(workers)]
+        budget = self.settings.worker_wakeup or count
+        start = function.wake_position % count
+        for offset in range(count):
+            worker = workers[(start + offset) % count]
             if worker.sleeping and not worker.noop_sent:
                 worker.noop_sent = True
                 self.send(worker, NOOP)
@@ -338,6 +341,7 @@ class Broker:
                 if budget == 0:
                     function.wake_position = start + offset + 1
                     return
+        function.wake_position = start + 1
 
     # ------------------------------------------------------------------ schedules and timers
 

@@ -69,15 +69,20 @@ PHP_EXPECTED = ("normal:olleh\nhigh:hgih\nlow:wol\nchunks:abc\nexception:yes\n"
                 "background:handle\nstatus:4\n")
 
 
-def test_php_client_against_spoolgear_worker(broker: RunningBroker) -> None:
-    binary = php()
+def run_client_script(binary: str, script: str, broker: RunningBroker) -> str:
+    """Run a peer's client script while a spoolgear worker serves its functions."""
     worker, thread = serve_in_thread(broker.address)
     try:
-        result = subprocess.run([binary, str(PEERS / "client.php"), str(broker.port)],
+        result = subprocess.run([binary, str(PEERS / script), str(broker.port)],
                                 capture_output=True, text=True, timeout=60)
     finally:
         stop(worker, thread)
-    assert result.stdout == PHP_EXPECTED, result.stderr
+    assert result.returncode == 0, result.stderr
+    return result.stdout
+
+
+def test_php_client_against_spoolgear_worker(broker: RunningBroker) -> None:
+    assert run_client_script(php(), "client.php", broker) == PHP_EXPECTED
 
 
 def test_php_worker_and_php_client(broker: RunningBroker) -> None:
@@ -109,15 +114,8 @@ def test_php_worker_serves_spoolgear_client(broker: RunningBroker) -> None:
 
 
 def test_perl_client_against_spoolgear_worker(broker: RunningBroker) -> None:
-    binary = perl()
-    worker, thread = serve_in_thread(broker.address)
-    try:
-        result = subprocess.run([binary, str(PEERS / "client.pl"), str(broker.port)],
-                                capture_output=True, text=True, timeout=60)
-    finally:
-        stop(worker, thread)
-    assert result.stdout == "normal:lrep\nunique:euqinu\nfail:undef\nbackground:handle\n", (
-        result.stderr)
+    assert run_client_script(perl(), "client.pl", broker) == (
+        "normal:lrep\nunique:euqinu\nfail:undef\nbackground:handle\n")
 
 
 def test_perl_worker_serves_spoolgear_client(broker: RunningBroker) -> None:
