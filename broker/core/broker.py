@@ -206,10 +206,11 @@ class Broker:
     # ------------------------------------------------------------------ packets
 
     def handle_packet(self, session: Session, packet: Packet) -> None:
-        if packet.magic == MAGIC_RES:
+        magic, kind, _ = packet
+        if magic == MAGIC_RES:
             self.send(session, error_packet(b"INVALID_MAGIC", b"Request magic expected"))
             return
-        handler = self._handlers.get(packet.type)
+        handler = self._handlers.get(kind)
         if handler is None:
             self.send(session, error_packet(b"INVALID_COMMAND", b"Command not expected"))
             return
@@ -232,8 +233,8 @@ class Broker:
     # ------------------------------------------------------------------ submitting
 
     def _submit_plain(self, session: Session, packet: Packet) -> None:
-        priority, background = _SUBMITS[packet.type]
-        name, unique, data = packet.args
+        _, kind, (name, unique, data) = packet
+        priority, background = _SUBMITS[kind]
         self.submit(session, name, unique, data, priority, background)
 
     def _submit_reduce(self, session: Session, packet: Packet) -> None:
