@@ -59,10 +59,11 @@ def gearmand() -> Iterator[tuple[int, int]]:
 
 @contextmanager
 def spoolgear() -> Iterator[tuple[int, int]]:
-    process = subprocess.Popen([sys.executable, "-m", "broker.cli", "serve", "--port", "0"],
+    process = subprocess.Popen([sys.executable, "-m", "broker.cli", "serve", "--port", "0",
+                                "--store", "memory:"],
                                cwd=ROOT, stdout=subprocess.PIPE, text=True)
     assert process.stdout is not None
-    port = int(process.stdout.readline().rsplit(":", 1)[1])
+    port = int(process.stdout.readline().split("gearman=")[1].split()[0].rsplit(":", 1)[1])
     try:
         yield port, process.pid
     finally:

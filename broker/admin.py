@@ -48,6 +48,15 @@ class JobInfo:
 
 
 @dataclass(frozen=True, slots=True)
+class FailedInfo:
+    handle: str
+    function: str
+    attempts: int
+    failed_at: int
+    error: str
+
+
+@dataclass(frozen=True, slots=True)
 class ScheduleInfo:
     handle: str
     function: str
@@ -129,6 +138,17 @@ class AdminClient:
     def show_schedules(self) -> list[ScheduleInfo]:
         return [ScheduleInfo(handle, function, unique, cron, int(next_run))
                 for handle, function, unique, cron, next_run in self._table("show schedules")]
+
+    def show_failed(self) -> list[FailedInfo]:
+        return [FailedInfo(handle, function, int(attempts), int(failed_at), error)
+                for handle, function, attempts, failed_at, error in self._table("show failed")]
+
+    def retry_failed(self, handle: str = "all") -> int:
+        """Queue failed jobs again (``all`` or one handle); returns how many."""
+        return int(self._line(f"retry failed {handle}").removeprefix("OK "))
+
+    def drop_failed(self, handle: str = "all") -> int:
+        return int(self._line(f"drop failed {handle}").removeprefix("OK "))
 
     def version(self) -> str:
         return self._line("version").removeprefix("OK ")

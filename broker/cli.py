@@ -16,6 +16,7 @@ from broker import __version__
 from broker.admin import AdminClient
 from broker.client import Client
 from broker.config import (
+    DEFAULT_MAX_FAILED_JOBS,
     DEFAULT_MAX_OUTPUT_BUFFER,
     DEFAULT_PORT,
     LOG_LEVELS,
@@ -24,6 +25,7 @@ from broker.config import (
 from broker.core.model import Priority
 from broker.errors import BrokerError
 from broker.protocol.reader import DEFAULT_MAX_LINE_LENGTH, DEFAULT_MAX_PACKET_SIZE
+from broker.store.base import default_store_url
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -36,10 +38,16 @@ def _parser() -> argparse.ArgumentParser:
                        help="address to bind (default %(default)s)")
     serve.add_argument("--port", type=int, default=DEFAULT_PORT,
                        help="Gearman port (default %(default)s; 0 picks a free one)")
-    serve.add_argument("--store", default="memory:", help="job store URL (default %(default)s)")
+    serve.add_argument("--store", default=default_store_url(),
+                       help="job store: sqlite:PATH (durable) or memory: (default %(default)s)")
     serve.add_argument("--job-retries", type=int, default=0,
-                       help="attempts before a job whose workers keep dying is dropped "
-                            "(default 0 = unlimited)")
+                       help="attempts before a job whose workers keep dying or timing out "
+                            "fails (default 0 = unlimited)")
+    serve.add_argument("--retry-failures", action="append", default=[], metavar="FUNCTION=N",
+                       help="run background jobs of FUNCTION ('*' = all) that fail up to N "
+                            "times in all before they go to the failed list (repeatable)")
+    serve.add_argument("--max-failed-jobs", type=int, default=DEFAULT_MAX_FAILED_JOBS,
+                       help="failed jobs kept; the oldest are forgotten (default %(default)s)")
     serve.add_argument("--worker-wakeup", type=int, default=0,
                        help="NOOPs sent per queued job, rotating over sleeping workers "
                             "(default 0 = wake all)")
@@ -63,6 +71,10 @@ def _parser() -> argparse.ArgumentParser:
 
     with_server(commands.add_parser("status", help="queued and running jobs per function"))
     with_server(commands.add_parser("workers", help="connections and their functions"))
+    failed = with_server(commands.add_parser("failed", help="show, replay or drop failed jobs"))
+    action = failed.add_mutually_exclusive_group()
+    action.add_argument("--retry", metavar="HANDLE|all", help="queue failed jobs again")
+    action.add_argument("--drop", metavar="HANDLE|all", help="forget failed jobs")
     submit = with_server(commands.add_parser("submit", help="submit a job"))
     submit.add_argument("function")
     submit.add_argument("data", nargs="?", default="",
@@ -78,6 +90,8 @@ def _parser() -> argparse.ArgumentParser:
 def _serve(args: argparse.Namespace) -> int:
     config = ServerConfig(listen=args.listen, port=args.port, store=args.store,
                           job_retries=args.job_retries, worker_wakeup=args.worker_wakeup,
+                          retry_failures=tuple(args.retry_failures),
+                          max_failed_jobs=args.max_failed_jobs,
                           max_packet_size=args.max_packet_size,
                           max_admin_line=args.max_admin_line,
                           max_output_buffer=args.max_output_buffer,
@@ -129,6 +143,27 @@ def _workers(args: argparse.Namespace) -> int:
     else:
         _print_table(["FD", "ADDRESS", "CLIENT ID", "FUNCTIONS"],
                      [[r.fd, r.ip, r.client_id, " ".join(r.functions) or "-"] for r in records])
+    return 0
+
+
+def _failed(args: argparse.Namespace) -> int:
+    with AdminClient(args.server) as admin:
+        if args.retry or args.drop:
+            count = admin.retry_failed(args.retry) if args.retry else admin.drop_failed(args.drop)
+            verb = "queued again" if args.retry else "dropped"
+            print(json.dumps({verb.replace(" ", "_"): count}) if args.json
+                  else f"{count} failed job(s) {verb}")
+            return 0
+        records = admin.show_failed()
+    if args.json:
+        print(json.dumps([dataclasses.asdict(r) for r in records]))
+    elif not records:
+        print("no failed jobs")
+    else:
+        _print_table(["HANDLE", "FUNCTION", "ATTEMPTS", "FAILED AT", "ERROR"],
+                     [[r.handle, r.function, r.attempts,
+                       dt.datetime.fromtimestamp(r.failed_at).isoformat(sep=" "), r.error]
+                      for r in records])
     return 0
 
 
@@ -195,6 +230,7 @@ _COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
     "serve": _serve,
     "status": _status,
     "workers": _workers,
+    "failed": _failed,
     "submit": _submit,
 }
 

@@ -6,10 +6,11 @@ Every limit has a name, a default and a command-line option; see README "Limits"
 from __future__ import annotations
 
 import socket
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from broker.errors import ConfigurationError
 from broker.protocol.reader import DEFAULT_MAX_LINE_LENGTH, DEFAULT_MAX_PACKET_SIZE
+from broker.store.base import check_store_url, default_store_url
 
 DEFAULT_PORT = 4730
 # A connection whose unread replies pass this many bytes stops being read until
@@ -18,12 +19,31 @@ DEFAULT_MAX_OUTPUT_BUFFER = 4 * 1024 * 1024
 LOG_LEVELS = ("FATAL", "ALERT", "CRITICAL", "ERROR", "WARNING", "NOTICE", "INFO", "DEBUG")
 
 
+# Failed background jobs kept for inspection and replay; the oldest go first.
+DEFAULT_MAX_FAILED_JOBS = 100_000
+
+
+def parse_retry_failures(specs: tuple[str, ...]) -> dict[bytes, int]:
+    """``("mail=5", "*=3")`` to ``{b"mail": 5, b"*": 3}``."""
+    attempts = {}
+    for spec in specs:
+        name, sep, count = spec.rpartition("=")
+        if not sep or not count.isdigit() or int(count) < 1:
+            raise ConfigurationError(
+                f"--retry-failures {spec!r}: expected FUNCTION=ATTEMPTS, e.g. mail=5 or '*=3'")
+        attempts[name.encode()] = int(count)
+    return attempts
+
+
 @dataclass(frozen=True, slots=True)
 class ServerConfig:
     listen: str = "127.0.0.1"
     port: int = DEFAULT_PORT
-    store: str = "memory:"
+    store: str = field(default_factory=default_store_url)
     job_retries: int = 0
+    retry_failures: tuple[str, ...] = ()
+    """``FUNCTION=ATTEMPTS`` (``*`` for every function): failed background jobs run again."""
+    max_failed_jobs: int = DEFAULT_MAX_FAILED_JOBS
     worker_wakeup: int = 0
     max_packet_size: int = DEFAULT_MAX_PACKET_SIZE
     max_admin_line: int = DEFAULT_MAX_LINE_LENGTH
@@ -45,13 +65,16 @@ class ServerConfig:
             if getattr(self, name) < 64:
                 option = "--" + name.replace("_", "-")
                 raise ConfigurationError(f"{option} must be at least 64 bytes")
-        if self.store != "memory:":
-            raise ConfigurationError(
-                f"--store {self.store!r} is not supported yet; this version keeps jobs in "
-                "memory only (--store memory:)"
-            )
+        check_store_url(self.store)
+        parse_retry_failures(self.retry_failures)
+        if self.max_failed_jobs < 1:
+            raise ConfigurationError("--max-failed-jobs must be at least 1")
         if self.verbose.upper() not in LOG_LEVELS:
             raise ConfigurationError(f"--verbose must be one of {', '.join(LOG_LEVELS)}")
+
+    @property
+    def retry_failure_attempts(self) -> dict[bytes, int]:
+        return parse_retry_failures(self.retry_failures)
 
     @property
     def job_handle_prefix(self) -> bytes:

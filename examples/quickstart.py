@@ -8,10 +8,13 @@ the broker's status along the way.
 
 from __future__ import annotations
 
+import shutil
 import subprocess
 import sys
+import tempfile
 import threading
 import time
+from pathlib import Path
 
 from broker.admin import AdminClient
 from broker.client import Client
@@ -40,12 +43,13 @@ def show_status(admin: AdminClient, title: str) -> None:
 
 
 def main() -> int:
-    broker = subprocess.Popen([sys.executable, "-m", "broker.cli", "serve", "--port", "0"],
-                              stdout=subprocess.PIPE, text=True)
+    store = Path(tempfile.mkdtemp(prefix="spoolgear-demo-")) / "jobs.db"
+    broker = subprocess.Popen([sys.executable, "-m", "broker.cli", "serve", "--port", "0",
+                               "--store", f"sqlite:{store}"], stdout=subprocess.PIPE, text=True)
     assert broker.stdout is not None
     banner = broker.stdout.readline().strip()
     print(banner)
-    address = banner.split("gearman=")[1]
+    address = banner.split("gearman=")[1].split()[0]
     worker = Worker([address], client_id="demo-worker")
     worker.register("thumbnail", thumbnail)
     thread = threading.Thread(target=worker.work)
@@ -76,6 +80,7 @@ def main() -> int:
         worker.close()
         broker.terminate()
         broker.wait(10)
+        shutil.rmtree(store.parent)
     return 0
 
 

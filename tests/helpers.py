@@ -49,6 +49,8 @@ class RunningBroker:
 @contextmanager
 def run_broker(*args: str) -> Iterator[RunningBroker]:
     """A real ``spoolgear serve`` on a free port; fails the test if it logged a traceback."""
+    if "--store" not in args:
+        args = ("--store", "memory:", *args)
     process = subprocess.Popen([*SPOOLGEAR, "serve", "--port", "0", *args], cwd=ROOT,
                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     assert process.stdout is not None

@@ -28,6 +28,11 @@ def _unknown(word: bytes) -> bytes:
     return b"ERR UNKNOWN_COMMAND Unknown+server+command" + word + b"\r\n"
 
 
+def _one_line(text: str) -> bytes:
+    """An error text fit for one tab-separated field."""
+    return " ".join(text.split()).encode("utf-8", "replace")
+
+
 def tokenize(line: bytes) -> list[bytes]:
     """Split on spaces, collapsing runs; a leading space leaves an empty first word."""
     words = line.split(b" ")
@@ -67,6 +72,7 @@ class AdminCommands:
             b"maxqueue": self._maxqueue,
             b"create": self._create,
             b"drop": self._drop,
+            b"retry": self._retry,
             b"shutdown": self._shutdown,
         }
 
@@ -111,6 +117,10 @@ class AdminCommands:
                      for job in self.broker.jobs.values()]
         elif what == [b"unique", b"jobs"]:
             lines = [job.unique + b"\n" for job in self.broker.jobs.values()]
+        elif what == [b"failed"]:
+            lines = [b"%s\t%s\t%d\t%d\t%s\n" % (handle, f.function, f.attempts, f.failed_at,
+                                                 _one_line(f.error))
+                     for handle, f in self.broker.failed.items()]
         elif what == [b"schedules"]:
             lines = [b"%s\t%s\t%s\t%s\t%d\n" % (s.handle, s.function, s.unique,
                                                s.cron.text.encode(), s.next_run)
@@ -147,7 +157,21 @@ class AdminCommands:
         self.broker.function(words[2])
         return OK_CRLF
 
+    def _retry(self, session: Session, words: list[bytes]) -> bytes:
+        if len(words) != 3 or words[1].lower() != b"failed":
+            return _INCOMPLETE + words[0] + b"\r\n"
+        return self._on_failed(self.broker.retry_failed, words[2])
+
+    @staticmethod
+    def _on_failed(action: Callable[[bytes | None], int], target: bytes) -> bytes:
+        """``retry failed`` / ``drop failed``: HANDLE or ``all``; OK with the count."""
+        if target.lower() == b"all":
+            return b"OK %d\r\n" % action(None)
+        return b"OK 1\r\n" if action(target) else b"ERR UNKNOWN_JOB\r\n"
+
     def _drop(self, session: Session, words: list[bytes]) -> bytes:
+        if len(words) == 3 and words[1].lower() == b"failed":
+            return self._on_failed(self.broker.drop_failed, words[2])
         if len(words) != 3 or words[1].lower() != b"function":
             return _INCOMPLETE + words[0] + b"\r\n"
         function = self.broker.functions.get(words[2])

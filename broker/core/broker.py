@@ -20,10 +20,11 @@ from __future__ import annotations
 import heapq
 import logging
 import time
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 
 from broker.core.cron import CronSpec
+from broker.core.journal import HANDLE_BLOCK, Journal, handle_number
 from broker.core.model import CallLater, Cancellable, Function, Job, Priority, Session
 from broker.errors import ProtocolError
 from broker.protocol.packets import (
@@ -33,6 +34,7 @@ from broker.protocol.packets import (
     encode_packet,
     encode_response,
 )
+from broker.store.base import FailedJob, Operation, StoredSchedule, StoredState
 
 log = logging.getLogger("spoolgear.broker")
 
@@ -74,6 +76,17 @@ def leading_int(text: bytes) -> int:
         return 0
 
 
+def coalesce_key(name: bytes, unique: bytes, data: bytes) -> tuple[bytes, ...] | None:
+    """The key under which submissions coalesce; ``None`` when they never do.
+
+    Scoped by function. The unique ``-`` coalesces on the payload; an empty
+    unique (or ``-`` with an empty payload) never coalesces.
+    """
+    if unique == b"-":
+        return (name, b"-", data) if data else None
+    return (name, unique) if unique else None
+
+
 @dataclass(frozen=True, slots=True)
 class BrokerSettings:
     """The subset of the configuration the core needs."""
@@ -81,6 +94,10 @@ class BrokerSettings:
     handle_prefix: bytes
     job_retries: int = 0
     worker_wakeup: int = 0
+    retry_failures: Mapping[bytes, int] = field(default_factory=dict)
+    """Attempts for background jobs that end in WORK_FAIL/EXCEPTION, per function
+    (``b"*"`` for all); such jobs run again until then, and then go to the failed list."""
+    max_failed_jobs: int = 100_000
 
 
 @dataclass(slots=True, eq=False)
@@ -114,11 +131,17 @@ class Broker:
         call_later: CallLater,
         clock: Callable[[], float] = time.time,
         on_output: Callable[[], None] | None = None,
+        journal: Journal | None = None,
     ) -> None:
         self.settings = settings
         self.call_later = call_later
         self.clock = clock
         self.on_output = on_output
+        self.journal = journal
+        if journal is not None:
+            journal.on_first = on_output
+        self.failed: dict[bytes, FailedJob] = {}
+        self.gated: list[Session] = []
         self.functions: dict[bytes, Function] = {}
         self.jobs: dict[bytes, Job] = {}
         self.uniques: dict[tuple[bytes, ...], Job] = {}
@@ -127,6 +150,7 @@ class Broker:
         self.sessions: dict[int, Session] = {}
         self.dirty: list[Session] = []
         self._next_handle = 1
+        self._reserved_handles = 0
         self._handle_prefix = settings.handle_prefix + b":"
         self._timeline: list[tuple[float, int, Job | Schedule]] = []
         self._timeline_seq = 0
@@ -194,14 +218,36 @@ class Broker:
         session.out.append(data)
 
     def flush(self) -> None:
-        """Hand every session's pending output to its transport, one write each."""
+        """Hand every session's pending output to its transport, one write each.
+
+        A session gated on a journal batch not yet committed keeps its output.
+        """
         dirty = self.dirty
         self.dirty = []
+        committed = self.journal.committed if self.journal is not None else 0
         for session in dirty:
             if session.out and not session.closed:
+                if session.gate > committed:
+                    self.gated.append(session)
+                    continue
                 data = b"".join(session.out) if len(session.out) > 1 else session.out[0]
                 session.out.clear()
                 session.write(data)
+
+    def take_batch(self) -> tuple[int, list[Operation]]:
+        assert self.journal is not None
+        return self.journal.take()
+
+    def batch_committed(self, number: int) -> None:
+        """Batch ``number`` is on disk: release the output that waited for it (then flush)."""
+        assert self.journal is not None
+        self.journal.committed = number
+        self.dirty.extend(self.gated)
+        self.gated = []
+
+    def _gate(self, session: Session | None) -> None:
+        if session is not None and self.journal is not None:
+            session.gate = self.journal.building
 
     # ------------------------------------------------------------------ packets
 
@@ -228,6 +274,10 @@ class Broker:
     def _new_handle(self) -> bytes:
         number = self._next_handle
         self._next_handle = number + 1
+        if self.journal is not None and number + HANDLE_BLOCK // 2 >= self._reserved_handles:
+            # Reserve well ahead, so the reservation is on disk long before it is used up.
+            self._reserved_handles = max(self._reserved_handles, number) + HANDLE_BLOCK
+            self.journal.handles_reserved(self._reserved_handles)
         return self._handle_prefix + str(number).encode()
 
     # ------------------------------------------------------------------ submitting
@@ -263,15 +313,13 @@ class Broker:
         if len(unique) > MAX_UNIQUE_SIZE:
             self._refuse(session, b"ARGUMENT_TOO_LARGE", b"Unique value too large")
             return None
-        key: tuple[bytes, ...] | None = None
-        if unique == b"-":
-            key = (name, b"-", data) if data else None
-        elif unique:
-            key = (name, unique)
+        key = coalesce_key(name, unique, data) if unique else None
         if key is not None:
             existing = self.uniques.get(key)
             if existing is not None:
                 if session is not None:
+                    if existing.background:
+                        self._gate(session)  # it may have been created in this very batch
                     self.send(session, encode_response(T.JOB_CREATED, existing.handle))
                     if not background:
                         self._attach(session, existing)
@@ -292,6 +340,9 @@ class Broker:
             self.uniques[key] = job
         if unique:
             self.by_unique[unique] = job  # the newest job wins, as in gearmand
+        if background and self.journal is not None:
+            self.journal.job_added(job)
+            self._gate(session)
         if session is not None:
             self.send(session, encode_response(T.JOB_CREATED, job.handle))
             if not background:
@@ -356,6 +407,10 @@ class Broker:
                             cron.next_after(self.clock()))
         self.schedules[schedule.handle] = schedule
         self.function(name)
+        if self.journal is not None:
+            self.journal.schedule_added(StoredSchedule(handle_number(schedule.handle), name,
+                                                       unique, data, cron.text))
+            self._gate(session)
         self.send(session, encode_response(T.JOB_CREATED, schedule.handle))
         self._add_to_timeline(schedule.next_run, schedule)
 
@@ -439,29 +494,45 @@ class Broker:
         for job in reversed(jobs):
             self.requeue(job, reason="worker gone")
 
-    def requeue(self, job: Job, *, reason: str) -> None:
-        """Put a running job back at the tail of its queue, counting an attempt."""
-        worker = job.worker
-        if worker is not None:
-            del worker.held[job.handle]
-        job.worker = None
-        job.function.running -= 1
-        if job.timer is not None:
-            job.timer.cancel()
-            job.timer = None
+    def requeue(self, job: Job, *, reason: str, limit: int | None = None) -> None:
+        """Put a running job back at the tail of its queue, counting an attempt.
+
+        Once ``limit`` attempts (default ``job_retries``; 0 = unlimited) are used
+        up the job ends instead: WORK_FAIL to its clients, and a background job
+        goes to the failed list.
+        """
+        self._detach(job)
         job.numerator = job.denominator = b"0"
         job.retries += 1
-        limit = self.settings.job_retries
+        limit = self.settings.job_retries if limit is None else limit
         if limit and job.retries >= limit:
-            log.warning("dropping job %s of %s after %d attempts (%s)",
-                        job.handle.decode(), job.function.name.decode(), job.retries, reason)
-            self._finish(job, [(client, encode_packet(T.WORK_FAIL, job.handle))
-                               for client in job.clients])
+            self._give_up(job, f"{reason}; gave up after {job.retries} attempts")
             return
         log.info("requeueing job %s (%s)", job.handle.decode(), reason)
         if not job.clients and not job.background:
             job.ignored = True
+        if self.journal is not None and job.background:
+            self.journal.job_requeued(job)
         self._enqueue(job)
+
+    def _give_up(self, job: Job, error: str) -> None:
+        log.warning("job %s of %s failed: %s", job.handle.decode(),
+                    job.function.name.decode(), error)
+        if job.background:
+            self._record_failure(job, error)
+        self._finish(job, [(client, encode_packet(T.WORK_FAIL, job.handle))
+                           for client in job.clients], stored=not job.background)
+
+    def _detach(self, job: Job) -> None:
+        """Take a job away from the worker holding it."""
+        worker = job.worker
+        if worker is not None:
+            del worker.held[job.handle]
+            job.worker = None
+            job.function.running -= 1
+        if job.timer is not None:
+            job.timer.cancel()
+            job.timer = None
 
     def _pre_sleep(self, session: Session, packet: Packet) -> None:
         for function in session.abilities:
@@ -483,6 +554,8 @@ class Broker:
         job.worker = session
         function.running += 1
         session.held[job.handle] = job
+        if self.journal is not None and job.background:
+            self.journal.job_running(job)
         timeout = session.timeouts.get(function.name) if session.timeouts else None
         if timeout is not None:
             job.timer = self.call_later(timeout, lambda: self._on_job_timeout(job, session))
@@ -559,6 +632,13 @@ class Broker:
         job = self._owned_job(session, packet.args[0], text)
         if job is None:
             return
+        if kind is not T.WORK_COMPLETE and job.background:
+            attempts = self._failure_attempts(job.function.name)
+            if attempts:
+                error = (packet.args[1].decode("utf-8", "replace") if kind is T.WORK_EXCEPTION
+                         else "WORK_FAIL")
+                self.requeue(job, reason=error or "WORK_EXCEPTION", limit=attempts)
+                return
         data = encode_packet(kind, *packet.args)
         if kind is T.WORK_EXCEPTION:
             fail = encode_packet(T.WORK_FAIL, job.handle)
@@ -566,17 +646,19 @@ class Broker:
         else:
             self._finish(job, [(client, data) for client in job.clients])
 
-    def _finish(self, job: Job, replies: list[tuple[Session, bytes]]) -> None:
-        """End a job: send the final packets, then remove every trace of it."""
+    def _failure_attempts(self, name: bytes) -> int:
+        retries = self.settings.retry_failures
+        return retries.get(name) or retries.get(b"*", 0) if retries else 0
+
+    def _finish(self, job: Job, replies: list[tuple[Session, bytes]], *,
+                stored: bool = True) -> None:
+        """End a job: send the final packets, then remove every trace of it
+        (from the store too, unless ``stored`` is false because that was done)."""
         for client, data in replies:
             self.send(client, data)
-        if job.worker is not None:
-            del job.worker.held[job.handle]
-            job.worker = None
-            job.function.running -= 1
-        if job.timer is not None:
-            job.timer.cancel()
-            job.timer = None
+        self._detach(job)
+        if stored and job.background and self.journal is not None:
+            self.journal.job_ended(job)
         self._forget(job)
 
     def _forget(self, job: Job) -> None:
@@ -604,6 +686,8 @@ class Broker:
         schedule = self.schedules.pop(handle, None)
         if schedule is not None:
             schedule.cancelled = True
+            if self.journal is not None:
+                self.journal.schedule_removed(handle)
             return True
         job = self.jobs.get(handle)
         if job is None:
@@ -619,6 +703,84 @@ class Broker:
 
     def _is_delayed(self, job: Job) -> bool:
         return job.when > 0.0
+
+    # ------------------------------------------------------------------ the failed list
+
+    def _record_failure(self, job: Job, error: str) -> None:
+        record = FailedJob(handle_number(job.handle), job.function.name, job.unique, job.data,
+                           job.priority, job.retries, error, self.clock())
+        self.failed[job.handle] = record
+        if self.journal is not None:
+            self.journal.job_failed(record)
+        if len(self.failed) > self.settings.max_failed_jobs:
+            oldest = next(iter(self.failed))
+            log.warning("failed list is full (%d): forgetting the oldest, %s",
+                        self.settings.max_failed_jobs, oldest.decode())
+            self._remove_failed(oldest)
+
+    def _remove_failed(self, handle: bytes) -> FailedJob:
+        record = self.failed.pop(handle)
+        if self.journal is not None:
+            self.journal.failed_removed(record.number)
+        return record
+
+    def retry_failed(self, handle: bytes | None) -> int:
+        """Queue failed jobs again as new background jobs (all when ``handle`` is None)."""
+        handles = list(self.failed) if handle is None else [handle] if handle in self.failed else []
+        for failed_handle in handles:
+            record = self._remove_failed(failed_handle)
+            self.submit(None, record.function, record.unique, record.data, record.priority, True)
+        return len(handles)
+
+    def drop_failed(self, handle: bytes | None) -> int:
+        handles = list(self.failed) if handle is None else [handle] if handle in self.failed else []
+        for failed_handle in handles:
+            self._remove_failed(failed_handle)
+        return len(handles)
+
+    # ------------------------------------------------------------------ start-up
+
+    def restore(self, state: StoredState) -> None:
+        """Rebuild jobs, schedules and the failed list from the store, before serving.
+
+        Jobs come back in their stored (priority, order). A job that was running
+        when the broker stopped counts that as an attempt and goes to the tail.
+        """
+        now = self.clock()
+        self._next_handle = self._reserved_handles = state.next_number
+        interrupted = []
+        for stored in state.jobs:
+            function = self.function(stored.function)
+            job = Job(self._handle_prefix + b"%d" % stored.number, function, stored.unique,
+                      stored.data, stored.priority, True,
+                      stored.run_at if stored.run_at > now else 0.0, stored.reducer)
+            job.retries = stored.attempts
+            self.jobs[job.handle] = job
+            key = coalesce_key(stored.function, stored.unique, stored.data)
+            if key is not None and key not in self.uniques:
+                job.coalesce_key = key
+                self.uniques[key] = job
+            if stored.unique:
+                self.by_unique[stored.unique] = job
+            if stored.running:
+                interrupted.append(job)
+            elif job.when:
+                function.delayed += 1
+                self._add_to_timeline(job.when, job)
+            else:
+                function.queues[job.priority].append(job)
+        for job in interrupted:
+            self.requeue(job, reason="interrupted by a broker restart")
+        for stored_schedule in state.schedules:
+            cron = CronSpec.parse(stored_schedule.cron.split(" "))
+            schedule = Schedule(self._handle_prefix + b"%d" % stored_schedule.number,
+                                stored_schedule.function, stored_schedule.unique,
+                                stored_schedule.data, cron, cron.next_after(now))
+            self.schedules[schedule.handle] = schedule
+            self.function(schedule.function)
+            self._add_to_timeline(schedule.next_run, schedule)
+        for failed in state.failed:
+            self.failed[self._handle_prefix + b"%d" % failed.number] = failed
 
     # ------------------------------------------------------------------ status and misc
 

@@ -117,6 +117,7 @@ class Session:
         "closed",
         "exceptions",
         "fd",
+        "gate",
         "held",
         "host",
         "noop_sent",
@@ -142,3 +143,5 @@ class Session:
         self.held: dict[bytes, Job] = {}
         self.attached: dict[Job, None] = {}
         self.closed = False
+        # Journal batch whose commit this session's output waits for (0 = none).
+        self.gate = 0

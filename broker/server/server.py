@@ -11,7 +11,10 @@ from typing import TextIO
 from broker.config import ServerConfig
 from broker.core.admin import AdminCommands
 from broker.core.broker import Broker, BrokerSettings
+from broker.core.journal import Journal
+from broker.server.committer import Committer
 from broker.server.connection import GearmanConnection
+from broker.store.base import Store, StoredState, open_store
 
 log = logging.getLogger("spoolgear.server")
 
@@ -22,23 +25,44 @@ _GRACEFUL_POLL_SECONDS = 0.2
 class BrokerServer:
     """Protocol factory, connection registry and lifecycle for one broker."""
 
-    def __init__(self, config: ServerConfig) -> None:
+    def __init__(self, config: ServerConfig, store: Store, state: StoredState) -> None:
         self.config = config
+        self.store = store
         self.loop = asyncio.get_running_loop()
         settings = BrokerSettings(handle_prefix=config.job_handle_prefix,
                                   job_retries=config.job_retries,
-                                  worker_wakeup=config.worker_wakeup)
+                                  worker_wakeup=config.worker_wakeup,
+                                  retry_failures=config.retry_failure_attempts,
+                                  max_failed_jobs=config.max_failed_jobs)
+        journal = None
+        if store.durable:
+            journal = Journal(next_seq=max((job.seq for job in state.jobs), default=0) + 1)
         self.broker = Broker(settings, call_later=self.loop.call_later,
-                             on_output=self._schedule_flush)
+                             on_output=self._end_turn_soon, journal=journal)
+        self.broker.restore(state)
+        self.committer = Committer(self.broker, store, on_failure=self._store_failed)
         self.admin = AdminCommands(self.broker, verbose=config.verbose,
                                    request_shutdown=self.request_shutdown)
         self.connections: set[GearmanConnection] = set()
         self._listeners: list[asyncio.Server] = []
         self._stopped = asyncio.Event()
         self._graceful_task: asyncio.Task[None] | None = None
+        self._turn_end_pending = False
 
-    def _schedule_flush(self) -> None:
-        self.loop.call_soon(self.broker.flush)
+    def _end_turn_soon(self) -> None:
+        if not self._turn_end_pending:
+            self._turn_end_pending = True
+            self.loop.call_soon(self._end_turn)
+
+    def _end_turn(self) -> None:
+        """Once per loop turn with work: write replies, start committing the journal."""
+        self._turn_end_pending = False
+        self.broker.flush()
+        self.committer.kick()
+
+    def _store_failed(self, error: BaseException) -> None:
+        log.critical("stopping: jobs can no longer be made durable")
+        self.request_shutdown(False)
 
     async def start(self) -> list[tuple[str, int]]:
         """Bind the Gearman listener; returns the bound (host, port) pairs."""
@@ -50,7 +74,7 @@ class BrokerServer:
 
     def announce(self, addresses: list[tuple[str, int]], out: TextIO = sys.stdout) -> None:
         host, port = addresses[0]
-        out.write(f"spoolgear listening gearman={host}:{port}\n")
+        out.write(f"spoolgear listening gearman={host}:{port} store={self.store.describe()}\n")
         out.flush()
 
     def install_signal_handlers(self) -> None:
@@ -81,11 +105,18 @@ class BrokerServer:
         await self._stopped.wait()
         for listener in self._listeners:
             await listener.wait_closed()
+        await self.committer.close()
 
 
 async def serve(config: ServerConfig, out: TextIO = sys.stdout) -> None:
     """Run a broker until it is asked to stop (signal or admin ``shutdown``)."""
-    server = BrokerServer(config)
+    store = open_store(config.store)
+    state = await asyncio.get_running_loop().run_in_executor(None, store.load)
+    for problem in state.problems:
+        log.error("%s", problem)
+    log.info("loaded %d jobs, %d schedules and %d failed jobs from %s", len(state.jobs),
+             len(state.schedules), len(state.failed), store.describe())
+    server = BrokerServer(config, store, state)
     addresses = await server.start()
     server.install_signal_handlers()
     server.announce(addresses, out)

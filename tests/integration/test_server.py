@@ -168,5 +168,5 @@ def test_cli_reports_errors_without_a_traceback() -> None:
     result = run_cli("status", "--server", "127.0.0.1:1")
     assert result.returncode == 1
     assert result.stderr.startswith("spoolgear status: cannot connect to 127.0.0.1:1")
-    bad = run_cli("serve", "--store", "sqlite:/tmp/x.db")
-    assert bad.returncode == 1 and "memory" in bad.stderr and "Traceback" not in bad.stderr
+    bad = run_cli("serve", "--store", "redis://localhost")
+    assert bad.returncode == 1 and "sqlite:PATH" in bad.stderr and "Traceback" not in bad.stderr

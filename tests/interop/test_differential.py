@@ -49,10 +49,18 @@ class Recorder:
         lines = data.split(b"\n")
         self.transcript.append(b"\n".join(sorted(lines)) if table else data)
 
+    def wait_for_status(self, conn: RawConnection, line: bytes) -> None:
+        """Poll ``status`` (unrecorded) until it shows ``line``: lets a disconnect land."""
+        for _ in range(100):
+            if line in conn.admin(b"status\n", settle=0.01):
+                return
+        raise AssertionError(f"status never showed {line!r}")
+
     def close(self) -> None:
+        quiet = [conn.quiet(0.05) for conn in self.connections]
         for conn in self.connections:
-            assert conn.quiet(0.05), "unexpected extra bytes"
             conn.close()
+        assert all(quiet), "unexpected extra bytes"
 
 
 def minimal_session(r: Recorder) -> None:
@@ -161,6 +169,7 @@ def requeue_on_disconnect(r: Recorder) -> None:
     r.send(first, T.GRAB_JOB, replies=1)
     first.close()
     r.connections.remove(first)
+    r.wait_for_status(client, b"f\t1\t0\t0\n")
     r.send(second, T.CAN_DO, b"f")
     r.send(second, T.GRAB_JOB, replies=1)
     r.admin(client, b"show jobs\n", table=True)

@@ -1,0 +1,96 @@
+"""What the broker must make durable, collected per event-loop turn.
+
+The broker records an operation for every change to a background job (created,
+assigned, requeued, ended, failed) and to schedules. The server takes the
+operations as one batch per turn and commits them off the event loop. A session
+that was promised an acknowledgement (JOB_CREATED for a stored job) is *gated*
+on the batch number: its output waits until that batch is committed, so a
+client never hears "created" for a job that a crash could still lose, and its
+replies keep their order.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from broker.core.model import Job
+from broker.store.base import (
+    AddJob,
+    AddSchedule,
+    DeleteFailed,
+    DeleteJob,
+    DeleteSchedule,
+    FailedJob,
+    FailJob,
+    MarkRunning,
+    Operation,
+    Requeue,
+    ReserveHandles,
+    StoredJob,
+    StoredSchedule,
+)
+
+# Handle numbers are reserved in the store this many at a time, so handles never
+# repeat across restarts without a write per handle.
+HANDLE_BLOCK = 100_000
+
+
+def handle_number(handle: bytes) -> int:
+    return int(handle.rpartition(b":")[2])
+
+
+class Journal:
+    def __init__(self, next_seq: int = 1) -> None:
+        self.ops: list[Operation] = []
+        self.on_first: Callable[[], None] | None = None
+        self.building = 1
+        """Number of the batch being collected; a gated session waits for it."""
+        self.committed = 0
+        """Number of the last batch on disk."""
+        self._seq = next_seq
+
+    def record(self, op: Operation) -> None:
+        if not self.ops and self.on_first is not None:
+            self.on_first()
+        self.ops.append(op)
+
+    def take(self) -> tuple[int, list[Operation]]:
+        """Hand over the current batch and start the next one."""
+        number, ops = self.building, self.ops
+        self.building += 1
+        self.ops = []
+        return number, ops
+
+    def _next_seq(self) -> int:
+        seq = self._seq
+        self._seq = seq + 1
+        return seq
+
+    def job_added(self, job: Job) -> None:
+        self.record(AddJob(StoredJob(handle_number(job.handle), job.function.name, job.unique,
+                                     job.data, job.priority, job.when, job.reducer,
+                                     job.retries, False, self._next_seq())))
+
+    def job_running(self, job: Job) -> None:
+        self.record(MarkRunning(handle_number(job.handle), job.retries))
+
+    def job_requeued(self, job: Job) -> None:
+        self.record(Requeue(handle_number(job.handle), job.retries, self._next_seq()))
+
+    def job_ended(self, job: Job) -> None:
+        self.record(DeleteJob(handle_number(job.handle)))
+
+    def job_failed(self, failed: FailedJob) -> None:
+        self.record(FailJob(failed))
+
+    def failed_removed(self, number: int) -> None:
+        self.record(DeleteFailed(number))
+
+    def schedule_added(self, schedule: StoredSchedule) -> None:
+        self.record(AddSchedule(schedule))
+
+    def schedule_removed(self, handle: bytes) -> None:
+        self.record(DeleteSchedule(handle_number(handle)))
+
+    def handles_reserved(self, upto: int) -> None:
+        self.record(ReserveHandles(upto))

@@ -1,0 +1,5 @@
+"""Durability behind one contract (``base.Store``): memory (none) and SQLite backends."""
+
+from broker.store.base import Store, StoredState, open_store
+
+__all__ = ["Store", "StoredState", "open_store"]

@@ -1,0 +1,190 @@
+"""The store contract: what the broker writes, in what units, and what it gets back at start-up.
+
+The broker owns all job state in memory and tells the store what changed, as a
+batch of operations per event-loop turn. ``write(batch)`` applies a whole batch
+atomically and, for a durable store, returns only once it is on disk (the
+broker acknowledges background submissions after that). ``load()`` returns
+what survived: queued and running background jobs in dispatch order, schedules,
+the failed list, and the first handle number not yet reserved.
+
+Only background jobs are stored: a foreground job dies with its client anyway,
+as in gearmand. Jobs are keyed by their handle number, which never repeats
+across restarts because numbers are reserved in blocks (``ReserveHandles``).
+"""
+
+from __future__ import annotations
+
+import os
+from abc import ABC, abstractmethod
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import NamedTuple
+
+from broker.errors import ConfigurationError
+
+
+class StoredJob(NamedTuple):
+    number: int
+    function: bytes
+    unique: bytes
+    data: bytes
+    priority: int
+    run_at: float
+    """Epoch seconds before which the job must not run; 0 = at once."""
+    reducer: bytes
+    attempts: int
+    running: bool
+    seq: int
+    """Position in its queue: jobs are served in (priority, seq) order."""
+
+
+class StoredSchedule(NamedTuple):
+    number: int
+    function: bytes
+    unique: bytes
+    data: bytes
+    cron: str
+    """Five cron fields separated by spaces."""
+
+
+class FailedJob(NamedTuple):
+    number: int
+    function: bytes
+    unique: bytes
+    data: bytes
+    priority: int
+    attempts: int
+    error: str
+    failed_at: float
+
+
+# The operations a batch is made of, one class each.
+class AddJob(NamedTuple):
+    job: StoredJob
+
+
+class MarkRunning(NamedTuple):
+    number: int
+    attempts: int
+
+
+class Requeue(NamedTuple):
+    number: int
+    attempts: int
+    seq: int
+
+
+class DeleteJob(NamedTuple):
+    number: int
+
+
+class FailJob(NamedTuple):
+    """Move a job to the failed list (deleting it from the queue)."""
+
+    failed: FailedJob
+
+
+class DeleteFailed(NamedTuple):
+    number: int
+
+
+class AddSchedule(NamedTuple):
+    schedule: StoredSchedule
+
+
+class DeleteSchedule(NamedTuple):
+    number: int
+
+
+class ReserveHandles(NamedTuple):
+    """Handle numbers below ``upto`` may be in use; the next start begins there."""
+
+    upto: int
+
+
+Operation = (AddJob | MarkRunning | Requeue | DeleteJob | FailJob | DeleteFailed | AddSchedule
+             | DeleteSchedule | ReserveHandles)
+
+
+@dataclass
+class StoredState:
+    jobs: list[StoredJob] = field(default_factory=list)
+    schedules: list[StoredSchedule] = field(default_factory=list)
+    failed: list[FailedJob] = field(default_factory=list)
+    next_number: int = 1
+    problems: list[str] = field(default_factory=list)
+    """Human-readable reports of records that could not be loaded (they are skipped)."""
+
+
+class Store(ABC):
+    """A job store. ``write`` is called from one writer thread, never concurrently."""
+
+    durable: bool
+
+    @abstractmethod
+    def load(self) -> StoredState:
+        """Everything stored; called once, before the broker accepts connections."""
+
+    @abstractmethod
+    def write(self, batch: Sequence[Operation]) -> None:
+        """Apply ``batch`` atomically; a durable store returns only once it is on disk."""
+
+    @abstractmethod
+    def close(self) -> None: ...
+
+    @abstractmethod
+    def describe(self) -> str:
+        """The store as a URL, for the start-up banner and logs."""
+
+
+class MemoryStore(Store):
+    """No durability: jobs live and die with the process (gearmand's default)."""
+
+    durable = False
+
+    def load(self) -> StoredState:
+        return StoredState()
+
+    def write(self, batch: Sequence[Operation]) -> None:
+        raise AssertionError("the broker does not journal to a store that is not durable")
+
+    def close(self) -> None:
+        pass
+
+    def describe(self) -> str:
+        return "memory:"
+
+
+def default_data_dir() -> Path:
+    """``$SPOOLGEAR_DATA_DIR``, else ``$XDG_DATA_HOME/spoolgear``, else
+    ``~/.local/share/spoolgear``."""
+    explicit = os.environ.get("SPOOLGEAR_DATA_DIR")
+    if explicit:
+        return Path(explicit)
+    base = os.environ.get("XDG_DATA_HOME") or Path.home() / ".local" / "share"
+    return Path(base) / "spoolgear"
+
+
+def default_store_url() -> str:
+    return f"sqlite:{default_data_dir() / 'spoolgear.db'}"
+
+
+def check_store_url(url: str) -> None:
+    """Reject an unknown or malformed store URL before anything starts."""
+    scheme, sep, rest = url.partition(":")
+    if not sep or scheme not in ("memory", "sqlite"):
+        raise ConfigurationError(f"--store {url!r}: expected memory: or sqlite:PATH")
+    if scheme == "sqlite" and not rest:
+        raise ConfigurationError(
+            "--store sqlite: needs a file path, e.g. sqlite:/var/lib/spoolgear/jobs.db")
+
+
+def open_store(url: str) -> Store:
+    check_store_url(url)
+    scheme, _, rest = url.partition(":")
+    if scheme == "memory":
+        return MemoryStore()
+    from broker.store.sqlite import SQLiteStore
+
+    return SQLiteStore(Path(rest))
