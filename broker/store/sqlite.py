@@ -73,6 +73,15 @@ _WRITES: dict[type, tuple[str, Callable[[Any], tuple[Any, ...]]]] = {
 }
 
 
+_REAL = (int, float)
+# What each column of a row must hold, in the record's field order.
+_COLUMN_TYPES: dict[type, tuple[type | tuple[type, ...], ...]] = {
+    StoredJob: (int, bytes, bytes, bytes, int, _REAL, bytes, int, int, int),
+    StoredSchedule: (int, bytes, bytes, bytes, str),
+    FailedJob: (int, bytes, bytes, bytes, int, int, str, _REAL),
+}
+
+
 class SQLiteStore(Store):
     durable = True
 
@@ -128,17 +137,13 @@ class SQLiteStore(Store):
 
     def _decode(self, record: Any, values: tuple[Any, ...], problems: list[str]) -> Any:
         """Build a record from a row, checking column types; report and skip a bad row."""
-        decoded = record(*values)
-        for name, value in zip(record._fields, values, strict=True):
-            expected = record.__annotations__[name]
-            ok = {"int": isinstance(value, int), "bytes": isinstance(value, bytes),
-                  "float": isinstance(value, (int, float)), "str": isinstance(value, str),
-                  "bool": isinstance(value, int)}[expected]
-            if not ok or (name == "priority" and value not in (0, 1, 2)):
+        for name, value, expected in zip(record._fields, values, _COLUMN_TYPES[record],
+                                         strict=True):
+            if not isinstance(value, expected) or (name == "priority" and value not in (0, 1, 2)):
                 problems.append(f"{self.path}: skipped {record.__name__} row {values[0]!r}: "
                                 f"bad {name} {value!r}")
                 return None
-        return decoded
+        return record(*values)
 
     def write(self, batch: Sequence[Operation]) -> None:
         db = self.db

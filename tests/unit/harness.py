@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
 from broker.core.admin import AdminCommands
 from broker.core.broker import Broker, BrokerSettings
+from broker.core.journal import Journal
 from broker.core.model import Session
 from broker.protocol.packets import MAGIC_REQ, Packet, PacketType
 from broker.protocol.reader import PacketReader
+from broker.store.base import Store, StoredState
 
 T = PacketType
 
@@ -26,15 +29,32 @@ class FakeTimer:
 class Harness:
     """A broker with a manual clock; ``advance`` fires the timers that fall due."""
 
-    def __init__(self, **settings: int) -> None:
-        self.now = 1_000_000.0
+    def __init__(self, *, store: Store | None = None, now: float = 1_000_000.0,
+                 **settings: Any) -> None:
+        self.now = now
         self.timers: list[FakeTimer] = []
+        self.store = store
+        journal = None
+        state = StoredState()
+        if store is not None:
+            state = store.load()
+            journal = Journal(next_seq=max((j.seq for j in state.jobs), default=0) + 1)
         self.broker = Broker(BrokerSettings(handle_prefix=b"H:test", **settings),
-                             call_later=self.call_later, clock=lambda: self.now)
+                             call_later=self.call_later, clock=lambda: self.now,
+                             journal=journal)
+        self.broker.restore(state)
         self.shutdowns: list[bool] = []
         self.admin = AdminCommands(self.broker, verbose="ERROR",
                                    request_shutdown=self.shutdowns.append)
         self._next_fd = 10
+
+    def commit(self) -> None:
+        """Write the journal to the store, as the server's committer does."""
+        assert self.store is not None
+        number, batch = self.broker.take_batch()
+        self.store.write(batch)
+        self.broker.batch_committed(number)
+        self.broker.flush()
 
     def call_later(self, delay: float, callback: Callable[[], None]) -> FakeTimer:
         timer = FakeTimer(self.now + delay, callback)

@@ -1,0 +1,170 @@
+"""Durable semantics in the core: acknowledgements after commit, restart, the failed list."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from broker.protocol.packets import PacketType
+from broker.store.sqlite import SQLiteStore
+from tests.unit.harness import Harness
+
+T = PacketType
+
+
+@pytest.fixture
+def store_path(tmp_path: Path) -> Path:
+    return tmp_path / "jobs.db"
+
+
+@pytest.fixture
+def harness(store_path: Path) -> Iterator[Harness]:
+    store = SQLiteStore(store_path)
+    yield Harness(store=store)
+    store.close()
+
+
+def restart(old: Harness, store_path: Path, **settings: int) -> Harness:
+    assert old.store is not None
+    old.store.close()
+    return Harness(store=SQLiteStore(store_path), now=old.now, **settings)
+
+
+def test_background_ack_waits_for_the_commit_and_keeps_reply_order(harness: Harness) -> None:
+    client = harness.peer()
+    client.send(T.SUBMIT_JOB_BG, b"f", b"", b"x")
+    client.send(T.ECHO_REQ, b"after")
+    assert client.received() == []
+    harness.commit()
+    assert client.received() == [(T.JOB_CREATED, (b"H:test:1",)), (T.ECHO_RES, (b"after",))]
+
+
+def test_foreground_jobs_are_not_stored_or_delayed(harness: Harness) -> None:
+    client = harness.peer()
+    client.send(T.SUBMIT_JOB, b"f", b"", b"x")
+    assert client.received() == [(T.JOB_CREATED, (b"H:test:1",))]
+    harness.commit()
+    assert harness.store is not None and harness.store.load().jobs == []
+
+
+def test_coalescing_onto_an_uncommitted_job_also_waits(harness: Harness) -> None:
+    first, second = harness.peer(), harness.peer()
+    first.send(T.SUBMIT_JOB_BG, b"f", b"same", b"x")
+    second.send(T.SUBMIT_JOB_BG, b"f", b"same", b"x")
+    assert second.received() == []
+    harness.commit()
+    assert second.received() == [(T.JOB_CREATED, (b"H:test:1",))]
+
+
+def test_restart_brings_back_jobs_in_order_with_new_handles_after_them(
+        harness: Harness, store_path: Path) -> None:
+    client = harness.peer()
+    for kind, data in [(T.SUBMIT_JOB_LOW_BG, b"low"), (T.SUBMIT_JOB_BG, b"normal"),
+                       (T.SUBMIT_JOB_HIGH_BG, b"high")]:
+        client.send(kind, b"f", b"", data)
+    client.send(T.SUBMIT_JOB_EPOCH, b"f", b"", b"%d" % (harness.now + 60), b"later")
+    harness.commit()
+    after = restart(harness, store_path)
+    worker = after.peer()
+    worker.send(T.CAN_DO, b"f")
+    assert [worker.grab()[3] for _ in range(3)] == [b"high", b"normal", b"low"]  # type: ignore[index]
+    assert worker.grab() is None
+    after.advance(60)
+    assert worker.grab()[3] == b"later"  # type: ignore[index]
+    assert after.peer().submit(b"f", kind=T.SUBMIT_JOB) == b"H:test:100001"
+
+
+def test_a_job_running_at_restart_is_requeued_with_the_attempt_counted(
+        harness: Harness, store_path: Path) -> None:
+    client, worker = harness.peer(), harness.peer()
+    client.send(T.SUBMIT_JOB_BG, b"f", b"", b"first")
+    client.send(T.SUBMIT_JOB_BG, b"f", b"", b"second")
+    worker.send(T.CAN_DO, b"f")
+    worker.grab()
+    harness.commit()
+    after = restart(harness, store_path)
+    assert after.peer().admin(b"show jobs") == b"H:test:1\t1\t0\t1\nH:test:2\t0\t0\t1\n.\n"
+    worker = after.peer()
+    worker.send(T.CAN_DO, b"f")
+    handle, _, _, data = worker.grab()  # type: ignore[misc]
+    worker.send(T.WORK_COMPLETE, handle, b"")
+    after.commit()
+    assert data == b"second"
+    assert [j.data for j in restart(after, store_path).broker.jobs.values()] == [b"first"]
+
+
+def test_out_of_attempts_at_restart_goes_to_the_failed_list(harness: Harness,
+                                                            store_path: Path) -> None:
+    client, worker = harness.peer(), harness.peer()
+    client.send(T.SUBMIT_JOB_BG, b"f", b"", b"x")
+    worker.send(T.CAN_DO, b"f")
+    worker.grab()
+    harness.commit()
+    after = restart(harness, store_path, job_retries=1)
+    assert not after.broker.jobs
+    assert after.peer().admin(b"show failed").startswith(b"H:test:1\tf\t1\t")
+
+
+def test_failures_are_retried_then_kept_and_can_be_replayed(harness: Harness,
+                                                             store_path: Path) -> None:
+    failing = Harness(store=harness.store, retry_failures={b"*": 2})
+    client, worker = failing.peer(), failing.peer()
+    client.send(T.SUBMIT_JOB_BG, b"f", b"u", b"payload")
+    failing.commit()
+    ((_, (handle,)),) = client.received()
+    worker.send(T.CAN_DO, b"f")
+    worker.grab()
+    worker.send(T.WORK_EXCEPTION, handle, b"first try")
+    assert failing.broker.jobs[handle].retries == 1
+    worker.grab()
+    worker.send(T.WORK_FAIL, handle)
+    assert not failing.broker.jobs
+    admin = failing.peer()
+    assert admin.admin(b"show failed") == (
+        b"%s\tf\t2\t%d\tWORK_FAIL; gave up after 2 attempts\n.\n" % (handle, failing.now))
+    failing.commit()
+    again = restart(failing, store_path)
+    admin = again.peer()
+    assert admin.admin(b"show failed").startswith(handle)
+    assert admin.admin(b"retry failed nonsense") == b"ERR UNKNOWN_JOB\r\n"
+    assert admin.admin(b"retry failed all") == b"OK 1\r\n"
+    assert admin.admin(b"show failed") == b".\n"
+    worker = again.peer()
+    worker.send(T.CAN_DO, b"f")
+    assert worker.grab()[2:] == (b"u", b"payload")  # type: ignore[index]
+
+
+def test_lost_workers_exhausting_job_retries_land_in_the_failed_list(harness: Harness) -> None:
+    limited = Harness(store=harness.store, job_retries=1)
+    client, worker = limited.peer(), limited.peer()
+    client.send(T.SUBMIT_JOB_BG, b"f", b"", b"x")
+    worker.send(T.CAN_DO, b"f")
+    worker.grab()
+    worker.disconnect()
+    assert b"worker gone; gave up after 1 attempts" in limited.peer().admin(b"show failed")
+    assert limited.peer().admin(b"drop failed all") == b"OK 1\r\n"
+
+
+def test_failed_list_is_bounded(harness: Harness) -> None:
+    small = Harness(store=harness.store, job_retries=1, max_failed_jobs=2)
+    client = small.peer()
+    for _ in range(3):
+        client.send(T.SUBMIT_JOB_BG, b"f", b"", b"x")
+        worker = small.peer()
+        worker.send(T.CAN_DO, b"f")
+        worker.grab()
+        worker.disconnect()
+    assert list(small.broker.failed) == [b"H:test:2", b"H:test:3"]
+
+
+def test_schedules_survive_a_restart(harness: Harness, store_path: Path) -> None:
+    client = harness.peer()
+    client.send(T.SUBMIT_JOB_SCHED, b"tick", b"t", b"*/5", b"", b"", b"", b"", b"")
+    harness.commit()
+    after = restart(harness, store_path)
+    assert after.peer().admin(b"show schedules").startswith(b"H:test:1\ttick\tt\t*/5 * * * *")
+    assert after.peer().admin(b"cancel job H:test:1") == b"OK\r\n"
+    after.commit()
+    assert restart(after, store_path).broker.schedules == {}

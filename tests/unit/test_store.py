@@ -1,0 +1,157 @@
+"""The store contract, run against every backend that keeps data (and the memory one)."""
+
+from __future__ import annotations
+
+import logging
+import sqlite3
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from broker.errors import ConfigurationError
+from broker.store.base import (
+    AddJob,
+    AddSchedule,
+    DeleteFailed,
+    DeleteJob,
+    DeleteSchedule,
+    FailedJob,
+    FailJob,
+    MarkRunning,
+    MemoryStore,
+    Requeue,
+    ReserveHandles,
+    Store,
+    StoredJob,
+    StoredSchedule,
+    open_store,
+)
+from broker.store.sqlite import SQLiteStore
+
+
+def job(number: int, priority: int = 1, seq: int | None = None, **changes: object) -> StoredJob:
+    record = StoredJob(number, b"f", b"u%d" % number, b"data\0%d" % number, priority, 0.0, b"",
+                       0, False, number if seq is None else seq)
+    return record._replace(**changes)
+
+
+Reopen = Callable[[], Store]
+
+
+@pytest.fixture(params=["sqlite"])
+def reopen(request: pytest.FixtureRequest, tmp_path: Path) -> Reopen:
+    """A factory that opens the same durable store again (as after a restart)."""
+    opened: list[Store] = []
+
+    def factory() -> Store:
+        if opened:
+            opened[-1].close()
+        opened.append(SQLiteStore(tmp_path / "jobs.db"))
+        return opened[-1]
+
+    request.addfinalizer(lambda: opened[-1].close())
+    return factory
+
+
+def test_jobs_come_back_in_priority_then_queue_order(reopen: Reopen) -> None:
+    store = reopen()
+    store.write([AddJob(job(1, priority=2)), AddJob(job(2)), AddJob(job(3, priority=0)),
+                 AddJob(job(4))])
+    assert [j.number for j in reopen().load().jobs] == [3, 2, 4, 1]
+
+
+def test_every_field_survives(reopen: Reopen) -> None:
+    original = job(7, run_at=1.8e9, reducer=b"red", attempts=2, running=True)
+    reopen().write([AddJob(original)])
+    assert reopen().load().jobs == [original]
+
+
+def test_running_requeue_and_delete(reopen: Reopen) -> None:
+    store = reopen()
+    store.write([AddJob(job(1)), AddJob(job(2)), AddJob(job(3))])
+    store.write([MarkRunning(1, 0), MarkRunning(2, 0), Requeue(1, 1, 10), DeleteJob(3)])
+    loaded = reopen().load().jobs
+    assert [(j.number, j.attempts, j.running) for j in loaded] == [(2, 0, True), (1, 1, False)]
+
+
+def test_failed_list_and_schedules(reopen: Reopen) -> None:
+    store = reopen()
+    failed = FailedJob(1, b"f", b"u", b"d", 1, 3, "boom", 1.7e9)
+    schedule = StoredSchedule(5, b"tick", b"", b"", "*/5 * * * *")
+    store.write([AddJob(job(1)), FailJob(failed), AddSchedule(schedule),
+                 AddSchedule(schedule._replace(number=6)), DeleteSchedule(6),
+                 FailJob(failed._replace(number=2)), DeleteFailed(2)])
+    state = reopen().load()
+    assert (state.jobs, state.failed, state.schedules) == ([], [failed], [schedule])
+
+
+def test_handle_reservation(reopen: Reopen) -> None:
+    assert reopen().load().next_number == 1
+    reopen().write([ReserveHandles(100_001)])
+    assert reopen().load().next_number == 100_001
+
+
+def test_a_batch_is_all_or_nothing(reopen: Reopen) -> None:
+    store = reopen()
+    store.write([AddJob(job(1))])
+    with pytest.raises(sqlite3.Error):
+        store.write([DeleteJob(1), AddJob(job(2, data=None))])  # data NOT NULL
+    assert [j.number for j in reopen().load().jobs] == [1]
+
+
+def test_a_corrupt_file_is_moved_aside_with_its_name_logged(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    path = tmp_path / "jobs.db"
+    path.write_bytes(b"this is not a database" * 100)
+    with caplog.at_level(logging.ERROR):
+        store = SQLiteStore(path)
+    assert store.load().jobs == []
+    store.write([AddJob(job(1))])
+    store.close()
+    (aside,) = tmp_path.glob("jobs.db.corrupt-*")
+    assert aside.read_bytes().startswith(b"this is not a database")
+    assert str(path) in caplog.text and str(aside) in caplog.text
+
+
+def test_a_truncated_file_is_moved_aside(tmp_path: Path) -> None:
+    path = tmp_path / "jobs.db"
+    store = SQLiteStore(path)
+    store.write([AddJob(job(n)) for n in range(1, 200)])
+    store.close()
+    for suffix in ("-wal", "-shm"):
+        Path(f"{path}{suffix}").unlink(missing_ok=True)
+    path.write_bytes(path.read_bytes()[:3000])
+    store = SQLiteStore(path)
+    assert store.load().jobs == []
+    store.close()
+    assert list(tmp_path.glob("jobs.db.corrupt-*"))
+
+
+def test_a_bad_row_is_skipped_and_reported_and_the_rest_loads(tmp_path: Path) -> None:
+    path = tmp_path / "jobs.db"
+    store = SQLiteStore(path)
+    store.write([AddJob(job(1)), AddJob(job(2))])
+    store.db.execute("UPDATE jobs SET priority = 9 WHERE number = 1")
+    store.db.execute("UPDATE jobs SET function = 'text' WHERE number = 2")
+    store.write([AddJob(job(3))])
+    state = store.load()
+    store.close()
+    assert [j.number for j in state.jobs] == [3]
+    assert len(state.problems) == 2
+    assert all(str(path) in problem for problem in state.problems)
+
+
+def test_memory_store_keeps_nothing() -> None:
+    store = open_store("memory:")
+    assert isinstance(store, MemoryStore) and not store.durable
+    assert store.load().jobs == []
+
+
+def test_store_urls(tmp_path: Path) -> None:
+    store = open_store(f"sqlite:{tmp_path / 'a' / 'b.db'}")
+    assert store.durable and store.describe() == f"sqlite:{tmp_path / 'a' / 'b.db'}"
+    store.close()
+    for bad in ("redis://x", "sqlite:", "nothing"):
+        with pytest.raises(ConfigurationError):
+            open_store(bad)
