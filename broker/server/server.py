@@ -34,6 +34,7 @@ class BrokerServer:
                                   worker_wakeup=config.worker_wakeup,
                                   retry_failures=config.retry_failure_attempts,
                                   max_failed_jobs=config.max_failed_jobs)
+        self._turn_end_pending = False
         journal = None
         if store.durable:
             journal = Journal(next_seq=max((job.seq for job in state.jobs), default=0) + 1)
@@ -47,7 +48,6 @@ class BrokerServer:
         self._listeners: list[asyncio.Server] = []
         self._stopped = asyncio.Event()
         self._graceful_task: asyncio.Task[None] | None = None
-        self._turn_end_pending = False
 
     def _end_turn_soon(self) -> None:
         if not self._turn_end_pending:

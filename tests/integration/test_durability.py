@@ -1,0 +1,189 @@
+"""Durability with a real broker process and a real SQLite file: kill -9, restart, corruption."""
+
+from __future__ import annotations
+
+import json
+import signal
+import socket
+import subprocess
+import threading
+import time
+from pathlib import Path
+
+from broker.admin import AdminClient
+from broker.client import Client
+from broker.protocol.packets import MAGIC_REQ, PacketType, encode_packet
+from broker.worker import Worker, WorkerJob
+from tests.helpers import SPOOLGEAR, RawConnection, require_peer, run_broker
+
+T = PacketType
+
+
+def drain(address: str) -> list[bytes]:
+    """Run every queued job of ``f`` once with a burst worker; returns the payloads seen."""
+    seen: list[bytes] = []
+
+    def record(job: WorkerJob) -> None:
+        seen.append(job.data)
+
+    with Worker([address]) as worker:
+        worker.register("f", record)
+        worker.work(burst=True)
+    return seen
+
+
+def submit_until_killed(port: int, prefix: bytes, acked: list[bytes],
+                        stop: threading.Event) -> None:
+    """Pipeline background submits; a payload counts once its JOB_CREATED arrived."""
+    sock = socket.create_connection(("127.0.0.1", port))
+    sock.settimeout(5)
+    buffer = b""
+    sent: list[bytes] = []
+    try:
+        batch = 0
+        while not stop.is_set():
+            payloads = [b"%s-%d-%d" % (prefix, batch, i) for i in range(50)]
+            sock.sendall(b"".join(encode_packet(T.SUBMIT_JOB_BG, b"f", b"", p, magic=MAGIC_REQ)
+                                  for p in payloads))
+            sent.extend(payloads)
+            while len(acked) < len(sent):
+                data = sock.recv(65536)
+                if not data:
+                    return
+                buffer += data
+                while len(buffer) >= 12:
+                    size = int.from_bytes(buffer[8:12], "big")
+                    if len(buffer) < 12 + size:
+                        break
+                    assert buffer[4:8] == T.JOB_CREATED.to_bytes(4, "big")
+                    acked.append(sent[len(acked)])
+                    buffer = buffer[12 + size:]
+            batch += 1
+    except OSError:
+        return  # the broker died: whatever was not acknowledged is the client's to resend
+    finally:
+        sock.close()
+
+
+def test_kill_9_loses_no_acknowledged_job(tmp_path: Path) -> None:
+    store = f"sqlite:{tmp_path / 'jobs.db'}"
+    acked: list[list[bytes]] = [[] for _ in range(4)]
+    stop = threading.Event()
+    with run_broker("--store", store) as broker:
+        threads = [threading.Thread(target=submit_until_killed,
+                                    args=(broker.port, b"c%d" % i, acked[i], stop))
+                   for i in range(4)]
+        for thread in threads:
+            thread.start()
+        while sum(map(len, acked)) < 2000:
+            time.sleep(0.01)
+        broker.process.kill()
+        broker.process.wait()
+        stop.set()
+        for thread in threads:
+            thread.join(10)
+    acknowledged = {payload for client in acked for payload in client}
+    assert len(acknowledged) >= 2000
+    with run_broker("--store", store) as broker:
+        ran = drain(broker.address)
+    assert acknowledged <= set(ran)
+    assert len(ran) == len(set(ran))  # and nothing ran twice
+
+
+def test_sigterm_and_restart_keep_queue_order_schedules_and_handles(tmp_path: Path) -> None:
+    store = f"sqlite:{tmp_path / 'jobs.db'}"
+    with run_broker("--store", store) as broker, Client([broker.address]) as client:
+        client.submit_background("f", "low", priority=2)  # type: ignore[arg-type]
+        client.submit_background("f", "high", priority=0)  # type: ignore[arg-type]
+        last = client.submit_background("f", "normal")
+        with RawConnection(broker.port) as raw:
+            raw.send(T.SUBMIT_JOB_SCHED, b"tick", b"", b"0", b"3", b"", b"", b"", b"")
+            assert raw.packet().type is T.JOB_CREATED
+        broker.process.send_signal(signal.SIGTERM)
+        assert broker.process.wait(10) == 0
+    with run_broker("--store", store) as broker:
+        with AdminClient(broker.address) as admin:
+            assert [s.function for s in admin.show_schedules()] == ["tick"]
+        assert drain(broker.address) == [b"high", b"normal", b"low"]
+        with Client([broker.address]) as client:
+            fresh = client.submit_background("f", "new")
+        assert int(fresh.handle.rsplit(":", 1)[1]) > int(last.handle.rsplit(":", 1)[1])
+
+
+def test_a_job_whose_worker_is_killed_runs_on_another(tmp_path: Path) -> None:
+    gearman = require_peer("gearman")
+    with run_broker("--store", f"sqlite:{tmp_path / 'jobs.db'}") as broker:
+        stuck = subprocess.Popen([gearman, "-h", "127.0.0.1", "-p", str(broker.port), "-w",
+                                  "-f", "f", "--", "sleep", "30"])
+        try:
+            with Client([broker.address]) as client:
+                handle = client.submit_background("f", "payload")
+                deadline = time.monotonic() + 10
+                while not client.get_status(handle).running:
+                    assert time.monotonic() < deadline
+                    time.sleep(0.05)
+        finally:
+            stuck.kill()
+            stuck.wait()
+        assert drain(broker.address) == [b"payload"]
+
+
+def test_a_job_running_when_the_broker_dies_is_requeued_with_an_attempt(tmp_path: Path) -> None:
+    store = f"sqlite:{tmp_path / 'jobs.db'}"
+    with run_broker("--store", store) as broker:
+        with RawConnection(broker.port) as raw:
+            raw.send(T.SUBMIT_JOB_BG, b"f", b"", b"interrupted")
+            raw.packet()
+            raw.send(T.CAN_DO, b"f")
+            raw.send(T.GRAB_JOB)
+            assert raw.packet().type is T.JOB_ASSIGN
+            time.sleep(0.2)  # the MarkRunning is committed with the next batch
+            broker.process.kill()
+            broker.process.wait()
+    with run_broker("--store", store) as broker:
+        with AdminClient(broker.address) as admin:
+            (job,) = admin.show_jobs()
+        assert (job.retries, job.background) == (1, True)
+        assert drain(broker.address) == [b"interrupted"]
+
+
+def test_a_corrupt_store_is_set_aside_and_the_broker_starts(tmp_path: Path) -> None:
+    path = tmp_path / "jobs.db"
+    path.write_bytes(b"garbage" * 1000)
+    process = subprocess.Popen([*SPOOLGEAR, "serve", "--port", "0", "--store", f"sqlite:{path}"],
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    assert process.stdout is not None and process.stderr is not None
+    try:
+        assert process.stdout.readline().startswith("spoolgear listening")
+    finally:
+        process.terminate()
+        _, stderr = process.communicate(timeout=10)
+    assert f"store {path} is not a usable SQLite database" in stderr
+    assert "Traceback" not in stderr
+    assert list(tmp_path.glob("jobs.db.corrupt-*"))
+
+
+def test_failed_jobs_from_the_command_line(tmp_path: Path) -> None:
+    with run_broker("--store", f"sqlite:{tmp_path / 'jobs.db'}",
+                    "--retry-failures", "f=2") as broker:
+        def explode(job: WorkerJob) -> None:
+            raise RuntimeError("disk full")
+
+        with Client([broker.address]) as client, Worker([broker.address]) as worker:
+            client.submit_background("f", "x")
+            worker.register("f", explode)
+            worker.work(burst=True)
+
+        def cli(*args: str) -> str:
+            result = subprocess.run([*SPOOLGEAR, "failed", "--server", broker.address, *args],
+                                    capture_output=True, text=True, timeout=30)
+            assert result.returncode == 0, result.stderr
+            return result.stdout
+
+        (record,) = json.loads(cli("--json"))
+        assert (record["function"], record["attempts"]) == ("f", 2)
+        assert record["error"] == "RuntimeError: disk full; gave up after 2 attempts"
+        assert "disk full" in cli()
+        assert cli("--retry", "all") == "1 failed job(s) queued again\n"
+        assert cli() == "no failed jobs\n"
+        assert drain(broker.address) == [b"x"]
