@@ -130,16 +130,15 @@ def test_a_job_whose_worker_is_killed_runs_on_another(tmp_path: Path) -> None:
 
 def test_a_job_running_when_the_broker_dies_is_requeued_with_an_attempt(tmp_path: Path) -> None:
     store = f"sqlite:{tmp_path / 'jobs.db'}"
-    with run_broker("--store", store) as broker:
-        with RawConnection(broker.port) as raw:
-            raw.send(T.SUBMIT_JOB_BG, b"f", b"", b"interrupted")
-            raw.packet()
-            raw.send(T.CAN_DO, b"f")
-            raw.send(T.GRAB_JOB)
-            assert raw.packet().type is T.JOB_ASSIGN
-            time.sleep(0.2)  # the MarkRunning is committed with the next batch
-            broker.process.kill()
-            broker.process.wait()
+    with run_broker("--store", store) as broker, RawConnection(broker.port) as raw:
+        raw.send(T.SUBMIT_JOB_BG, b"f", b"", b"interrupted")
+        raw.packet()
+        raw.send(T.CAN_DO, b"f")
+        raw.send(T.GRAB_JOB)
+        assert raw.packet().type is T.JOB_ASSIGN
+        time.sleep(0.2)  # the MarkRunning is committed with the next batch
+        broker.process.kill()
+        broker.process.wait()
     with run_broker("--store", store) as broker:
         with AdminClient(broker.address) as admin:
             (job,) = admin.show_jobs()
