@@ -14,6 +14,7 @@ import shutil
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, contextmanager
@@ -42,13 +43,13 @@ def wait_for(port: int) -> None:
 
 
 @contextmanager
-def gearmand() -> Iterator[tuple[int, int]]:
+def gearmand(*options: str) -> Iterator[tuple[int, int]]:
     binary = shutil.which("gearmand")
     if binary is None:
         raise SystemExit("gearmand is not installed: run `make peers` (as root) first")
     port = free_port()
     process = subprocess.Popen([binary, "-p", str(port), "-L", "127.0.0.1", "-t", "1",
-                                "--log-file=none"])
+                                "--log-file=none", *options])
     try:
         wait_for(port)
         yield port, process.pid
@@ -58,9 +59,9 @@ def gearmand() -> Iterator[tuple[int, int]]:
 
 
 @contextmanager
-def spoolgear() -> Iterator[tuple[int, int]]:
+def spoolgear(store: str = "memory:") -> Iterator[tuple[int, int]]:
     process = subprocess.Popen([sys.executable, "-m", "broker.cli", "serve", "--port", "0",
-                                "--store", "memory:"],
+                                "--store", store],
                                cwd=ROOT, stdout=subprocess.PIPE, text=True)
     assert process.stdout is not None
     port = int(process.stdout.readline().split("gearman=")[1].split()[0].rsplit(":", 1)[1])
@@ -108,6 +109,36 @@ def measure(server: Server, scale: float) -> dict[str, float]:
 
 
 
+def measure_durability(scale: float, memory_rates: dict[str, float]) -> None:
+    """Durable enqueue against gearmand -q libsqlite3, durable drain, restart time."""
+    print("\ndurability (SQLite, fsync on every commit):")
+    with tempfile.TemporaryDirectory() as scratch:
+        with gearmand("-q", "libsqlite3", f"--libsqlite3-db={scratch}/gearmand.db") as (port, _):
+            theirs = asyncio.run(loadgen.enqueue(port, int(4_000 * max(scale, 0.25))))
+        store = f"sqlite:{scratch}/spoolgear.db"
+        with spoolgear(store) as (port, _):
+            ours = asyncio.run(loadgen.enqueue(port, int(200_000 * scale)))
+        with spoolgear(store) as (port, _):
+            drained = asyncio.run(loadgen.drain(port, 8))
+        with spoolgear(store) as (port, _):
+            asyncio.run(loadgen.enqueue(port, int(1_000_000 * scale)))
+        started = time.perf_counter()
+        with spoolgear(store):
+            restart = time.perf_counter() - started
+    rows = [
+        ("durable enqueue/s", f"gearmand -q libsqlite3 {theirs:,.0f}", ours, ours / theirs,
+         ">= 50"),
+        ("  vs spoolgear memory", f"memory {memory_rates['enqueue/s']:,.0f}", ours,
+         ours / memory_rates["enqueue/s"], ">= 0.25"),
+        ("durable drain/s (8 workers)", f"memory {memory_rates['drain/s (8 workers)']:,.0f}",
+         drained, drained / memory_rates["drain/s (8 workers)"], ">= 0.80"),
+    ]
+    for metric, baseline, value, ratio, target in rows:
+        print(f"{metric:<28}{baseline:>34}{value:>12,.0f}{ratio:>9.2f}x  {target}")
+    print(f"{'restart, ' + format(int(1_000_000 * scale), ',') + ' stored jobs':<28}"
+          f"{'':>34}{restart:>11.2f}s  target < 10 s")
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--scale", type=float, default=1.0,
@@ -139,6 +170,7 @@ def main() -> int:
         print(f"{metric:<28}{their_value:>16,.1f}{our_value:>14,.1f}{ratio:>8.2f}x  {target}")
     print("\nratio: spoolgear's advantage, above 1.0 = spoolgear better (for latency and memory:"
           " gearmand's figure / spoolgear's)")
+    measure_durability(args.scale, ours)
     return 0
 
 

@@ -16,6 +16,7 @@ from broker import __version__
 from broker.admin import AdminClient
 from broker.client import Client
 from broker.config import (
+    DEFAULT_COMMIT_DELAY,
     DEFAULT_MAX_FAILED_JOBS,
     DEFAULT_MAX_OUTPUT_BUFFER,
     DEFAULT_PORT,
@@ -46,6 +47,9 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--retry-failures", action="append", default=[], metavar="FUNCTION=N",
                        help="run background jobs of FUNCTION ('*' = all) that fail up to N "
                             "times in all before they go to the failed list (repeatable)")
+    serve.add_argument("--commit-delay", type=float, default=DEFAULT_COMMIT_DELAY,
+                       help="least seconds between two store commits; longer batches more "
+                            "jobs per fsync (default %(default)s)")
     serve.add_argument("--max-failed-jobs", type=int, default=DEFAULT_MAX_FAILED_JOBS,
                        help="failed jobs kept; the oldest are forgotten (default %(default)s)")
     serve.add_argument("--worker-wakeup", type=int, default=0,
@@ -92,6 +96,7 @@ def _serve(args: argparse.Namespace) -> int:
                           job_retries=args.job_retries, worker_wakeup=args.worker_wakeup,
                           retry_failures=tuple(args.retry_failures),
                           max_failed_jobs=args.max_failed_jobs,
+                          commit_delay=args.commit_delay,
                           max_packet_size=args.max_packet_size,
                           max_admin_line=args.max_admin_line,
                           max_output_buffer=args.max_output_buffer,

@@ -5,7 +5,8 @@ operations and no commit is running, they go to a single writer thread as one
 batch. When it is on disk the broker releases the replies that waited for it
 (JOB_CREATED of stored jobs) and the next batch, which kept filling meanwhile,
 goes out. So the commit rate adapts to the load: one fsync covers whatever
-arrived while the previous one ran.
+arrived while the previous one ran. ``commit_delay`` spaces commits at least
+that far apart, so under load each one carries more (PostgreSQL's commit_delay).
 """
 
 from __future__ import annotations
@@ -22,12 +23,15 @@ log = logging.getLogger("spoolgear.store")
 
 
 class Committer:
-    def __init__(self, broker: Broker, store: Store, *,
+    def __init__(self, broker: Broker, store: Store, *, commit_delay: float,
                  on_failure: Callable[[BaseException], None]) -> None:
         self.broker = broker
         self.store = store
+        self.commit_delay = commit_delay
         self.on_failure = on_failure
         self.loop = asyncio.get_running_loop()
+        self._next_commit_at = 0.0
+        self._delayed: asyncio.TimerHandle | None = None
         self._writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="spoolgear-store")
         self._in_flight: asyncio.Future[None] | None = None
 
@@ -35,10 +39,20 @@ class Committer:
         journal = self.broker.journal
         if self._in_flight is not None or journal is None or not journal.ops:
             return
+        wait = self._next_commit_at - self.loop.time()
+        if wait > 0:
+            if self._delayed is None:
+                self._delayed = self.loop.call_later(wait, self._after_delay)
+            return
+        self._next_commit_at = self.loop.time() + self.commit_delay
         number, batch = self.broker.take_batch()
         future = self.loop.run_in_executor(self._writer, self.store.write, batch)
         self._in_flight = future
         future.add_done_callback(lambda done: self._done(number, done))
+
+    def _after_delay(self) -> None:
+        self._delayed = None
+        self.kick()
 
     def _done(self, number: int, future: asyncio.Future[None]) -> None:
         self._in_flight = None
@@ -53,6 +67,8 @@ class Committer:
 
     async def close(self) -> None:
         """Write what is still journaled, then release the store."""
+        if self._delayed is not None:
+            self._delayed.cancel()
         while self._in_flight is not None:
             await asyncio.shield(self._in_flight)
         journal = self.broker.journal

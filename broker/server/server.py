@@ -41,7 +41,8 @@ class BrokerServer:
         self.broker = Broker(settings, call_later=self.loop.call_later,
                              on_output=self._end_turn_soon, journal=journal)
         self.broker.restore(state)
-        self.committer = Committer(self.broker, store, on_failure=self._store_failed)
+        self.committer = Committer(self.broker, store, commit_delay=config.commit_delay,
+                                   on_failure=self._store_failed)
         self.admin = AdminCommands(self.broker, verbose=config.verbose,
                                    request_shutdown=self.request_shutdown)
         self.connections: set[GearmanConnection] = set()

@@ -107,6 +107,37 @@ Operation = (AddJob | MarkRunning | Requeue | DeleteJob | FailJob | DeleteFailed
              | DeleteSchedule | ReserveHandles)
 
 
+def compact(batch: Sequence[Operation]) -> list[Operation]:
+    """Drop the operations of a batch that later ones in the same batch make moot.
+
+    A job marked running and then deleted, failed or requeued needs only the last
+    write; a job added and deleted within one batch needs none. Under load one
+    batch covers many short jobs, so this removes most of the writes of a busy
+    drain without changing what ``load()`` would return.
+    """
+    keep = [True] * len(batch)
+    earlier: dict[int, list[int]] = {}  # job number -> indices of its ops so far
+    for index, op in enumerate(batch):
+        if isinstance(op, AddJob):
+            earlier[op.job.number] = [index]
+        elif isinstance(op, MarkRunning):
+            earlier.setdefault(op.number, []).append(index)
+        elif isinstance(op, Requeue | DeleteJob | FailJob):
+            number = op.failed.number if isinstance(op, FailJob) else op.number
+            previous = earlier.pop(number, [])
+            added = bool(previous) and isinstance(batch[previous[0]], AddJob)
+            if isinstance(op, Requeue) and added:
+                earlier[number] = [previous[0], index]  # keep the add, merge the rest
+                previous = previous[1:]
+            elif isinstance(op, Requeue):
+                earlier[number] = [index]
+            for dropped in previous:
+                keep[dropped] = False
+            if isinstance(op, DeleteJob) and added:
+                keep[index] = False
+    return [op for op, kept in zip(batch, keep, strict=True) if kept]
+
+
 @dataclass
 class StoredState:
     jobs: list[StoredJob] = field(default_factory=list)
