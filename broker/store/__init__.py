@@ -1,4 +1,4 @@
-"""Durability behind one contract (``base.Store``): memory (none) and SQLite backends."""
+"""Durability behind one contract (``base.Store``): memory (none), SQLite and spool backends."""
 
 from broker.store.base import Store, StoredState, open_store
 

@@ -1,9 +1,9 @@
 """The store contract: what the broker writes, in what units, and what it gets back at start-up.
 
 The broker owns all job state in memory and tells the store what changed, as a
-batch of operations per event-loop turn. ``write(batch)`` applies a whole batch
-atomically and, for a durable store, returns only once it is on disk (the
-broker acknowledges background submissions after that). ``load()`` returns
+batch of operations per event-loop turn. ``write(batch)`` applies a batch and,
+for a durable store, returns only once it is on disk (the broker acknowledges
+background submissions after that). ``load()`` returns
 what survived: queued and running background jobs in dispatch order, schedules,
 the failed list, and the first handle number not yet reserved.
 
@@ -159,7 +159,12 @@ class Store(ABC):
 
     @abstractmethod
     def write(self, batch: Sequence[Operation]) -> None:
-        """Apply ``batch`` atomically; a durable store returns only once it is on disk."""
+        """Apply ``batch``; a durable store returns only once all of it is on disk.
+
+        Every operation is atomic. SQLite also makes the whole batch atomic; the
+        spool store cannot, so after a crash part of a batch may be applied (which
+        still never loses an acknowledged job).
+        """
 
     @abstractmethod
     def close(self) -> None: ...
@@ -204,11 +209,15 @@ def default_store_url() -> str:
 def check_store_url(url: str) -> None:
     """Reject an unknown or malformed store URL before anything starts."""
     scheme, sep, rest = url.partition(":")
-    if not sep or scheme not in ("memory", "sqlite"):
-        raise ConfigurationError(f"--store {url!r}: expected memory: or sqlite:PATH")
+    if not sep or scheme not in ("memory", "sqlite", "spool"):
+        raise ConfigurationError(
+            f"--store {url!r}: expected memory:, sqlite:PATH or spool:DIRECTORY")
     if scheme == "sqlite" and not rest:
         raise ConfigurationError(
             "--store sqlite: needs a file path, e.g. sqlite:/var/lib/spoolgear/jobs.db")
+    if scheme == "spool" and not rest:
+        raise ConfigurationError(
+            "--store spool: needs a directory, e.g. spool:/var/spool/spoolgear")
 
 
 def open_store(url: str) -> Store:
@@ -216,6 +225,10 @@ def open_store(url: str) -> Store:
     scheme, _, rest = url.partition(":")
     if scheme == "memory":
         return MemoryStore()
+    if scheme == "spool":
+        from broker.store.spool import SpoolStore
+
+        return SpoolStore(Path(rest))
     from broker.store.sqlite import SQLiteStore
 
     return SQLiteStore(Path(rest))

@@ -10,6 +10,8 @@ import threading
 import time
 from pathlib import Path
 
+import pytest
+
 from broker.admin import AdminClient
 from broker.client import Client
 from broker.protocol.packets import MAGIC_REQ, PacketType, encode_packet
@@ -65,8 +67,13 @@ def submit_until_killed(port: int, prefix: bytes, acked: list[bytes],
         sock.close()
 
 
-def test_kill_9_loses_no_acknowledged_job(tmp_path: Path) -> None:
-    store = f"sqlite:{tmp_path / 'jobs.db'}"
+@pytest.fixture(params=["sqlite", "spool"])
+def store(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """Each durable backend, as a --store URL."""
+    return f"sqlite:{tmp_path / 'jobs.db'}" if request.param == "sqlite" else f"spool:{tmp_path}"
+
+
+def test_kill_9_loses_no_acknowledged_job(store: str) -> None:
     acked: list[list[bytes]] = [[] for _ in range(4)]
     stop = threading.Event()
     with run_broker("--store", store) as broker:
@@ -90,8 +97,7 @@ def test_kill_9_loses_no_acknowledged_job(tmp_path: Path) -> None:
     assert len(ran) == len(set(ran))  # and nothing ran twice
 
 
-def test_sigterm_and_restart_keep_queue_order_schedules_and_handles(tmp_path: Path) -> None:
-    store = f"sqlite:{tmp_path / 'jobs.db'}"
+def test_sigterm_and_restart_keep_queue_order_schedules_and_handles(store: str) -> None:
     with run_broker("--store", store) as broker, Client([broker.address]) as client:
         client.submit_background("f", "low", priority=2)  # type: ignore[arg-type]
         client.submit_background("f", "high", priority=0)  # type: ignore[arg-type]
@@ -128,8 +134,7 @@ def test_a_job_whose_worker_is_killed_runs_on_another(tmp_path: Path) -> None:
         assert drain(broker.address) == [b"payload"]
 
 
-def test_a_job_running_when_the_broker_dies_is_requeued_with_an_attempt(tmp_path: Path) -> None:
-    store = f"sqlite:{tmp_path / 'jobs.db'}"
+def test_a_job_running_when_the_broker_dies_is_requeued_with_an_attempt(store: str) -> None:
     with run_broker("--store", store) as broker, RawConnection(broker.port) as raw:
         raw.send(T.SUBMIT_JOB_BG, b"f", b"", b"interrupted")
         raw.packet()

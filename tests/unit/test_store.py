@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import fcntl
 import logging
+import multiprocessing
 import sqlite3
 from collections.abc import Callable
 from pathlib import Path
@@ -10,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from broker.errors import ConfigurationError
+from broker.protocol.uwsgi import decode_spool, encode_spool
 from broker.store.base import (
     AddJob,
     AddSchedule,
@@ -39,15 +42,16 @@ def job(number: int, priority: int = 1, seq: int | None = None, **changes: objec
 Reopen = Callable[[], Store]
 
 
-@pytest.fixture(params=["sqlite"])
+@pytest.fixture(params=["sqlite", "spool"])
 def reopen(request: pytest.FixtureRequest, tmp_path: Path) -> Reopen:
     """A factory that opens the same durable store again (as after a restart)."""
     opened: list[Store] = []
+    url = f"sqlite:{tmp_path / 'jobs.db'}" if request.param == "sqlite" else f"spool:{tmp_path}"
 
     def factory() -> Store:
         if opened:
             opened[-1].close()
-        opened.append(SQLiteStore(tmp_path / "jobs.db"))
+        opened.append(open_store(url))
         return opened[-1]
 
     request.addfinalizer(lambda: opened[-1].close())
@@ -92,12 +96,20 @@ def test_handle_reservation(reopen: Reopen) -> None:
     assert reopen().load().next_number == 100_001
 
 
-def test_a_batch_is_all_or_nothing(reopen: Reopen) -> None:
-    store = reopen()
+def test_an_sqlite_batch_is_all_or_nothing(tmp_path: Path) -> None:
+    store = SQLiteStore(tmp_path / "jobs.db")
     store.write([AddJob(job(1))])
     with pytest.raises(sqlite3.Error):
         store.write([DeleteJob(1), AddJob(job(2, data=None))])  # data NOT NULL
-    assert [j.number for j in reopen().load().jobs] == [1]
+    assert [j.number for j in store.load().jobs] == [1]
+    store.close()
+
+
+def test_a_job_added_and_ended_in_one_batch_never_reaches_the_disk(reopen: Reopen) -> None:
+    store = reopen()
+    store.write([AddJob(job(1)), MarkRunning(1, 0), DeleteJob(1), AddJob(job(2)),
+                 MarkRunning(2, 0), Requeue(2, 1, 9)])
+    assert [(j.number, j.attempts, j.running) for j in reopen().load().jobs] == [(2, 1, False)]
 
 
 def test_a_corrupt_file_is_moved_aside_with_its_name_logged(
@@ -155,3 +167,42 @@ def test_store_urls(tmp_path: Path) -> None:
     for bad in ("redis://x", "sqlite:", "nothing"):
         with pytest.raises(ConfigurationError):
             open_store(bad)
+
+
+def test_spool_files_are_uwsgi_spool_files(tmp_path: Path) -> None:
+    store = open_store(f"spool:{tmp_path}")
+    store.write([AddJob(job(3, run_at=2e9))])
+    (path,) = tmp_path.glob("uwsgi_spoolfile_on_*")
+    pairs, body = decode_spool(path.read_bytes())
+    assert body == b"data\0" + b"3"
+    assert dict(pairs)[b"at"] == b"2000000000" and path.stat().st_mtime == 2e9
+    assert dict(pairs)[b"spoolgear_function"] == b"f"
+
+
+def test_bad_spool_files_are_set_aside_foreign_and_locked_ones_left(tmp_path: Path) -> None:
+    store = open_store(f"spool:{tmp_path}")
+    store.write([AddJob(job(1)), AddJob(job(2)), AddJob(job(3))])
+    torn = tmp_path / "uwsgi_spoolfile_on_spoolgear_2"
+    torn.write_bytes(torn.read_bytes()[:10])
+    foreign = tmp_path / "uwsgi_spoolfile_on_vm_1_1_1_1_1"
+    foreign.write_bytes(encode_spool([(b"ud_spool_func", b"send_mail")]))
+    state = open_store(f"spool:{tmp_path}").load()
+    assert [j.number for j in state.jobs] == [1, 3]
+    assert (tmp_path / "corrupt" / torn.name).exists() and foreign.exists()
+    assert any(str(torn) in p and "truncated" in p for p in state.problems)
+    assert any(str(foreign) in p and "--spool-ingest" in p for p in state.problems)
+    with open(tmp_path / "uwsgi_spoolfile_on_spoolgear_3", "rb+") as holder:
+        fcntl.lockf(holder, fcntl.LOCK_EX)
+        probe = multiprocessing.get_context("fork").Process(target=_load_numbers,
+                                                             args=(str(tmp_path),))
+        probe.start()
+        probe.join(10)
+    assert probe.exitcode == 0
+
+
+def _load_numbers(directory: str) -> None:
+    """In another process (fcntl locks are per process): the locked job is skipped."""
+    state = open_store(f"spool:{directory}").load()
+    numbers = [j.number for j in state.jobs]
+    if numbers != [1] or not any("locked" in problem for problem in state.problems):
+        raise SystemExit(f"unexpected {numbers} {state.problems}")

@@ -1,0 +1,255 @@
+"""The spool-directory store: one uWSGI spool file per job (``spool:DIR``).
+
+Each job is ``DIR/uwsgi_spoolfile_on_spoolgear_<number>`` in uWSGI's spool-file
+format (shared/reference/uwsgi-spooler.md section 2.2): the job's fields as
+vars, its payload as the body, ``at`` kept as a var and as the file's mtime, as
+uWSGI does. Files are written under a temporary name with an fcntl lock held,
+fsynced, then renamed into place, so a reader (this store, or a uWSGI spooler
+sharing the directory) never sees a half-written file. The failed list and
+schedules live in ``failed/`` and ``schedules/`` in the same format; a job that
+is running has a marker in ``.running/``.
+
+A file that cannot be decoded is moved to ``corrupt/`` and reported by name; a
+file some other process holds locked, or a uWSGI task that is not a spoolgear
+job, is left where it is and reported. Each file is written atomically and a
+batch returns once all of it is on disk, but unlike SQLite a crash in the middle
+of a batch can leave part of it applied (jobs then run at least once).
+"""
+
+from __future__ import annotations
+
+import fcntl
+import os
+from collections.abc import Sequence
+from pathlib import Path
+
+from broker.errors import ProtocolError
+from broker.protocol.uwsgi import decode_spool, encode_spool
+from broker.store.base import (
+    AddJob,
+    AddSchedule,
+    DeleteFailed,
+    DeleteJob,
+    DeleteSchedule,
+    FailedJob,
+    FailJob,
+    MarkRunning,
+    Operation,
+    Requeue,
+    ReserveHandles,
+    Store,
+    StoredJob,
+    StoredSchedule,
+    StoredState,
+    compact,
+)
+
+JOB_PREFIX = "uwsgi_spoolfile_on_spoolgear_"
+UWSGI_PREFIX = "uwsgi_spoolfile_on_"
+
+
+def _job_vars(job: StoredJob) -> list[tuple[bytes, bytes]]:
+    pairs = [(b"spoolgear_function", job.function), (b"spoolgear_unique", job.unique),
+             (b"spoolgear_priority", b"%d" % job.priority), (b"spoolgear_seq", b"%d" % job.seq),
+             (b"spoolgear_attempts", b"%d" % job.attempts)]
+    if job.reducer:
+        pairs.append((b"spoolgear_reducer", job.reducer))
+    if job.run_at:
+        pairs.append((b"at", b"%d" % job.run_at))
+    return pairs
+
+
+class SpoolStore(Store):
+    durable = True
+
+    def __init__(self, directory: Path) -> None:
+        self.directory = directory
+        self.running = directory / ".running"
+        self.failed = directory / "failed"
+        self.schedules = directory / "schedules"
+        self.staging = directory / ".tmp"
+        self.corrupt = directory / "corrupt"
+        for folder in (directory, self.running, self.failed, self.schedules, self.staging):
+            folder.mkdir(parents=True, exist_ok=True)
+        self._touched: set[Path] = set()
+
+    def describe(self) -> str:
+        return f"spool:{self.directory}"
+
+    # ----------------------------------------------------------------- reading
+
+    def load(self) -> StoredState:
+        state = StoredState()
+        running = {int(p.name) for p in self.running.iterdir() if p.name.isdigit()}
+        highest = 0
+        for path in sorted(self.directory.iterdir()):
+            if not path.name.startswith(UWSGI_PREFIX) or not path.is_file():
+                continue
+            if not path.name.startswith(JOB_PREFIX):
+                state.problems.append(f"{path}: a uWSGI task, not a spoolgear job; left in "
+                                      "place (use --spool-ingest to take such files)")
+                continue
+            fields = self._read(path, state.problems)
+            job = None if fields is None else self._job(path, *fields, running, state.problems)
+            if job is not None:
+                state.jobs.append(job)
+                highest = max(highest, job.number)
+        state.jobs.sort(key=lambda job: (job.priority, job.seq))
+        for path in sorted(self.schedules.iterdir()):
+            fields = self._read(path, state.problems)
+            if fields is not None:
+                values, body = fields
+                try:
+                    state.schedules.append(StoredSchedule(
+                        int(path.name), values[b"spoolgear_function"],
+                        values[b"spoolgear_unique"], body, values[b"cron"].decode()))
+                except (KeyError, ValueError) as exc:
+                    self._set_aside(path, f"missing or bad field {exc}", state.problems)
+        for path in sorted(self.failed.iterdir()):
+            fields = self._read(path, state.problems)
+            if fields is not None:
+                values, body = fields
+                try:
+                    state.failed.append(FailedJob(
+                        int(path.name), values[b"spoolgear_function"],
+                        values[b"spoolgear_unique"], body, int(values[b"spoolgear_priority"]),
+                        int(values[b"spoolgear_attempts"]), values[b"error"].decode(),
+                        float(values[b"failed_at"])))
+                except (KeyError, ValueError) as exc:
+                    self._set_aside(path, f"missing or bad field {exc}", state.problems)
+        state.failed.sort(key=lambda failed: failed.failed_at)
+        try:
+            reserved = int((self.directory / "next_number").read_text())
+        except (FileNotFoundError, ValueError):
+            reserved = 1
+        state.next_number = max(reserved, highest + 1)
+        return state
+
+    def _read(self, path: Path, problems: list[str]) -> tuple[dict[bytes, bytes], bytes] | None:
+        """Decode one spool file under a non-blocking fcntl lock (uWSGI's protocol)."""
+        try:
+            with open(path, "rb") as file:
+                try:
+                    fcntl.lockf(file, fcntl.LOCK_SH | fcntl.LOCK_NB)
+                except OSError:
+                    problems.append(f"{path}: locked by another process; left in place")
+                    return None
+                pairs, body = decode_spool(file.read())
+        except FileNotFoundError:
+            return None
+        except ProtocolError as exc:
+            self._set_aside(path, str(exc), problems)
+            return None
+        return dict(pairs), body
+
+    def _job(self, path: Path, values: dict[bytes, bytes], body: bytes, running: set[int],
+             problems: list[str]) -> StoredJob | None:
+        try:
+            number = int(path.name.removeprefix(JOB_PREFIX))
+            priority = int(values[b"spoolgear_priority"])
+            if priority not in (0, 1, 2):
+                raise ValueError(f"priority {priority}")
+            return StoredJob(number, values[b"spoolgear_function"],
+                             values[b"spoolgear_unique"], body, priority,
+                             float(values.get(b"at", b"0")),
+                             values.get(b"spoolgear_reducer", b""),
+                             int(values[b"spoolgear_attempts"]), number in running,
+                             int(values[b"spoolgear_seq"]))
+        except (KeyError, ValueError) as exc:
+            self._set_aside(path, f"missing or bad field {exc}", problems)
+            return None
+
+    def _set_aside(self, path: Path, reason: str, problems: list[str]) -> None:
+        self.corrupt.mkdir(exist_ok=True)
+        target = self.corrupt / path.name
+        path.rename(target)
+        problems.append(f"{path}: {reason}; moved to {target}")
+
+    # ----------------------------------------------------------------- writing
+
+    def write(self, batch: Sequence[Operation]) -> None:
+        for op in compact(batch):
+            if isinstance(op, AddJob):
+                self._write_job(op.job)
+                if op.job.running:
+                    self._put(self.running / str(op.job.number), b"")
+            elif isinstance(op, MarkRunning):
+                self._put(self.running / str(op.number), b"")
+            elif isinstance(op, Requeue):
+                self._requeue(op)
+            elif isinstance(op, DeleteJob):
+                self._remove(self.directory / f"{JOB_PREFIX}{op.number}")
+                self._remove(self.running / str(op.number))
+            elif isinstance(op, FailJob):
+                self._write_failed(op.failed)
+                self._remove(self.directory / f"{JOB_PREFIX}{op.failed.number}")
+                self._remove(self.running / str(op.failed.number))
+            elif isinstance(op, DeleteFailed):
+                self._remove(self.failed / str(op.number))
+            elif isinstance(op, AddSchedule):
+                schedule = op.schedule
+                self._put(self.schedules / str(schedule.number), encode_spool(
+                    [(b"spoolgear_function", schedule.function),
+                     (b"spoolgear_unique", schedule.unique),
+                     (b"cron", schedule.cron.encode())], schedule.data))
+            elif isinstance(op, DeleteSchedule):
+                self._remove(self.schedules / str(op.number))
+            elif isinstance(op, ReserveHandles):
+                self._put(self.directory / "next_number", b"%d" % op.upto)
+        for folder in self._touched:
+            descriptor = os.open(folder, os.O_RDONLY)
+            try:
+                os.fsync(descriptor)
+            finally:
+                os.close(descriptor)
+        self._touched.clear()
+
+    def _write_job(self, job: StoredJob) -> None:
+        path = self.directory / f"{JOB_PREFIX}{job.number}"
+        self._put(path, encode_spool(_job_vars(job), job.data), mtime=job.run_at)
+
+    def _requeue(self, op: Requeue) -> None:
+        path = self.directory / f"{JOB_PREFIX}{op.number}"
+        try:
+            pairs, body = decode_spool(path.read_bytes())
+        except (FileNotFoundError, ProtocolError):
+            return  # already gone or set aside: nothing to requeue
+        values = dict(pairs)
+        values[b"spoolgear_attempts"] = b"%d" % op.attempts
+        values[b"spoolgear_seq"] = b"%d" % op.seq
+        at = float(values.get(b"at", b"0"))
+        self._put(path, encode_spool(values.items(), body), mtime=at)
+        self._remove(self.running / str(op.number))
+
+    def _write_failed(self, failed: FailedJob) -> None:
+        self._put(self.failed / str(failed.number), encode_spool(
+            [(b"spoolgear_function", failed.function), (b"spoolgear_unique", failed.unique),
+             (b"spoolgear_priority", b"%d" % failed.priority),
+             (b"spoolgear_attempts", b"%d" % failed.attempts),
+             (b"error", failed.error.encode()), (b"failed_at", repr(failed.failed_at).encode())],
+            failed.data))
+
+    def _put(self, path: Path, content: bytes, *, mtime: float = 0.0) -> None:
+        """Write ``path`` atomically: locked temporary file, fsync, rename."""
+        staged = self.staging / path.name
+        descriptor = os.open(staged, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        try:
+            fcntl.lockf(descriptor, fcntl.LOCK_EX)
+            os.write(descriptor, content)
+            if mtime:
+                os.utime(descriptor, (mtime, mtime))
+            os.fsync(descriptor)
+        finally:
+            os.close(descriptor)
+        os.rename(staged, path)
+        self._touched.add(path.parent)
+
+    def _remove(self, path: Path) -> None:
+        try:
+            path.unlink()
+        except FileNotFoundError:
+            return
+        self._touched.add(path.parent)
+
+    def close(self) -> None:
+        pass
