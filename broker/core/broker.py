@@ -17,15 +17,16 @@ of shared/reference/gearman-protocol.md.
 
 from __future__ import annotations
 
-import heapq
 import logging
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
 from broker.core.cron import CronSpec
+from broker.core.failed import FailedList
 from broker.core.journal import HANDLE_BLOCK, Journal, handle_number
-from broker.core.model import CallLater, Cancellable, Function, Job, Priority, Session
+from broker.core.model import CallLater, Function, Job, Priority, Session
+from broker.core.timeline import Timeline
 from broker.errors import ProtocolError
 from broker.protocol.packets import (
     MAGIC_RES,
@@ -34,7 +35,8 @@ from broker.protocol.packets import (
     encode_packet,
     encode_response,
 )
-from broker.store.base import FailedJob, Operation, StoredSchedule, StoredState
+from broker.store.base import StoredState
+from broker.store.operations import FailedJob, Operation, StoredSchedule
 
 log = logging.getLogger("spoolgear.broker")
 
@@ -140,7 +142,7 @@ class Broker:
         self.journal = journal
         if journal is not None:
             journal.on_first = on_output
-        self.failed: dict[bytes, FailedJob] = {}
+        self.failed = FailedList(settings.max_failed_jobs, journal)
         self.gated: list[Session] = []
         self.functions: dict[bytes, Function] = {}
         self.jobs: dict[bytes, Job] = {}
@@ -152,10 +154,7 @@ class Broker:
         self._next_handle = 1
         self._reserved_handles = 0
         self._handle_prefix = settings.handle_prefix + b":"
-        self._timeline: list[tuple[float, int, Job | Schedule]] = []
-        self._timeline_seq = 0
-        self._timeline_timer: Cancellable | None = None
-        self._timeline_due = 0.0
+        self.timeline: Timeline[Job | Schedule] = Timeline(call_later, clock, self._on_due)
         self._handlers: dict[PacketType, Callable[[Session, Packet], None]] = {
             T.CAN_DO: self._can_do,
             T.CAN_DO_TIMEOUT: self._can_do_timeout,
@@ -349,7 +348,7 @@ class Broker:
                 self._attach(session, job)
         if when:
             function.delayed += 1
-            self._add_to_timeline(when, job)
+            self.timeline.add(when, job)
         else:
             self._enqueue(job)
         return job
@@ -412,37 +411,16 @@ class Broker:
                                                        unique, data, cron.text))
             self._gate(session)
         self.send(session, encode_response(T.JOB_CREATED, schedule.handle))
-        self._add_to_timeline(schedule.next_run, schedule)
+        self.timeline.add(schedule.next_run, schedule)
 
-    def _add_to_timeline(self, when: float, item: Job | Schedule) -> None:
-        self._timeline_seq += 1
-        heapq.heappush(self._timeline, (when, self._timeline_seq, item))
-        self._arm_timeline()
-
-    def _arm_timeline(self) -> None:
-        if not self._timeline:
-            return
-        due = self._timeline[0][0]
-        if self._timeline_timer is not None:
-            if self._timeline_due <= due:
-                return
-            self._timeline_timer.cancel()
-        self._timeline_due = due
-        self._timeline_timer = self.call_later(max(0.0, due - self.clock()), self._on_timeline)
-
-    def _on_timeline(self) -> None:
-        """Release due epoch jobs and fire due schedules, then re-arm for the next one."""
-        self._timeline_timer = None
-        now = self.clock()
-        while self._timeline and self._timeline[0][0] <= now:
-            _, _, item = heapq.heappop(self._timeline)
-            if isinstance(item, Schedule):
-                self._fire_schedule(item, now)
-            elif self.jobs.get(item.handle) is item:
-                item.function.delayed -= 1
-                item.when = 0.0
-                self._enqueue(item)
-        self._arm_timeline()
+    def _on_due(self, item: Job | Schedule, now: float) -> None:
+        """A delayed job became runnable, or a schedule's time came."""
+        if isinstance(item, Schedule):
+            self._fire_schedule(item, now)
+        elif self.jobs.get(item.handle) is item:  # not cancelled meanwhile
+            item.function.delayed -= 1
+            item.when = 0.0
+            self._enqueue(item)
 
     def _fire_schedule(self, schedule: Schedule, now: float) -> None:
         if schedule.cancelled:
@@ -450,7 +428,7 @@ class Broker:
         self.submit(None, schedule.function, schedule.unique, schedule.data,
                     Priority.NORMAL, True)
         schedule.next_run = schedule.cron.next_after(now)
-        self._add_to_timeline(schedule.next_run, schedule)
+        self.timeline.add(schedule.next_run, schedule)
 
     # ------------------------------------------------------------------ workers
 
@@ -707,35 +685,22 @@ class Broker:
     # ------------------------------------------------------------------ the failed list
 
     def _record_failure(self, job: Job, error: str) -> None:
-        record = FailedJob(handle_number(job.handle), job.function.name, job.unique, job.data,
-                           job.priority, job.retries, error, self.clock())
-        self.failed[job.handle] = record
-        if self.journal is not None:
-            self.journal.job_failed(record)
-        if len(self.failed) > self.settings.max_failed_jobs:
-            oldest = next(iter(self.failed))
-            log.warning("failed list is full (%d): forgetting the oldest, %s",
-                        self.settings.max_failed_jobs, oldest.decode())
-            self._remove_failed(oldest)
-
-    def _remove_failed(self, handle: bytes) -> FailedJob:
-        record = self.failed.pop(handle)
-        if self.journal is not None:
-            self.journal.failed_removed(record.number)
-        return record
+        self.failed.add(job.handle, FailedJob(handle_number(job.handle), job.function.name,
+                                              job.unique, job.data, job.priority, job.retries,
+                                              error, self.clock()))
 
     def retry_failed(self, handle: bytes | None) -> int:
         """Queue failed jobs again as new background jobs (all when ``handle`` is None)."""
-        handles = list(self.failed) if handle is None else [handle] if handle in self.failed else []
+        handles = self.failed.select(handle)
         for failed_handle in handles:
-            record = self._remove_failed(failed_handle)
+            record = self.failed.pop(failed_handle)
             self.submit(None, record.function, record.unique, record.data, record.priority, True)
         return len(handles)
 
     def drop_failed(self, handle: bytes | None) -> int:
-        handles = list(self.failed) if handle is None else [handle] if handle in self.failed else []
+        handles = self.failed.select(handle)
         for failed_handle in handles:
-            self._remove_failed(failed_handle)
+            self.failed.pop(failed_handle)
         return len(handles)
 
     # ------------------------------------------------------------------ start-up
@@ -766,7 +731,7 @@ class Broker:
                 interrupted.append(job)
             elif job.when:
                 function.delayed += 1
-                self._add_to_timeline(job.when, job)
+                self.timeline.add(job.when, job)
             else:
                 function.queues[job.priority].append(job)
         for job in interrupted:
@@ -778,9 +743,9 @@ class Broker:
                                 stored_schedule.data, cron, cron.next_after(now))
             self.schedules[schedule.handle] = schedule
             self.function(schedule.function)
-            self._add_to_timeline(schedule.next_run, schedule)
+            self.timeline.add(schedule.next_run, schedule)
         for failed in state.failed:
-            self.failed[self._handle_prefix + b"%d" % failed.number] = failed
+            self.failed.restore(self._handle_prefix + b"%d" % failed.number, failed)
 
     # ------------------------------------------------------------------ status and misc
 

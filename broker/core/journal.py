@@ -14,21 +14,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from broker.core.model import Job
-from broker.store.base import (
-    AddJob,
-    AddSchedule,
-    DeleteFailed,
-    DeleteJob,
-    DeleteSchedule,
-    FailedJob,
-    FailJob,
-    MarkRunning,
-    Operation,
-    Requeue,
-    ReserveHandles,
-    StoredJob,
-    StoredSchedule,
-)
+from broker.store import operations as ops
 
 # Handle numbers are reserved in the store this many at a time, so handles never
 # repeat across restarts without a write per handle.
@@ -41,7 +27,7 @@ def handle_number(handle: bytes) -> int:
 
 class Journal:
     def __init__(self, next_seq: int = 1) -> None:
-        self.ops: list[Operation] = []
+        self.ops: list[ops.Operation] = []
         self.on_first: Callable[[], None] | None = None
         self.building = 1
         """Number of the batch being collected; a gated session waits for it."""
@@ -49,12 +35,12 @@ class Journal:
         """Number of the last batch on disk."""
         self._seq = next_seq
 
-    def record(self, op: Operation) -> None:
+    def record(self, op: ops.Operation) -> None:
         if not self.ops and self.on_first is not None:
             self.on_first()
         self.ops.append(op)
 
-    def take(self) -> tuple[int, list[Operation]]:
+    def take(self) -> tuple[int, list[ops.Operation]]:
         """Hand over the current batch and start the next one."""
         number, ops = self.building, self.ops
         self.building += 1
@@ -67,30 +53,31 @@ class Journal:
         return seq
 
     def job_added(self, job: Job) -> None:
-        self.record(AddJob(StoredJob(handle_number(job.handle), job.function.name, job.unique,
-                                     job.data, job.priority, job.when, job.reducer,
-                                     job.retries, False, self._next_seq())))
+        stored = ops.StoredJob(handle_number(job.handle), job.function.name, job.unique,
+                               job.data, job.priority, job.when, job.reducer, job.retries,
+                               False, self._next_seq())
+        self.record(ops.AddJob(stored))
 
     def job_running(self, job: Job) -> None:
-        self.record(MarkRunning(handle_number(job.handle), job.retries))
+        self.record(ops.MarkRunning(handle_number(job.handle), job.retries))
 
     def job_requeued(self, job: Job) -> None:
-        self.record(Requeue(handle_number(job.handle), job.retries, self._next_seq()))
+        self.record(ops.Requeue(handle_number(job.handle), job.retries, self._next_seq()))
 
     def job_ended(self, job: Job) -> None:
-        self.record(DeleteJob(handle_number(job.handle)))
+        self.record(ops.DeleteJob(handle_number(job.handle)))
 
-    def job_failed(self, failed: FailedJob) -> None:
-        self.record(FailJob(failed))
+    def job_failed(self, failed: ops.FailedJob) -> None:
+        self.record(ops.FailJob(failed))
 
     def failed_removed(self, number: int) -> None:
-        self.record(DeleteFailed(number))
+        self.record(ops.DeleteFailed(number))
 
-    def schedule_added(self, schedule: StoredSchedule) -> None:
-        self.record(AddSchedule(schedule))
+    def schedule_added(self, schedule: ops.StoredSchedule) -> None:
+        self.record(ops.AddSchedule(schedule))
 
     def schedule_removed(self, handle: bytes) -> None:
-        self.record(DeleteSchedule(handle_number(handle)))
+        self.record(ops.DeleteSchedule(handle_number(handle)))
 
     def handles_reserved(self, upto: int) -> None:
-        self.record(ReserveHandles(upto))
+        self.record(ops.ReserveHandles(upto))

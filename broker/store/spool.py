@@ -20,35 +20,20 @@ from __future__ import annotations
 
 import fcntl
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import TypeVar
 
 from broker.errors import ProtocolError
 from broker.protocol.uwsgi import decode_spool, encode_spool
-from broker.store.base import (
-    AddJob,
-    AddSchedule,
-    DeleteFailed,
-    DeleteJob,
-    DeleteSchedule,
-    FailedJob,
-    FailJob,
-    MarkRunning,
-    Operation,
-    Requeue,
-    ReserveHandles,
-    Store,
-    StoredJob,
-    StoredSchedule,
-    StoredState,
-    compact,
-)
+from broker.store import operations as ops
+from broker.store.base import Store, StoredState
 
 JOB_PREFIX = "uwsgi_spoolfile_on_spoolgear_"
 UWSGI_PREFIX = "uwsgi_spoolfile_on_"
 
 
-def _job_vars(job: StoredJob) -> list[tuple[bytes, bytes]]:
+def _job_vars(job: ops.StoredJob) -> list[tuple[bytes, bytes]]:
     pairs = [(b"spoolgear_function", job.function), (b"spoolgear_unique", job.unique),
              (b"spoolgear_priority", b"%d" % job.priority), (b"spoolgear_seq", b"%d" % job.seq),
              (b"spoolgear_attempts", b"%d" % job.attempts)]
@@ -57,6 +42,38 @@ def _job_vars(job: StoredJob) -> list[tuple[bytes, bytes]]:
     if job.run_at:
         pairs.append((b"at", b"%d" % job.run_at))
     return pairs
+
+
+Vars = dict[bytes, bytes]
+Record = TypeVar("Record")
+
+
+def _priority(values: Vars) -> int:
+    priority = int(values[b"spoolgear_priority"])
+    if priority not in (0, 1, 2):
+        raise ValueError(f"priority {priority}")
+    return priority
+
+
+def _decode_job(path: Path, values: Vars, body: bytes, running: set[int]) -> ops.StoredJob:
+    number = int(path.name.removeprefix(JOB_PREFIX))
+    return ops.StoredJob(number, values[b"spoolgear_function"], values[b"spoolgear_unique"],
+                         body, _priority(values), float(values.get(b"at", b"0")),
+                         values.get(b"spoolgear_reducer", b""),
+                         int(values[b"spoolgear_attempts"]), number in running,
+                         int(values[b"spoolgear_seq"]))
+
+
+def _decode_schedule(path: Path, values: Vars, body: bytes) -> ops.StoredSchedule:
+    return ops.StoredSchedule(int(path.name), values[b"spoolgear_function"],
+                              values[b"spoolgear_unique"], body, values[b"cron"].decode())
+
+
+def _decode_failed(path: Path, values: Vars, body: bytes) -> ops.FailedJob:
+    return ops.FailedJob(int(path.name), values[b"spoolgear_function"],
+                         values[b"spoolgear_unique"], body, _priority(values),
+                         int(values[b"spoolgear_attempts"]), values[b"error"].decode(),
+                         float(values[b"failed_at"]))
 
 
 class SpoolStore(Store):
@@ -81,51 +98,46 @@ class SpoolStore(Store):
     def load(self) -> StoredState:
         state = StoredState()
         running = {int(p.name) for p in self.running.iterdir() if p.name.isdigit()}
-        highest = 0
+        job_paths = []
         for path in sorted(self.directory.iterdir()):
             if not path.name.startswith(UWSGI_PREFIX) or not path.is_file():
                 continue
-            if not path.name.startswith(JOB_PREFIX):
+            if path.name.startswith(JOB_PREFIX):
+                job_paths.append(path)
+            else:
                 state.problems.append(f"{path}: a uWSGI task, not a spoolgear job; left in "
                                       "place (use --spool-ingest to take such files)")
-                continue
-            fields = self._read(path, state.problems)
-            job = None if fields is None else self._job(path, *fields, running, state.problems)
-            if job is not None:
-                state.jobs.append(job)
-                highest = max(highest, job.number)
+        state.jobs = self._records(
+            job_paths, lambda path, values, body: _decode_job(path, values, body, running),
+            state.problems)
         state.jobs.sort(key=lambda job: (job.priority, job.seq))
-        for path in sorted(self.schedules.iterdir()):
-            fields = self._read(path, state.problems)
-            if fields is not None:
-                values, body = fields
-                try:
-                    state.schedules.append(StoredSchedule(
-                        int(path.name), values[b"spoolgear_function"],
-                        values[b"spoolgear_unique"], body, values[b"cron"].decode()))
-                except (KeyError, ValueError) as exc:
-                    self._set_aside(path, f"missing or bad field {exc}", state.problems)
-        for path in sorted(self.failed.iterdir()):
-            fields = self._read(path, state.problems)
-            if fields is not None:
-                values, body = fields
-                try:
-                    state.failed.append(FailedJob(
-                        int(path.name), values[b"spoolgear_function"],
-                        values[b"spoolgear_unique"], body, int(values[b"spoolgear_priority"]),
-                        int(values[b"spoolgear_attempts"]), values[b"error"].decode(),
-                        float(values[b"failed_at"])))
-                except (KeyError, ValueError) as exc:
-                    self._set_aside(path, f"missing or bad field {exc}", state.problems)
+        state.schedules = self._records(sorted(self.schedules.iterdir()), _decode_schedule,
+                                        state.problems)
+        state.failed = self._records(sorted(self.failed.iterdir()), _decode_failed,
+                                     state.problems)
         state.failed.sort(key=lambda failed: failed.failed_at)
         try:
             reserved = int((self.directory / "next_number").read_text())
         except (FileNotFoundError, ValueError):
             reserved = 1
-        state.next_number = max(reserved, highest + 1)
+        state.next_number = max(reserved, max((j.number for j in state.jobs), default=0) + 1)
         return state
 
-    def _read(self, path: Path, problems: list[str]) -> tuple[dict[bytes, bytes], bytes] | None:
+    def _records(self, paths: list[Path], decode: Callable[[Path, Vars, bytes], Record],
+                 problems: list[str]) -> list[Record]:
+        """Decode each file; one that lacks a field or holds a bad value is set aside."""
+        records = []
+        for path in paths:
+            fields = self._read(path, problems)
+            if fields is None:
+                continue
+            try:
+                records.append(decode(path, *fields))
+            except (KeyError, ValueError) as exc:
+                self._set_aside(path, f"missing or bad field {exc}", problems)
+        return records
+
+    def _read(self, path: Path, problems: list[str]) -> tuple[Vars, bytes] | None:
         """Decode one spool file under a non-blocking fcntl lock (uWSGI's protocol)."""
         try:
             with open(path, "rb") as file:
@@ -142,23 +154,6 @@ class SpoolStore(Store):
             return None
         return dict(pairs), body
 
-    def _job(self, path: Path, values: dict[bytes, bytes], body: bytes, running: set[int],
-             problems: list[str]) -> StoredJob | None:
-        try:
-            number = int(path.name.removeprefix(JOB_PREFIX))
-            priority = int(values[b"spoolgear_priority"])
-            if priority not in (0, 1, 2):
-                raise ValueError(f"priority {priority}")
-            return StoredJob(number, values[b"spoolgear_function"],
-                             values[b"spoolgear_unique"], body, priority,
-                             float(values.get(b"at", b"0")),
-                             values.get(b"spoolgear_reducer", b""),
-                             int(values[b"spoolgear_attempts"]), number in running,
-                             int(values[b"spoolgear_seq"]))
-        except (KeyError, ValueError) as exc:
-            self._set_aside(path, f"missing or bad field {exc}", problems)
-            return None
-
     def _set_aside(self, path: Path, reason: str, problems: list[str]) -> None:
         self.corrupt.mkdir(exist_ok=True)
         target = self.corrupt / path.name
@@ -167,34 +162,34 @@ class SpoolStore(Store):
 
     # ----------------------------------------------------------------- writing
 
-    def write(self, batch: Sequence[Operation]) -> None:
-        for op in compact(batch):
-            if isinstance(op, AddJob):
+    def write(self, batch: Sequence[ops.Operation]) -> None:
+        for op in ops.compact(batch):
+            if isinstance(op, ops.AddJob):
                 self._write_job(op.job)
                 if op.job.running:
                     self._put(self.running / str(op.job.number), b"")
-            elif isinstance(op, MarkRunning):
+            elif isinstance(op, ops.MarkRunning):
                 self._put(self.running / str(op.number), b"")
-            elif isinstance(op, Requeue):
+            elif isinstance(op, ops.Requeue):
                 self._requeue(op)
-            elif isinstance(op, DeleteJob):
+            elif isinstance(op, ops.DeleteJob):
                 self._remove(self.directory / f"{JOB_PREFIX}{op.number}")
                 self._remove(self.running / str(op.number))
-            elif isinstance(op, FailJob):
+            elif isinstance(op, ops.FailJob):
                 self._write_failed(op.failed)
                 self._remove(self.directory / f"{JOB_PREFIX}{op.failed.number}")
                 self._remove(self.running / str(op.failed.number))
-            elif isinstance(op, DeleteFailed):
+            elif isinstance(op, ops.DeleteFailed):
                 self._remove(self.failed / str(op.number))
-            elif isinstance(op, AddSchedule):
+            elif isinstance(op, ops.AddSchedule):
                 schedule = op.schedule
                 self._put(self.schedules / str(schedule.number), encode_spool(
                     [(b"spoolgear_function", schedule.function),
                      (b"spoolgear_unique", schedule.unique),
                      (b"cron", schedule.cron.encode())], schedule.data))
-            elif isinstance(op, DeleteSchedule):
+            elif isinstance(op, ops.DeleteSchedule):
                 self._remove(self.schedules / str(op.number))
-            elif isinstance(op, ReserveHandles):
+            elif isinstance(op, ops.ReserveHandles):
                 self._put(self.directory / "next_number", b"%d" % op.upto)
         for folder in self._touched:
             descriptor = os.open(folder, os.O_RDONLY)
@@ -204,11 +199,11 @@ class SpoolStore(Store):
                 os.close(descriptor)
         self._touched.clear()
 
-    def _write_job(self, job: StoredJob) -> None:
+    def _write_job(self, job: ops.StoredJob) -> None:
         path = self.directory / f"{JOB_PREFIX}{job.number}"
         self._put(path, encode_spool(_job_vars(job), job.data), mtime=job.run_at)
 
-    def _requeue(self, op: Requeue) -> None:
+    def _requeue(self, op: ops.Requeue) -> None:
         path = self.directory / f"{JOB_PREFIX}{op.number}"
         try:
             pairs, body = decode_spool(path.read_bytes())
@@ -221,7 +216,7 @@ class SpoolStore(Store):
         self._put(path, encode_spool(values.items(), body), mtime=at)
         self._remove(self.running / str(op.number))
 
-    def _write_failed(self, failed: FailedJob) -> None:
+    def _write_failed(self, failed: ops.FailedJob) -> None:
         self._put(self.failed / str(failed.number), encode_spool(
             [(b"spoolgear_function", failed.function), (b"spoolgear_unique", failed.unique),
              (b"spoolgear_priority", b"%d" % failed.priority),

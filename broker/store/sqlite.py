@@ -17,24 +17,8 @@ from itertools import groupby
 from pathlib import Path
 from typing import Any
 
-from broker.store.base import (
-    AddJob,
-    AddSchedule,
-    DeleteFailed,
-    DeleteJob,
-    DeleteSchedule,
-    FailedJob,
-    FailJob,
-    MarkRunning,
-    Operation,
-    Requeue,
-    ReserveHandles,
-    Store,
-    StoredJob,
-    StoredSchedule,
-    StoredState,
-    compact,
-)
+from broker.store import operations as ops
+from broker.store.base import Store, StoredState
 
 log = logging.getLogger("spoolgear.store")
 
@@ -58,18 +42,18 @@ CREATE TABLE IF NOT EXISTS failed (
 # SQL and parameters for each operation; consecutive operations of one kind go
 # through one executemany.
 _WRITES: dict[type, tuple[str, Callable[[Any], tuple[Any, ...]]]] = {
-    AddJob: ("INSERT OR REPLACE INTO jobs VALUES (?,?,?,?,?,?,?,?,?,?)",
+    ops.AddJob: ("INSERT OR REPLACE INTO jobs VALUES (?,?,?,?,?,?,?,?,?,?)",
              lambda op: tuple(op.job)),
-    MarkRunning: ("UPDATE jobs SET running = 1, attempts = ? WHERE number = ?",
+    ops.MarkRunning: ("UPDATE jobs SET running = 1, attempts = ? WHERE number = ?",
                   lambda op: (op.attempts, op.number)),
-    Requeue: ("UPDATE jobs SET running = 0, attempts = ?, seq = ? WHERE number = ?",
+    ops.Requeue: ("UPDATE jobs SET running = 0, attempts = ?, seq = ? WHERE number = ?",
               lambda op: (op.attempts, op.seq, op.number)),
-    DeleteJob: ("DELETE FROM jobs WHERE number = ?", lambda op: (op.number,)),
-    DeleteFailed: ("DELETE FROM failed WHERE number = ?", lambda op: (op.number,)),
-    AddSchedule: ("INSERT OR REPLACE INTO schedules VALUES (?,?,?,?,?)",
+    ops.DeleteJob: ("DELETE FROM jobs WHERE number = ?", lambda op: (op.number,)),
+    ops.DeleteFailed: ("DELETE FROM failed WHERE number = ?", lambda op: (op.number,)),
+    ops.AddSchedule: ("INSERT OR REPLACE INTO schedules VALUES (?,?,?,?,?)",
                   lambda op: tuple(op.schedule)),
-    DeleteSchedule: ("DELETE FROM schedules WHERE number = ?", lambda op: (op.number,)),
-    ReserveHandles: ("INSERT OR REPLACE INTO meta VALUES ('next_number', ?)",
+    ops.DeleteSchedule: ("DELETE FROM schedules WHERE number = ?", lambda op: (op.number,)),
+    ops.ReserveHandles: ("INSERT OR REPLACE INTO meta VALUES ('next_number', ?)",
                      lambda op: (op.upto,)),
 }
 
@@ -125,11 +109,11 @@ class SQLiteStore(Store):
         state = StoredState()
         row = self.db.execute("SELECT value FROM meta WHERE key = 'next_number'").fetchone()
         state.next_number = int(row[0]) if row else 1
-        state.jobs = self._valid_rows("jobs", StoredJob, "ORDER BY priority, seq",
+        state.jobs = self._valid_rows("jobs", ops.StoredJob, "ORDER BY priority, seq",
                                       state.problems)
-        state.schedules = self._valid_rows("schedules", StoredSchedule, "ORDER BY number",
+        state.schedules = self._valid_rows("schedules", ops.StoredSchedule, "ORDER BY number",
                                            state.problems)
-        state.failed = self._valid_rows("failed", FailedJob, "ORDER BY failed_at, number",
+        state.failed = self._valid_rows("failed", ops.FailedJob, "ORDER BY failed_at, number",
                                         state.problems)
         return state
 
@@ -144,14 +128,14 @@ class SQLiteStore(Store):
         cursor.row_factory = lambda _cursor, row: record._make(row)
         return cursor.fetchall()
 
-    def write(self, batch: Sequence[Operation]) -> None:
+    def write(self, batch: Sequence[ops.Operation]) -> None:
         db = self.db
         db.execute("BEGIN")
         try:
-            for kind, group in groupby(compact(batch), type):
-                if kind is FailJob:
+            for kind, group in groupby(ops.compact(batch), type):
+                if kind is ops.FailJob:
                     for op in group:
-                        assert isinstance(op, FailJob)
+                        assert isinstance(op, ops.FailJob)
                         db.execute("DELETE FROM jobs WHERE number = ?", (op.failed.number,))
                         db.execute("INSERT OR REPLACE INTO failed VALUES (?,?,?,?,?,?,?,?)",
                                    tuple(op.failed))

@@ -156,7 +156,7 @@ def test_failed_list_is_bounded(harness: Harness) -> None:
         worker.send(T.CAN_DO, b"f")
         worker.grab()
         worker.disconnect()
-    assert list(small.broker.failed) == [b"H:test:2", b"H:test:3"]
+    assert [handle for handle, _ in small.broker.failed.items()] == [b"H:test:2", b"H:test:3"]
 
 
 def test_schedules_survive_a_restart(harness: Harness, store_path: Path) -> None:

@@ -13,28 +13,13 @@ import pytest
 
 from broker.errors import ConfigurationError
 from broker.protocol.uwsgi import decode_spool, encode_spool
-from broker.store.base import (
-    AddJob,
-    AddSchedule,
-    DeleteFailed,
-    DeleteJob,
-    DeleteSchedule,
-    FailedJob,
-    FailJob,
-    MarkRunning,
-    MemoryStore,
-    Requeue,
-    ReserveHandles,
-    Store,
-    StoredJob,
-    StoredSchedule,
-    open_store,
-)
+from broker.store import operations as ops
+from broker.store.base import MemoryStore, Store, open_store
 from broker.store.sqlite import SQLiteStore
 
 
-def job(number: int, priority: int = 1, seq: int | None = None, **changes: object) -> StoredJob:
-    record = StoredJob(number, b"f", b"u%d" % number, b"data\0%d" % number, priority, 0.0, b"",
+def job(number: int, priority: int = 1, seq: int | None = None, **changes: object) -> ops.StoredJob:
+    record = ops.StoredJob(number, b"f", b"u%d" % number, b"data\0%d" % number, priority, 0.0, b"",
                        0, False, number if seq is None else seq)
     return record._replace(**changes)
 
@@ -60,55 +45,56 @@ def reopen(request: pytest.FixtureRequest, tmp_path: Path) -> Reopen:
 
 def test_jobs_come_back_in_priority_then_queue_order(reopen: Reopen) -> None:
     store = reopen()
-    store.write([AddJob(job(1, priority=2)), AddJob(job(2)), AddJob(job(3, priority=0)),
-                 AddJob(job(4))])
+    store.write([ops.AddJob(job(1, priority=2)), ops.AddJob(job(2)), ops.AddJob(job(3, priority=0)),
+                 ops.AddJob(job(4))])
     assert [j.number for j in reopen().load().jobs] == [3, 2, 4, 1]
 
 
 def test_every_field_survives(reopen: Reopen) -> None:
     original = job(7, run_at=1.8e9, reducer=b"red", attempts=2, running=True)
-    reopen().write([AddJob(original)])
+    reopen().write([ops.AddJob(original)])
     assert reopen().load().jobs == [original]
 
 
 def test_running_requeue_and_delete(reopen: Reopen) -> None:
     store = reopen()
-    store.write([AddJob(job(1)), AddJob(job(2)), AddJob(job(3))])
-    store.write([MarkRunning(1, 0), MarkRunning(2, 0), Requeue(1, 1, 10), DeleteJob(3)])
+    store.write([ops.AddJob(job(1)), ops.AddJob(job(2)), ops.AddJob(job(3))])
+    store.write([ops.MarkRunning(1, 0), ops.MarkRunning(2, 0), ops.Requeue(1, 1, 10),
+                 ops.DeleteJob(3)])
     loaded = reopen().load().jobs
     assert [(j.number, j.attempts, j.running) for j in loaded] == [(2, 0, True), (1, 1, False)]
 
 
 def test_failed_list_and_schedules(reopen: Reopen) -> None:
     store = reopen()
-    failed = FailedJob(1, b"f", b"u", b"d", 1, 3, "boom", 1.7e9)
-    schedule = StoredSchedule(5, b"tick", b"", b"", "*/5 * * * *")
-    store.write([AddJob(job(1)), FailJob(failed), AddSchedule(schedule),
-                 AddSchedule(schedule._replace(number=6)), DeleteSchedule(6),
-                 FailJob(failed._replace(number=2)), DeleteFailed(2)])
+    failed = ops.FailedJob(1, b"f", b"u", b"d", 1, 3, "boom", 1.7e9)
+    schedule = ops.StoredSchedule(5, b"tick", b"", b"", "*/5 * * * *")
+    store.write([ops.AddJob(job(1)), ops.FailJob(failed), ops.AddSchedule(schedule),
+                 ops.AddSchedule(schedule._replace(number=6)), ops.DeleteSchedule(6),
+                 ops.FailJob(failed._replace(number=2)), ops.DeleteFailed(2)])
     state = reopen().load()
     assert (state.jobs, state.failed, state.schedules) == ([], [failed], [schedule])
 
 
 def test_handle_reservation(reopen: Reopen) -> None:
     assert reopen().load().next_number == 1
-    reopen().write([ReserveHandles(100_001)])
+    reopen().write([ops.ReserveHandles(100_001)])
     assert reopen().load().next_number == 100_001
 
 
 def test_an_sqlite_batch_is_all_or_nothing(tmp_path: Path) -> None:
     store = SQLiteStore(tmp_path / "jobs.db")
-    store.write([AddJob(job(1))])
+    store.write([ops.AddJob(job(1))])
     with pytest.raises(sqlite3.Error):
-        store.write([DeleteJob(1), AddJob(job(2, data=None))])  # data NOT NULL
+        store.write([ops.DeleteJob(1), ops.AddJob(job(2, data=None))])  # data NOT NULL
     assert [j.number for j in store.load().jobs] == [1]
     store.close()
 
 
 def test_a_job_added_and_ended_in_one_batch_never_reaches_the_disk(reopen: Reopen) -> None:
     store = reopen()
-    store.write([AddJob(job(1)), MarkRunning(1, 0), DeleteJob(1), AddJob(job(2)),
-                 MarkRunning(2, 0), Requeue(2, 1, 9)])
+    store.write([ops.AddJob(job(1)), ops.MarkRunning(1, 0), ops.DeleteJob(1), ops.AddJob(job(2)),
+                 ops.MarkRunning(2, 0), ops.Requeue(2, 1, 9)])
     assert [(j.number, j.attempts, j.running) for j in reopen().load().jobs] == [(2, 1, False)]
 
 
@@ -119,7 +105,7 @@ def test_a_corrupt_file_is_moved_aside_with_its_name_logged(
     with caplog.at_level(logging.ERROR):
         store = SQLiteStore(path)
     assert store.load().jobs == []
-    store.write([AddJob(job(1))])
+    store.write([ops.AddJob(job(1))])
     store.close()
     (aside,) = tmp_path.glob("jobs.db.corrupt-*")
     assert aside.read_bytes().startswith(b"this is not a database")
@@ -129,7 +115,7 @@ def test_a_corrupt_file_is_moved_aside_with_its_name_logged(
 def test_a_truncated_file_is_moved_aside(tmp_path: Path) -> None:
     path = tmp_path / "jobs.db"
     store = SQLiteStore(path)
-    store.write([AddJob(job(n)) for n in range(1, 200)])
+    store.write([ops.AddJob(job(n)) for n in range(1, 200)])
     store.close()
     for suffix in ("-wal", "-shm"):
         Path(f"{path}{suffix}").unlink(missing_ok=True)
@@ -143,10 +129,10 @@ def test_a_truncated_file_is_moved_aside(tmp_path: Path) -> None:
 def test_a_bad_row_is_skipped_and_reported_and_the_rest_loads(tmp_path: Path) -> None:
     path = tmp_path / "jobs.db"
     store = SQLiteStore(path)
-    store.write([AddJob(job(1)), AddJob(job(2))])
+    store.write([ops.AddJob(job(1)), ops.AddJob(job(2))])
     store.db.execute("UPDATE jobs SET priority = 9 WHERE number = 1")
     store.db.execute("UPDATE jobs SET function = 'text' WHERE number = 2")
-    store.write([AddJob(job(3))])
+    store.write([ops.AddJob(job(3))])
     state = store.load()
     store.close()
     assert [j.number for j in state.jobs] == [3]
@@ -171,7 +157,7 @@ def test_store_urls(tmp_path: Path) -> None:
 
 def test_spool_files_are_uwsgi_spool_files(tmp_path: Path) -> None:
     store = open_store(f"spool:{tmp_path}")
-    store.write([AddJob(job(3, run_at=2e9))])
+    store.write([ops.AddJob(job(3, run_at=2e9))])
     (path,) = tmp_path.glob("uwsgi_spoolfile_on_*")
     pairs, body = decode_spool(path.read_bytes())
     assert body == b"data\0" + b"3"
@@ -181,7 +167,7 @@ def test_spool_files_are_uwsgi_spool_files(tmp_path: Path) -> None:
 
 def test_bad_spool_files_are_set_aside_foreign_and_locked_ones_left(tmp_path: Path) -> None:
     store = open_store(f"spool:{tmp_path}")
-    store.write([AddJob(job(1)), AddJob(job(2)), AddJob(job(3))])
+    store.write([ops.AddJob(job(1)), ops.AddJob(job(2)), ops.AddJob(job(3))])
     torn = tmp_path / "uwsgi_spoolfile_on_spoolgear_2"
     torn.write_bytes(torn.read_bytes()[:10])
     foreign = tmp_path / "uwsgi_spoolfile_on_vm_1_1_1_1_1"

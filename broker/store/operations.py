@@ -1,0 +1,124 @@
+"""What a store holds (records) and what the broker asks it to change (operations).
+
+A batch handed to ``Store.write`` is a sequence of these operations, in the
+order the broker made the changes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import NamedTuple
+
+
+class StoredJob(NamedTuple):
+    number: int
+    function: bytes
+    unique: bytes
+    data: bytes
+    priority: int
+    run_at: float
+    """Epoch seconds before which the job must not run; 0 = at once."""
+    reducer: bytes
+    attempts: int
+    running: bool
+    seq: int
+    """Position in its queue: jobs are served in (priority, seq) order."""
+
+
+class StoredSchedule(NamedTuple):
+    number: int
+    function: bytes
+    unique: bytes
+    data: bytes
+    cron: str
+    """Five cron fields separated by spaces."""
+
+
+class FailedJob(NamedTuple):
+    number: int
+    function: bytes
+    unique: bytes
+    data: bytes
+    priority: int
+    attempts: int
+    error: str
+    failed_at: float
+
+
+# The operations a batch is made of, one class each.
+class AddJob(NamedTuple):
+    job: StoredJob
+
+
+class MarkRunning(NamedTuple):
+    number: int
+    attempts: int
+
+
+class Requeue(NamedTuple):
+    number: int
+    attempts: int
+    seq: int
+
+
+class DeleteJob(NamedTuple):
+    number: int
+
+
+class FailJob(NamedTuple):
+    """Move a job to the failed list (deleting it from the queue)."""
+
+    failed: FailedJob
+
+
+class DeleteFailed(NamedTuple):
+    number: int
+
+
+class AddSchedule(NamedTuple):
+    schedule: StoredSchedule
+
+
+class DeleteSchedule(NamedTuple):
+    number: int
+
+
+class ReserveHandles(NamedTuple):
+    """Handle numbers below ``upto`` may be in use; the next start begins there."""
+
+    upto: int
+
+
+Operation = (AddJob | MarkRunning | Requeue | DeleteJob | FailJob | DeleteFailed | AddSchedule
+             | DeleteSchedule | ReserveHandles)
+
+
+def compact(batch: Sequence[Operation]) -> list[Operation]:
+    """Drop the operations of a batch that later ones in the same batch make moot.
+
+    A job marked running and then deleted, failed or requeued needs only the last
+    write; a job added and deleted within one batch needs none. Under load one
+    batch covers many short jobs, so this removes most of the writes of a busy
+    drain without changing what ``load()`` would return.
+    """
+    keep = [True] * len(batch)
+    earlier: dict[int, list[int]] = {}  # job number -> indices of its ops so far
+    for index, op in enumerate(batch):
+        if isinstance(op, AddJob):
+            earlier[op.job.number] = [index]
+        elif isinstance(op, MarkRunning):
+            earlier.setdefault(op.number, []).append(index)
+        elif isinstance(op, Requeue | DeleteJob | FailJob):
+            number = op.failed.number if isinstance(op, FailJob) else op.number
+            previous = earlier.pop(number, [])
+            added = bool(previous) and isinstance(batch[previous[0]], AddJob)
+            if isinstance(op, Requeue) and added:
+                earlier[number] = [previous[0], index]  # keep the add, merge the rest
+                previous = previous[1:]
+            elif isinstance(op, Requeue):
+                earlier[number] = [index]
+            for dropped in previous:
+                keep[dropped] = False
+            if isinstance(op, DeleteJob) and added:
+                keep[index] = False
+    return [op for op, kept in zip(batch, keep, strict=True) if kept]
