@@ -3,7 +3,8 @@
 Replies are gearmand 1.1.20's byte for byte, including the mix of line endings
 (tables end with ``.\\n``, OK/ERR to mutating commands with ``\\r\\n``, ``OK
 <value>`` with ``\\n``) and its error texts. New commands (``shutdown``, ``show
-schedules``) only add replies; no existing reply changes.
+schedules``, ``show failed``, ``retry failed``, ``drop failed``) only add
+replies; no existing reply changes.
 """
 
 from __future__ import annotations
