@@ -7,7 +7,13 @@ WORK_* packets, which are forwarded unchanged to every client attached to the
 job. A worker that found nothing sends PRE_SLEEP; the next job queued for one of
 its functions wakes it with exactly one NOOP. A job whose worker disconnects,
 drops the ability, or exceeds its CAN_DO_TIMEOUT goes back to the tail of its
-queue with one more attempt counted, until ``job_retries`` attempts are used up.
+queue with one more attempt counted, until ``job_retries`` attempts are used up;
+a background job that runs out of attempts goes to the failed list.
+
+With a durable store every change to a background job is recorded in the
+journal (``journal.py``); the server writes each turn's records as one batch,
+and a session promised a JOB_CREATED for a stored job is gated until that batch
+is on disk. ``restore`` rebuilds the state from the store at start-up.
 
 Semantics are gearmand 1.1.20's wire behaviour with the 2.0 fixes (priority is
 global across a worker's functions, functions are served round-robin, epoch
@@ -196,7 +202,7 @@ class Broker:
         session.out.clear()
         if self.sessions.get(session.fd) is session:
             del self.sessions[session.fd]
-        self._release_held(session, list(session.held.values()))
+        self._release_held(list(session.held.values()))
         for function in session.abilities:
             function.workers.remove(session)
         session.abilities.clear()
@@ -458,16 +464,16 @@ class Broker:
         session.abilities.remove(function)
         function.workers.remove(session)
         session.timeouts.pop(function.name, None)
-        self._release_held(session, [j for j in session.held.values() if j.function is function])
+        self._release_held([j for j in session.held.values() if j.function is function])
 
     def _reset_abilities(self, session: Session, packet: Packet) -> None:
         for function in session.abilities:
             function.workers.remove(session)
         session.abilities.clear()
         session.timeouts.clear()
-        self._release_held(session, list(session.held.values()))
+        self._release_held(list(session.held.values()))
 
-    def _release_held(self, session: Session, jobs: list[Job]) -> None:
+    def _release_held(self, jobs: list[Job]) -> None:
         """Requeue jobs a worker gave up, most recently assigned first (as gearmand)."""
         for job in reversed(jobs):
             self.requeue(job, reason="worker gone")
