@@ -42,7 +42,7 @@ from broker.protocol.packets import (
     encode_response,
 )
 from broker.store.base import StoredState
-from broker.store.operations import FailedJob, Operation, StoredSchedule
+from broker.store.operations import FailedJob, StoredSchedule
 
 log = logging.getLogger("spoolgear.broker")
 
@@ -239,10 +239,6 @@ class Broker:
                 session.out.clear()
                 session.write(data)
 
-    def take_batch(self) -> tuple[int, list[Operation]]:
-        assert self.journal is not None
-        return self.journal.take()
-
     def batch_committed(self, number: int) -> None:
         """Batch ``number`` is on disk: release the output that waited for it (then flush)."""
         assert self.journal is not None
@@ -329,9 +325,7 @@ class Broker:
                     if not background:
                         self._attach(session, existing)
                 return existing
-        function = self.functions.get(name)
-        if function is None:
-            function = self.function(name)
+        function = self.function(name)
         if when and when <= self.clock():
             when = 0.0
         limit = function.max_queue[priority]
@@ -339,12 +333,7 @@ class Broker:
             self._refuse(session, b"QUEUE_ERROR", b"Job queue is full")
             return None
         job = Job(self._new_handle(), function, unique, data, priority, background, when, reducer)
-        self.jobs[job.handle] = job
-        if key is not None:
-            job.coalesce_key = key
-            self.uniques[key] = job
-        if unique:
-            self.by_unique[unique] = job  # the newest job wins, as in gearmand
+        self._index(job, key)
         if background and self.journal is not None:
             self.journal.job_added(job)
             self._gate(session)
@@ -358,6 +347,15 @@ class Broker:
         else:
             self._enqueue(job)
         return job
+
+    def _index(self, job: Job, key: tuple[bytes, ...] | None) -> None:
+        """Make a new job findable by handle, by coalescing ``key`` and by unique."""
+        self.jobs[job.handle] = job
+        if key is not None:
+            job.coalesce_key = key
+            self.uniques[key] = job
+        if job.unique:
+            self.by_unique[job.unique] = job  # the newest job wins, as in gearmand
 
     def _refuse(self, session: Session | None, code: bytes, text: bytes) -> None:
         if session is not None:
@@ -726,13 +724,8 @@ class Broker:
                       stored.data, stored.priority, True,
                       stored.run_at if stored.run_at > now else 0.0, stored.reducer)
             job.retries = stored.attempts
-            self.jobs[job.handle] = job
             key = coalesce_key(stored.function, stored.unique, stored.data)
-            if key is not None and key not in self.uniques:
-                job.coalesce_key = key
-                self.uniques[key] = job
-            if stored.unique:
-                self.by_unique[stored.unique] = job
+            self._index(job, None if key in self.uniques else key)
             if stored.running:
                 interrupted.append(job)
             elif job.when:

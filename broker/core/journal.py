@@ -15,6 +15,7 @@ from collections.abc import Callable
 
 from broker.core.model import Job
 from broker.store import operations as ops
+from broker.store.base import StoredState
 
 # Handle numbers are reserved in the store this many at a time, so handles never
 # repeat across restarts without a write per handle.
@@ -35,6 +36,11 @@ class Journal:
         """Number of the last batch on disk."""
         self._seq = next_seq
 
+    @classmethod
+    def resuming(cls, state: StoredState) -> Journal:
+        """A journal for a broker restored from ``state``: new records queue after it."""
+        return cls(next_seq=max((job.seq for job in state.jobs), default=0) + 1)
+
     def record(self, op: ops.Operation) -> None:
         if not self.ops and self.on_first is not None:
             self.on_first()
@@ -42,10 +48,10 @@ class Journal:
 
     def take(self) -> tuple[int, list[ops.Operation]]:
         """Hand over the current batch and start the next one."""
-        number, ops = self.building, self.ops
+        number, batch = self.building, self.ops
         self.building += 1
         self.ops = []
-        return number, ops
+        return number, batch
 
     def _next_seq(self) -> int:
         seq = self._seq

@@ -45,7 +45,7 @@ class Committer:
                 self._delayed = self.loop.call_later(wait, self._after_delay)
             return
         self._next_commit_at = self.loop.time() + self.commit_delay
-        number, batch = self.broker.take_batch()
+        number, batch = journal.take()
         future = self.loop.run_in_executor(self._writer, self.store.write, batch)
         self._in_flight = future
         future.add_done_callback(lambda done: self._done(number, done))
@@ -73,7 +73,7 @@ class Committer:
             await asyncio.shield(self._in_flight)
         journal = self.broker.journal
         if journal is not None and journal.ops:
-            _, batch = self.broker.take_batch()
+            _, batch = journal.take()
             await self.loop.run_in_executor(self._writer, self.store.write, batch)
         self._writer.shutdown()
         self.store.close()

@@ -37,7 +37,7 @@ class BrokerServer:
         self._turn_end_pending = False
         journal = None
         if store.durable:
-            journal = Journal(next_seq=max((job.seq for job in state.jobs), default=0) + 1)
+            journal = Journal.resuming(state)
         self.broker = Broker(settings, call_later=self.loop.call_later,
                              on_output=self._end_turn_soon, journal=journal)
         self.broker.restore(state)

@@ -173,12 +173,10 @@ class SpoolStore(Store):
             elif isinstance(op, ops.Requeue):
                 self._requeue(op)
             elif isinstance(op, ops.DeleteJob):
-                self._remove(self.directory / f"{JOB_PREFIX}{op.number}")
-                self._remove(self.running / str(op.number))
+                self._remove_job(op.number)
             elif isinstance(op, ops.FailJob):
                 self._write_failed(op.failed)
-                self._remove(self.directory / f"{JOB_PREFIX}{op.failed.number}")
-                self._remove(self.running / str(op.failed.number))
+                self._remove_job(op.failed.number)
             elif isinstance(op, ops.DeleteFailed):
                 self._remove(self.failed / str(op.number))
             elif isinstance(op, ops.AddSchedule):
@@ -199,12 +197,19 @@ class SpoolStore(Store):
                 os.close(descriptor)
         self._touched.clear()
 
+    def _job_path(self, number: int) -> Path:
+        return self.directory / f"{JOB_PREFIX}{number}"
+
     def _write_job(self, job: ops.StoredJob) -> None:
-        path = self.directory / f"{JOB_PREFIX}{job.number}"
-        self._put(path, encode_spool(_job_vars(job), job.data), mtime=job.run_at)
+        self._put(self._job_path(job.number), encode_spool(_job_vars(job), job.data),
+                  mtime=job.run_at)
+
+    def _remove_job(self, number: int) -> None:
+        self._remove(self._job_path(number))
+        self._remove(self.running / str(number))
 
     def _requeue(self, op: ops.Requeue) -> None:
-        path = self.directory / f"{JOB_PREFIX}{op.number}"
+        path = self._job_path(op.number)
         try:
             pairs, body = decode_spool(path.read_bytes())
         except (FileNotFoundError, ProtocolError):
@@ -227,15 +232,13 @@ class SpoolStore(Store):
     def _put(self, path: Path, content: bytes, *, mtime: float = 0.0) -> None:
         """Write ``path`` atomically: locked temporary file, fsync, rename."""
         staged = self.staging / path.name
-        descriptor = os.open(staged, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        try:
-            fcntl.lockf(descriptor, fcntl.LOCK_EX)
-            os.write(descriptor, content)
+        with open(os.open(staged, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "wb") as file:
+            fcntl.lockf(file, fcntl.LOCK_EX)
+            file.write(content)  # a buffered file writes all of it (os.write may not)
+            file.flush()
             if mtime:
-                os.utime(descriptor, (mtime, mtime))
-            os.fsync(descriptor)
-        finally:
-            os.close(descriptor)
+                os.utime(file.fileno(), (mtime, mtime))
+            os.fsync(file.fileno())
         os.rename(staged, path)
         self._touched.add(path.parent)
 

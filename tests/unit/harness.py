@@ -38,7 +38,7 @@ class Harness:
         state = StoredState()
         if store is not None:
             state = store.load()
-            journal = Journal(next_seq=max((j.seq for j in state.jobs), default=0) + 1)
+            journal = Journal.resuming(state)
         self.broker = Broker(BrokerSettings(handle_prefix=b"H:test", **settings),
                              call_later=self.call_later, clock=lambda: self.now,
                              journal=journal)
@@ -51,7 +51,8 @@ class Harness:
     def commit(self) -> None:
         """Write the journal to the store, as the server's committer does."""
         assert self.store is not None
-        number, batch = self.broker.take_batch()
+        assert self.broker.journal is not None
+        number, batch = self.broker.journal.take()
         self.store.write(batch)
         self.broker.batch_committed(number)
         self.broker.flush()
