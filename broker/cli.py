@@ -20,6 +20,7 @@ from broker.config import (
     DEFAULT_MAX_FAILED_JOBS,
     DEFAULT_MAX_OUTPUT_BUFFER,
     DEFAULT_PORT,
+    DEFAULT_QUEUE_WINDOW,
     LOG_LEVELS,
     ServerConfig,
 )
@@ -50,6 +51,10 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--commit-delay", type=float, default=DEFAULT_COMMIT_DELAY,
                        help="least seconds between two store commits; longer batches more "
                             "jobs per fsync (default %(default)s)")
+    serve.add_argument("--queue-window", type=int, default=DEFAULT_QUEUE_WINDOW,
+                       help="queued background jobs per function and priority held in "
+                            "memory; with sqlite: the rest wait in the store (default "
+                            "%(default)s, 0 = no limit)")
     serve.add_argument("--max-failed-jobs", type=int, default=DEFAULT_MAX_FAILED_JOBS,
                        help="failed jobs kept; the oldest are forgotten (default %(default)s)")
     serve.add_argument("--worker-wakeup", type=int, default=0,
@@ -96,7 +101,7 @@ def _serve(args: argparse.Namespace) -> int:
                           job_retries=args.job_retries, worker_wakeup=args.worker_wakeup,
                           retry_failures=tuple(args.retry_failures),
                           max_failed_jobs=args.max_failed_jobs,
-                          commit_delay=args.commit_delay,
+                          commit_delay=args.commit_delay, queue_window=args.queue_window,
                           max_packet_size=args.max_packet_size,
                           max_admin_line=args.max_admin_line,
                           max_output_buffer=args.max_output_buffer,

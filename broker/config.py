@@ -21,6 +21,9 @@ LOG_LEVELS = ("FATAL", "ALERT", "CRITICAL", "ERROR", "WARNING", "NOTICE", "INFO"
 
 # Minimum time between two store commits: a little waiting lets one fsync cover more jobs.
 DEFAULT_COMMIT_DELAY = 0.001
+# Queued background jobs kept in memory per function and priority; with a store that
+# pages (SQLite) the rest wait in the store and are read in as the queue drains.
+DEFAULT_QUEUE_WINDOW = 50_000
 # Failed background jobs kept for inspection and replay; the oldest go first.
 DEFAULT_MAX_FAILED_JOBS = 100_000
 
@@ -47,6 +50,8 @@ class ServerConfig:
     """``FUNCTION=ATTEMPTS`` (``*`` for every function): failed background jobs run again."""
     max_failed_jobs: int = DEFAULT_MAX_FAILED_JOBS
     commit_delay: float = DEFAULT_COMMIT_DELAY
+    queue_window: int = DEFAULT_QUEUE_WINDOW
+    """Jobs per (function, priority) held in memory with a paging store; 0 = no limit."""
     worker_wakeup: int = 0
     max_packet_size: int = DEFAULT_MAX_PACKET_SIZE
     max_admin_line: int = DEFAULT_MAX_LINE_LENGTH
@@ -72,6 +77,8 @@ class ServerConfig:
         parse_retry_failures(self.retry_failures)
         if not 0 <= self.commit_delay <= 1:
             raise ConfigurationError("--commit-delay must be between 0 and 1 second")
+        if self.queue_window < 0:
+            raise ConfigurationError("--queue-window must be 0 (no limit) or a positive count")
         if self.max_failed_jobs < 1:
             raise ConfigurationError("--max-failed-jobs must be at least 1")
         if self.verbose.upper() not in LOG_LEVELS:

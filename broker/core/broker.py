@@ -13,7 +13,9 @@ a background job that runs out of attempts goes to the failed list.
 With a durable store every change to a background job is recorded in the
 journal (``journal.py``); the server writes each turn's records as one batch,
 and a session promised a JOB_CREATED for a stored job is gated until that batch
-is on disk. ``restore`` rebuilds the state from the store at start-up.
+is on disk. ``restore`` rebuilds the state from the store at start-up. With a
+pager (``paging.py``) each queue keeps a bounded window of jobs in memory and
+the rest stay in the store until a page brings them in.
 
 Semantics are gearmand 1.1.20's wire behaviour with the 2.0 fixes (priority is
 global across a worker's functions, functions are served round-robin, epoch
@@ -32,6 +34,7 @@ from broker.core.cron import CronSpec
 from broker.core.failed import FailedList
 from broker.core.journal import HANDLE_BLOCK, Journal, handle_number
 from broker.core.model import CallLater, Function, Job, Priority, Session
+from broker.core.paging import Pager, PageRequest
 from broker.core.timeline import Timeline
 from broker.errors import ProtocolError
 from broker.protocol.packets import (
@@ -42,7 +45,7 @@ from broker.protocol.packets import (
     encode_response,
 )
 from broker.store.base import StoredState
-from broker.store.operations import FailedJob, StoredSchedule
+from broker.store.operations import FailedJob, StoredJob, StoredSchedule
 
 log = logging.getLogger("spoolgear.broker")
 
@@ -140,12 +143,14 @@ class Broker:
         clock: Callable[[], float] = time.time,
         on_output: Callable[[], None] | None = None,
         journal: Journal | None = None,
+        pager: Pager | None = None,
     ) -> None:
         self.settings = settings
         self.call_later = call_later
         self.clock = clock
         self.on_output = on_output
         self.journal = journal
+        self.pager = pager
         if journal is not None:
             journal.on_first = on_output
         self.failed = FailedList(settings.max_failed_jobs, journal)
@@ -243,6 +248,8 @@ class Broker:
         """Batch ``number`` is on disk: release the output that waited for it (then flush)."""
         assert self.journal is not None
         self.journal.committed = number
+        if self.pager is not None:
+            self.pager.committed(number)
         self.dirty.extend(self.gated)
         self.gated = []
 
@@ -310,7 +317,11 @@ class Broker:
         when: float = 0.0,
         reducer: bytes = b"",
     ) -> Job | None:
-        """Create (or coalesce onto) a job and answer JOB_CREATED; ``None`` if refused."""
+        """Create (or coalesce onto) a job and answer JOB_CREATED.
+
+        Returns the job; ``None`` if refused, or coalesced onto a job that is
+        only in the store (paged out).
+        """
         if len(unique) > MAX_UNIQUE_SIZE:
             self._refuse(session, b"ARGUMENT_TOO_LARGE", b"Unique value too large")
             return None
@@ -325,6 +336,13 @@ class Broker:
                     if not background:
                         self._attach(session, existing)
                 return existing
+            if background and self.pager is not None:
+                spilled = self._find_spilled_by_key(key)
+                if spilled is not None:
+                    if session is not None:
+                        self._gate(session)
+                        self.send(session, encode_response(T.JOB_CREATED, spilled))
+                    return None
         function = self.function(name)
         if when and when <= self.clock():
             when = 0.0
@@ -371,7 +389,14 @@ class Broker:
 
     def _enqueue(self, job: Job) -> None:
         function = job.function
-        function.queues[job.priority].append(job)
+        queue = function.queues[job.priority]
+        pager = self.pager
+        if (pager is not None and job.background
+                and (function.spilled[job.priority] or len(queue) >= pager.window)
+                and not job.clients and job.unique != b"-"):
+            self._spill(job)
+            return
+        queue.append(job)
         self._wake(function)
 
     def _wake(self, function: Function) -> None:
@@ -424,6 +449,8 @@ class Broker:
         elif self.jobs.get(item.handle) is item:  # not cancelled meanwhile
             item.function.delayed -= 1
             item.when = 0.0
+            if self.journal is not None:
+                self.journal.job_requeued(item)  # runnable now, at the tail of its queue
             self._enqueue(item)
 
     def _fire_schedule(self, schedule: Schedule, now: float) -> None:
@@ -518,6 +545,9 @@ class Broker:
 
     def _pre_sleep(self, session: Session, packet: Packet) -> None:
         for function in session.abilities:
+            if self.pager is not None:
+                for priority in (0, 1, 2):
+                    self._refill(function, priority)
             high, normal, low = function.queues
             if high or normal or low:
                 session.noop_sent = True
@@ -562,7 +592,10 @@ class Broker:
         for priority in (0, 1, 2):
             for offset in range(count):
                 index = (start + offset) % count
-                queue = abilities[index].queues[priority]
+                function = abilities[index]
+                queue = function.queues[priority]
+                if function.spilled[priority]:
+                    self._refill(function, priority)
                 while queue:
                     job = queue.popleft()
                     if job.ignored:
@@ -673,7 +706,7 @@ class Broker:
             return True
         job = self.jobs.get(handle)
         if job is None:
-            return False
+            return self._cancel_spilled(handle)
         if job.worker is None:
             if self._is_delayed(job):
                 job.function.delayed -= 1
@@ -717,15 +750,14 @@ class Broker:
         """
         now = self.clock()
         self._next_handle = self._reserved_handles = state.next_number
+        for queue in state.spilled:
+            assert self.pager is not None, "only a paging broker loads windows"
+            self.function(queue.function).spilled[queue.priority] = queue.count
+            self.pager.first_seq[(queue.function, queue.priority)] = queue.first_seq
         interrupted = []
         for stored in state.jobs:
             function = self.function(stored.function)
-            job = Job(self._handle_prefix + b"%d" % stored.number, function, stored.unique,
-                      stored.data, stored.priority, True,
-                      stored.run_at if stored.run_at > now else 0.0, stored.reducer)
-            job.retries = stored.attempts
-            key = coalesce_key(stored.function, stored.unique, stored.data)
-            self._index(job, None if key in self.uniques else key)
+            job = self._adopt(function, stored, stored.run_at if stored.run_at > now else 0.0)
             if stored.running:
                 interrupted.append(job)
             elif job.when:
@@ -746,13 +778,111 @@ class Broker:
         for failed in state.failed:
             self.failed.restore(self._handle_prefix + b"%d" % failed.number, failed)
 
+    def _adopt(self, function: Function, stored: StoredJob, when: float) -> Job:
+        """A job object, indexed, for a job read from the store."""
+        job = Job(self._handle_prefix + b"%d" % stored.number, function, stored.unique,
+                  stored.data, stored.priority, True, when, stored.reducer)
+        job.retries = stored.attempts
+        key = coalesce_key(stored.function, stored.unique, stored.data)
+        self._index(job, None if key in self.uniques else key)
+        return job
+
+    # ------------------------------------------------------------------ paging
+
+    def _spill(self, job: Job) -> None:
+        """Leave a just-journaled job to the store only: its queue is full."""
+        assert self.pager is not None and self.journal is not None
+        function, priority = job.function, job.priority
+        if not function.spilled[priority]:
+            self.pager.first_seq[(function.name, priority)] = self.journal.last_seq
+        function.spilled[priority] += 1
+        if job.coalesce_key is not None:
+            self.pager.remember(job.coalesce_key, self.journal.building, job.handle)
+        self._forget(job)
+
+    def _refill(self, function: Function, priority: int) -> None:
+        """Ask for a page once a spilling queue is down to half its window."""
+        assert self.pager is not None
+        held = len(function.queues[priority])
+        window = self.pager.window
+        if function.spilled[priority] and held <= window // 2:
+            self.pager.want_page((function.name, priority), window - held)
+
+    def take_page_requests(self) -> list[PageRequest]:
+        """The pages to read after the batch being taken now (see ``paging.py``)."""
+        if self.pager is None or not self.pager.requests:
+            return []
+        requests, self.pager.requests = self.pager.requests, []
+        for request in requests:
+            request.expected = self.functions[request.function].spilled[request.priority]
+        return requests
+
+    def paged_in(self, request: PageRequest, rows: list[StoredJob]) -> None:
+        """Queue a page of jobs read from the store, skipping any cancelled meanwhile."""
+        assert self.pager is not None
+        function, priority = self.functions[request.function], request.priority
+        queue = function.queues[priority]
+        vanished = self.pager.vanished
+        added = 0
+        for row in rows:
+            if row.number in vanished or self._handle_prefix + b"%d" % row.number in self.jobs:
+                continue
+            queue.append(self._adopt(function, row, 0.0))
+            added += 1
+        # A short page means the store holds no more of the jobs counted when it left.
+        consumed = request.expected if len(rows) < request.limit else added
+        function.spilled[priority] = max(0, function.spilled[priority] - consumed)
+        self.pager.paged((function.name, priority), rows[-1].seq if rows else None)
+        if added:
+            self._wake(function)
+        self._refill(function, priority)
+
+    def _spilled_row(self, row: StoredJob | None) -> StoredJob | None:
+        """``row`` if it is a spilled job (not one in memory or already ended)."""
+        if row is None or self.pager is None:
+            return None
+        function = self.functions.get(row.function)
+        if function is None or not self.pager.is_spilled(row, function.spilled[row.priority]):
+            return None
+        return row
+
+    def _find_spilled(self, handle: bytes) -> StoredJob | None:
+        prefix = self._handle_prefix
+        if self.pager is None or not handle.startswith(prefix):
+            return None
+        number = handle[len(prefix):]
+        return self._spilled_row(self.pager.store.find(int(number))) if number.isdigit() else None
+
+    def _find_spilled_by_key(self, key: tuple[bytes, ...]) -> bytes | None:
+        """The handle of a spilled job a background submission coalesces onto."""
+        assert self.pager is not None
+        recent = self.pager.recent.get(key)
+        if recent is not None:
+            return recent[1]
+        function = self.functions.get(key[0])
+        if len(key) != 2 or function is None or not any(function.spilled):
+            return None  # the unique "-" (coalescing on the payload) never spills
+        row = self._spilled_row(self.pager.store.find_unique(key[1], key[0]))
+        return None if row is None else self._handle_prefix + b"%d" % row.number
+
+    def _cancel_spilled(self, handle: bytes) -> bool:
+        row = self._find_spilled(handle)
+        if row is None:
+            return False
+        assert self.pager is not None and self.journal is not None
+        self.functions[row.function].spilled[row.priority] -= 1
+        self.pager.vanished[row.number] = ((row.function, row.priority), row.seq)
+        self.journal.stored_job_ended(row.number)
+        return True
+
     # ------------------------------------------------------------------ status and misc
 
     def _get_status(self, session: Session, packet: Packet) -> None:
         handle = packet.args[0]
         job = self.jobs.get(handle)
         if job is None:
-            reply = encode_packet(T.STATUS_RES, handle, b"0", b"0", b"0", b"0")
+            known = b"0" if self._find_spilled(handle) is None else b"1"
+            reply = encode_packet(T.STATUS_RES, handle, known, b"0", b"0", b"0")
         else:
             running = b"1" if job.worker is not None else b"0"
             reply = encode_packet(T.STATUS_RES, handle, b"1", running, job.numerator,
@@ -763,7 +893,11 @@ class Broker:
         unique = packet.args[0]
         job = self.by_unique.get(unique)
         if job is None:
-            reply = encode_packet(T.STATUS_RES_UNIQUE, unique, b"0", b"0", b"0", b"0", b"0")
+            spilled = None
+            if self.pager is not None and unique:
+                spilled = self._spilled_row(self.pager.store.find_unique(unique, None))
+            known = b"0" if spilled is None else b"1"
+            reply = encode_packet(T.STATUS_RES_UNIQUE, unique, known, b"0", b"0", b"0", b"0")
         else:
             running = b"1" if job.worker is not None else b"0"
             reply = encode_packet(T.STATUS_RES_UNIQUE, unique, b"1", running, job.numerator,
@@ -786,4 +920,4 @@ class Broker:
         session.client_id = packet.args[0][:MAX_CLIENT_ID_SIZE] or b"-"
 
     def has_jobs(self) -> bool:
-        return bool(self.jobs)
+        return bool(self.jobs) or any(any(f.spilled) for f in self.functions.values())

@@ -39,7 +39,7 @@ class Journal:
     @classmethod
     def resuming(cls, state: StoredState) -> Journal:
         """A journal for a broker restored from ``state``: new records queue after it."""
-        return cls(next_seq=max((job.seq for job in state.jobs), default=0) + 1)
+        return cls(next_seq=state.next_seq)
 
     def record(self, op: ops.Operation) -> None:
         if not self.ops and self.on_first is not None:
@@ -52,6 +52,11 @@ class Journal:
         self.building += 1
         self.ops = []
         return number, batch
+
+    @property
+    def last_seq(self) -> int:
+        """The queue position given by the latest ``job_added`` or ``job_requeued``."""
+        return self._seq - 1
 
     def _next_seq(self) -> int:
         seq = self._seq
@@ -71,7 +76,10 @@ class Journal:
         self.record(ops.Requeue(handle_number(job.handle), job.retries, self._next_seq()))
 
     def job_ended(self, job: Job) -> None:
-        self.record(ops.DeleteJob(handle_number(job.handle)))
+        self.stored_job_ended(handle_number(job.handle))
+
+    def stored_job_ended(self, number: int) -> None:
+        self.record(ops.DeleteJob(number))
 
     def job_failed(self, failed: ops.FailedJob) -> None:
         self.record(ops.FailJob(failed))

@@ -80,7 +80,8 @@ class Job:
 class Function:
     """A function name with its three priority queues and registered workers."""
 
-    __slots__ = ("delayed", "max_queue", "name", "queues", "running", "wake_position", "workers")
+    __slots__ = ("delayed", "max_queue", "name", "queues", "running", "spilled", "wake_position",
+                 "workers")
 
     def __init__(self, name: bytes) -> None:
         self.name = name
@@ -88,6 +89,8 @@ class Function:
         self.running = 0
         # Epoch jobs not yet due: counted in `status` like gearmand, not yet in a queue.
         self.delayed = 0
+        # Per priority, queued jobs held only in the store (see core/paging.py).
+        self.spilled = [0, 0, 0]
         self.workers: list[Session] = []
         self.max_queue = [0, 0, 0]
         self.wake_position = 0
@@ -95,7 +98,7 @@ class Function:
     @property
     def queued(self) -> int:
         high, normal, low = self.queues
-        return len(high) + len(normal) + len(low)
+        return len(high) + len(normal) + len(low) + sum(self.spilled)
 
     @property
     def total(self) -> int:

@@ -7,6 +7,9 @@ batch. When it is on disk the broker releases the replies that waited for it
 goes out. So the commit rate adapts to the load: one fsync covers whatever
 arrived while the previous one ran. ``commit_delay`` spaces commits at least
 that far apart, so under load each one carries more (PostgreSQL's commit_delay).
+
+Page requests of a paging broker (``broker/core/paging.py``) ride along: they
+are read right after the batch taken with them, on the same thread.
 """
 
 from __future__ import annotations
@@ -17,7 +20,9 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 
 from broker.core.broker import Broker
-from broker.store.base import Store
+from broker.core.paging import PageRequest, read_pages
+from broker.store.base import PagingStore, Store
+from broker.store.operations import Operation, StoredJob
 
 log = logging.getLogger("spoolgear.store")
 
@@ -33,11 +38,14 @@ class Committer:
         self._next_commit_at = 0.0
         self._delayed: asyncio.TimerHandle | None = None
         self._writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="spoolgear-store")
-        self._in_flight: asyncio.Future[None] | None = None
+        self._in_flight: asyncio.Future[list[list[StoredJob]]] | None = None
 
     def kick(self) -> None:
         journal = self.broker.journal
-        if self._in_flight is not None or journal is None or not journal.ops:
+        if self._in_flight is not None or journal is None:
+            return
+        pager = self.broker.pager
+        if not journal.ops and (pager is None or not pager.requests):
             return
         wait = self._next_commit_at - self.loop.time()
         if wait > 0:
@@ -46,15 +54,26 @@ class Committer:
             return
         self._next_commit_at = self.loop.time() + self.commit_delay
         number, batch = journal.take()
-        future = self.loop.run_in_executor(self._writer, self.store.write, batch)
+        requests = self.broker.take_page_requests()
+        future = self.loop.run_in_executor(self._writer, self._write, batch, requests)
         self._in_flight = future
-        future.add_done_callback(lambda done: self._done(number, done))
+        future.add_done_callback(lambda done: self._done(number, requests, done))
+
+    def _write(self, batch: list[Operation],
+               requests: list[PageRequest]) -> list[list[StoredJob]]:
+        if batch:
+            self.store.write(batch)
+        if not requests:
+            return []
+        assert isinstance(self.store, PagingStore)
+        return read_pages(self.store, requests)
 
     def _after_delay(self) -> None:
         self._delayed = None
         self.kick()
 
-    def _done(self, number: int, future: asyncio.Future[None]) -> None:
+    def _done(self, number: int, requests: list[PageRequest],
+              future: asyncio.Future[list[list[StoredJob]]]) -> None:
         self._in_flight = None
         error = future.exception()
         if error is not None:
@@ -62,6 +81,8 @@ class Committer:
             self.on_failure(error)
             return
         self.broker.batch_committed(number)
+        for request, rows in zip(requests, future.result(), strict=True):
+            self.broker.paged_in(request, rows)
         self.broker.flush()
         self.kick()
 

@@ -12,9 +12,10 @@ from broker.config import ServerConfig
 from broker.core.admin import AdminCommands
 from broker.core.broker import Broker, BrokerSettings
 from broker.core.journal import Journal
+from broker.core.paging import Pager
 from broker.server.committer import Committer
 from broker.server.connection import GearmanConnection
-from broker.store.base import Store, StoredState, open_store
+from broker.store.base import PagingStore, Store, StoredState, open_store
 
 log = logging.getLogger("spoolgear.server")
 
@@ -35,11 +36,12 @@ class BrokerServer:
                                   retry_failures=config.retry_failure_attempts,
                                   max_failed_jobs=config.max_failed_jobs)
         self._turn_end_pending = False
-        journal = None
-        if store.durable:
-            journal = Journal.resuming(state)
+        journal = Journal.resuming(state) if store.durable else None
+        pager = None
+        if isinstance(store, PagingStore) and config.queue_window:
+            pager = Pager(store, config.queue_window)
         self.broker = Broker(settings, call_later=self.loop.call_later,
-                             on_output=self._end_turn_soon, journal=journal)
+                             on_output=self._end_turn_soon, journal=journal, pager=pager)
         self.broker.restore(state)
         self.committer = Committer(self.broker, store, commit_delay=config.commit_delay,
                                    on_failure=self._store_failed)
@@ -112,10 +114,12 @@ class BrokerServer:
 async def serve(config: ServerConfig, out: TextIO = sys.stdout) -> None:
     """Run a broker until it is asked to stop (signal or admin ``shutdown``)."""
     store = open_store(config.store)
-    state = await asyncio.get_running_loop().run_in_executor(None, store.load)
+    state = await asyncio.get_running_loop().run_in_executor(None, store.load,
+                                                             config.queue_window)
     for problem in state.problems:
         log.error("%s", problem)
-    log.info("loaded %d jobs, %d schedules and %d failed jobs from %s", len(state.jobs),
+    log.info("loaded %d jobs (%d more left in the store until needed), %d schedules and "
+             "%d failed jobs from %s", len(state.jobs), sum(q.count for q in state.spilled),
              len(state.schedules), len(state.failed), store.describe())
     server = BrokerServer(config, store, state)
     addresses = await server.start()

@@ -5,7 +5,9 @@ batch of operations per event-loop turn. ``write(batch)`` applies a batch and,
 for a durable store, returns only once it is on disk (the broker acknowledges
 background submissions after that). ``load()`` returns
 what survived: queued and running background jobs in dispatch order, schedules,
-the failed list, and the first handle number not yet reserved.
+the failed list, and the first handle number not yet reserved. A
+``PagingStore`` can also return just the head of each queue and serve the rest
+in pages later (``broker/core/paging.py``).
 
 Only background jobs are stored: a foreground job dies with its client anyway,
 as in gearmand. Jobs are keyed by their handle number, which never repeats
@@ -24,9 +26,22 @@ from broker.errors import ConfigurationError
 from broker.store.operations import FailedJob, Operation, StoredJob, StoredSchedule
 
 
+@dataclass(frozen=True, slots=True)
+class SpilledQueue:
+    """Jobs of one (function, priority) queue left in the store by a windowed load."""
+
+    function: bytes
+    priority: int
+    count: int
+    first_seq: int
+
+
 @dataclass
 class StoredState:
     jobs: list[StoredJob] = field(default_factory=list)
+    spilled: list[SpilledQueue] = field(default_factory=list)
+    next_seq: int = 1
+    """Queue positions below this are taken."""
     schedules: list[StoredSchedule] = field(default_factory=list)
     failed: list[FailedJob] = field(default_factory=list)
     next_number: int = 1
@@ -40,8 +55,12 @@ class Store(ABC):
     durable: bool
 
     @abstractmethod
-    def load(self) -> StoredState:
-        """Everything stored; called once, before the broker accepts connections."""
+    def load(self, window: int = 0) -> StoredState:
+        """Everything stored; called once, before the broker accepts connections.
+
+        A ``PagingStore`` returns at most ``window`` runnable jobs per queue (0 = all)
+        and counts the rest in ``spilled``; other stores ignore ``window``.
+        """
 
     @abstractmethod
     def write(self, batch: Sequence[Operation]) -> None:
@@ -60,12 +79,30 @@ class Store(ABC):
         """The store as a URL, for the start-up banner and logs."""
 
 
+class PagingStore(Store):
+    """A store that can serve queued jobs a page at a time and find single jobs."""
+
+    @abstractmethod
+    def page(self, function: bytes, priority: int, first_seq: int,
+             limit: int) -> list[StoredJob]:
+        """Runnable, not running jobs of one queue from ``first_seq`` on, in order
+        (called on the writer thread)."""
+
+    @abstractmethod
+    def find(self, number: int) -> StoredJob | None:
+        """The stored job with this handle number (called on the event loop)."""
+
+    @abstractmethod
+    def find_unique(self, unique: bytes, function: bytes | None) -> StoredJob | None:
+        """A stored job with this unique, of ``function`` if given (event loop)."""
+
+
 class MemoryStore(Store):
     """No durability: jobs live and die with the process (gearmand's default)."""
 
     durable = False
 
-    def load(self) -> StoredState:
+    def load(self, window: int = 0) -> StoredState:
         return StoredState()
 
     def write(self, batch: Sequence[Operation]) -> None:

@@ -56,6 +56,8 @@ class MarkRunning(NamedTuple):
 
 
 class Requeue(NamedTuple):
+    """Back to the tail of its queue (``seq``), runnable at once, not running."""
+
     number: int
     attempts: int
     seq: int

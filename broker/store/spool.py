@@ -95,7 +95,7 @@ class SpoolStore(Store):
 
     # ----------------------------------------------------------------- reading
 
-    def load(self) -> StoredState:
+    def load(self, window: int = 0) -> StoredState:
         state = StoredState()
         running = {int(p.name) for p in self.running.iterdir() if p.name.isdigit()}
         job_paths = []
@@ -111,6 +111,7 @@ class SpoolStore(Store):
             job_paths, lambda path, values, body: _decode_job(path, values, body, running),
             state.problems)
         state.jobs.sort(key=lambda job: (job.priority, job.seq))
+        state.next_seq = max((job.seq for job in state.jobs), default=0) + 1
         state.schedules = self._records(sorted(self.schedules.iterdir()), _decode_schedule,
                                         state.problems)
         state.failed = self._records(sorted(self.failed.iterdir()), _decode_failed,
@@ -217,8 +218,8 @@ class SpoolStore(Store):
         values = dict(pairs)
         values[b"spoolgear_attempts"] = b"%d" % op.attempts
         values[b"spoolgear_seq"] = b"%d" % op.seq
-        at = float(values.get(b"at", b"0"))
-        self._put(path, encode_spool(values.items(), body), mtime=at)
+        values.pop(b"at", None)  # a requeued job runs now, at the tail of its queue
+        self._put(path, encode_spool(values.items(), body))
         self._remove(self.running / str(op.number))
 
     def _write_failed(self, failed: ops.FailedJob) -> None:

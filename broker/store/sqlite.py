@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from broker.store import operations as ops
-from broker.store.base import Store, StoredState
+from broker.store.base import PagingStore, SpilledQueue, StoredState
 
 log = logging.getLogger("spoolgear.store")
 
@@ -37,6 +37,8 @@ CREATE TABLE IF NOT EXISTS failed (
     number INTEGER PRIMARY KEY, function BLOB NOT NULL, unique_key BLOB NOT NULL,
     data BLOB NOT NULL, priority INTEGER NOT NULL, attempts INTEGER NOT NULL,
     error TEXT NOT NULL, failed_at REAL NOT NULL);
+CREATE INDEX IF NOT EXISTS jobs_queue ON jobs (function, priority, seq);
+CREATE INDEX IF NOT EXISTS jobs_unique ON jobs (unique_key) WHERE unique_key != x'';
 """
 
 # SQL and parameters for each operation; consecutive operations of one kind go
@@ -46,7 +48,8 @@ _WRITES: dict[type, tuple[str, Callable[[Any], tuple[Any, ...]]]] = {
              lambda op: tuple(op.job)),
     ops.MarkRunning: ("UPDATE jobs SET running = 1, attempts = ? WHERE number = ?",
                   lambda op: (op.attempts, op.number)),
-    ops.Requeue: ("UPDATE jobs SET running = 0, attempts = ?, seq = ? WHERE number = ?",
+    ops.Requeue: ("UPDATE jobs SET running = 0, run_at = 0, attempts = ?, seq = ?"
+                  " WHERE number = ?",
               lambda op: (op.attempts, op.seq, op.number)),
     ops.DeleteJob: ("DELETE FROM jobs WHERE number = ?", lambda op: (op.number,)),
     ops.DeleteFailed: ("DELETE FROM failed WHERE number = ?", lambda op: (op.number,)),
@@ -70,7 +73,11 @@ _VALID_ROW = {
 }
 
 
-class SQLiteStore(Store):
+# A job in its queue, ready to be served (not running, not waiting for its time).
+_RUNNABLE = "running = 0 AND run_at = 0"
+
+
+class SQLiteStore(PagingStore):
     durable = True
 
     def __init__(self, path: Path) -> None:
@@ -86,6 +93,9 @@ class SQLiteStore(Store):
             for suffix in ("-wal", "-shm"):
                 Path(f"{path}{suffix}").unlink(missing_ok=True)
             self.db = self._open()
+        # Lookups from the event loop must not see the writer's open transaction.
+        self.reader = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+        self.reader.row_factory = lambda _cursor, row: ops.StoredJob._make(row)
 
     def _open(self) -> sqlite3.Connection:
         db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
@@ -105,17 +115,65 @@ class SQLiteStore(Store):
     def describe(self) -> str:
         return f"sqlite:{self.path}"
 
-    def load(self) -> StoredState:
+    def load(self, window: int = 0) -> StoredState:
         state = StoredState()
         row = self.db.execute("SELECT value FROM meta WHERE key = 'next_number'").fetchone()
         state.next_number = int(row[0]) if row else 1
-        state.jobs = self._valid_rows("jobs", ops.StoredJob, "ORDER BY priority, seq",
-                                      state.problems)
+        state.next_seq = (self.db.execute("SELECT max(seq) FROM jobs").fetchone()[0] or 0) + 1
+        if window:
+            state.jobs = self._valid_rows("jobs", ops.StoredJob,
+                                          f"AND NOT ({_RUNNABLE}) ORDER BY priority, seq",
+                                          state.problems)
+            self._load_windows(window, state)
+        else:
+            state.jobs = self._valid_rows("jobs", ops.StoredJob, "ORDER BY priority, seq",
+                                          state.problems)
         state.schedules = self._valid_rows("schedules", ops.StoredSchedule, "ORDER BY number",
                                            state.problems)
         state.failed = self._valid_rows("failed", ops.FailedJob, "ORDER BY failed_at, number",
                                         state.problems)
         return state
+
+    def _load_windows(self, window: int, state: StoredState) -> None:
+        """The first ``window`` runnable jobs of each queue; the rest are counted."""
+        queues = self.db.execute(
+            f"SELECT function, priority, count(*) FROM jobs WHERE {_VALID_ROW['jobs']}"
+            f" AND {_RUNNABLE} GROUP BY function, priority").fetchall()
+        for function, priority, count in queues:
+            head = self.db.execute(
+                f"SELECT * FROM jobs WHERE function = ? AND priority = ? AND {_RUNNABLE}"
+                f" AND {_VALID_ROW['jobs']} ORDER BY seq LIMIT ?", (function, priority, window))
+            jobs = [ops.StoredJob._make(row) for row in head]
+            state.jobs.extend(jobs)
+            if count > len(jobs):
+                state.spilled.append(SpilledQueue(function, priority, count - len(jobs),
+                                                  jobs[-1].seq + 1))
+
+    def page(self, function: bytes, priority: int, first_seq: int,
+             limit: int) -> list[ops.StoredJob]:
+        cursor = self.db.execute(
+            f"SELECT * FROM jobs WHERE function = ? AND priority = ? AND seq >= ?"
+            f" AND {_RUNNABLE} AND {_VALID_ROW['jobs']} ORDER BY seq LIMIT ?",
+            (function, priority, first_seq, limit))
+        return [ops.StoredJob._make(row) for row in cursor]
+
+    def find(self, number: int) -> ops.StoredJob | None:
+        row: ops.StoredJob | None = self.reader.execute(
+            f"SELECT * FROM jobs WHERE number = ? AND {_VALID_ROW['jobs']}",
+            (number,)).fetchone()
+        return row
+
+    def find_unique(self, unique: bytes, function: bytes | None) -> ops.StoredJob | None:
+        # "unique_key != x''" lets SQLite use the partial index.
+        sql = (f"SELECT * FROM jobs WHERE unique_key = ? AND unique_key != x''"
+               f" AND {_VALID_ROW['jobs']}")
+        params: tuple[bytes, ...] = (unique,)
+        if function is not None:
+            sql += " AND function = ?"
+            params += (function,)
+        row: ops.StoredJob | None = self.reader.execute(sql + " ORDER BY seq LIMIT 1",
+                                                        params).fetchone()
+        return row
 
     def _valid_rows(self, table: str, record: Any, order: str, problems: list[str]) -> Any:
         """Rows whose columns hold the right types (checked by SQLite, fast enough for
@@ -124,7 +182,7 @@ class SQLiteStore(Store):
         for number, in self.db.execute(f"SELECT number FROM {table} WHERE NOT ({valid})"):
             problems.append(f"{self.path}: skipped a {table} row with bad values "
                             f"(number {number!r})")
-        cursor = self.db.execute(f"SELECT * FROM {table} WHERE {valid} {order}")
+        cursor = self.db.execute(f"SELECT * FROM {table} WHERE ({valid}) {order}")
         cursor.row_factory = lambda _cursor, row: record._make(row)
         return cursor.fetchall()
 
@@ -148,4 +206,5 @@ class SQLiteStore(Store):
             raise
 
     def close(self) -> None:
+        self.reader.close()
         self.db.close()

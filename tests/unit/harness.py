@@ -9,9 +9,10 @@ from broker.core.admin import AdminCommands
 from broker.core.broker import Broker, BrokerSettings
 from broker.core.journal import Journal
 from broker.core.model import Session
+from broker.core.paging import Pager, read_pages
 from broker.protocol.packets import MAGIC_REQ, Packet, PacketType
 from broker.protocol.reader import PacketReader
-from broker.store.base import Store, StoredState
+from broker.store.base import PagingStore, Store, StoredState
 
 T = PacketType
 
@@ -30,18 +31,21 @@ class Harness:
     """A broker with a manual clock; ``advance`` fires the timers that fall due."""
 
     def __init__(self, *, store: Store | None = None, now: float = 1_000_000.0,
-                 **settings: Any) -> None:
+                 window: int = 0, **settings: Any) -> None:
         self.now = now
         self.timers: list[FakeTimer] = []
         self.store = store
         journal = None
+        pager = None
         state = StoredState()
         if store is not None:
-            state = store.load()
+            state = store.load(window)
             journal = Journal.resuming(state)
+        if isinstance(store, PagingStore) and window:
+            pager = Pager(store, window)
         self.broker = Broker(BrokerSettings(handle_prefix=b"H:test", **settings),
                              call_later=self.call_later, clock=lambda: self.now,
-                             journal=journal)
+                             journal=journal, pager=pager)
         self.broker.restore(state)
         self.shutdowns: list[bool] = []
         self.admin = AdminCommands(self.broker, verbose="ERROR",
@@ -49,12 +53,17 @@ class Harness:
         self._next_fd = 10
 
     def commit(self) -> None:
-        """Write the journal to the store, as the server's committer does."""
+        """Write the journal to the store and read pages, as the server's committer does."""
         assert self.store is not None
         assert self.broker.journal is not None
         number, batch = self.broker.journal.take()
+        requests = self.broker.take_page_requests()
         self.store.write(batch)
         self.broker.batch_committed(number)
+        if requests:
+            assert isinstance(self.store, PagingStore)
+            for request, rows in zip(requests, read_pages(self.store, requests), strict=True):
+                self.broker.paged_in(request, rows)
         self.broker.flush()
 
     def call_later(self, delay: float, callback: Callable[[], None]) -> FakeTimer:
