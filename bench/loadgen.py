@@ -124,17 +124,28 @@ async def enqueue(port: int, total: int, connections: int = 4, batch: int = 1000
     return share * connections / elapsed
 
 
+class Quota:
+    """A job count shared by a pool of workers; ``reached`` resolves when all are done."""
+
+    def __init__(self, total: int) -> None:
+        self.remaining = total
+        self.reached: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+
+    def count_one(self) -> None:
+        self.remaining -= 1
+        if self.remaining == 0:
+            self.reached.set_result(None)
+
+
 class LoadWorker(Stream):
     """Completes each job at once and grabs the next in the same write.
 
-    Without ``sleep`` it stops at the first NO_JOB (the queue is drained); with it,
-    it behaves like a real worker: PRE_SLEEP on NO_JOB, GRAB again on NOOP.
+    Like a real worker it sends PRE_SLEEP on NO_JOB and grabs again on NOOP.
     """
 
-    def __init__(self, sleep: bool = False) -> None:
+    def __init__(self, quota: Quota | None = None) -> None:
         super().__init__()
-        self.sleep = sleep
-        self.completed = 0
+        self.quota = quota
 
     def start(self) -> None:
         assert self.transport is not None
@@ -144,24 +155,31 @@ class LoadWorker(Stream):
         assert self.transport is not None
         if kind == JOB_ASSIGN_UNIQ:
             handle = body[: body.index(b"\0")]
-            self.completed += 1
             self.transport.write(packet(WORK_COMPLETE, handle, b"ok") + GRAB)
+            if self.quota is not None:
+                self.quota.count_one()
         elif kind == NO_JOB:
-            if self.sleep:
-                self.transport.write(SLEEP)
-            elif not self.done.done():
-                self.done.set_result(None)
+            self.transport.write(SLEEP)
         elif kind == NOOP:
             self.transport.write(GRAB)
 
 
-async def drain(port: int, workers: int = 8) -> float:
-    """Jobs completed per second by ``workers`` connections draining a full queue."""
-    pool = await connect(port, LoadWorker, workers)
-    elapsed = await run_until_done(pool)
+async def drain(port: int, total: int, workers: int = 8) -> float:
+    """Jobs completed per second by ``workers`` connections draining ``total`` queued jobs.
+
+    Workers wait for more rather than stop at the first NO_JOB: a paging broker may
+    briefly hold none in memory while it reads the next page.
+    """
+    quota = Quota(total)
+    pool = await connect(port, LoadWorker, workers, quota)
+    started = time.perf_counter()
+    for worker in pool:
+        worker.start()
+    await quota.reached
+    elapsed = time.perf_counter() - started
     for worker in pool:
         worker.close()
-    return sum(w.completed for w in pool if isinstance(w, LoadWorker)) / elapsed
+    return total / elapsed
 
 
 class RoundTripClient(Stream):
@@ -210,7 +228,7 @@ class RoundTrips:
 
 async def round_trips(port: int, total: int, clients: int = 8, inflight: int = 8,
                       workers: int = 8) -> RoundTrips:
-    pool = await connect(port, LoadWorker, workers, True)
+    pool = await connect(port, LoadWorker, workers)
     for worker in pool:
         worker.start()
     await asyncio.sleep(0.2)

@@ -560,6 +560,10 @@ class Broker:
         session.noop_sent = False
         job = self._take_job(session)
         if job is None:
+            if self.pager is not None and any(any(f.spilled) for f in session.abilities):
+                # Jobs wait in the store and a page is on its way: answer then, not NO_JOB.
+                self.pager.parked.append((session, packet))
+                return
             self.send(session, NO_JOB)
             return
         function = job.function
@@ -805,8 +809,10 @@ class Broker:
         assert self.pager is not None
         held = len(function.queues[priority])
         window = self.pager.window
-        if function.spilled[priority] and held <= window // 2:
-            self.pager.want_page((function.name, priority), window - held)
+        if (function.spilled[priority] and held <= window // 2
+                and self.pager.want_page((function.name, priority), window - held)
+                and self.on_output is not None):
+            self.on_output()  # end the turn, where the committer sends the request out
 
     def take_page_requests(self) -> list[PageRequest]:
         """The pages to read after the batch being taken now (see ``paging.py``)."""
@@ -836,6 +842,10 @@ class Broker:
         if added:
             self._wake(function)
         self._refill(function, priority)
+        parked, self.pager.parked = self.pager.parked, []
+        for session, grab in parked:
+            if not session.closed:
+                self._grab(session, grab)
 
     def _spilled_row(self, row: StoredJob | None) -> StoredJob | None:
         """``row`` if it is a spilled job (not one in memory or already ended)."""

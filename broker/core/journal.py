@@ -70,7 +70,7 @@ class Journal:
         self.record(ops.AddJob(stored))
 
     def job_running(self, job: Job) -> None:
-        self.record(ops.MarkRunning(handle_number(job.handle), job.retries))
+        self.record(ops.MarkRunning(handle_number(job.handle)))
 
     def job_requeued(self, job: Job) -> None:
         self.record(ops.Requeue(handle_number(job.handle), job.retries, self._next_seq()))

@@ -23,6 +23,8 @@ from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from broker.core.model import Session
+from broker.protocol.packets import Packet
 from broker.store.base import PagingStore
 from broker.store.operations import StoredJob
 
@@ -60,11 +62,16 @@ class Pager:
         self.recent: dict[tuple[bytes, ...], tuple[int, bytes]] = {}
         """Coalescing key -> (batch, handle) of spilled jobs not yet committed."""
         self._recent_order: deque[tuple[int, tuple[bytes, ...]]] = deque()
+        self.parked: list[tuple[Session, Packet]] = []
+        """GRAB requests that found memory empty while a page they can use was coming."""
 
-    def want_page(self, key: QueueKey, limit: int) -> None:
-        if key not in self.in_flight:
-            self.in_flight.add(key)
-            self.requests.append(PageRequest(key[0], key[1], self.first_seq[key], limit))
+    def want_page(self, key: QueueKey, limit: int) -> bool:
+        """Ask for a page unless one is on its way; true if this made a new request."""
+        if key in self.in_flight:
+            return False
+        self.in_flight.add(key)
+        self.requests.append(PageRequest(key[0], key[1], self.first_seq[key], limit))
+        return True
 
     def remember(self, key: tuple[bytes, ...], batch: int, handle: bytes) -> None:
         self.recent[key] = (batch, handle)

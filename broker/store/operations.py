@@ -51,8 +51,9 @@ class AddJob(NamedTuple):
 
 
 class MarkRunning(NamedTuple):
+    """Assigned to a worker (its attempts so far are already stored)."""
+
     number: int
-    attempts: int
 
 
 class Requeue(NamedTuple):

@@ -191,3 +191,20 @@ def test_failed_jobs_from_the_command_line(tmp_path: Path) -> None:
         assert cli("--retry", "all") == "1 failed job(s) queued again\n"
         assert cli() == "no failed jobs\n"
         assert drain(broker.address) == [b"x"]
+
+
+def test_a_small_queue_window_keeps_jobs_in_the_store_until_needed(tmp_path: Path) -> None:
+    store = f"sqlite:{tmp_path / 'jobs.db'}"
+    payloads = [b"%d" % n for n in range(300)]
+    with run_broker("--store", store, "--queue-window", "20") as broker:
+        with Client([broker.address]) as client:
+            for payload in payloads:
+                client.submit_background("f", payload)
+        broker.process.send_signal(signal.SIGTERM)
+        assert broker.process.wait(10) == 0
+    with run_broker("--store", store, "--queue-window", "20") as broker:
+        with AdminClient(broker.address) as admin:
+            assert [(s.name, s.total) for s in admin.status()] == [("f", 300)]
+            assert len(admin.show_jobs()) == 20
+        # A burst worker stops at its first NO_JOB: it must never get one while jobs wait.
+        assert drain(broker.address) == payloads

@@ -99,6 +99,22 @@ def test_a_sleeping_worker_is_woken_when_a_page_arrives(harness: Harness) -> Non
     assert worker.received() == [(T.NOOP, ())]
 
 
+def test_a_grab_waits_for_the_page_instead_of_getting_no_job(harness: Harness) -> None:
+    client = harness.peer()
+    submit(harness, client, *[b"%d" % n for n in range(WINDOW * 3)])
+    worker = harness.peer()
+    worker.send(T.CAN_DO, b"f")
+    for _ in range(WINDOW):
+        job = worker.grab()
+        assert job is not None
+        worker.send(T.WORK_COMPLETE, job[0], b"")
+    worker.send(T.GRAB_JOB_UNIQ)
+    assert worker.received() == []
+    harness.commit()
+    [(packet_type, args)] = worker.received()
+    assert (packet_type, args[3]) == (T.JOB_ASSIGN_UNIQ, b"%d" % WINDOW)
+
+
 def test_coalescing_finds_spilled_jobs_before_and_after_their_commit(harness: Harness) -> None:
     client = harness.peer()
     submit(harness, client, *[b"%d" % n for n in range(WINDOW)])

@@ -59,7 +59,7 @@ def test_every_field_survives(reopen: Reopen) -> None:
 def test_running_requeue_and_delete(reopen: Reopen) -> None:
     store = reopen()
     store.write([ops.AddJob(job(1)), ops.AddJob(job(2)), ops.AddJob(job(3))])
-    store.write([ops.MarkRunning(1, 0), ops.MarkRunning(2, 0), ops.Requeue(1, 1, 10),
+    store.write([ops.MarkRunning(1), ops.MarkRunning(2), ops.Requeue(1, 1, 10),
                  ops.DeleteJob(3)])
     loaded = reopen().load().jobs
     assert [(j.number, j.attempts, j.running) for j in loaded] == [(2, 0, True), (1, 1, False)]
@@ -93,8 +93,8 @@ def test_an_sqlite_batch_is_all_or_nothing(tmp_path: Path) -> None:
 
 def test_a_job_added_and_ended_in_one_batch_never_reaches_the_disk(reopen: Reopen) -> None:
     store = reopen()
-    store.write([ops.AddJob(job(1)), ops.MarkRunning(1, 0), ops.DeleteJob(1), ops.AddJob(job(2)),
-                 ops.MarkRunning(2, 0), ops.Requeue(2, 1, 9)])
+    store.write([ops.AddJob(job(1)), ops.MarkRunning(1), ops.DeleteJob(1), ops.AddJob(job(2)),
+                 ops.MarkRunning(2), ops.Requeue(2, 1, 9)])
     assert [(j.number, j.attempts, j.running) for j in reopen().load().jobs] == [(2, 1, False)]
 
 
