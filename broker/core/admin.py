@@ -95,9 +95,9 @@ class AdminCommands:
     def _priority_status(self, session: Session, words: list[bytes]) -> bytes:
         lines = []
         for f in self.broker.functions.values():
-            high, normal, low = f.queues
+            high, normal, low = (f.waiting(priority) for priority in (0, 1, 2))
             lines.append(b"%s\t%d\t%d\t%d\t%d\n"
-                         % (f.name, len(high), len(normal) + f.delayed, len(low), len(f.workers)))
+                         % (f.name, high, normal + f.delayed, low, len(f.workers)))
         lines.append(b".\n")
         return b"".join(lines)
 

@@ -95,6 +95,10 @@ class Function:
         self.max_queue = [0, 0, 0]
         self.wake_position = 0
 
+    def waiting(self, priority: int) -> int:
+        """Queued jobs of one priority, in memory or left in the store."""
+        return len(self.queues[priority]) + self.spilled[priority]
+
     @property
     def queued(self) -> int:
         high, normal, low = self.queues

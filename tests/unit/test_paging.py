@@ -67,6 +67,7 @@ def test_jobs_past_the_window_stay_in_the_store_and_run_in_order(harness: Harnes
     assert len(harness.broker.jobs) == WINDOW
     assert function.spilled == [0, 30 - WINDOW, 0]
     assert status_line(client) == b"f\t30\t0\t0"
+    assert client.admin(b"prioritystatus") == b"f\t0\t30\t0\t0\n.\n"
     worker = harness.peer()
     worker.send(T.CAN_DO, b"f")
     assert drain(harness, worker) == payloads
