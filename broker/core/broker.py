@@ -773,18 +773,21 @@ class Broker:
             self.requeue(job, reason="interrupted by a broker restart")
         for stored_schedule in state.schedules:
             cron = CronSpec.parse(stored_schedule.cron.split(" "))
-            schedule = Schedule(self._handle_prefix + b"%d" % stored_schedule.number,
+            schedule = Schedule(self._stored_handle(stored_schedule.number),
                                 stored_schedule.function, stored_schedule.unique,
                                 stored_schedule.data, cron, cron.next_after(now))
             self.schedules[schedule.handle] = schedule
             self.function(schedule.function)
             self.timeline.add(schedule.next_run, schedule)
         for failed in state.failed:
-            self.failed.restore(self._handle_prefix + b"%d" % failed.number, failed)
+            self.failed.restore(self._stored_handle(failed.number), failed)
+
+    def _stored_handle(self, number: int) -> bytes:
+        return self._handle_prefix + b"%d" % number
 
     def _adopt(self, function: Function, stored: StoredJob, when: float) -> Job:
         """A job object, indexed, for a job read from the store."""
-        job = Job(self._handle_prefix + b"%d" % stored.number, function, stored.unique,
+        job = Job(self._stored_handle(stored.number), function, stored.unique,
                   stored.data, stored.priority, True, when, stored.reducer)
         job.retries = stored.attempts
         key = coalesce_key(stored.function, stored.unique, stored.data)
@@ -831,7 +834,7 @@ class Broker:
         vanished = self.pager.vanished
         added = 0
         for row in rows:
-            if row.number in vanished or self._handle_prefix + b"%d" % row.number in self.jobs:
+            if row.number in vanished or self._stored_handle(row.number) in self.jobs:
                 continue
             queue.append(self._adopt(function, row, 0.0))
             added += 1
@@ -873,7 +876,7 @@ class Broker:
         if len(key) != 2 or function is None or not any(function.spilled):
             return None  # the unique "-" (coalescing on the payload) never spills
         row = self._spilled_row(self.pager.store.find_unique(key[1], key[0]))
-        return None if row is None else self._handle_prefix + b"%d" % row.number
+        return None if row is None else self._stored_handle(row.number)
 
     def _cancel_spilled(self, handle: bytes) -> bool:
         row = self._find_spilled(handle)

@@ -123,14 +123,12 @@ class SQLiteStore(PagingStore):
         row = self.db.execute("SELECT value FROM meta WHERE key = 'next_number'").fetchone()
         state.next_number = int(row[0]) if row else 1
         state.next_seq = (self.db.execute("SELECT max(seq) FROM jobs").fetchone()[0] or 0) + 1
+        # With a window, runnable jobs come per queue from _load_windows instead.
+        others = f"AND NOT ({_RUNNABLE}) " if window else ""
+        state.jobs = self._valid_rows("jobs", ops.StoredJob, others + "ORDER BY priority, seq",
+                                      state.problems)
         if window:
-            state.jobs = self._valid_rows("jobs", ops.StoredJob,
-                                          f"AND NOT ({_RUNNABLE}) ORDER BY priority, seq",
-                                          state.problems)
             self._load_windows(window, state)
-        else:
-            state.jobs = self._valid_rows("jobs", ops.StoredJob, "ORDER BY priority, seq",
-                                          state.problems)
         state.schedules = self._valid_rows("schedules", ops.StoredSchedule, "ORDER BY number",
                                            state.problems)
         state.failed = self._valid_rows("failed", ops.FailedJob, "ORDER BY failed_at, number",
@@ -143,10 +141,7 @@ class SQLiteStore(PagingStore):
             f"SELECT function, priority, count(*) FROM jobs WHERE {_VALID_ROW['jobs']}"
             f" AND {_RUNNABLE} GROUP BY function, priority").fetchall()
         for function, priority, count in queues:
-            head = self.db.execute(
-                f"SELECT * FROM jobs WHERE function = ? AND priority = ? AND {_RUNNABLE}"
-                f" AND {_VALID_ROW['jobs']} ORDER BY seq LIMIT ?", (function, priority, window))
-            jobs = [ops.StoredJob._make(row) for row in head]
+            jobs = self.page(function, priority, 0, window)
             state.jobs.extend(jobs)
             if count > len(jobs):
                 state.spilled.append(SpilledQueue(function, priority, count - len(jobs),

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 from broker.core.admin import AdminCommands
@@ -13,8 +14,16 @@ from broker.core.paging import Pager, read_pages
 from broker.protocol.packets import MAGIC_REQ, Packet, PacketType
 from broker.protocol.reader import PacketReader
 from broker.store.base import PagingStore, Store, StoredState
+from broker.store.sqlite import SQLiteStore
 
 T = PacketType
+
+
+def restart(old: Harness, store_path: Path, **settings: Any) -> Harness:
+    """Close ``old``'s store and start a fresh broker on the same SQLite file."""
+    assert old.store is not None
+    old.store.close()
+    return Harness(store=SQLiteStore(store_path), now=old.now, **settings)
 
 
 class FakeTimer:

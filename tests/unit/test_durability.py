@@ -9,14 +9,9 @@ import pytest
 
 from broker.protocol.packets import PacketType
 from broker.store.sqlite import SQLiteStore
-from tests.unit.harness import Harness
+from tests.unit.harness import Harness, restart
 
 T = PacketType
-
-
-@pytest.fixture
-def store_path(tmp_path: Path) -> Path:
-    return tmp_path / "jobs.db"
 
 
 @pytest.fixture
@@ -24,12 +19,6 @@ def harness(store_path: Path) -> Iterator[Harness]:
     store = SQLiteStore(store_path)
     yield Harness(store=store)
     store.close()
-
-
-def restart(old: Harness, store_path: Path, **settings: int) -> Harness:
-    assert old.store is not None
-    old.store.close()
-    return Harness(store=SQLiteStore(store_path), now=old.now, **settings)
 
 
 def test_background_ack_waits_for_the_commit_and_keeps_reply_order(harness: Harness) -> None:

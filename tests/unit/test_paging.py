@@ -10,15 +10,10 @@ import pytest
 from broker.core.paging import read_pages
 from broker.protocol.packets import PacketType
 from broker.store.sqlite import SQLiteStore
-from tests.unit.harness import Harness, Peer
+from tests.unit.harness import Harness, Peer, restart
 
 T = PacketType
 WINDOW = 4
-
-
-@pytest.fixture
-def store_path(tmp_path: Path) -> Path:
-    return tmp_path / "jobs.db"
 
 
 @pytest.fixture
@@ -53,6 +48,14 @@ def drain(harness: Harness, worker: Peer) -> list[bytes]:
         harness.commit()  # the server commits (and reads pages) every loop turn
         payloads.append(job[3])
         assert all(len(queue) <= WINDOW for queue in harness.broker.functions[b"f"].queues)
+
+
+def complete(worker: Peer, count: int) -> None:
+    """Grab and complete ``count`` jobs that are in memory (no commit, so no page arrives)."""
+    for _ in range(count):
+        job = worker.grab()
+        assert job is not None
+        worker.send(T.WORK_COMPLETE, job[0], b"")
 
 
 def status_line(client: Peer) -> bytes:
@@ -90,10 +93,7 @@ def test_a_sleeping_worker_is_woken_when_a_page_arrives(harness: Harness) -> Non
     submit(harness, client, *[b"%d" % n for n in range(WINDOW * 3)])
     worker = harness.peer()
     worker.send(T.CAN_DO, b"f")
-    for _ in range(WINDOW):
-        job = worker.grab()
-        assert job is not None
-        worker.send(T.WORK_COMPLETE, job[0], b"")
+    complete(worker, WINDOW)
     worker.send(T.PRE_SLEEP)
     assert worker.received() == []
     harness.commit()
@@ -105,10 +105,7 @@ def test_a_grab_waits_for_the_page_instead_of_getting_no_job(harness: Harness) -
     submit(harness, client, *[b"%d" % n for n in range(WINDOW * 3)])
     worker = harness.peer()
     worker.send(T.CAN_DO, b"f")
-    for _ in range(WINDOW):
-        job = worker.grab()
-        assert job is not None
-        worker.send(T.WORK_COMPLETE, job[0], b"")
+    complete(worker, WINDOW)
     worker.send(T.GRAB_JOB_UNIQ)
     assert worker.received() == []
     harness.commit()
@@ -159,10 +156,7 @@ def test_a_job_cancelled_while_its_page_is_being_read_is_skipped(harness: Harnes
     handles = submit(harness, client, *[b"%d" % n for n in range(8)])
     worker = harness.peer()
     worker.send(T.CAN_DO, b"f")
-    for _ in range(3):
-        job = worker.grab()
-        assert job is not None
-        worker.send(T.WORK_COMPLETE, job[0], b"")
+    complete(worker, 3)
     broker, store = harness.broker, harness.store
     assert broker.journal is not None and isinstance(store, SQLiteStore)
     # What the committer does, with an admin command between reading the page and using it.
@@ -210,9 +204,7 @@ def test_restart_loads_one_window_per_queue_and_counts_the_rest(
     running = worker.grab()
     assert running is not None
     harness.commit()
-    assert harness.store is not None
-    harness.store.close()
-    after = Harness(store=SQLiteStore(store_path), now=harness.now, window=WINDOW)
+    after = restart(harness, store_path, window=WINDOW)
     try:
         assert len(after.broker.jobs) == WINDOW
         assert status_line(after.peer()) == b"f\t20\t0\t0"
