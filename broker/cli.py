@@ -17,16 +17,21 @@ from broker.admin import AdminClient
 from broker.client import Client
 from broker.config import (
     DEFAULT_COMMIT_DELAY,
+    DEFAULT_INGEST_BATCH,
+    DEFAULT_INGEST_INTERVAL,
     DEFAULT_MAX_FAILED_JOBS,
     DEFAULT_MAX_OUTPUT_BUFFER,
     DEFAULT_PORT,
     DEFAULT_QUEUE_WINDOW,
+    DEFAULT_UWSGI_MAX_SIZE,
+    DEFAULT_UWSGI_TIMEOUT,
     LOG_LEVELS,
     ServerConfig,
 )
 from broker.core.model import Priority
 from broker.errors import BrokerError
 from broker.protocol.reader import DEFAULT_MAX_LINE_LENGTH, DEFAULT_MAX_PACKET_SIZE
+from broker.protocol.spool_request import DEFAULT_SPOOL_FUNCTION
 from broker.store.base import default_store_url
 
 
@@ -71,6 +76,25 @@ def _parser() -> argparse.ArgumentParser:
                        help="job handle prefix (default H:<hostname>)")
     serve.add_argument("--verbose", default="ERROR", type=str.upper, choices=LOG_LEVELS,
                        help="log level (default %(default)s)")
+    uwsgi = serve.add_argument_group("uWSGI front door")
+    uwsgi.add_argument("--uwsgi-socket", action="append", default=[], metavar="ADDR",
+                       help="accept uwsgi spool packets (modifier1 17) on HOST:PORT or a unix "
+                            "socket path (repeatable)")
+    uwsgi.add_argument("--uwsgi-max-size", type=int, default=DEFAULT_UWSGI_MAX_SIZE,
+                       help="largest vars block a spool packet may declare; bigger ones are "
+                            "closed unanswered (default %(default)s)")
+    uwsgi.add_argument("--uwsgi-timeout", type=float, default=DEFAULT_UWSGI_TIMEOUT,
+                       help="seconds a sender has to deliver its packet (default %(default)s)")
+    uwsgi.add_argument("--spool-function", default=DEFAULT_SPOOL_FUNCTION,
+                       help="function of spool requests that name none (default %(default)s)")
+    uwsgi.add_argument("--spool-ingest", action="append", default=[], metavar="DIR",
+                       help="turn the spool files uWSGI apps write into DIR into jobs "
+                            "(repeatable; needs a durable store)")
+    uwsgi.add_argument("--ingest-interval", type=float, default=DEFAULT_INGEST_INTERVAL,
+                       help="seconds between two looks at each spool directory "
+                            "(default %(default)s)")
+    uwsgi.add_argument("--ingest-batch", type=int, default=DEFAULT_INGEST_BATCH,
+                       help="spool files taken per look (default %(default)s)")
 
     def with_server(sub: argparse.ArgumentParser) -> argparse.ArgumentParser:
         sub.add_argument("--server", "-s", default=f"127.0.0.1:{DEFAULT_PORT}",
@@ -105,7 +129,12 @@ def _serve(args: argparse.Namespace) -> int:
                           max_packet_size=args.max_packet_size,
                           max_admin_line=args.max_admin_line,
                           max_output_buffer=args.max_output_buffer,
-                          handle_prefix=args.job_handle_prefix, verbose=args.verbose)
+                          handle_prefix=args.job_handle_prefix, verbose=args.verbose,
+                          uwsgi_sockets=tuple(args.uwsgi_socket),
+                          uwsgi_max_size=args.uwsgi_max_size, uwsgi_timeout=args.uwsgi_timeout,
+                          spool_function=args.spool_function,
+                          spool_ingest=tuple(args.spool_ingest),
+                          ingest_interval=args.ingest_interval, ingest_batch=args.ingest_batch)
     level = {"FATAL": "CRITICAL", "ALERT": "CRITICAL", "NOTICE": "INFO"}.get(args.verbose,
                                                                              args.verbose)
     logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")

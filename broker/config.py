@@ -5,11 +5,13 @@ Every limit has a name, a default and a command-line option; see README "Limits"
 
 from __future__ import annotations
 
+import os
 import socket
 from dataclasses import dataclass, field
 
 from broker.errors import ConfigurationError
 from broker.protocol.reader import DEFAULT_MAX_LINE_LENGTH, DEFAULT_MAX_PACKET_SIZE
+from broker.protocol.spool_request import DEFAULT_SPOOL_FUNCTION
 from broker.store.base import check_store_url, default_store_url
 
 DEFAULT_PORT = 4730
@@ -26,6 +28,30 @@ DEFAULT_COMMIT_DELAY = 0.001
 DEFAULT_QUEUE_WINDOW = 50_000
 # Failed background jobs kept for inspection and replay; the oldest go first.
 DEFAULT_MAX_FAILED_JOBS = 100_000
+# Largest vars block a uwsgi spool packet may declare: the full 16-bit size field
+# (uWSGI itself stops at --buffer-size, 4096 by default).
+DEFAULT_UWSGI_MAX_SIZE = 0xFFFF
+# Seconds a uwsgi connection may take to deliver its packet (uWSGI's --socket-timeout).
+DEFAULT_UWSGI_TIMEOUT = 4.0
+# Seconds between two looks at an ingested spool directory.
+DEFAULT_INGEST_INTERVAL = 0.1
+# Spool files taken from a directory per look (each holds a file descriptor until stored).
+DEFAULT_INGEST_BATCH = 500
+
+
+def uwsgi_address(address: str) -> tuple[str, int] | str:
+    """``HOST:PORT`` to a TCP address, anything with a ``/`` to a unix socket path."""
+    if "/" in address:
+        return address
+    host, sep, port = address.rpartition(":")
+    if not sep or not port.isdigit() or int(port) > 65535:
+        raise ConfigurationError(f"--uwsgi-socket {address!r}: expected HOST:PORT or a unix "
+                                 "socket path (with a '/')")
+    return host or "127.0.0.1", int(port)
+
+
+def _same_dir(one: str, other: str) -> bool:
+    return os.path.realpath(one) == os.path.realpath(other)
 
 
 def parse_retry_failures(specs: tuple[str, ...]) -> dict[bytes, int]:
@@ -58,6 +84,16 @@ class ServerConfig:
     max_output_buffer: int = DEFAULT_MAX_OUTPUT_BUFFER
     handle_prefix: str = ""
     verbose: str = "ERROR"
+    uwsgi_sockets: tuple[str, ...] = ()
+    """``HOST:PORT`` or a unix socket path per listener for uwsgi spool packets."""
+    uwsgi_max_size: int = DEFAULT_UWSGI_MAX_SIZE
+    uwsgi_timeout: float = DEFAULT_UWSGI_TIMEOUT
+    spool_function: str = DEFAULT_SPOOL_FUNCTION
+    """The function of spool requests that name none (plain dicts)."""
+    spool_ingest: tuple[str, ...] = ()
+    """Spool directories whose files become jobs."""
+    ingest_interval: float = DEFAULT_INGEST_INTERVAL
+    ingest_batch: int = DEFAULT_INGEST_BATCH
 
     def __post_init__(self) -> None:
         self.validate()
@@ -81,8 +117,30 @@ class ServerConfig:
             raise ConfigurationError("--queue-window must be 0 (no limit) or a positive count")
         if self.max_failed_jobs < 1:
             raise ConfigurationError("--max-failed-jobs must be at least 1")
+        self._validate_uwsgi()
         if self.verbose.upper() not in LOG_LEVELS:
             raise ConfigurationError(f"--verbose must be one of {', '.join(LOG_LEVELS)}")
+
+    def _validate_uwsgi(self) -> None:
+        for address in self.uwsgi_sockets:
+            uwsgi_address(address)
+        if not 1 <= self.uwsgi_max_size <= DEFAULT_UWSGI_MAX_SIZE:
+            raise ConfigurationError(f"--uwsgi-max-size must be 1-{DEFAULT_UWSGI_MAX_SIZE}")
+        if self.uwsgi_timeout <= 0:
+            raise ConfigurationError("--uwsgi-timeout must be positive")
+        if not self.spool_function or "@" in self.spool_function:
+            raise ConfigurationError("--spool-function must be a non-empty name without '@'")
+        if self.spool_ingest and not self.store.startswith(("sqlite:", "spool:")):
+            raise ConfigurationError("--spool-ingest needs a durable --store: files are "
+                                     "deleted once their job is stored")
+        for directory in self.spool_ingest:
+            if not os.path.isdir(directory):
+                raise ConfigurationError(f"--spool-ingest {directory}: not a directory")
+            if self.store.startswith("spool:") and _same_dir(self.store[6:], directory):
+                raise ConfigurationError(f"--spool-ingest {directory} is the store's own "
+                                         "directory")
+        if self.ingest_interval <= 0 or self.ingest_batch < 1:
+            raise ConfigurationError("--ingest-interval and --ingest-batch must be positive")
 
     @property
     def retry_failure_attempts(self) -> dict[bytes, int]:

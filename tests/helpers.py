@@ -40,10 +40,14 @@ def free_port() -> int:
 
 
 class RunningBroker:
-    def __init__(self, process: subprocess.Popen[str], port: int) -> None:
+    def __init__(self, process: subprocess.Popen[str], listening: str) -> None:
+        """``listening`` is the broker's ``spoolgear listening gearman=... uwsgi=...`` line."""
         self.process = process
-        self.port = port
-        self.address = f"127.0.0.1:{port}"
+        bound = [word.split("=", 1) for word in listening.split()[2:]]
+        self.port = int(next(address for name, address in bound if name == "gearman")
+                        .rsplit(":", 1)[1])
+        self.address = f"127.0.0.1:{self.port}"
+        self.uwsgi = [address for name, address in bound if name == "uwsgi"]
 
 
 @contextmanager
@@ -58,9 +62,8 @@ def run_broker(*args: str) -> Iterator[RunningBroker]:
     if not line.startswith("spoolgear listening"):
         process.kill()
         raise AssertionError(f"broker did not start: {line!r} {process.stderr.read()!r}")
-    port = int(line.split("gearman=")[1].split()[0].rsplit(":", 1)[1])
     try:
-        yield RunningBroker(process, port)
+        yield RunningBroker(process, line)
     finally:
         process.terminate()
         try:

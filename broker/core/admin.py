@@ -14,7 +14,7 @@ import os
 from collections.abc import Callable
 
 from broker.core.broker import Broker, leading_int
-from broker.core.model import Session
+from broker.core.model import Priority, Session
 from broker.errors import ProtocolError
 
 # gearmand closes the connection on a line with more than five tokens.
@@ -95,7 +95,7 @@ class AdminCommands:
     def _priority_status(self, session: Session, words: list[bytes]) -> bytes:
         lines = []
         for f in self.broker.functions.values():
-            high, normal, low = (f.waiting(priority) for priority in (0, 1, 2))
+            high, normal, low = (f.waiting(priority) for priority in Priority)
             lines.append(b"%s\t%d\t%d\t%d\t%d\n"
                          % (f.name, high, normal + f.delayed, low, len(f.workers)))
         lines.append(b".\n")

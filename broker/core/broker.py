@@ -25,8 +25,10 @@ of shared/reference/gearman-protocol.md.
 
 from __future__ import annotations
 
+import bisect
 import logging
 import time
+from collections import deque
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
@@ -107,7 +109,8 @@ class BrokerSettings:
     worker_wakeup: int = 0
     retry_failures: Mapping[bytes, int] = field(default_factory=dict)
     """Attempts for background jobs that end in WORK_FAIL/EXCEPTION, per function
-    (``b"*"`` for all); such jobs run again until then, and then go to the failed list."""
+    (``b"*"`` for all, default 1); such jobs run again until then, and then go to the
+    failed list: a failing background job is never silently dropped."""
     max_failed_jobs: int = 100_000
 
 
@@ -156,6 +159,8 @@ class Broker:
         self.failed = FailedList(settings.max_failed_jobs, journal)
         self.gated: list[Session] = []
         self.functions: dict[bytes, Function] = {}
+        # Every queue rank in use by any function, in the order GRAB looks at them.
+        self.ranks: list[int] = [0, 1, 2]
         self.jobs: dict[bytes, Job] = {}
         self.uniques: dict[tuple[bytes, ...], Job] = {}
         self.by_unique: dict[bytes, Job] = {}
@@ -346,7 +351,7 @@ class Broker:
         function = self.function(name)
         if when and when <= self.clock():
             when = 0.0
-        limit = function.max_queue[priority]
+        limit = function.limit(priority)
         if limit > 0 and function.total >= limit:
             self._refuse(session, b"QUEUE_ERROR", b"Job queue is full")
             return None
@@ -389,7 +394,7 @@ class Broker:
 
     def _enqueue(self, job: Job) -> None:
         function = job.function
-        queue = function.queues[job.priority]
+        queue = self._queue(function, job.priority)
         pager = self.pager
         if (pager is not None and job.background
                 and (function.spilled[job.priority] or len(queue) >= pager.window)
@@ -398,6 +403,14 @@ class Broker:
             return
         queue.append(job)
         self._wake(function)
+
+    def _queue(self, function: Function, rank: int) -> deque[Job]:
+        queue = function.queues.get(rank)
+        if queue is None:
+            queue = function.queues[rank] = deque()
+            if rank not in self.ranks:
+                bisect.insort(self.ranks, rank)
+        return queue
 
     def _wake(self, function: Function) -> None:
         """NOOP sleeping workers of ``function``, each at most once per sleep.
@@ -546,10 +559,9 @@ class Broker:
     def _pre_sleep(self, session: Session, packet: Packet) -> None:
         for function in session.abilities:
             if self.pager is not None:
-                for priority in (0, 1, 2):
-                    self._refill(function, priority)
-            high, normal, low = function.queues
-            if high or normal or low:
+                for rank in list(function.spilled):
+                    self._refill(function, rank)
+            if any(function.queues.values()):
                 session.noop_sent = True
                 self.send(session, NOOP)
                 return
@@ -560,7 +572,7 @@ class Broker:
         session.noop_sent = False
         job = self._take_job(session)
         if job is None:
-            if self.pager is not None and any(any(f.spilled) for f in session.abilities):
+            if self.pager is not None and any(f.has_spilled for f in session.abilities):
                 # Jobs wait in the store and a page is on its way: answer then, not NO_JOB.
                 self.pager.parked.append((session, packet))
                 return
@@ -593,13 +605,13 @@ class Broker:
         if count == 0:
             return None
         start = session.round_robin
-        for priority in (0, 1, 2):
+        for rank in self.ranks:
             for offset in range(count):
                 index = (start + offset) % count
                 function = abilities[index]
-                queue = function.queues[priority]
-                if function.spilled[priority]:
-                    self._refill(function, priority)
+                if function.spilled[rank]:
+                    self._refill(function, rank)
+                queue = function.queues.get(rank)
                 while queue:
                     job = queue.popleft()
                     if job.ignored:
@@ -652,12 +664,12 @@ class Broker:
         if job is None:
             return
         if kind is not T.WORK_COMPLETE and job.background:
-            attempts = self._failure_attempts(job.function.name)
-            if attempts:
-                error = (packet.args[1].decode("utf-8", "replace") if kind is T.WORK_EXCEPTION
-                         else "WORK_FAIL")
-                self.requeue(job, reason=error or "WORK_EXCEPTION", limit=attempts)
-                return
+            # Run again while attempts are left, then keep it in the failed list.
+            error = (packet.args[1].decode("utf-8", "replace") if kind is T.WORK_EXCEPTION
+                     else "WORK_FAIL")
+            self.requeue(job, reason=error or "WORK_EXCEPTION",
+                         limit=self._failure_attempts(job.function.name))
+            return
         data = encode_packet(kind, *packet.args)
         if kind is T.WORK_EXCEPTION:
             fail = encode_packet(T.WORK_FAIL, job.handle)
@@ -667,7 +679,7 @@ class Broker:
 
     def _failure_attempts(self, name: bytes) -> int:
         retries = self.settings.retry_failures
-        return retries.get(name) or retries.get(b"*", 0) if retries else 0
+        return retries.get(name) or retries.get(b"*", 1) if retries else 1
 
     def _finish(self, job: Job, replies: list[tuple[Session, bytes]], *,
                 stored: bool = True) -> None:
@@ -756,7 +768,9 @@ class Broker:
         self._next_handle = self._reserved_handles = state.next_number
         for queue in state.spilled:
             assert self.pager is not None, "only a paging broker loads windows"
-            self.function(queue.function).spilled[queue.priority] = queue.count
+            function = self.function(queue.function)
+            self._queue(function, queue.priority)
+            function.spilled[queue.priority] = queue.count
             self.pager.first_seq[(queue.function, queue.priority)] = queue.first_seq
         interrupted = []
         for stored in state.jobs:
@@ -768,7 +782,7 @@ class Broker:
                 function.delayed += 1
                 self.timeline.add(job.when, job)
             else:
-                function.queues[job.priority].append(job)
+                self._queue(function, job.priority).append(job)
         for job in interrupted:
             self.requeue(job, reason="interrupted by a broker restart")
         for stored_schedule in state.schedules:
@@ -810,7 +824,7 @@ class Broker:
     def _refill(self, function: Function, priority: int) -> None:
         """Ask for a page once a spilling queue is down to half its window."""
         assert self.pager is not None
-        held = len(function.queues[priority])
+        held = len(self._queue(function, priority))
         window = self.pager.window
         if (function.spilled[priority] and held <= window // 2
                 and self.pager.want_page((function.name, priority), window - held)
@@ -830,7 +844,7 @@ class Broker:
         """Queue a page of jobs read from the store, skipping any cancelled meanwhile."""
         assert self.pager is not None
         function, priority = self.functions[request.function], request.priority
-        queue = function.queues[priority]
+        queue = self._queue(function, priority)
         vanished = self.pager.vanished
         added = 0
         for row in rows:
@@ -873,7 +887,7 @@ class Broker:
         if recent is not None:
             return recent[1]
         function = self.functions.get(key[0])
-        if len(key) != 2 or function is None or not any(function.spilled):
+        if len(key) != 2 or function is None or not function.has_spilled:
             return None  # the unique "-" (coalescing on the payload) never spills
         row = self._spilled_row(self.pager.store.find_unique(key[1], key[0]))
         return None if row is None else self._stored_handle(row.number)
@@ -933,4 +947,4 @@ class Broker:
         session.client_id = packet.args[0][:MAX_CLIENT_ID_SIZE] or b"-"
 
     def has_jobs(self) -> bool:
-        return bool(self.jobs) or any(any(f.spilled) for f in self.functions.values())
+        return bool(self.jobs) or any(f.has_spilled for f in self.functions.values())

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections import deque
+from collections import Counter, deque
 from collections.abc import Callable
 from enum import IntEnum
 from typing import Protocol
@@ -14,6 +14,25 @@ class Priority(IntEnum):
     HIGH = 0
     NORMAL = 1
     LOW = 2
+
+
+# A queue's rank: lower runs first. Gearman's three priorities are ranks 0-2; a uWSGI
+# spool request's numeric ``priority`` P is rank P - SPOOL_RANK_OFFSET, so prioritised
+# spool jobs run before everything else, lower numbers first, as uWSGI's priority
+# directories do (shared/reference/uwsgi-spooler.md section 2.5).
+SPOOL_RANK_OFFSET = 1000
+MIN_RANK = -SPOOL_RANK_OFFSET
+MAX_RANK = int(Priority.LOW)
+
+
+def spool_rank(priority: int | None) -> int:
+    """The rank of a spool request with this ``priority`` var (``None``: not given)."""
+    return int(Priority.NORMAL) if priority is None else priority - SPOOL_RANK_OFFSET
+
+
+def gearman_priority(rank: int) -> Priority:
+    """The Gearman priority a rank is reported (and limited by ``maxqueue``) as."""
+    return Priority(min(max(rank, 0), 2))
 
 
 class Cancellable(Protocol):
@@ -78,31 +97,38 @@ class Job:
 
 
 class Function:
-    """A function name with its three priority queues and registered workers."""
+    """A function name with its queues (one per rank in use) and registered workers."""
 
     __slots__ = ("delayed", "max_queue", "name", "queues", "running", "spilled", "wake_position",
                  "workers")
 
     def __init__(self, name: bytes) -> None:
         self.name = name
-        self.queues: tuple[deque[Job], deque[Job], deque[Job]] = (deque(), deque(), deque())
+        self.queues: dict[int, deque[Job]] = {0: deque(), 1: deque(), 2: deque()}
         self.running = 0
         # Epoch jobs not yet due: counted in `status` like gearmand, not yet in a queue.
         self.delayed = 0
-        # Per priority, queued jobs held only in the store (see core/paging.py).
-        self.spilled = [0, 0, 0]
+        # Per rank, queued jobs held only in the store (see core/paging.py).
+        self.spilled: Counter[int] = Counter()
         self.workers: list[Session] = []
         self.max_queue = [0, 0, 0]
         self.wake_position = 0
 
-    def waiting(self, priority: int) -> int:
-        """Queued jobs of one priority, in memory or left in the store."""
-        return len(self.queues[priority]) + self.spilled[priority]
+    def waiting(self, priority: Priority) -> int:
+        """Queued jobs reported under one Gearman priority, in memory or left in the store."""
+        return sum(len(queue) + self.spilled[rank] for rank, queue in self.queues.items()
+                   if gearman_priority(rank) is priority)
+
+    def limit(self, rank: int) -> int:
+        return self.max_queue[gearman_priority(rank)]
+
+    @property
+    def has_spilled(self) -> bool:
+        return any(self.spilled.values())
 
     @property
     def queued(self) -> int:
-        high, normal, low = self.queues
-        return len(high) + len(normal) + len(low) + sum(self.spilled)
+        return sum(map(len, self.queues.values())) + sum(self.spilled.values())
 
     @property
     def total(self) -> int:

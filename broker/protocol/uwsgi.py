@@ -67,6 +67,12 @@ def encode_spool(pairs: Iterable[tuple[bytes, bytes]], body: bytes = b"") -> byt
 
 def decode_spool(data: bytes) -> tuple[Pairs, bytes]:
     """Split a spool file into its vars and body; ``ProtocolError`` if torn or malformed."""
+    block, body = split_spool(data)
+    return decode_vars(block), body
+
+
+def split_spool(data: bytes) -> tuple[bytes, bytes]:
+    """A spool file's raw vars block and body; ``ProtocolError`` if it is torn."""
     if len(data) < HEADER.size:
         raise ProtocolError(f"spool file of {len(data)} bytes is shorter than its header")
     modifier1, size, _modifier2 = HEADER.unpack_from(data)
@@ -76,4 +82,4 @@ def decode_spool(data: bytes) -> tuple[Pairs, bytes]:
     if len(data) < end:
         raise ProtocolError(f"spool file is truncated: vars need {size} bytes, "
                             f"{len(data) - HEADER.size} present")
-    return decode_vars(data[HEADER.size : end]), data[end:]
+    return data[HEADER.size : end], data[end:]

@@ -4,17 +4,21 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import signal
+import stat
 import sys
 from typing import TextIO
 
-from broker.config import ServerConfig
+from broker.config import ServerConfig, uwsgi_address
 from broker.core.admin import AdminCommands
 from broker.core.broker import Broker, BrokerSettings
 from broker.core.journal import Journal
 from broker.core.paging import Pager
 from broker.server.committer import Committer
 from broker.server.connection import GearmanConnection
+from broker.server.spool_door import SpoolConnection
+from broker.server.spool_ingest import SpoolIngest
 from broker.store.base import PagingStore, Store, StoredState, open_store
 
 log = logging.getLogger("spoolgear.server")
@@ -49,6 +53,7 @@ class BrokerServer:
                                    request_shutdown=self.request_shutdown)
         self.connections: set[GearmanConnection] = set()
         self._listeners: list[asyncio.Server] = []
+        self._ingests: list[SpoolIngest] = []
         self._stopped = asyncio.Event()
         self._graceful_task: asyncio.Task[None] | None = None
 
@@ -67,17 +72,39 @@ class BrokerServer:
         log.critical("stopping: jobs can no longer be made durable")
         self.request_shutdown(False)
 
-    async def start(self) -> list[tuple[str, int]]:
-        """Bind the Gearman listener; returns the bound (host, port) pairs."""
+    async def start(self) -> list[str]:
+        """Bind the listeners and start ingesting; returns ``name=address`` per listener."""
         listener = await self.loop.create_server(
             lambda: GearmanConnection(self), self.config.listen, self.config.port,
             reuse_address=True, backlog=1024)
         self._listeners.append(listener)
-        return [sock.getsockname()[:2] for sock in listener.sockets]
+        host, port = listener.sockets[0].getsockname()[:2]
+        bound = [f"gearman={host}:{port}"]
+        for address in self.config.uwsgi_sockets:
+            bound.append("uwsgi=" + await self._listen_uwsgi(address))
+        for directory in self.config.spool_ingest:
+            ingest = SpoolIngest(self, directory)
+            ingest.start()
+            self._ingests.append(ingest)
+        return bound
 
-    def announce(self, addresses: list[tuple[str, int]], out: TextIO = sys.stdout) -> None:
-        host, port = addresses[0]
-        out.write(f"spoolgear listening gearman={host}:{port} store={self.store.describe()}\n")
+    async def _listen_uwsgi(self, address: str) -> str:
+        target = uwsgi_address(address)
+        if isinstance(target, str):
+            if os.path.exists(target) and stat.S_ISSOCK(os.stat(target).st_mode):
+                os.unlink(target)  # left by a previous run
+            listener = await self.loop.create_unix_server(lambda: SpoolConnection(self), target,
+                                                          backlog=1024)
+            self._listeners.append(listener)
+            return target
+        listener = await self.loop.create_server(lambda: SpoolConnection(self), *target,
+                                                 reuse_address=True, backlog=1024)
+        self._listeners.append(listener)
+        host, port = listener.sockets[0].getsockname()[:2]
+        return f"{host}:{port}"
+
+    def announce(self, bound: list[str], out: TextIO = sys.stdout) -> None:
+        out.write(f"spoolgear listening {' '.join(bound)} store={self.store.describe()}\n")
         out.flush()
 
     def install_signal_handlers(self) -> None:
@@ -88,6 +115,8 @@ class BrokerServer:
         """Immediate: stop now. Graceful: refuse new connections, stop once no job is left."""
         for listener in self._listeners:
             listener.close()
+        for ingest in self._ingests:
+            ingest.stop()
         if not graceful:
             self.loop.call_soon(self._stop)
         elif self._graceful_task is None:
@@ -122,8 +151,8 @@ async def serve(config: ServerConfig, out: TextIO = sys.stdout) -> None:
              "%d failed jobs from %s", len(state.jobs), sum(q.count for q in state.spilled),
              len(state.schedules), len(state.failed), store.describe())
     server = BrokerServer(config, store, state)
-    addresses = await server.start()
+    bound = await server.start()
     server.install_signal_handlers()
-    server.announce(addresses, out)
+    server.announce(bound, out)
     await server.wait_stopped()
     log.info("spoolgear stopped")

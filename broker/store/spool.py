@@ -24,6 +24,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TypeVar
 
+from broker.core.model import MAX_RANK, MIN_RANK
 from broker.errors import ProtocolError
 from broker.protocol.uwsgi import decode_spool, encode_spool
 from broker.store import operations as ops
@@ -50,7 +51,7 @@ Record = TypeVar("Record")
 
 def _priority(values: Vars) -> int:
     priority = int(values[b"spoolgear_priority"])
-    if priority not in (0, 1, 2):
+    if not MIN_RANK <= priority <= MAX_RANK:
         raise ValueError(f"priority {priority}")
     return priority
 

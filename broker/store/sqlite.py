@@ -18,6 +18,7 @@ from itertools import groupby
 from pathlib import Path
 from typing import Any
 
+from broker.core.model import MAX_RANK, MIN_RANK
 from broker.store import operations as ops
 from broker.store.base import PagingStore, SpilledQueue, StoredState
 
@@ -66,12 +67,13 @@ _WRITES: dict[type, tuple[str, Callable[[Any], tuple[Any, ...]]]] = {
 
 # What a loadable row looks like, per table (SQLite's loose typing lets anything in).
 _BLOBS = "typeof(function) = 'blob' AND typeof(unique_key) = 'blob' AND typeof(data) = 'blob'"
+_RANK = f"typeof(priority) = 'integer' AND priority BETWEEN {MIN_RANK} AND {MAX_RANK}"
 _VALID_ROW = {
-    "jobs": f"{_BLOBS} AND typeof(reducer) = 'blob' AND priority IN (0, 1, 2)"
+    "jobs": f"{_BLOBS} AND typeof(reducer) = 'blob' AND {_RANK}"
             " AND typeof(run_at) IN ('integer', 'real') AND typeof(attempts) = 'integer'"
             " AND running IN (0, 1) AND typeof(seq) = 'integer'",
     "schedules": f"{_BLOBS} AND typeof(cron) = 'text'",
-    "failed": f"{_BLOBS} AND priority IN (0, 1, 2) AND typeof(attempts) = 'integer'"
+    "failed": f"{_BLOBS} AND {_RANK} AND typeof(attempts) = 'integer'"
               " AND typeof(error) = 'text' AND typeof(failed_at) IN ('integer', 'real')",
 }
 

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from broker.core.model import Priority
 from broker.core.paging import read_pages
 from broker.protocol.packets import PacketType
 from broker.store.sqlite import SQLiteStore
@@ -47,7 +48,7 @@ def drain(harness: Harness, worker: Peer) -> list[bytes]:
         worker.send(T.WORK_COMPLETE, job[0], b"")
         harness.commit()  # the server commits (and reads pages) every loop turn
         payloads.append(job[3])
-        assert all(len(queue) <= WINDOW for queue in harness.broker.functions[b"f"].queues)
+        assert all(len(queue) <= WINDOW for queue in harness.broker.functions[b"f"].queues.values())
 
 
 def complete(worker: Peer, count: int) -> None:
@@ -68,13 +69,13 @@ def test_jobs_past_the_window_stay_in_the_store_and_run_in_order(harness: Harnes
     submit(harness, client, *payloads)
     function = harness.broker.functions[b"f"]
     assert len(harness.broker.jobs) == WINDOW
-    assert function.spilled == [0, 30 - WINDOW, 0]
+    assert function.spilled == {Priority.NORMAL: 30 - WINDOW}
     assert status_line(client) == b"f\t30\t0\t0"
     assert client.admin(b"prioritystatus") == b"f\t0\t30\t0\t0\n.\n"
     worker = harness.peer()
     worker.send(T.CAN_DO, b"f")
     assert drain(harness, worker) == payloads
-    assert function.spilled == [0, 0, 0]
+    assert not function.has_spilled
     assert harness.store is not None and harness.store.load().jobs == []
 
 

@@ -1,0 +1,126 @@
+"""The uWSGI front door: spool packets (modifier1 17) in, uWSGI's 4-byte answer out.
+
+One packet per connection, as in uWSGI (shared/reference/uwsgi-spooler.md
+section 1.4): the header, then the declared vars block, then the broker stores
+the job and answers ``ff 00 00 01`` once it is durable (``ff 00 00 00`` if it is
+refused) and closes. A datasize above the configured limit, another modifier1
+or a packet that does not arrive within the timeout closes the connection with
+no answer. Bytes after the vars block are ignored. Unlike uWSGI, a malformed
+vars block is refused instead of acknowledged and dropped later.
+
+The job is submitted on a broker session of its own; the broker's reply (a
+JOB_CREATED held until its batch is committed, or an ERROR) becomes the answer.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+from typing import TYPE_CHECKING, cast
+
+from broker.core.model import Session, spool_rank
+from broker.protocol import packets
+from broker.protocol.spool_request import SpoolJob, SpoolRefused, spool_job
+from broker.protocol.uwsgi import HEADER, SPOOL_MODIFIER
+
+if TYPE_CHECKING:
+    from broker.server.server import BrokerServer
+
+log = logging.getLogger("spoolgear.uwsgi")
+
+SPOOLED = bytes([255, 0, 0, 1])
+REFUSED = bytes([255, 0, 0, 0])
+
+
+def submit_spool_job(server: BrokerServer, job: SpoolJob, fd: int, host: str,
+                     answer: Callable[[bytes | None], None]) -> Session:
+    """Submit ``job`` on a session of its own; ``answer(handle)`` once the broker has
+    stored it, ``answer(None)`` if the broker refused it (a full queue)."""
+    broker = server.broker
+
+    def on_reply(data: bytes) -> None:
+        broker.disconnect(session)
+        _magic, kind, _size = packets.HEADER.unpack_from(data)
+        stored = kind == packets.PacketType.JOB_CREATED
+        answer(data[packets.HEADER_SIZE:] if stored else None)
+
+    session = broker.connect(on_reply, fd, host)
+    broker.submit(session, job.function, b"", job.payload, spool_rank(job.priority), True,
+                  when=job.when)
+    return session
+
+
+class SpoolConnection(asyncio.Protocol):
+    """One connection on a ``--uwsgi-socket`` listener."""
+
+    def __init__(self, server: BrokerServer) -> None:
+        self.server = server
+        self.config = server.config
+        self.buffer = bytearray()
+        self.size: int | None = None
+        self.session: Session | None = None
+        self.host = "unix"
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = cast(asyncio.Transport, transport)
+        peer = transport.get_extra_info("peername")
+        if isinstance(peer, tuple):
+            self.host = f"{peer[0]}:{peer[1]}"
+        self.timer = asyncio.get_running_loop().call_later(self.config.uwsgi_timeout,
+                                                           self._timed_out)
+
+    def data_received(self, data: bytes) -> None:
+        if self.session is not None:
+            return  # anything after the packet is not read, as in uWSGI
+        self.buffer += data
+        if self.size is None:
+            if len(self.buffer) < HEADER.size:
+                return
+            modifier1, size, _modifier2 = HEADER.unpack_from(self.buffer)
+            if modifier1 != SPOOL_MODIFIER:
+                self._drop(f"modifier1 {modifier1} is not a spool request (17)")
+                return
+            if size > self.config.uwsgi_max_size:
+                self._drop(f"request block of {size} bytes is over the limit of "
+                           f"{self.config.uwsgi_max_size} (--uwsgi-max-size)")
+                return
+            self.size = size
+        end = HEADER.size + self.size
+        if len(self.buffer) < end:
+            return
+        self.timer.cancel()
+        self.transport.pause_reading()
+        block = bytes(self.buffer[HEADER.size:end])
+        self.buffer.clear()
+        try:
+            job = spool_job(block, b"", default_function=self.config.spool_function.encode())
+        except SpoolRefused as exc:
+            log.warning("refused a spool request from %s: %s", self.host, exc)
+            self._answer(None)
+            return
+        sock = self.transport.get_extra_info("socket")
+        self.session = submit_spool_job(self.server, job, sock.fileno(), self.host,
+                                        self._answer)
+
+    def _answer(self, handle: bytes | None) -> None:
+        if not self.transport.is_closing():
+            self.transport.write(REFUSED if handle is None else SPOOLED)
+            self.transport.close()
+
+    def _timed_out(self) -> None:
+        self._drop(f"no complete spool packet within {self.config.uwsgi_timeout} s "
+                   "(--uwsgi-timeout)")
+
+    def _drop(self, reason: str) -> None:
+        log.warning("closing uwsgi connection from %s without an answer: %s", self.host, reason)
+        self.timer.cancel()
+        self.transport.abort()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.timer.cancel()
+        session = self.session
+        if session is not None and not session.closed:
+            log.warning("spool request from %s stored, but the sender left before its "
+                        "answer", self.host)
+            self.server.broker.disconnect(session)
