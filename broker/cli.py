@@ -32,6 +32,12 @@ from broker.core.model import Priority
 from broker.errors import BrokerError
 from broker.protocol.reader import DEFAULT_MAX_LINE_LENGTH, DEFAULT_MAX_PACKET_SIZE
 from broker.protocol.spool_request import DEFAULT_SPOOL_FUNCTION
+from broker.spooler import (
+    DEFAULT_ATTEMPTS,
+    DEFAULT_FOREVER_INTERVAL,
+    DEFAULT_MAX_RETRY_DELAY,
+    DEFAULT_RETRY_DELAY,
+)
 from broker.store.base import default_store_url
 
 
@@ -117,7 +123,53 @@ def _parser() -> argparse.ArgumentParser:
     submit.add_argument("--unique", "-u", default="", help="coalescing key")
     submit.add_argument("--at", help="run at this time: epoch seconds or ISO 8601 (background)")
     submit.add_argument("--timeout", type=float, help="seconds to wait for a foreground result")
+    spooler = commands.add_parser("spooler", help="run uWSGI-style spool handlers")
+    spooler.add_argument("--import", dest="modules", action="append", required=True,
+                         metavar="MODULE", help="module (or .py file) with spool handlers "
+                                                "(repeatable)")
+    spooler.add_argument("--server", "-s", action="append", metavar="HOST:PORT",
+                         help=f"broker address (repeatable; default 127.0.0.1:{DEFAULT_PORT})")
+    spooler.add_argument("--queue", "-q", action="append", default=[], metavar="SPOOLER",
+                         help="also serve jobs sent to this named spooler (repeatable)")
+    spooler.add_argument("--attempts", type=int, default=DEFAULT_ATTEMPTS,
+                         help="runs of a job that keeps failing before it goes to the failed "
+                              "list (default %(default)s)")
+    spooler.add_argument("--retry-delay", type=float, default=DEFAULT_RETRY_DELAY,
+                         help="seconds before the first retry, doubled for each next one "
+                              "(default %(default)s)")
+    spooler.add_argument("--max-retry-delay", type=float, default=DEFAULT_MAX_RETRY_DELAY,
+                         help="longest wait between two attempts (default %(default)s)")
+    spooler.add_argument("--forever-interval", type=float, default=DEFAULT_FOREVER_INTERVAL,
+                         help="seconds between two runs of a @spoolforever job "
+                              "(default %(default)s)")
+    spooler.add_argument("--spool-function", default=DEFAULT_SPOOL_FUNCTION,
+                         help="function under which plain dicts reach spooler(env) handlers "
+                              "(the broker's --spool-function; default %(default)s)")
+    spooler.add_argument("--allow-pickle", action="store_true",
+                         help="unpickle arguments of jobs from the real uwsgidecorators or "
+                              "uwsgi_tasks: UNSAFE unless every producer is trusted")
+    spooler.add_argument("--burst", action="store_true", help="exit once no job is left")
+    spooler.add_argument("--verbose", default="INFO", type=str.upper, choices=LOG_LEVELS,
+                         help="log level (default %(default)s)")
     return parser
+
+
+def _spooler(args: argparse.Namespace) -> int:
+    from broker import spooler
+
+    _configure_logging(args.verbose)
+    settings = spooler.SpoolerSettings(
+        servers=args.server or [f"127.0.0.1:{DEFAULT_PORT}"], queues=args.queue,
+        attempts=args.attempts, retry_delay=args.retry_delay,
+        max_retry_delay=args.max_retry_delay, forever_interval=args.forever_interval,
+        allow_pickle=args.allow_pickle, spool_function=args.spool_function)
+    spooler.run(args.modules, settings, burst=args.burst)
+    return 0
+
+
+def _configure_logging(verbose: str) -> None:
+    level = {"FATAL": "CRITICAL", "ALERT": "CRITICAL", "NOTICE": "INFO"}.get(verbose, verbose)
+    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
 
 
 def _serve(args: argparse.Namespace) -> int:
@@ -135,9 +187,7 @@ def _serve(args: argparse.Namespace) -> int:
                           spool_function=args.spool_function,
                           spool_ingest=tuple(args.spool_ingest),
                           ingest_interval=args.ingest_interval, ingest_batch=args.ingest_batch)
-    level = {"FATAL": "CRITICAL", "ALERT": "CRITICAL", "NOTICE": "INFO"}.get(args.verbose,
-                                                                             args.verbose)
-    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    _configure_logging(args.verbose)
     from broker.server.server import serve
 
     loop_factory = _uvloop_factory()
@@ -271,6 +321,7 @@ _COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
     "workers": _workers,
     "failed": _failed,
     "submit": _submit,
+    "spooler": _spooler,
 }
 
 

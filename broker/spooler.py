@@ -1,0 +1,239 @@
+"""``spoolgear spooler``: a worker that runs uWSGI-style spool handlers.
+
+Handlers come from the modules given with ``--import``:
+
+- functions decorated with ``broker.uwsgidecorators`` (``spool``, ``spoolraw``,
+  ``spoolforever``) serve the jobs named by ``ud_spool_func``;
+- uwsgi_tasks-style tasks (module-level objects with a ``function``) serve the
+  jobs whose ``function_name`` is ``module.function``;
+- a module-level ``spooler(env)`` callable (what uWSGI code assigns to
+  ``uwsgi.spooler``) serves plain dicts, under the broker's ``--spool-function``.
+
+A handler gets what the uWSGI spooler would pass (shared/reference/uwsgi-spooler.md
+section 2.9) and its return code is applied (section 2.8), with the flaws
+fixed: SPOOL_OK (-2) ends the job; SPOOL_RETRY (-1), any other code and an
+exception run it again after a doubling delay, at most ``--attempts`` times in
+all, and then the job goes to the broker's failed list with the reason;
+SPOOL_IGNORE (0) hands it to the next handler of that name, and a job nobody
+takes counts as a failed attempt. A retry is a new background job carrying the
+attempt number in the ``spoolgear_attempt`` var (hidden from handlers); the
+current one completes once the retry is stored, so nothing is lost in between.
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.util
+import logging
+import signal
+import sys
+import time
+import traceback
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from types import ModuleType
+from typing import Any
+
+from broker.client import Client
+from broker.errors import BrokerError, ConfigurationError
+from broker.protocol.spool_request import DEFAULT_SPOOL_FUNCTION, QUEUE_SEPARATOR
+from broker.protocol.uwsgi import decode_spool, encode_spool
+from broker.uwsgidecorators import (
+    SPOOL_IGNORE,
+    SPOOL_OK,
+    SPOOL_RETRY,
+    PickleRefused,
+    SpoolFunction,
+    unpickle,
+)
+from broker.uwsgidecorators import spool_functions as decorated_functions
+from broker.worker import Worker, WorkerJob
+
+log = logging.getLogger("spoolgear.spooler")
+
+ATTEMPT_VAR = b"spoolgear_attempt"
+DEFAULT_ATTEMPTS = 5
+DEFAULT_RETRY_DELAY = 1.0
+DEFAULT_MAX_RETRY_DELAY = 300.0
+# uWSGI reruns a @spoolforever task on every scan, every --spooler-frequency (30 s) when idle.
+DEFAULT_FOREVER_INTERVAL = 30.0
+
+Handler = Callable[[dict[Any, Any]], Any]
+
+
+class SpoolFailed(BrokerError):
+    """A spool job that ran out of attempts (or can never run); the text says why."""
+
+
+@dataclass
+class SpoolerSettings:
+    servers: Sequence[str] = ("127.0.0.1:4730",)
+    queues: Sequence[str] = ()
+    """Named spoolers served besides the unnamed one."""
+    attempts: int = DEFAULT_ATTEMPTS
+    retry_delay: float = DEFAULT_RETRY_DELAY
+    max_retry_delay: float = DEFAULT_MAX_RETRY_DELAY
+    forever_interval: float = DEFAULT_FOREVER_INTERVAL
+    allow_pickle: bool = False
+    spool_function: str = DEFAULT_SPOOL_FUNCTION
+    client_id: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.attempts < 1:
+            raise ConfigurationError("--attempts must be at least 1")
+        if self.retry_delay < 0 or self.max_retry_delay < self.retry_delay:
+            raise ConfigurationError("--retry-delay must be >= 0 and <= --max-retry-delay")
+
+
+@dataclass
+class Handlers:
+    """Handler chains by job function (without the queue), in import order."""
+
+    chains: dict[str, list[Handler]] = field(default_factory=dict)
+
+    def add(self, name: str, handler: Handler) -> None:
+        self.chains.setdefault(name, []).append(handler)
+
+
+def import_module(spec: str) -> ModuleType:
+    """A module by dotted name, or a ``.py`` file by path (as uWSGI's --spooler-import)."""
+    if spec.endswith(".py"):
+        name = spec.rsplit("/", 1)[-1][:-3]
+        loader_spec = importlib.util.spec_from_file_location(name, spec)
+        if loader_spec is None or loader_spec.loader is None:
+            raise ConfigurationError(f"--import {spec}: cannot load that file")
+        module = importlib.util.module_from_spec(loader_spec)
+        sys.modules[name] = module
+        loader_spec.loader.exec_module(module)
+        return module
+    return importlib.import_module(spec)
+
+
+def collect_handlers(modules: Sequence[ModuleType], settings: SpoolerSettings) -> Handlers:
+    handlers = Handlers()
+    wanted = {module.__name__ for module in modules}
+    for decorated in decorated_functions.values():
+        if decorated.function.__module__ in wanted:
+            handlers.add(decorated.name, _decorated_runner(decorated, settings.allow_pickle))
+    for module in modules:
+        for value in vars(module).values():
+            function = getattr(value, "function", None)
+            if (callable(function) and not isinstance(value, SpoolFunction)
+                    and getattr(function, "__module__", None) == module.__name__):
+                handlers.add(f"{module.__name__}.{function.__name__}",
+                             _uwsgi_task_runner(function, settings.allow_pickle))
+        raw = getattr(module, "spooler", None)
+        if callable(raw):
+            handlers.add(settings.spool_function, raw)
+    return handlers
+
+
+def _decorated_runner(decorated: SpoolFunction, allow_pickle: bool) -> Handler:
+    return lambda env: decorated.run(env, allow_pickle)
+
+
+def _uwsgi_task_runner(function: Callable[..., Any], allow_pickle: bool) -> Handler:
+    """Run a uwsgi_tasks spool message: pickled args/kwargs (or a pickled body) and setup."""
+
+    def run(env: dict[Any, Any]) -> int:
+        if "body" in env:
+            arguments = unpickle(env["body"], allow_pickle)
+            args, kwargs = arguments["args"], arguments["kwargs"]
+        else:
+            args = unpickle(env[b"args"], allow_pickle) if b"args" in env else ()
+            kwargs = unpickle(env[b"kwargs"], allow_pickle) if b"kwargs" in env else {}
+        setup = unpickle(env[b"setup"], allow_pickle) if b"setup" in env else {}
+        result = function(*args, **kwargs)
+        if setup.get("spooler_return"):
+            return int(result)
+        return SPOOL_RETRY if result == SPOOL_RETRY else SPOOL_OK
+
+    return run
+
+
+class Spooler:
+    """Serves spool jobs with ``handlers`` until stopped."""
+
+    def __init__(self, handlers: Handlers, settings: SpoolerSettings) -> None:
+        self.handlers = handlers
+        self.settings = settings
+        self.client = Client(settings.servers)
+        self.worker = Worker(settings.servers, client_id=settings.client_id)
+        for name in handlers.chains:
+            for function_name in self.function_names(name):
+                self.worker.register(function_name, self.run_job)
+
+    def function_names(self, name: str) -> list[str]:
+        separator = QUEUE_SEPARATOR.decode()
+        return [name] + [f"{name}{separator}{queue}" for queue in self.settings.queues]
+
+    def work(self, **options: Any) -> int:
+        try:
+            return self.worker.work(**options)
+        finally:
+            self.worker.close()
+            self.client.close()
+
+    def stop(self) -> None:
+        self.worker.stop()
+
+    def run_job(self, job: WorkerJob) -> bytes:
+        """One job: call its handlers, then complete it, retry it, or fail it for good."""
+        pairs, body = decode_spool(job.data)
+        attempt = int(dict(pairs).get(ATTEMPT_VAR, b"1"))
+        env: dict[Any, Any] = {key: value for key, value in pairs if key != ATTEMPT_VAR}
+        env["spooler_task_name"] = job.handle.encode()
+        if body:
+            env["body"] = body
+        name = job.function.partition(QUEUE_SEPARATOR.decode())[0]
+        raised = False
+        try:
+            code, reason = self._call(self.handlers.chains.get(name, []), env)
+        except PickleRefused as exc:
+            raise SpoolFailed(str(exc)) from None
+        except Exception:
+            code, reason, raised = SPOOL_RETRY, traceback.format_exc(), True
+            log.exception("spool job %s (%s) raised", job.handle, name)
+        if code == SPOOL_OK:
+            return b""
+        if not raised and env.get(b"ud_spool_ret") == b"%d" % SPOOL_RETRY:
+            # @spoolforever: runs again and again, as under uWSGI, at a fixed pace.
+            self._resubmit(job, pairs, body, attempt, self.settings.forever_interval)
+            return b""
+        if attempt >= self.settings.attempts:
+            raise SpoolFailed(f"gave up after {attempt} attempts: {reason}")
+        delay = min(self.settings.retry_delay * 2 ** (attempt - 1), self.settings.max_retry_delay)
+        log.warning("spool job %s (%s) attempt %d of %d: %s; again in %.0f s", job.handle, name,
+                    attempt, self.settings.attempts, reason.strip().splitlines()[-1], delay)
+        self._resubmit(job, pairs, body, attempt + 1, delay)
+        return b""
+
+    def _call(self, chain: list[Handler], env: dict[Any, Any]) -> tuple[int, str]:
+        for handler in chain:
+            code = handler(env)
+            if not isinstance(code, int) or isinstance(code, bool):
+                return SPOOL_RETRY, f"handler returned {code!r}, not a SPOOL_* code"
+            if code != SPOOL_IGNORE:
+                return code, "" if code == SPOOL_OK else f"handler returned {code}"
+        return SPOOL_IGNORE, "no handler took the job (all returned SPOOL_IGNORE)"
+
+    def _resubmit(self, job: WorkerJob, pairs: list[tuple[bytes, bytes]], body: bytes,
+                  attempt: int, delay: float) -> None:
+        kept = [(key, value) for key, value in pairs if key != ATTEMPT_VAR]
+        payload = encode_spool([*kept, (ATTEMPT_VAR, b"%d" % attempt)], body)
+        self.client.submit_background(job.function, payload, at=time.time() + delay)
+
+
+def run(modules: Sequence[str], settings: SpoolerSettings, *, burst: bool = False) -> int:
+    """Import the handler modules and serve until SIGTERM/SIGINT (the running job finishes)."""
+    sys.path.insert(0, ".")
+    handlers = collect_handlers([import_module(spec) for spec in modules], settings)
+    if not handlers.chains:
+        raise ConfigurationError("the imported modules define no spool handler (a @spool "
+                                 "function, a uwsgi_tasks task or a spooler(env) callable)")
+    spooler = Spooler(handlers, settings)
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, lambda *_: spooler.stop())
+    names = sorted(spooler.worker.tasks)
+    log.info("serving spool functions: %s", ", ".join(names))
+    return spooler.work(burst=burst)
