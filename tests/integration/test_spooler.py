@@ -1,4 +1,4 @@
-"""``spoolgear spooler``: uWSGI-style handlers run by a real spooler process against a real broker."""
+"""``spoolgear spooler``: uWSGI-style handlers in a real spooler process, a real broker."""
 
 from __future__ import annotations
 
