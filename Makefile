@@ -2,7 +2,8 @@
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
-DEBIAN_PEERS := gearman-job-server gearman-tools php-cli php-gearman libgearman-client-perl
+DEBIAN_PEERS := gearman-job-server gearman-tools php-cli php-gearman libgearman-client-perl \
+	uwsgi-core uwsgi-plugin-python3
 
 .PHONY: venv peers lint test demo bench clean
 
@@ -14,7 +15,7 @@ $(BIN)/spoolgear: pyproject.toml
 
 venv: $(BIN)/spoolgear
 
-# Test peers (gearmand, gearman-tools, PHP and Perl clients) from Debian, installed when
+# Test peers (gearmand, gearman-tools, PHP and Perl clients, uWSGI) from Debian, installed when
 # missing and we are root; without them the peer tests skip (but fail under CI=true).
 peers:
 	@missing=$$(for p in $(DEBIAN_PEERS); do dpkg -s $$p >/dev/null 2>&1 || echo $$p; done); \

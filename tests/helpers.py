@@ -16,6 +16,7 @@ import pytest
 
 from broker.protocol.packets import MAGIC_REQ, Packet, PacketType, encode_packet
 from broker.protocol.reader import PacketReader
+from broker.uwsgi_client import connect as connect_uwsgi
 
 ROOT = Path(__file__).resolve().parent.parent
 SPOOLGEAR = [sys.executable, "-m", "broker.cli"]
@@ -88,6 +89,19 @@ def run_gearmand(*args: str) -> Iterator[int]:
     finally:
         process.terminate()
         process.wait(timeout=10)
+
+
+def uwsgi_exchange(address: str, data: bytes, wait: float = 5.0) -> bytes:
+    """Send raw bytes to a uwsgi socket, return everything received until it closes."""
+    with connect_uwsgi(address, wait) as sock:
+        sock.sendall(data)
+        received = b""
+        try:
+            while chunk := sock.recv(100):
+                received += chunk
+        except ConnectionResetError:
+            pass
+        return received
 
 
 def wait_for_port(port: int, timeout: float = 10.0) -> None:

@@ -14,20 +14,7 @@ from broker.errors import ServerError
 from broker.protocol.uwsgi import decode_spool, encode_spool, encode_vars
 from broker.uwsgi_client import REFUSED, SPOOLED, connect, send_spool
 from broker.worker import Worker, WorkerJob
-from tests.helpers import run_broker
-
-
-def exchange(address: str, data: bytes, wait: float = 5.0) -> bytes:
-    """Send raw bytes, return everything received until the broker closes."""
-    with connect(address, wait) as sock:
-        sock.sendall(data)
-        received = b""
-        try:
-            while chunk := sock.recv(100):
-                received += chunk
-        except ConnectionResetError:
-            pass
-        return received
+from tests.helpers import run_broker, uwsgi_exchange
 
 
 def drain(address: str, *functions: str) -> list[tuple[str, bytes]]:
@@ -49,9 +36,10 @@ def test_a_stored_request_is_answered_ff000001_and_closed(tmp_path: Path) -> Non
         tcp, unix = broker.uwsgi
         pairs = [(b"ud_spool_func", b"mail"), (b"to", b"a@example.org")]
         # Trailing bytes after the vars block are not read, as in uWSGI.
-        assert exchange(tcp, encode_spool(pairs) + b"GET / HTTP/1.0\r\n") == SPOOLED
-        assert exchange(unix, encode_spool([(b"k", b"v")])) == SPOOLED
-        assert exchange(tcp, struct.pack("<BHB", 17, 0, 5)) == SPOOLED  # empty dict, modifier2 5
+        assert uwsgi_exchange(tcp, encode_spool(pairs) + b"GET / HTTP/1.0\r\n") == SPOOLED
+        assert uwsgi_exchange(unix, encode_spool([(b"k", b"v")])) == SPOOLED
+        empty_with_modifier2 = struct.pack("<BHB", 17, 0, 5)
+        assert uwsgi_exchange(tcp, empty_with_modifier2) == SPOOLED
         seen = drain(broker.address, "mail", "uwsgi_spooler")
     assert [(name, decode_spool(data)[0]) for name, data in seen] == [
         ("mail", pairs), ("uwsgi_spooler", [(b"k", b"v")]), ("uwsgi_spooler", [])]
@@ -67,7 +55,7 @@ def test_a_stored_request_is_answered_ff000001_and_closed(tmp_path: Path) -> Non
 def test_requests_that_cannot_become_jobs_are_refused_ff000000(vars_block: bytes) -> None:
     with run_broker("--uwsgi-socket", "127.0.0.1:0") as broker:
         packet = struct.pack("<BHB", 17, len(vars_block), 0) + vars_block
-        assert exchange(broker.uwsgi[0], packet) == REFUSED
+        assert uwsgi_exchange(broker.uwsgi[0], packet) == REFUSED
         with AdminClient(broker.address) as admin:
             assert admin.status() == []
 
@@ -77,11 +65,11 @@ def test_oversized_other_modifiers_and_slow_senders_are_closed_unanswered() -> N
                     "--uwsgi-timeout", "0.3") as broker:
         address = broker.uwsgi[0]
         exactly = encode_spool([(b"k", b"v" * (100 - 7))])
-        assert exchange(address, exactly) == SPOOLED
-        assert exchange(address, struct.pack("<BHB", 17, 101, 0) + b"x" * 101) == b""
-        assert exchange(address, struct.pack("<BHB", 0, 0, 0)) == b""
+        assert uwsgi_exchange(address, exactly) == SPOOLED
+        assert uwsgi_exchange(address, struct.pack("<BHB", 17, 101, 0) + b"x" * 101) == b""
+        assert uwsgi_exchange(address, struct.pack("<BHB", 0, 0, 0)) == b""
         started = time.monotonic()
-        assert exchange(address, struct.pack("<BHB", 17, 10, 0) + b"abc") == b""
+        assert uwsgi_exchange(address, struct.pack("<BHB", 17, 10, 0) + b"abc") == b""
         assert time.monotonic() - started < 4
         with AdminClient(broker.address) as admin:
             assert [(s.name, s.total) for s in admin.status()] == [("uwsgi_spooler", 1)]
