@@ -1,4 +1,5 @@
-"""Side-by-side benchmark: gearmand 1.1.20 (-t 1) and spoolgear (memory store), one load generator.
+"""Side-by-side benchmark: gearmand 1.1.20 (-t 1) and spoolgear (memory store), one load generator;
+then the uWSGI spooler against spoolgear's uwsgi door (``uwsgi_spooler.py``).
 
 Usage: ``make bench`` or ``python bench/run.py [--scale 0.2]``. Prints a table with
 both servers' figures and spoolgear/gearmand ratios. Timings vary run to run on a
@@ -22,6 +23,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import loadgen
+import uwsgi_spooler
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -185,6 +187,7 @@ def main() -> int:
     print("\nratio: spoolgear's advantage, above 1.0 = spoolgear better (for latency and memory:"
           " gearmand's figure / spoolgear's)")
     measure_durability(args.scale, ours)
+    uwsgi_spooler.run(args.scale)
     return 0
 
 

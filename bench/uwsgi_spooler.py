@@ -1,0 +1,271 @@
+"""Side by side: a real uWSGI spooler (Debian 2.0.21) and spoolgear's uwsgi door.
+
+The same raw-socket client sends spool packets (a new connection per packet, as
+Perl's Net::uwsgi does) to both; the same handler (``spool_handler.py``) notes
+when each task starts. uWSGI writes spool files without fsync; spoolgear answers
+only once the job is committed to its SQLite store. Scenarios:
+
+- enqueue rate: one client, then four concurrent clients, one consumer running;
+- enqueue-to-start latency with busy consumers: two consumers, each task takes
+  20 ms, one task every 12 ms (consumers are busy most of the time, never all at once);
+- the busy-spooler gap (shared/reference/uwsgi-spooler.md section 2.4): one
+  consumer, 20 tasks of 50 ms, one every 10 ms, default --spooler-frequency (30 s);
+- drain: tasks queued with no consumer, then two consumers; rate and duplicates.
+
+Usage: ``python bench/uwsgi_spooler.py [--scale 0.5]`` (``make bench`` runs it too).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager, contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+BENCH = Path(__file__).resolve().parent
+ROOT = BENCH.parent
+sys.path.insert(0, str(ROOT))
+from broker.admin import AdminClient  # noqa: E402
+from broker.uwsgi_client import send_spool  # noqa: E402
+
+# A side is a context factory: (workdir, consumer processes) -> uwsgi address.
+Side = Callable[[Path, int], AbstractContextManager[str]]
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def handler_env(workdir: Path) -> dict[str, str]:
+    return {**os.environ, "SPOOL_BENCH_LOG": str(workdir / "log"), "PYTHONPATH": str(ROOT)}
+
+
+@contextmanager
+def uwsgi_side(workdir: Path, consumers: int) -> Iterator[str]:
+    """A uWSGI instance receiving on a socket; 0 consumers = --spooler-external (no spooler)."""
+    binary = shutil.which("uwsgi")
+    if binary is None:
+        raise SystemExit("uWSGI is not installed: run `make peers` (as root) first")
+    spool = workdir / "spool"
+    spool.mkdir(exist_ok=True)
+    spooler = (["--spooler", str(spool), "--spooler-processes", str(consumers)] if consumers
+               else ["--spooler-external", str(spool)])
+    port = free_port()
+    process = subprocess.Popen(
+        [binary, "--plugin", "python3,spooler", "--master", "--socket", f"127.0.0.1:{port}",
+         *spooler, "--spooler-quiet", "--disable-logging", "--pythonpath", str(BENCH),
+         "--spooler-python-import", "spool_handler", "--processes", "2",
+         "--buffer-size", "65535"],
+        env=handler_env(workdir), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        wait_for_port(port)
+        yield f"127.0.0.1:{port}"
+    finally:
+        process.send_signal(signal.SIGINT)
+        process.wait()
+
+
+_brokers: dict[Path, tuple[str, str]] = {}
+
+
+@contextmanager
+def spoolgear_side(workdir: Path, consumers: int) -> Iterator[str]:
+    """spoolgear's broker for ``workdir`` (started once, kept) and ``consumers`` spoolers."""
+    gearman, door = _brokers[workdir]
+    processes = [subprocess.Popen([sys.executable, "-m", "broker.cli", "spooler", "--import",
+                                   "spool_handler", "-s", gearman, "--verbose", "ERROR"],
+                                  cwd=BENCH, env=handler_env(workdir))
+                 for _ in range(consumers)]
+    try:
+        with AdminClient(gearman) as admin:
+            while sum("uwsgi_spooler" in w.functions for w in admin.workers()) < consumers:
+                time.sleep(0.02)
+        yield door
+    finally:
+        for process in processes:
+            process.terminate()
+        for process in processes:
+            process.wait()
+
+
+@contextmanager
+def spoolgear_broker(workdir: Path) -> Iterator[None]:
+    process = subprocess.Popen([sys.executable, "-m", "broker.cli", "serve", "--port", "0",
+                                "--store", f"sqlite:{workdir / 'db'}",
+                                "--uwsgi-socket", "127.0.0.1:0"],
+                               cwd=ROOT, stdout=subprocess.PIPE, text=True)
+    assert process.stdout is not None
+    bound = dict(word.split("=", 1) for word in process.stdout.readline().split()[2:])
+    _brokers[workdir] = (bound["gearman"], bound["uwsgi"])
+    try:
+        yield
+    finally:
+        process.terminate()
+        process.wait()
+
+
+def wait_for_port(port: int) -> None:
+    import socket
+
+    for _ in range(200):
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+            return
+        except OSError:
+            time.sleep(0.05)
+    raise RuntimeError(f"nothing listens on port {port}")
+
+
+def spool(address: str, task_id: str, sleep: float = 0.0) -> None:
+    values = {b"id": task_id.encode(), b"t0": b"%.6f" % time.time()}
+    if sleep:
+        values[b"sleep"] = b"%g" % sleep
+    send_spool(address, values)
+
+
+def log_lines(workdir: Path) -> list[list[str]]:
+    log = workdir / "log"
+    return [line.split() for line in log.read_text().splitlines()] if log.exists() else []
+
+
+def wait_for_tasks(workdir: Path, count: int, timeout: float) -> list[list[str]]:
+    deadline = time.monotonic() + timeout
+    while len(lines := log_lines(workdir)) < count and time.monotonic() < deadline:
+        time.sleep(0.02)
+    return lines
+
+
+def reset_log(workdir: Path) -> None:
+    (workdir / "log").unlink(missing_ok=True)
+
+
+def enqueue_rate(side: Side, workdir: Path, total: int, clients: int) -> float:
+    """Acknowledged packets per second, ``clients`` threads sending ``total`` in all."""
+    reset_log(workdir)
+    with side(workdir, 1) as address:
+        def send(client: int) -> None:
+            for n in range(total // clients):
+                spool(address, f"e{clients}-{client}-{n}")
+
+        threads = [threading.Thread(target=send, args=(c,)) for c in range(clients)]
+        started = time.perf_counter()
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        elapsed = time.perf_counter() - started
+        wait_for_tasks(workdir, total, 60)
+    return total / elapsed
+
+
+def latency(side: Side, workdir: Path, tasks: int) -> tuple[float, float, float]:
+    """Enqueue-to-start p50/p99/max in ms: two consumers, 20 ms tasks, one every 12 ms."""
+    reset_log(workdir)
+    with side(workdir, 2) as address:
+        for n in range(tasks):
+            spool(address, f"l{n}", sleep=0.02)
+            time.sleep(0.012)
+        lines = wait_for_tasks(workdir, tasks, 60)
+    waits = sorted((float(start) - float(t0)) * 1000 for _, t0, start, _, _ in lines)
+    return statistics.median(waits), waits[int(len(waits) * 0.99) - 1], waits[-1]
+
+
+def busy_gap(side: Side, workdir: Path) -> float:
+    """Seconds until the last of 20 tasks of 50 ms (one every 10 ms, one consumer) started."""
+    reset_log(workdir)
+    with side(workdir, 1) as address:
+        first = time.time()
+        for n in range(20):
+            spool(address, f"g{n}", sleep=0.05)
+            time.sleep(0.01)
+        lines = wait_for_tasks(workdir, 20, 60)
+    return max(float(start) for _, _, start, _, _ in lines) - first
+
+
+def drain(side: Side, workdir: Path, total: int) -> tuple[float, int, int]:
+    """Tasks per second for two consumers on ``total`` queued tasks; duplicates; missing."""
+    reset_log(workdir)
+    with side(workdir, 0) as address:
+        for n in range(total):
+            spool(address, f"d{n}")
+    with side(workdir, 2):
+        lines = wait_for_tasks(workdir, total, 120)
+        time.sleep(0.5)  # a duplicate would show up now
+        lines = log_lines(workdir)
+    ids = [line[0] for line in lines]
+    elapsed = max(float(line[3]) for line in lines) - min(float(line[2]) for line in lines)
+    return len(set(ids)) / elapsed, len(ids) - len(set(ids)), total - len(set(ids))
+
+
+@dataclass
+class SideResult:
+    enqueue_one: float
+    enqueue_four: float
+    latency: tuple[float, float, float]
+    gap: float
+    drain: tuple[float, int, int]
+
+
+def measure(side: Side, workdir: Path, scale: float) -> SideResult:
+    total = max(100, int(2000 * scale))
+    return SideResult(enqueue_rate(side, workdir, total, 1), enqueue_rate(side, workdir, total, 4),
+                      latency(side, workdir, max(50, int(250 * scale))), busy_gap(side, workdir),
+                      drain(side, workdir, total))
+
+
+def run(scale: float) -> None:
+    with tempfile.TemporaryDirectory() as temp:
+        uwsgi_dir, spoolgear_dir = Path(temp) / "uwsgi", Path(temp) / "spoolgear"
+        uwsgi_dir.mkdir()
+        spoolgear_dir.mkdir()
+        theirs = measure(uwsgi_side, uwsgi_dir, scale)
+        with spoolgear_broker(spoolgear_dir):
+            ours = measure(spoolgear_side, spoolgear_dir, scale)
+    rows: list[tuple[str, float, float, str, bool]] = [
+        ("enqueue/s, 1 client", theirs.enqueue_one, ours.enqueue_one, ">= 2.0", True),
+        ("enqueue/s, 4 clients", theirs.enqueue_four, ours.enqueue_four, ">= 2.0", True),
+        ("start latency p50 ms", theirs.latency[0], ours.latency[0], "", False),
+        ("start latency p99 ms", theirs.latency[1], ours.latency[1], "p99 < 5 ms", False),
+        ("start latency max ms", theirs.latency[2], ours.latency[2], "", False),
+        ("busy gap: last start s", theirs.gap, ours.gap, "", False),
+        ("drain/s, 2 consumers", theirs.drain[0], ours.drain[0], "", True),
+        ("drain duplicates", theirs.drain[1], ours.drain[1], "0", False),
+        ("drain missing", theirs.drain[2], ours.drain[2], "0", False),
+    ]
+    print(f"\nuWSGI spooler (Debian 2.0.21, files, no fsync) vs spoolgear --uwsgi-socket "
+          f"(SQLite, fsync); {max(100, int(2000 * scale))} tasks per run")
+    print(f"{'metric':<28}{'uWSGI':>14}{'spoolgear':>14}{'ratio':>9}  target")
+    for metric, their_value, our_value, target, higher_is_better in rows:
+        if their_value and our_value:
+            ratio = our_value / their_value if higher_is_better else their_value / our_value
+            shown = f"{ratio:>8.2f}x"
+        else:
+            shown = f"{'':>9}"
+        print(f"{metric:<28}{their_value:>14,.1f}{our_value:>14,.1f}{shown}  {target}")
+    print("ratio: above 1.0 = spoolgear better")
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--scale", type=float, default=1.0,
+                        help="multiply the task counts (default 1.0 = 2,000 per scenario)")
+    run(parser.parse_args().scale)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
