@@ -33,8 +33,9 @@ from typing import Any
 
 from broker.client import Client, JobHandle
 from broker.core.model import Priority
-from broker.protocol.spool_request import QUEUE_SEPARATOR
-from broker.protocol.uwsgi import encode_spool
+from broker.protocol.spool_request import DEFAULT_SPOOL_FUNCTION
+from broker.protocol.spool_request import spool_job as request_job
+from broker.protocol.uwsgi import encode_vars
 
 SPOOL_OK = -2
 SPOOL_RETRY = -1
@@ -116,18 +117,20 @@ class SpoolFunction:
 
 
 def spool_job(values: Mapping[str | bytes, Any]) -> JobHandle:
-    """Queue one spool request (the vars a uWSGI app would pass to ``uwsgi.spool``)."""
+    """Queue one spool request (the vars a uWSGI app would pass to ``uwsgi.spool``).
+
+    The job is the one the broker makes of the same request on its uwsgi socket
+    (``broker.protocol.spool_request``), except that through Gearman a ``priority``
+    can only make it HIGH and ``at`` counts in whole seconds.
+    """
     encoded = {_key(key): _as_bytes(key, value) for key, value in values.items()}
     body = encoded.pop(b"body", b"")
-    name = encoded.get(b"ud_spool_func") or encoded.get(b"function_name") or b"uwsgi_spooler"
-    if b"spooler" in encoded:
-        name += QUEUE_SEPARATOR + encoded[b"spooler"]
-    payload = encode_spool(encoded.items(), body)
-    if b"at" in encoded:
-        return _broker().submit_background(name.decode(), payload,
-                                           at=float(encoded[b"at"].decode()))
-    priority = Priority.HIGH if b"priority" in encoded else Priority.NORMAL
-    return _broker().submit_background(name.decode(), payload, priority=priority)
+    job = request_job(encode_vars(encoded.items()), body,
+                      default_function=DEFAULT_SPOOL_FUNCTION.encode())
+    if job.when:
+        return _broker().submit_background(job.function.decode(), job.payload, at=job.when)
+    priority = Priority.NORMAL if job.priority is None else Priority.HIGH
+    return _broker().submit_background(job.function.decode(), job.payload, priority=priority)
 
 
 def _key(key: str | bytes) -> bytes:

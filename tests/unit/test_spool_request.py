@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from broker import uwsgidecorators
 from broker.core.model import Priority, spool_rank
 from broker.protocol.packets import PacketType
 from broker.protocol.spool_request import SpoolRefused, spool_job
@@ -85,3 +86,10 @@ def test_spool_priorities_run_lowest_first_and_before_gearman_priorities() -> No
         order.append(assigned[3])
         worker.send(T.WORK_COMPLETE, assigned[0], b"")
     assert order == [b"spool 0", b"spool 7", b"spool 30", b"high", b"normal", b"spool none"]
+
+
+def test_the_drop_in_decorators_refuse_what_the_broker_would_refuse() -> None:
+    with pytest.raises(SpoolRefused, match="priority"):
+        uwsgidecorators.spool_job({"ud_spool_func": "f", "priority": "high"})
+    with pytest.raises(TypeError, match="use str, bytes, int or float"):
+        uwsgidecorators.spool_job({"ud_spool_func": "f", "items": [1, 2]})
