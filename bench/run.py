@@ -12,7 +12,6 @@ import argparse
 import asyncio
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
@@ -24,24 +23,9 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import loadgen
 import uwsgi_spooler
+from ports import free_port, wait_for_port
 
 ROOT = Path(__file__).resolve().parent.parent
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def wait_for(port: int) -> None:
-    for _ in range(200):
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
-            return
-        except OSError:
-            time.sleep(0.05)
-    raise RuntimeError(f"server on {port} did not start")
 
 
 @contextmanager
@@ -53,7 +37,7 @@ def gearmand(*options: str) -> Iterator[tuple[int, int]]:
     process = subprocess.Popen([binary, "-p", str(port), "-L", "127.0.0.1", "-t", "1",
                                 "--log-file=none", *options])
     try:
-        wait_for(port)
+        wait_for_port(port)
         yield port, process.pid
     finally:
         process.terminate()

@@ -35,19 +35,13 @@ from pathlib import Path
 BENCH = Path(__file__).resolve().parent
 ROOT = BENCH.parent
 sys.path.insert(0, str(ROOT))
+from ports import free_port, wait_for_port  # noqa: E402
+
 from broker.admin import AdminClient  # noqa: E402
 from broker.uwsgi_client import send_spool  # noqa: E402
 
 # A side is a context factory: (workdir, consumer processes) -> uwsgi address.
 Side = Callable[[Path, int], AbstractContextManager[str]]
-
-
-def free_port() -> int:
-    import socket
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def handler_env(workdir: Path) -> dict[str, str]:
@@ -116,18 +110,6 @@ def spoolgear_broker(workdir: Path) -> Iterator[None]:
     finally:
         process.terminate()
         process.wait()
-
-
-def wait_for_port(port: int) -> None:
-    import socket
-
-    for _ in range(200):
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
-            return
-        except OSError:
-            time.sleep(0.05)
-    raise RuntimeError(f"nothing listens on port {port}")
 
 
 def spool(address: str, task_id: str, sleep: float = 0.0) -> None:

@@ -45,7 +45,7 @@ def uwsgi_address(address: str) -> tuple[str, int] | str:
         return address
     host, sep, port = address.rpartition(":")
     if not sep or not port.isdigit() or int(port) > 65535:
-        raise ConfigurationError(f"--uwsgi-socket {address!r}: expected HOST:PORT or a unix "
+        raise ConfigurationError(f"uwsgi address {address!r}: expected HOST:PORT or a unix "
                                  "socket path (with a '/')")
     return host or "127.0.0.1", int(port)
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import socket
 from collections.abc import Mapping
 
+from broker.config import uwsgi_address
 from broker.errors import ConnectionFailed, ServerError
 from broker.protocol.uwsgi import encode_spool
 
@@ -19,14 +20,14 @@ REFUSED = b"\xff\x00\x00\x00"
 
 def connect(address: str, timeout: float) -> socket.socket:
     """``HOST:PORT`` over TCP, anything with a ``/`` as a unix socket path."""
+    target = uwsgi_address(address)
     try:
-        if "/" in address:
+        if isinstance(target, str):
             sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
             sock.settimeout(timeout)
-            sock.connect(address)
+            sock.connect(target)
             return sock
-        host, _, port = address.rpartition(":")
-        return socket.create_connection((host or "127.0.0.1", int(port)), timeout=timeout)
+        return socket.create_connection(target, timeout=timeout)
     except OSError as exc:
         raise ConnectionFailed(f"cannot reach uwsgi socket {address}: {exc}") from None
 

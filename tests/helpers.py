@@ -17,6 +17,7 @@ import pytest
 from broker.protocol.packets import MAGIC_REQ, Packet, PacketType, encode_packet
 from broker.protocol.reader import PacketReader
 from broker.uwsgi_client import connect as connect_uwsgi
+from broker.worker import Worker, WorkerJob
 
 ROOT = Path(__file__).resolve().parent.parent
 SPOOLGEAR = [sys.executable, "-m", "broker.cli"]
@@ -89,6 +90,21 @@ def run_gearmand(*args: str) -> Iterator[int]:
     finally:
         process.terminate()
         process.wait(timeout=10)
+
+
+def burst_drain(address: str, *functions: str) -> list[tuple[str, bytes]]:
+    """Run every queued job of ``functions`` once with a burst worker; (function, payload)
+    of each, in the order they ran."""
+    seen: list[tuple[str, bytes]] = []
+
+    def record(job: WorkerJob) -> None:
+        seen.append((job.function, job.data))
+
+    with Worker([address]) as worker:
+        for function in functions:
+            worker.register(function, record)
+        worker.work(burst=True)
+    return seen
 
 
 def uwsgi_exchange(address: str, data: bytes, wait: float = 5.0) -> bytes:

@@ -16,22 +16,14 @@ from broker.admin import AdminClient
 from broker.client import Client
 from broker.protocol.packets import MAGIC_REQ, PacketType, encode_packet
 from broker.worker import Worker, WorkerJob
-from tests.helpers import SPOOLGEAR, RawConnection, require_peer, run_broker
+from tests.helpers import SPOOLGEAR, RawConnection, burst_drain, require_peer, run_broker
 
 T = PacketType
 
 
 def drain(address: str) -> list[bytes]:
     """Run every queued job of ``f`` once with a burst worker; returns the payloads seen."""
-    seen: list[bytes] = []
-
-    def record(job: WorkerJob) -> None:
-        seen.append(job.data)
-
-    with Worker([address]) as worker:
-        worker.register("f", record)
-        worker.work(burst=True)
-    return seen
+    return [data for _, data in burst_drain(address, "f")]
 
 
 def submit_until_killed(port: int, prefix: bytes, acked: list[bytes],

@@ -12,8 +12,7 @@ from pathlib import Path
 
 from broker.admin import AdminClient
 from broker.protocol.uwsgi import decode_spool, encode_spool
-from broker.worker import Worker, WorkerJob
-from tests.helpers import SPOOLGEAR, RunningBroker, run_broker
+from tests.helpers import SPOOLGEAR, RunningBroker, burst_drain, run_broker
 
 SPOOL_NAME = "uwsgi_spoolfile_on_testhost_{}_1_2_3_4"
 
@@ -39,15 +38,8 @@ def totals(broker: RunningBroker) -> dict[str, int]:
 
 
 def drain(address: str, function: str) -> list[tuple[list[tuple[bytes, bytes]], bytes]]:
-    seen = []
-
-    def record(job: WorkerJob) -> None:
-        seen.append(decode_spool(job.data))
-
-    with Worker([address]) as worker:
-        worker.register(function, record)
-        worker.work(burst=True)
-    return seen
+    """The vars and body of each job of ``function``, run once each."""
+    return [decode_spool(data) for _, data in burst_drain(address, function)]
 
 
 def ingesting(tmp_path: Path, spool: Path) -> AbstractContextManager[RunningBroker]:

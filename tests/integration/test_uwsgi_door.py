@@ -13,21 +13,7 @@ from broker.admin import AdminClient
 from broker.errors import ServerError
 from broker.protocol.uwsgi import decode_spool, encode_spool, encode_vars
 from broker.uwsgi_client import REFUSED, SPOOLED, connect, send_spool
-from broker.worker import Worker, WorkerJob
-from tests.helpers import run_broker, uwsgi_exchange
-
-
-def drain(address: str, *functions: str) -> list[tuple[str, bytes]]:
-    seen: list[tuple[str, bytes]] = []
-
-    def record(job: WorkerJob) -> None:
-        seen.append((job.function, job.data))
-
-    with Worker([address]) as worker:
-        for function in functions:
-            worker.register(function, record)
-        worker.work(burst=True)
-    return seen
+from tests.helpers import burst_drain, run_broker, uwsgi_exchange
 
 
 def test_a_stored_request_is_answered_ff000001_and_closed(tmp_path: Path) -> None:
@@ -40,7 +26,7 @@ def test_a_stored_request_is_answered_ff000001_and_closed(tmp_path: Path) -> Non
         assert uwsgi_exchange(unix, encode_spool([(b"k", b"v")])) == SPOOLED
         empty_with_modifier2 = struct.pack("<BHB", 17, 0, 5)
         assert uwsgi_exchange(tcp, empty_with_modifier2) == SPOOLED
-        seen = drain(broker.address, "mail", "uwsgi_spooler")
+        seen = burst_drain(broker.address, "mail", "uwsgi_spooler")
     assert [(name, decode_spool(data)[0]) for name, data in seen] == [
         ("mail", pairs), ("uwsgi_spooler", [(b"k", b"v")]), ("uwsgi_spooler", [])]
 
@@ -87,7 +73,7 @@ def test_acknowledged_requests_survive_kill_9_in_priority_order(tmp_path: Path) 
         send_spool(broker.uwsgi[0], {b"ud_spool_func": b"job", b"at": b"%d" % future})
         broker.process.kill()
     with run_broker("--store", store) as broker:
-        seen = drain(broker.address, "job")
+        seen = burst_drain(broker.address, "job")
         with AdminClient(broker.address) as admin:
             assert [(s.name, s.total) for s in admin.status()] == [("job", 1)]  # the `at` one
     priorities = [dict(decode_spool(data)[0]).get(b"priority") for _, data in seen]
@@ -99,8 +85,8 @@ def test_named_spoolers_are_queues_and_the_client_reports_refusals() -> None:
         send_spool(broker.uwsgi[0], {b"ud_spool_func": b"mail", b"spooler": b"/spool/bulk"})
         with pytest.raises(ServerError, match="refused"):
             send_spool(broker.uwsgi[0], {b"priority": b"high"})
-        assert [name for name, _ in drain(broker.address, "mail")] == []
-        assert [name for name, _ in drain(broker.address, "mail@/spool/bulk")] == [
+        assert [name for name, _ in burst_drain(broker.address, "mail")] == []
+        assert [name for name, _ in burst_drain(broker.address, "mail@/spool/bulk")] == [
             "mail@/spool/bulk"]
 
 

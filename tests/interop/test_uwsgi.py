@@ -16,10 +16,10 @@ import pytest
 
 from broker.admin import AdminClient
 from broker.protocol.uwsgi import decode_spool, encode_spool
-from broker.worker import Worker, WorkerJob
 from tests.helpers import (
     ROOT,
     SPOOLGEAR,
+    burst_drain,
     free_port,
     require_peer,
     run_broker,
@@ -54,15 +54,8 @@ def http_get(url: str) -> bytes:
 
 
 def jobs(address: str, function: str) -> list[dict[bytes, bytes]]:
-    seen = []
-
-    def record(job: WorkerJob) -> None:
-        seen.append(dict(decode_spool(job.data)[0]))
-
-    with Worker([address]) as worker:
-        worker.register(function, record)
-        worker.work(burst=True)
-    return seen
+    """The vars of each job of ``function``, run once each."""
+    return [dict(decode_spool(data)[0]) for _, data in burst_drain(address, function)]
 
 
 def test_perl_net_uwsgi_style_sender_reads_the_answers() -> None:
