@@ -397,7 +397,7 @@ class Broker:
         queue = self._queue(function, job.priority)
         pager = self.pager
         if (pager is not None and job.background
-                and (function.spilled[job.priority] or len(queue) >= pager.window)
+                and (function.spilled.get(job.priority) or len(queue) >= pager.window)
                 and not job.clients and job.unique != b"-"):
             self._spill(job)
             return
@@ -609,7 +609,7 @@ class Broker:
             for offset in range(count):
                 index = (start + offset) % count
                 function = abilities[index]
-                if function.spilled[rank]:
+                if function.spilled.get(rank):  # dict.get: no __missing__ call per grab
                     self._refill(function, rank)
                 queue = function.queues.get(rank)
                 while queue:
