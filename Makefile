@@ -27,7 +27,7 @@ peers:
 	fi
 
 lint: venv
-	$(BIN)/ruff check broker tests bench examples
+	$(BIN)/ruff check broker django_jobs tests bench examples
 	$(BIN)/mypy
 
 test: venv peers lint

@@ -16,7 +16,13 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from broker.core.model import Priority
-from broker.errors import ConnectionFailed, JobException, JobFailed, ServerError
+from broker.errors import (
+    BrokerError,
+    ConnectionFailed,
+    JobException,
+    JobFailed,
+    ServerError,
+)
 from broker.protocol.packets import MAGIC_REQ, Packet, PacketType, encode_packet
 from broker.wire import Wire
 
@@ -65,6 +71,33 @@ class JobStatus:
     """Foreground clients waiting (only reported by a status-by-unique request)."""
 
 
+@dataclass(frozen=True, slots=True)
+class JobRequest:
+    """One job to submit; ``at`` (epoch seconds) makes a delayed background job."""
+
+    function: str
+    data: bytes = b""
+    unique: str = ""
+    priority: Priority = Priority.NORMAL
+    background: bool = False
+    at: float | None = None
+
+    def packet(self) -> bytes:
+        if self.at is None:
+            return encode_packet(_SUBMIT_TYPES[self.priority, self.background],
+                                 self.function.encode(), self.unique.encode(), self.data,
+                                 magic=MAGIC_REQ)
+        if not self.background:
+            raise ValueError("only a background job can be delayed (SUBMIT_JOB_EPOCH)")
+        if self.priority is not Priority.NORMAL:
+            raise ValueError("a delayed job always runs at normal priority (SUBMIT_JOB_EPOCH)")
+        return encode_packet(T.SUBMIT_JOB_EPOCH, self.function.encode(), self.unique.encode(),
+                             b"%d" % int(self.at), self.data, magic=MAGIC_REQ)
+
+
+JobOutcome = JobHandle | JobResult | BrokerError
+
+
 class Client:
     """Submit jobs and ask for their status. Not thread-safe: use one per thread."""
 
@@ -109,11 +142,9 @@ class Client:
         ``JobTimeout`` after ``timeout`` seconds (default: the client's), and
         ``ServerError`` when the server refuses it (e.g. a full queue).
         """
-        payload = _as_bytes(data)
-        packet = encode_packet(_SUBMIT_TYPES[priority, False], function.encode(),
-                               unique.encode(), payload, magic=MAGIC_REQ)
+        request = JobRequest(function, _as_bytes(data), unique, priority)
         deadline = self._deadline(timeout)
-        wire, handle = self._send_submit(packet, unique, payload, deadline)
+        wire, handle = self._send_submit(request, deadline)
         chunks: list[bytes] = []
         warnings: list[bytes] = []
         try:
@@ -135,10 +166,8 @@ class Client:
                         on_warning(reply.args[1])
                 elif kind is T.WORK_STATUS and on_status is not None:
                     on_status(_int(reply.args[1]), _int(reply.args[2]))
-                elif kind is T.WORK_FAIL:
-                    raise JobFailed(handle.decode())
-                elif kind is T.WORK_EXCEPTION:
-                    raise JobException(handle.decode(), reply.args[1])
+                elif kind in (T.WORK_FAIL, T.WORK_EXCEPTION):
+                    raise _job_failure(reply)
         except (ConnectionFailed, TimeoutError):
             self._drop(wire)
             raise
@@ -153,23 +182,76 @@ class Client:
         at: float | dt.datetime | None = None,
     ) -> JobHandle:
         """Queue a background job; ``at`` (epoch seconds or an aware datetime) delays it."""
-        payload = _as_bytes(data)
-        if at is not None:
-            if priority is not Priority.NORMAL:
-                raise ValueError("a delayed job always runs at normal priority (SUBMIT_JOB_EPOCH)")
-            epoch = at.timestamp() if isinstance(at, dt.datetime) else at
-            packet = encode_packet(T.SUBMIT_JOB_EPOCH, function.encode(), unique.encode(),
-                                   b"%d" % int(epoch), payload, magic=MAGIC_REQ)
-        else:
-            packet = encode_packet(_SUBMIT_TYPES[priority, True], function.encode(),
-                                   unique.encode(), payload, magic=MAGIC_REQ)
-        wire, handle = self._send_submit(packet, unique, payload, self._deadline(None))
+        request = JobRequest(function, _as_bytes(data), unique, priority, background=True,
+                             at=at.timestamp() if isinstance(at, dt.datetime) else at)
+        wire, handle = self._send_submit(request, self._deadline(None))
         return JobHandle(wire.address, handle.decode())
 
-    def _send_submit(self, packet: bytes, unique: str, payload: bytes,
+    def submit_many(self, requests: Sequence[JobRequest], *,
+                    timeout: float | None = None) -> list[JobOutcome]:
+        """Submit a batch with one write per server, then collect every answer.
+
+        Returns, in request order, a ``JobHandle`` per background job and a
+        ``JobResult`` per foreground job; a job the server refused or a worker
+        failed comes back in its place as the ``ServerError`` / ``JobFailed`` /
+        ``JobException`` that ``submit`` would have raised. Unlike single
+        submits there is no failover: a server that cannot be reached raises
+        ``ConnectionFailed``.
+        """
+        deadline = self._deadline(timeout)
+        by_server: dict[str, list[int]] = {}
+        for index, request in enumerate(requests):
+            address = self._server_order(request.unique, request.data)[0]
+            by_server.setdefault(address, []).append(index)
+        outcomes: list[JobOutcome | None] = [None] * len(requests)
+        for address, indexes in by_server.items():
+            wire = self._wire(address)
+            try:
+                wire.send(b"".join(requests[i].packet() for i in indexes))
+                self._collect(wire, requests, indexes, outcomes, deadline)
+            except (ConnectionFailed, TimeoutError):
+                self._drop(wire)
+                raise
+        return [outcome for outcome in outcomes if outcome is not None]
+
+    def _collect(self, wire: Wire, requests: Sequence[JobRequest], indexes: list[int],
+                 outcomes: list[JobOutcome | None], deadline: float | None) -> None:
+        """Read one server's answers to a pipelined batch until every job has its outcome.
+
+        The server answers submissions in order, but results of jobs created
+        earlier may arrive between two JOB_CREATED packets.
+        """
+        unanswered = iter(indexes)
+        running: dict[bytes, list[int]] = {}
+        pending = len(indexes)
+        while pending:
+            reply = wire.read_packet(deadline)
+            kind = reply.type
+            if kind is T.ERROR:
+                outcomes[next(unanswered)] = ServerError(
+                    reply.args[0].decode(), reply.args[1].decode("utf-8", "replace"))
+                pending -= 1
+            elif kind is T.JOB_CREATED:
+                index = next(unanswered)
+                handle = reply.args[0]
+                if requests[index].background:
+                    outcomes[index] = JobHandle(wire.address, handle.decode())
+                    pending -= 1
+                else:
+                    running.setdefault(handle, []).append(index)
+            elif kind in (T.WORK_COMPLETE, T.WORK_FAIL, T.WORK_EXCEPTION):
+                for index in running.pop(reply.args[0], ()):
+                    outcomes[index] = (
+                        JobResult(JobHandle(wire.address, reply.args[0].decode()),
+                                  reply.args[1], (), ())
+                        if kind is T.WORK_COMPLETE else _job_failure(reply))
+                    pending -= 1
+
+    def _send_submit(self, request: JobRequest,
                      deadline: float | None) -> tuple[Wire, bytes]:
+        packet = request.packet()
         errors = []
-        for address in self._server_order(unique, payload):
+        for address in self._server_order(request.unique, request.data):
             try:
                 wire = self._wire(address)
                 wire.send(packet)
@@ -209,6 +291,14 @@ class Client:
         return JobStatus(known == b"1", running == b"1", _int(numerator), _int(denominator),
                          _int(clients))
 
+    def ping(self, address: str) -> float:
+        """Seconds an ECHO_REQ takes to come back from the server at ``address``."""
+        wire = self._wire(address)
+        started = time.monotonic()
+        wire.send(encode_packet(T.ECHO_REQ, b"ping", magic=MAGIC_REQ))
+        self._expect(wire, T.ECHO_RES, self._deadline(None))
+        return time.monotonic() - started
+
     # ----------------------------------------------------------- plumbing
 
     def _deadline(self, timeout: float | None) -> float | None:
@@ -240,6 +330,13 @@ class Client:
         wire = self._wires.pop(address, None)
         if wire is not None:
             wire.close()
+
+
+def _job_failure(reply: Packet) -> JobFailed:
+    handle = reply.args[0].decode()
+    if reply.type is T.WORK_EXCEPTION:
+        return JobException(handle, reply.args[1])
+    return JobFailed(handle)
 
 
 def _int(value: bytes) -> int:

@@ -60,3 +60,11 @@ class JobException(JobFailed):
 
 class JobTimeout(BrokerError, TimeoutError):
     """A client call did not finish within its timeout."""
+
+
+class WorkFailed(BrokerError):
+    """Raised by a task function to fail its job with this message as the report.
+
+    The worker sends WORK_EXCEPTION without logging a traceback: the task has
+    already said (or logged) what went wrong.
+    """

@@ -18,7 +18,7 @@ import traceback
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-from broker.errors import ConnectionFailed
+from broker.errors import ConnectionFailed, WorkFailed
 from broker.protocol.packets import MAGIC_REQ, Packet, PacketType, encode_packet
 from broker.wire import Wire
 
@@ -225,6 +225,8 @@ class Worker:
             return encode_packet(T.WORK_FAIL, handle, magic=MAGIC_REQ)
         try:
             result = task.function(job)
+        except WorkFailed as exc:
+            return encode_packet(T.WORK_EXCEPTION, handle, str(exc).encode(), magic=MAGIC_REQ)
         except Exception as exc:
             log.exception("task %s failed on job %s", job.function, job.handle)
             report = "".join(traceback.format_exception_only(exc)).strip()

@@ -1,0 +1,20 @@
+from __future__ import annotations
+
+from django.apps import AppConfig
+from django.conf import settings
+
+
+class DjangoJobsConfig(AppConfig):
+    name = "django_jobs"
+    verbose_name = "Gearman jobs"
+
+    def ready(self) -> None:
+        """Import every app's worker modules so tasks are known by name in every process.
+
+        ``GEARMAN_AUTODISCOVER = False`` leaves it to the worker command, for web
+        processes that must not import task code.
+        """
+        if getattr(settings, "GEARMAN_AUTODISCOVER", True):
+            from django_jobs.discovery import discover
+
+            discover()

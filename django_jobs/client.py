@@ -1,0 +1,165 @@
+"""``GearmanClient``: submits Django tasks by name over ``GEARMAN_CLIENT_SERVERS``.
+
+Calling conventions of django-gearman-jbox keep working: extra positional
+arguments become the task's ``args`` and unknown keywords its ``kwargs``;
+a task argument named like one of ``RESERVED`` goes through ``kwargs=``.
+Unlike jbox, ``dispatch_background_task`` really queues a background job,
+a falsy single argument is not dropped and ``kwargs`` may be omitted.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from broker.client import Client, JobHandle, JobRequest, JobResult
+from broker.core.model import Priority
+from broker.errors import BrokerError, JobException
+from django_jobs.conf import JobSettings, job_settings
+from django_jobs.serialization import dumps_call, loads_result
+
+PRIORITIES = {"high": Priority.HIGH, "normal": Priority.NORMAL, "low": Priority.LOW}
+RESERVED = ("name", "args", "kwargs", "background", "unique", "priority", "at", "timeout",
+            "on_data", "on_status", "wait_until_complete", "poll_timeout", "max_retries")
+
+
+class TaskError(JobException):
+    """A foreground task raised in its worker; ``report`` is the worker's one-line account."""
+
+    @property
+    def report(self) -> str:
+        return self.data.decode("utf-8", "replace")
+
+
+@dataclass(frozen=True)
+class Job:
+    """One entry of a ``submit_jobs`` batch."""
+
+    name: str
+    args: Sequence[Any] = ()
+    kwargs: Mapping[str, Any] = field(default_factory=dict)
+    unique: str | None = None
+    priority: str | Priority | None = None
+    at: dt.datetime | dt.timedelta | float | None = None
+
+
+def _priority(value: str | Priority | None) -> Priority:
+    if value is None:
+        return Priority.NORMAL
+    if isinstance(value, Priority):
+        return value
+    try:
+        return PRIORITIES[value.lower()]
+    except (KeyError, AttributeError):
+        raise ValueError(f"priority must be one of {sorted(PRIORITIES)}, got {value!r}") from None
+
+
+def _epoch(at: dt.datetime | dt.timedelta | float | None) -> float | None:
+    """``at`` as epoch seconds: a datetime (naive ones are local time), a delay, or a number."""
+    if at is None or isinstance(at, int | float):
+        return at
+    if isinstance(at, dt.timedelta):
+        return dt.datetime.now(dt.UTC).timestamp() + at.total_seconds()
+    return at.timestamp()
+
+
+def _failure(exc: BrokerError) -> BrokerError:
+    if isinstance(exc, JobException):
+        return TaskError(exc.handle, exc.data)
+    return exc
+
+
+class GearmanClient:
+    """Not thread-safe: use one per thread (connections are kept open between calls)."""
+
+    def __init__(self, servers: Sequence[str] | None = None, *,
+                 timeout: float | None = None) -> None:
+        self.settings: JobSettings = job_settings()
+        self._client = Client(servers or self.settings.client_servers, timeout=timeout)
+
+    def __enter__(self) -> GearmanClient:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self._client.close()
+
+    def _request(self, job: Job, background: bool) -> JobRequest:
+        at = _epoch(job.at)
+        if at is not None and not background:
+            raise ValueError("only a background job can be delayed: pass background=True")
+        return JobRequest(self.settings.wire_name(job.name),
+                          dumps_call(list(job.args), dict(job.kwargs), self.settings.serializer),
+                          job.unique or "", _priority(job.priority), background, at)
+
+    def submit_job(self, name: str, *arguments: Any, args: Sequence[Any] | None = None,
+                   kwargs: Mapping[str, Any] | None = None, background: bool = False,
+                   unique: str | None = None, priority: str | Priority | None = None,
+                   at: dt.datetime | dt.timedelta | float | None = None,
+                   timeout: float | None = None,
+                   on_data: Callable[[bytes], None] | None = None,
+                   on_status: Callable[[int, int], None] | None = None,
+                   wait_until_complete: bool = True, poll_timeout: float | None = None,
+                   max_retries: int = 0, **extra: Any) -> Any:
+        """Run task ``name``; returns its result, or the ``JobHandle`` of a background job.
+
+        ``priority``: "high", "normal" or "low". ``at``: a datetime, a timedelta
+        from now or epoch seconds (background jobs only). ``timeout`` bounds a
+        foreground wait (``JobTimeout``). A task that raised comes back as
+        ``TaskError``. jbox's ``wait_until_complete=False`` queues a background
+        job, ``poll_timeout`` is ``timeout``; ``max_retries`` is accepted and
+        unused: every configured server is tried in turn.
+        """
+        del max_retries
+        job = Job(name, [*arguments, *(args or ())], {**(kwargs or {}), **extra},
+                  unique, priority, at)
+        background = background or not wait_until_complete
+        request = self._request(job, background)
+        if background:
+            return self._client.submit_background(request.function, request.data,
+                                                  unique=request.unique,
+                                                  priority=request.priority, at=request.at)
+        try:
+            result = self._client.submit(request.function, request.data, unique=request.unique,
+                                         priority=request.priority,
+                                         timeout=timeout if timeout is not None else poll_timeout,
+                                         on_data=on_data, on_status=on_status)
+        except JobException as exc:
+            raise _failure(exc) from None
+        return loads_result(result.data, self.settings.serializer)
+
+    def submit_jobs(self, jobs: Iterable[Job], *, background: bool = False,
+                    timeout: float | None = None, return_exceptions: bool = False) -> list[Any]:
+        """Submit a batch in one write per server; results (or handles) in the jobs' order.
+
+        A failed job raises its error once the whole batch is answered, or is
+        returned in its place with ``return_exceptions=True``.
+        """
+        requests = [self._request(job, background) for job in jobs]
+        outcomes: list[Any] = []
+        for outcome in self._client.submit_many(requests, timeout=timeout):
+            if isinstance(outcome, BrokerError):
+                outcomes.append(_failure(outcome))
+            elif isinstance(outcome, JobResult):
+                outcomes.append(loads_result(outcome.data, self.settings.serializer))
+            else:
+                outcomes.append(outcome)
+        if not return_exceptions:
+            for outcome in outcomes:
+                if isinstance(outcome, BrokerError):
+                    raise outcome
+        return outcomes
+
+    def dispatch_background_task(self, name: str, arg: Any = None, uniq: str | None = None,
+                                 high_priority: bool = False, args: Sequence[Any] | None = None,
+                                 kwargs: Mapping[str, Any] | None = None) -> JobHandle:
+        """jbox's helper, queuing a real background job (jbox sent a foreground one)."""
+        arguments = [arg] if arg is not None else []
+        handle: JobHandle = self.submit_job(name, *arguments, args=args, kwargs=kwargs,
+                                            background=True, unique=uniq,
+                                            priority="high" if high_priority else None)
+        return handle

@@ -1,0 +1,68 @@
+"""The ``GEARMAN_*`` settings, read once, checked, with the defaults of django-gearman-jbox.
+
+Accepted names (``README.md`` "Django settings"): ``GEARMAN_CLIENT_SERVERS`` and
+``GEARMAN_WORKER_SERVERS`` (jbox), both falling back to ``GEARMAN_SERVERS``
+(django-gearman, -commands) and then to ``['127.0.0.1:4730']``;
+``GEARMAN_SERIALIZER`` (``"json"``, or ``"pickle"`` for trusted legacy producers);
+``GEARMAN_JOB_NAME`` (a callable from task name to wire name, django-gearman) and
+``GEARMAN_CLIENT_NAMESPACE`` (an ``@namespace`` suffix, django-gearman-commands).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from django.conf import settings
+from django.core.exceptions import ImproperlyConfigured
+
+DEFAULT_SERVERS = ("127.0.0.1:4730",)
+SERIALIZERS = ("json", "pickle")
+
+
+@dataclass(frozen=True)
+class JobSettings:
+    client_servers: tuple[str, ...]
+    worker_servers: tuple[str, ...]
+    serializer: str
+    job_name: Callable[[str], str] | None
+    namespace: str
+
+    def wire_name(self, task_name: str) -> str:
+        """The Gearman function name a task is registered and submitted under."""
+        name = self.job_name(task_name) if self.job_name is not None else task_name
+        return f"{name}@{self.namespace}" if self.namespace else name
+
+
+def _servers(name: str, fallback: Sequence[str]) -> tuple[str, ...]:
+    value: Any = getattr(settings, name, None)
+    if value is None:
+        return tuple(fallback)
+    if isinstance(value, str) or not all(isinstance(item, str) for item in value):
+        raise ImproperlyConfigured(f"{name} must be a list of 'host[:port]' strings, "
+                                   f"got {value!r}")
+    if not value:
+        raise ImproperlyConfigured(f"{name} is empty: give at least one 'host[:port]'")
+    return tuple(value)
+
+
+def job_settings() -> JobSettings:
+    """Read and check the settings (cheap; called where they are needed, so tests can override)."""
+    shared = _servers("GEARMAN_SERVERS", DEFAULT_SERVERS)
+    serializer = getattr(settings, "GEARMAN_SERIALIZER", "json")
+    if serializer not in SERIALIZERS:
+        raise ImproperlyConfigured(f"GEARMAN_SERIALIZER must be one of {SERIALIZERS}, "
+                                   f"got {serializer!r}")
+    job_name = getattr(settings, "GEARMAN_JOB_NAME", None)
+    if job_name is not None and not callable(job_name):
+        raise ImproperlyConfigured("GEARMAN_JOB_NAME must be a callable from task name to "
+                                   "Gearman function name")
+    namespace = getattr(settings, "GEARMAN_CLIENT_NAMESPACE", "") or ""
+    return JobSettings(
+        client_servers=_servers("GEARMAN_CLIENT_SERVERS", shared),
+        worker_servers=_servers("GEARMAN_WORKER_SERVERS", shared),
+        serializer=serializer,
+        job_name=job_name,
+        namespace=str(namespace),
+    )

@@ -1,0 +1,84 @@
+"""``manage.py gearman_worker -a APP -n WORKER [-q QUEUE ...]``: serve one worker module's tasks."""
+
+from __future__ import annotations
+
+import logging
+from argparse import ArgumentParser
+from typing import Any
+
+from django.apps import apps
+from django.core.management.base import BaseCommand, CommandError
+
+from django_jobs.discovery import WorkerModule, import_worker, worker_modules
+from django_jobs.serve import WorkerProcess
+
+log = logging.getLogger("django_jobs.worker")
+VERBOSITY_LEVELS = {0: logging.WARNING, 1: logging.INFO}
+
+
+def show_logs(verbosity: int) -> None:
+    """Send ``django_jobs`` logs to stderr unless the project's LOGGING already handles them."""
+    logger = logging.getLogger("django_jobs")
+    if not logger.handlers:
+        handler = logging.StreamHandler()
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
+        logger.addHandler(handler)
+        logger.setLevel(VERBOSITY_LEVELS.get(verbosity, logging.DEBUG))
+
+
+class Command(BaseCommand):
+    help = ("Serve the Gearman tasks of APP/gearman_workers/WORKER.py until SIGTERM/SIGINT "
+            "(the running job finishes first).")
+
+    def add_arguments(self, parser: ArgumentParser) -> None:
+        parser.add_argument("-a", "--app-name", required=True, metavar="APP",
+                            help="the app's label (or dotted name)")
+        parser.add_argument("-n", "--worker-name", required=True, metavar="WORKER",
+                            help="the module in the app's gearman_workers package")
+        parser.add_argument("-q", "--queue-name", action="append", metavar="QUEUE",
+                            help="serve only this queue's tasks (repeatable; default: all)")
+        parser.add_argument("--max-jobs", type=int, metavar="N",
+                            help="exit 0 after N jobs (supervisord starts a fresh process)")
+        parser.add_argument("--max-memory", type=int, metavar="MB",
+                            help="exit 0 after a job leaves the process above MB of RSS")
+        parser.add_argument("--timeout", type=float, metavar="SECONDS",
+                            help="a job held longer goes to another worker (CAN_DO_TIMEOUT)")
+
+    def handle(self, *args: Any, **options: Any) -> None:
+        show_logs(options["verbosity"])
+        for name in ("max_jobs", "max_memory", "timeout"):
+            if options[name] is not None and options[name] <= 0:
+                raise CommandError(f"--{name.replace('_', '-')} must be positive")
+        worker = self._worker(options["app_name"], options["worker_name"])
+        import_worker(worker)
+        tasks = worker.tasks()
+        queues = sorted({task.queue for task in tasks})
+        if options["queue_name"]:
+            unknown = set(options["queue_name"]) - set(queues)
+            if unknown:
+                raise CommandError(f"{worker.module} has no queue {', '.join(sorted(unknown))}; "
+                                   f"its queues: {', '.join(queues) or 'none'}")
+            tasks = [task for task in tasks if task.queue in options["queue_name"]]
+        if not tasks:
+            raise CommandError(f"{worker.module} defines no @gearman_task functions")
+        for task in tasks:
+            log.info("serving %s (queue %s)", task.name, task.queue)
+        WorkerProcess(worker, tasks, max_jobs=options["max_jobs"],
+                      max_memory=options["max_memory"] << 20 if options["max_memory"] else None,
+                      timeout=options["timeout"]).run()
+
+    @staticmethod
+    def _worker(app_name: str, worker_name: str) -> WorkerModule:
+        configs = {config.label: config for config in apps.get_app_configs()}
+        configs.update({config.name: config for config in apps.get_app_configs()})
+        config = configs.get(app_name)
+        with_workers = sorted(c.label for c in apps.get_app_configs() if worker_modules(c))
+        if config is None:
+            raise CommandError(f"no installed app {app_name!r}; apps with workers: "
+                               f"{', '.join(with_workers) or 'none'}")
+        workers = {worker.worker: worker for worker in worker_modules(config)}
+        if worker_name not in workers:
+            raise CommandError(
+                f"app {config.label!r} has no worker {worker_name!r}; its workers: "
+                f"{', '.join(workers) or f'none (add {config.name}.gearman_workers.<name>)'}")
+        return workers[worker_name]

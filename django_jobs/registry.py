@@ -1,0 +1,89 @@
+"""``@gearman_task``: marks functions of a ``gearman_workers`` module as Gearman tasks.
+
+Decorating only records the task; nothing is imported or connected. The
+default name follows django-gearman-jbox: the module path without its
+``gearman_workers`` (or django-gearman's ``gearman_jobs``) part, a dot, the
+function name, so ``shop.gearman_workers.mail.send`` is ``shop.mail.send``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, TypeVar, overload
+
+from django.core.exceptions import ImproperlyConfigured
+
+DEFAULT_QUEUE = "default"
+WORKERS_PACKAGE = "gearman_workers"
+LEGACY_JOBS_MODULE = "gearman_jobs"
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+@dataclass(frozen=True)
+class Task:
+    name: str
+    """The task's name (before ``GEARMAN_JOB_NAME`` / ``GEARMAN_CLIENT_NAMESPACE``)."""
+    queue: str
+    """A local grouping: ``gearman_worker -q`` picks the queues a process serves."""
+    function: Callable[..., Any]
+
+    @property
+    def module(self) -> str:
+        return str(self.function.__module__)
+
+
+_tasks: dict[str, Task] = {}
+
+
+def default_name(function: Callable[..., Any]) -> str:
+    parts = [part for part in function.__module__.split(".")
+             if part not in (WORKERS_PACKAGE, LEGACY_JOBS_MODULE)]
+    return ".".join([*parts, function.__name__])
+
+
+def _register(function: F, name: str | None, queue: str | None) -> F:
+    task = Task(name or default_name(function), queue or DEFAULT_QUEUE, function)
+    known = _tasks.get(task.name)
+    if known is not None and (known.module, known.function.__qualname__) != (
+            task.module, function.__qualname__):
+        raise ImproperlyConfigured(
+            f"two tasks are named {task.name!r}: {known.module}.{known.function.__qualname__} "
+            f"and {task.module}.{function.__qualname__}; give one of them name=...")
+    _tasks[task.name] = task
+    return function
+
+
+@overload
+def gearman_task(function: F, /) -> F: ...
+@overload
+def gearman_task(*, name: str | None = None, queue: str | None = None) -> Callable[[F], F]: ...
+
+
+def gearman_task(function: F | None = None, /, *, name: str | None = None,
+                 queue: str | None = None) -> F | Callable[[F], F]:
+    """Register a task; usable as ``@gearman_task`` or ``@gearman_task(name=..., queue=...)``."""
+    if function is not None:
+        return _register(function, None, None)
+    return lambda f: _register(f, name, queue)
+
+
+def gearman_job(queue: str | F | None = None, name: str | None = None) -> Any:
+    """django-gearman's spelling, whose first argument is the queue: ``@gearman_job("mail")``."""
+    if callable(queue):
+        return _register(queue, None, None)
+    return gearman_task(name=name, queue=queue)
+
+
+def tasks() -> list[Task]:
+    """Every registered task, sorted by name."""
+    return sorted(_tasks.values(), key=lambda task: task.name)
+
+
+def tasks_of_module(module: str) -> list[Task]:
+    return [task for task in tasks() if task.module == module]
+
+
+def find_task(name: str) -> Task | None:
+    return _tasks.get(name)

@@ -1,0 +1,60 @@
+"""Runs one Django task for a Gearman job: decode, call, encode, log, tidy the database.
+
+Each job is logged on ``django_jobs.worker`` with its name, handle, duration
+and outcome. A task that raises is logged with its traceback and its job
+failed with WORK_EXCEPTION (the server turns that into WORK_FAIL for clients
+that did not ask for exceptions).
+"""
+
+from __future__ import annotations
+
+import contextvars
+import logging
+import time
+import traceback
+from collections.abc import Callable
+
+from django.db import close_old_connections
+
+from broker.errors import WorkFailed
+from broker.worker import WorkerJob
+from django_jobs.registry import Task
+from django_jobs.serialization import dumps_result, loads_call
+
+log = logging.getLogger("django_jobs.worker")
+_current_job: contextvars.ContextVar[WorkerJob] = contextvars.ContextVar("gearman_job")
+
+
+def current_job() -> WorkerJob:
+    """The job being run, for progress (``send_status``) and streamed data (``send_data``)."""
+    try:
+        return _current_job.get()
+    except LookupError:
+        raise RuntimeError("current_job() is only available inside a running task") from None
+
+
+def job_runner(task: Task, serializer: str,
+               after_job: Callable[[], None] = lambda: None) -> Callable[[WorkerJob], bytes]:
+    """The worker callback for ``task``; ``after_job`` runs once each job is settled."""
+
+    def run(job: WorkerJob) -> bytes:
+        close_old_connections()
+        token = _current_job.set(job)
+        started = time.monotonic()
+        try:
+            args, kwargs = loads_call(job.data, serializer)
+            result = dumps_result(task.function(*args, **kwargs), serializer)
+        except Exception as exc:
+            log.error("job %s %s failed after %.1f ms", task.name, job.handle,
+                      (time.monotonic() - started) * 1000, exc_info=True)
+            report = "".join(traceback.format_exception_only(exc)).strip()
+            raise WorkFailed(report) from exc
+        finally:
+            _current_job.reset(token)
+            close_old_connections()
+            after_job()
+        log.info("job %s %s done in %.1f ms", task.name, job.handle,
+                 (time.monotonic() - started) * 1000)
+        return result
+
+    return run

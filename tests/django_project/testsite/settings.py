@@ -1,0 +1,11 @@
+"""Settings of the Django project the django_jobs tests drive; servers come from the environment."""
+
+import os
+
+SECRET_KEY = "django_jobs tests only"
+DEBUG = False
+USE_TZ = True
+INSTALLED_APPS = ["django_jobs", "shop.apps.ShopConfig", "legacy"]
+DATABASES = {"default": {"ENGINE": "django.db.backends.sqlite3", "NAME": ":memory:"}}
+GEARMAN_SERVERS = os.environ.get("GEARMAN_SERVERS", "127.0.0.1:4730").split(",")
+GEARMAN_SERIALIZER = os.environ.get("GEARMAN_SERIALIZER", "json")
