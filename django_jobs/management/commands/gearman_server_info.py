@@ -29,8 +29,9 @@ class Command(BaseCommand):
                             help="give up on a server after this long (default 5)")
 
     def handle(self, *args: Any, **options: Any) -> None:
-        if options["watch"] is not None and options["watch"] <= 0:
-            raise CommandError("--watch must be a positive number of seconds")
+        for option in ("watch", "timeout"):
+            if options[option] is not None and options[option] <= 0:
+                raise CommandError(f"--{option} must be a positive number of seconds")
         try:
             while True:
                 output = self._snapshot(options["filter"], options["json"], options["timeout"])

@@ -1,0 +1,18 @@
+"""Tests of django_jobs against the Django project in ``tests/django_project``.
+
+This process loads that project's settings (for the client and in-process
+checks); workers and commands run as real ``manage.py`` processes.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+
+import django
+
+from tests.with_django.project import PROJECT
+
+sys.path.insert(0, str(PROJECT))
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "testsite.settings")
+django.setup()
