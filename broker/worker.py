@@ -1,10 +1,15 @@
 """A blocking Gearman worker that serves every configured server at once.
 
 Per job it makes one round trip: the result and the next GRAB_JOB_UNIQ leave in
-one write. It sends PRE_SLEEP only after NO_JOB and then waits for the server's
+one write. With ``prefetch`` N it keeps up to N grabs outstanding per server, so
+the server picks the next job while this one runs (faster on short jobs, but a
+long job holds up to N-1 others that an idle worker could have taken). It sends
+PRE_SLEEP only once every grab came back NO_JOB, then waits for the server's
 NOOP. A lost server is retried with exponential backoff while the others keep
-working. ``stop()`` (also safe from a signal handler) lets the running job
-finish, reports it, and returns from ``work()``.
+working. ``stop()`` (also safe from a signal handler) sends no more grabs, lets
+the running job finish and report, runs any job already handed over by an
+outstanding grab, then returns from ``work()``: nothing is left assigned to a
+closing connection.
 """
 
 from __future__ import annotations
@@ -65,6 +70,8 @@ class _Server:
     address: str
     wire: Wire | None = None
     sleeping: bool = False
+    grabs: int = 0
+    """GRAB_JOB_UNIQ packets sent and not yet answered."""
     retry_at: float = 0.0
     delay: float = RECONNECT_FIRST_DELAY
 
@@ -77,13 +84,18 @@ class _Task:
 
 class Worker:
     def __init__(self, servers: Sequence[str] = ("127.0.0.1:4730",), *,
-                 client_id: str | None = None) -> None:
+                 client_id: str | None = None, prefetch: int = 1) -> None:
         if not servers:
             raise ValueError("at least one server address is needed")
+        if prefetch < 1:
+            raise ValueError("prefetch must be at least 1")
         self.servers = list(servers)
         self.client_id = client_id
+        self.prefetch = prefetch
         self.tasks: dict[str, _Task] = {}
         self._stopping = False
+        self._grab_budget: int | None = None
+        """Jobs ``max_jobs`` still allows, minus grabs outstanding; None without a limit."""
         self._wake_reader, self._wake_writer = socket.socketpair()
         self._wake_writer.setblocking(False)
 
@@ -118,13 +130,16 @@ class Worker:
         if not self.tasks:
             raise ValueError("register at least one task before calling work()")
         self._stopping = False
+        self._grab_budget = max_jobs
         servers = [_Server(address) for address in self.servers]
         selector = selectors.DefaultSelector()
         selector.register(self._wake_reader, selectors.EVENT_READ, None)
         done = 0
         try:
-            while not self._stopping:
-                self._connect_due(servers, selector)
+            while not (self._stopping or self._grab_budget == 0) or any(
+                    server.grabs for server in servers if server.wire is not None):
+                if not self._stopping:
+                    self._connect_due(servers, selector)
                 if burst and all(s.sleeping or s.wire is None for s in servers):
                     break
                 for key, _ in selector.select(self._select_timeout(servers)):
@@ -132,15 +147,24 @@ class Worker:
                     if server is None:
                         self._wake_reader.recv(64)
                         continue
-                    done += self._serve(server, selector, max_jobs, done)
-                    if max_jobs is not None and done >= max_jobs:
-                        self._stopping = True
+                    done += self._serve(server, selector)
         finally:
             for server in servers:
                 if server.wire is not None:
                     server.wire.close()
             selector.close()
         return done
+
+    def _grabs(self, server: _Server) -> bytes:
+        """The GRAB_JOB_UNIQ packets that refill ``server``'s outstanding grabs to ``prefetch``."""
+        wanted = 0 if self._stopping else self.prefetch - server.grabs
+        if self._grab_budget is not None:
+            wanted = min(wanted, self._grab_budget)
+            self._grab_budget -= max(wanted, 0)
+        if wanted <= 0:
+            return b""
+        server.grabs += wanted
+        return GRAB * wanted
 
     def _select_timeout(self, servers: list[_Server]) -> float | None:
         waiting = [s.retry_at for s in servers if s.wire is None]
@@ -155,7 +179,7 @@ class Worker:
                 continue
             try:
                 wire = Wire(server.address)
-                wire.send(self._hello())
+                wire.send(self._hello() + self._grabs(server))
             except ConnectionFailed as exc:
                 log.warning("%s; retrying in %.1fs", exc, server.delay)
                 server.retry_at = now + server.delay
@@ -177,11 +201,9 @@ class Worker:
                                              b"%d" % int(task.timeout * 1000), magic=MAGIC_REQ))
             else:
                 packets.append(encode_packet(T.CAN_DO, name.encode(), magic=MAGIC_REQ))
-        packets.append(GRAB)
         return b"".join(packets)
 
-    def _serve(self, server: _Server, selector: selectors.BaseSelector,
-               max_jobs: int | None, done: int) -> int:
+    def _serve(self, server: _Server, selector: selectors.BaseSelector) -> int:
         """Handle what one server sent; returns the number of jobs completed."""
         wire = server.wire
         assert wire is not None
@@ -192,26 +214,36 @@ class Worker:
                 assert isinstance(packet, Packet)
                 kind = packet.type
                 if kind is T.NO_JOB:
-                    server.sleeping = True
-                    wire.send(PRE_SLEEP)
+                    server.grabs -= 1
+                    self._return_budget(1)
+                    if server.grabs == 0 and not self._stopping:
+                        server.sleeping = True
+                        wire.send(PRE_SLEEP)
                 elif kind is T.NOOP:
                     server.sleeping = False
-                    wire.send(GRAB)
+                    wire.send(self._grabs(server))
                 elif kind in (T.JOB_ASSIGN_UNIQ, T.JOB_ASSIGN):
+                    server.grabs -= 1
                     result = self._run(wire, packet)
                     completed += 1
-                    finished = max_jobs is not None and done + completed >= max_jobs
-                    wire.send(result if finished or self._stopping else result + GRAB)
+                    wire.send(result + self._grabs(server))
                 elif kind is T.ERROR:
                     log.error("server %s: %s", server.address, packet.args)
         except ConnectionFailed as exc:
             log.warning("%s; reconnecting", exc)
             selector.unregister(wire.sock)
             wire.close()
+            self._return_budget(server.grabs)
             server.wire = None
             server.sleeping = False
+            server.grabs = 0
             server.retry_at = time.monotonic() + server.delay
         return completed
+
+    def _return_budget(self, grabs: int) -> None:
+        """Grabs that brought no job give their share of ``max_jobs`` back."""
+        if self._grab_budget is not None:
+            self._grab_budget += grabs
 
     def _run(self, wire: Wire, packet: Packet) -> bytes:
         if packet.type is T.JOB_ASSIGN:

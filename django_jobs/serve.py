@@ -45,6 +45,8 @@ class WorkerProcess:
     """Bytes of resident memory after which the process exits once its job is done."""
     timeout: float | None = None
     """Seconds a job may run before the server hands it to another worker (CAN_DO_TIMEOUT)."""
+    prefetch: int = 1
+    """Jobs asked for ahead of the running one (``broker.worker.Worker``)."""
     reason: str = "signal"
 
     @property
@@ -54,7 +56,8 @@ class WorkerProcess:
     def run(self) -> int:
         """Serve until stopped; returns the number of jobs done."""
         settings = job_settings()
-        gearman = Worker(settings.worker_servers, client_id=self.client_id)
+        gearman = Worker(settings.worker_servers, client_id=self.client_id,
+                         prefetch=self.prefetch)
         self._gearman = gearman
         for task in self.tasks:
             gearman.register(settings.wire_name(task.name),

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 
 import pytest
@@ -14,7 +14,7 @@ from broker.client import Client, JobHandle
 from broker.core.model import Priority
 from broker.errors import ConnectionFailed, JobException, JobFailed, JobTimeout, ServerError
 from broker.worker import TaskFunction, Worker, WorkerJob
-from tests.helpers import RunningBroker, free_port, run_broker
+from tests.helpers import RunningBroker, free_port, run_broker, wait_until
 
 
 @contextmanager
@@ -36,13 +36,6 @@ def running_worker(servers: list[str], tasks: dict[str, TaskFunction],
 
 def reverse(job: WorkerJob) -> bytes:
     return job.data[::-1]
-
-
-def wait_until(condition: Callable[[], bool], timeout: float = 10.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, "condition not reached"
-        time.sleep(0.02)
 
 
 def test_foreground_round_trip_with_progress_data_and_warnings(broker: RunningBroker) -> None:
@@ -228,3 +221,33 @@ def test_admin_client_records(broker: RunningBroker) -> None:
 
 def test_job_handle_equality() -> None:
     assert JobHandle("a:1", "H:x:1") == JobHandle("a:1", "H:x:1")
+
+
+def test_prefetch_never_leaves_a_job_held_past_max_jobs_or_stop(broker: RunningBroker) -> None:
+    done: list[bytes] = []
+
+    def record(job: WorkerJob) -> bytes:
+        done.append(job.data)
+        return b""
+
+    with Client([broker.address]) as client, AdminClient(broker.address) as admin:
+        for n in range(10):
+            client.submit_background("record", b"%d" % n)
+        with Worker([broker.address], prefetch=3) as worker:
+            worker.register("record", record)
+            assert worker.work(max_jobs=4) == 4
+        assert done == [b"0", b"1", b"2", b"3"]
+        (status,) = [s for s in admin.status() if s.name == "record"]
+        assert (status.total, status.running) == (6, 0)
+
+        with Worker([broker.address], prefetch=3) as worker:
+            def stop_after_first(job: WorkerJob) -> bytes:
+                worker.stop()
+                return record(job)
+
+            worker.register("record", stop_after_first)
+            ran = worker.work()
+        assert 1 <= ran <= 3, "the running job plus those already handed over"
+        (status,) = [s for s in admin.status() if s.name == "record"]
+        assert (status.total, status.running) == (6 - ran, 0)
+        assert all(job.retries == 0 for job in admin.show_jobs()), "none came back by a disconnect"

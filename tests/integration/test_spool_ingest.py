@@ -6,13 +6,12 @@ import fcntl
 import os
 import subprocess
 import time
-from collections.abc import Callable
 from contextlib import AbstractContextManager
 from pathlib import Path
 
 from broker.admin import AdminClient
 from broker.protocol.uwsgi import decode_spool, encode_spool
-from tests.helpers import SPOOLGEAR, RunningBroker, burst_drain, run_broker
+from tests.helpers import SPOOLGEAR, RunningBroker, burst_drain, run_broker, wait_until
 
 SPOOL_NAME = "uwsgi_spoolfile_on_testhost_{}_1_2_3_4"
 
@@ -23,13 +22,6 @@ def write_spool_file(path: Path, pairs: list[tuple[bytes, bytes]], body: bytes =
     fcntl.lockf(fd, fcntl.LOCK_EX)
     os.write(fd, encode_spool(pairs, body))
     os.close(fd)
-
-
-def wait_for(condition: Callable[[], bool], timeout: float = 10.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, "condition not met in time"
-        time.sleep(0.05)
 
 
 def totals(broker: RunningBroker) -> dict[str, int]:
@@ -55,7 +47,7 @@ def test_files_become_jobs_and_are_deleted_once_stored(tmp_path: Path) -> None:
     write_spool_file(spool / "3" / SPOOL_NAME.format(2),
                      [(b"ud_spool_func", b"f"), (b"priority", b"3"), (b"n", b"2")])
     with ingesting(tmp_path, spool) as broker:
-        wait_for(lambda: totals(broker) == {"f": 2})
+        wait_until(lambda: totals(broker) == {"f": 2})
         assert sorted(path.name for path in spool.rglob("*") if path.is_file()) == []
         seen = drain(broker.address, "f")
     # The priority-3 file runs first; the body and every var are kept.
@@ -75,7 +67,7 @@ def test_a_file_still_being_written_waits_for_its_writer(tmp_path: Path) -> None
         assert totals(broker) == {}
         os.write(fd, data[10:])
         os.close(fd)
-        wait_for(lambda: totals(broker) == {"f": 1})
+        wait_until(lambda: totals(broker) == {"f": 1})
         assert drain(broker.address, "f")[0][0][1] == (b"payload", b"x" * 1000)
 
 
@@ -89,9 +81,9 @@ def test_unusable_files_are_set_aside_and_foreign_ones_left_alone(tmp_path: Path
     (spool / "notes.txt").write_text("not a spool file")
     write_spool_file(spool / SPOOL_NAME.format(3), [(b"k", b"good")])
     with ingesting(tmp_path, spool) as broker:
-        wait_for(lambda: totals(broker) == {"uwsgi_spooler": 1})
+        wait_until(lambda: totals(broker) == {"uwsgi_spooler": 1})
         rejected = spool / "spoolgear-rejected"
-        wait_for(lambda: rejected.is_dir() and len(list(rejected.iterdir())) == 2)
+        wait_until(lambda: rejected.is_dir() and len(list(rejected.iterdir())) == 2)
     assert sorted(path.name for path in rejected.iterdir()) == [SPOOL_NAME.format(1),
                                                                 SPOOL_NAME.format(2)]
     assert (spool / "notes.txt").read_text() == "not a spool file"

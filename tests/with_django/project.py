@@ -7,13 +7,13 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import IO
 
 from broker.admin import AdminClient
-from tests.helpers import ROOT
+from tests.helpers import ROOT, wait_until
 
 PROJECT = ROOT / "tests" / "django_project"
 
@@ -77,13 +77,6 @@ def gearman_worker(server: str, *args: str, **env: str) -> Iterator[WorkerProces
                 process.kill()
             process.wait()
             worker._final_output = worker.output()
-
-
-def wait_until(condition: Callable[[], bool], timeout: float = 20.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, "condition never became true"
-        time.sleep(0.02)
 
 
 def wait_for_file(path: Path, timeout: float = 20.0) -> None:

@@ -15,14 +15,13 @@ from django.test import override_settings
 from broker.admin import AdminClient
 from broker.errors import JobFailed
 from django_jobs.client import GearmanClient, Job, TaskError
-from tests.helpers import RunningBroker, run_broker
+from tests.helpers import RunningBroker, run_broker, wait_until
 from tests.with_django.project import (
     WorkerProcess,
     gearman_worker,
     manage,
     registered,
     wait_for_file,
-    wait_until,
 )
 
 MAIL_TASKS = {"mail.send", "shop.mail.database", "shop.mail.echo", "shop.mail.explode",

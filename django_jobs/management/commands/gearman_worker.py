@@ -43,10 +43,16 @@ class Command(BaseCommand):
                             help="exit 0 after a job leaves the process above MB of RSS")
         parser.add_argument("--timeout", type=float, metavar="SECONDS",
                             help="a job held longer goes to another worker (CAN_DO_TIMEOUT)")
+        parser.add_argument("--prefetch", type=int, default=1, metavar="N",
+                            help="ask for up to N jobs ahead (default 1): faster for short "
+                                 "jobs, but a long job holds the others back")
 
     def handle(self, *args: Any, **options: Any) -> None:
         show_logs(options["verbosity"])
-        for name in ("max_jobs", "max_memory", "timeout"):
+        if options["prefetch"] > 1 and options["timeout"] is not None:
+            raise CommandError("--timeout counts from when a job is handed over, so prefetched "
+                               "jobs would time out while waiting: use --prefetch 1 with it")
+        for name in ("max_jobs", "max_memory", "timeout", "prefetch"):
             if options[name] is not None and options[name] <= 0:
                 raise CommandError(f"--{name.replace('_', '-')} must be positive")
         worker = self._worker(options["app_name"], options["worker_name"])
@@ -65,7 +71,7 @@ class Command(BaseCommand):
             log.info("serving %s (queue %s)", task.name, task.queue)
         WorkerProcess(worker, tasks, max_jobs=options["max_jobs"],
                       max_memory=options["max_memory"] << 20 if options["max_memory"] else None,
-                      timeout=options["timeout"]).run()
+                      timeout=options["timeout"], prefetch=options["prefetch"]).run()
 
     @staticmethod
     def _worker(app_name: str, worker_name: str) -> WorkerModule:
