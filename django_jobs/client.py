@@ -43,6 +43,8 @@ class Job:
     unique: str | None = None
     priority: str | Priority | None = None
     at: dt.datetime | dt.timedelta | float | None = None
+    setup: Mapping[str, Any] = field(default_factory=dict)
+    """``@task`` metadata (retry policy, attempt, buffer) carried beside the arguments."""
 
 
 def _priority(value: str | Priority | None) -> Priority:
@@ -93,7 +95,8 @@ class GearmanClient:
         if at is not None and not background:
             raise ValueError("only a background job can be delayed: pass background=True")
         return JobRequest(self.settings.wire_name(job.name),
-                          dumps_call(list(job.args), dict(job.kwargs), self.settings.serializer),
+                          dumps_call(list(job.args), dict(job.kwargs), self.settings.serializer,
+                                     dict(job.setup)),
                           job.unique or "", _priority(job.priority), background, at)
 
     def submit_job(self, name: str, *arguments: Any, args: Sequence[Any] | None = None,

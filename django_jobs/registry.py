@@ -14,6 +14,8 @@ from typing import Any, TypeVar, overload
 
 from django.core.exceptions import ImproperlyConfigured
 
+from django_jobs.serialization import Call
+
 DEFAULT_QUEUE = "default"
 WORKERS_PACKAGE = "gearman_workers"
 LEGACY_JOBS_MODULE = "gearman_jobs"
@@ -28,10 +30,18 @@ class Task:
     queue: str
     """A local grouping: ``gearman_worker -q`` picks the queues a process serves."""
     function: Callable[..., Any]
+    run: Callable[[Call], Any] | None = None
+    """How a worker runs a decoded call; None calls ``function(*args, **kwargs)``
+    (``@task`` functions bring their retry policy here)."""
 
     @property
     def module(self) -> str:
         return str(self.function.__module__)
+
+    def execute(self, call: Call) -> Any:
+        if self.run is not None:
+            return self.run(call)
+        return self.function(*call.args, **call.kwargs)
 
 
 _tasks: dict[str, Task] = {}
@@ -43,8 +53,10 @@ def default_name(function: Callable[..., Any]) -> str:
     return ".".join([*parts, function.__name__])
 
 
-def _register(function: F, name: str | None, queue: str | None) -> F:
-    task = Task(name or default_name(function), queue or DEFAULT_QUEUE, function)
+def register(function: F, name: str | None, queue: str | None,
+             run: Callable[[Call], Any] | None = None) -> Task:
+    """Record ``function`` as a task; returns the record."""
+    task = Task(name or default_name(function), queue or DEFAULT_QUEUE, function, run)
     known = _tasks.get(task.name)
     if known is not None and (known.module, known.function.__qualname__) != (
             task.module, function.__qualname__):
@@ -52,6 +64,11 @@ def _register(function: F, name: str | None, queue: str | None) -> F:
             f"two tasks are named {task.name!r}: {known.module}.{known.function.__qualname__} "
             f"and {task.module}.{function.__qualname__}; give one of them name=...")
     _tasks[task.name] = task
+    return task
+
+
+def _register(function: F, name: str | None, queue: str | None) -> F:
+    register(function, name, queue)
     return function
 
 

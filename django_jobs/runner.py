@@ -42,11 +42,12 @@ def job_runner(task: Task, serializer: str,
         token = _current_job.set(job)
         started = time.monotonic()
         try:
-            args, kwargs = loads_call(job.data, serializer)
-            result = dumps_result(task.function(*args, **kwargs), serializer)
+            result = dumps_result(task.execute(loads_call(job.data, serializer)), serializer)
         except Exception as exc:
             log.error("job %s %s failed after %.1f ms", task.name, job.handle,
                       (time.monotonic() - started) * 1000, exc_info=True)
+            if isinstance(exc, WorkFailed):
+                raise
             report = "".join(traceback.format_exception_only(exc)).strip()
             raise WorkFailed(report) from exc
         finally:

@@ -1,7 +1,8 @@
 """Job payloads and results: JSON with typed values, pickle only when explicitly allowed.
 
-A job's payload is ``{"args": [...], "kwargs": {...}}``; a result is the bare
-value. Besides what JSON has, these round trip, each as an object
+A job's payload is ``{"args": [...], "kwargs": {...}}``, plus ``"setup": {...}``
+for ``@task`` calls (their retry policy, attempt and buffer); a result is the
+bare value. Besides what JSON has, these round trip, each as an object
 ``{"__type__": NAME, "value": ...}``: datetime (naive or aware), date, time,
 timedelta, Decimal, UUID and bytes; a dict whose keys are not all strings, or
 that has a ``__type__`` key of its own, becomes ``{"__type__": "dict",
@@ -22,7 +23,7 @@ import pickle
 import uuid
 from collections.abc import Callable
 from decimal import Decimal
-from typing import Any
+from typing import Any, NamedTuple
 
 TYPE_KEY = "__type__"
 SUPPORTED = ("None, bool, int, float, str, list, tuple, dict, datetime, date, time, "
@@ -119,19 +120,27 @@ def _looks_like_pickle(data: bytes) -> bool:
     return data[:1] == b"\x80" or data[:1] == b"("
 
 
+class Call(NamedTuple):
+    args: list[Any]
+    kwargs: dict[str, Any]
+    setup: dict[str, Any]
+
+
 def dumps_call(args: list[Any] | tuple[Any, ...], kwargs: dict[str, Any],
-               serializer: str = "json") -> bytes:
+               serializer: str = "json", setup: dict[str, Any] | None = None) -> bytes:
     """Encode a task call; raises ``PayloadError`` naming the argument that cannot go."""
+    call: dict[str, Any] = {"args": list(args), "kwargs": kwargs}
+    if setup:
+        call["setup"] = setup
     if serializer == "pickle":
-        return pickle.dumps({"args": list(args), "kwargs": kwargs}, protocol=_PICKLE_PROTOCOL)
-    return _dumps_json({"args": to_json(list(args), "args"),
-                        "kwargs": to_json(kwargs, "kwargs")})
+        return pickle.dumps(call, protocol=_PICKLE_PROTOCOL)
+    return _dumps_json({key: to_json(value, key) for key, value in call.items()})
 
 
-def loads_call(data: bytes, serializer: str = "json") -> tuple[list[Any], dict[str, Any]]:
+def loads_call(data: bytes, serializer: str = "json") -> Call:
     """Decode a task call. An empty payload is a call without arguments."""
     if not data:
-        return [], {}
+        return Call([], {}, {})
     if _looks_like_pickle(data):
         if serializer != "pickle":
             raise PayloadError("this payload is a pickle; it is only decoded with "
@@ -139,13 +148,14 @@ def loads_call(data: bytes, serializer: str = "json") -> tuple[list[Any], dict[s
         call = pickle.loads(data, encoding="latin1")
     else:
         call = _loads_json(data)
-    if not isinstance(call, dict) or set(call) - {"args", "kwargs"}:
+    if not isinstance(call, dict) or set(call) - {"args", "kwargs", "setup"}:
         raise PayloadError('a job payload is {"args": [...], "kwargs": {...}}, got '
                            f"{call!r:.200}")
-    args, kwargs = call.get("args") or [], call.get("kwargs") or {}
-    if not isinstance(args, list | tuple) or not isinstance(kwargs, dict):
-        raise PayloadError(f"args must be a list and kwargs a dict, got {call!r:.200}")
-    return list(args), kwargs
+    args, kwargs, setup = call.get("args") or [], call.get("kwargs") or {}, call.get("setup") or {}
+    if not isinstance(args, list | tuple) or not isinstance(kwargs, dict) or not isinstance(
+            setup, dict):
+        raise PayloadError(f"args must be a list, kwargs and setup dicts, got {call!r:.200}")
+    return Call(list(args), kwargs, setup)
 
 
 def dumps_result(value: Any, serializer: str = "json") -> bytes:

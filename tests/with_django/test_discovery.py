@@ -12,6 +12,9 @@ from tests.with_django.project import manage
 EXPECTED_TASKS = [
     ("legacy", "gearman_jobs", "default", "legacy.negate"),
     ("legacy", "gearman_jobs", "math", "legacy.add"),
+    ("shop", "feeds", "default", "shop.feeds.broken_feed"),
+    ("shop", "feeds", "default", "shop.feeds.countdown"),
+    ("shop", "feeds", "default", "shop.feeds.flaky"),
     ("shop", "images", "images", "shop.images.resize"),
     ("shop", "images", "thumbs", "shop.images.thumbnail"),
     ("shop", "mail", "default", "shop.mail.database"),

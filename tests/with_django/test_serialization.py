@@ -33,10 +33,13 @@ EVERY_TYPE = {
 
 
 def test_every_supported_type_round_trips_through_a_call() -> None:
-    args, kwargs = loads_call(dumps_call([EVERY_TYPE], dict(EVERY_TYPE)))
+    args, kwargs, setup = loads_call(dumps_call([EVERY_TYPE], dict(EVERY_TYPE)))
     assert args == [EVERY_TYPE]
     assert kwargs == EVERY_TYPE
     assert kwargs["aware"].utcoffset() == dt.timedelta(hours=2)
+    assert setup == {}
+    assert loads_call(dumps_call([], {}, setup={"buffer": {"seen": b"x"}})).setup == {
+        "buffer": {"seen": b"x"}}
 
 
 def test_tuples_become_lists_as_in_any_json() -> None:
@@ -46,8 +49,8 @@ def test_tuples_become_lists_as_in_any_json() -> None:
 def test_payload_is_readable_json_for_other_producers() -> None:
     assert dumps_call([1, "a"], {"k": b"x"}) == (
         b'{"args":[1,"a"],"kwargs":{"k":{"__type__":"bytes","value":"eA=="}}}')
-    assert loads_call(b'{"args": [2]}') == ([2], {})
-    assert loads_call(b"") == ([], {})
+    assert loads_call(b'{"args": [2]}') == ([2], {}, {})
+    assert loads_call(b"") == ([], {}, {})
 
 
 @pytest.mark.parametrize(("value", "where"), [
@@ -73,9 +76,9 @@ def test_pickle_is_refused_unless_opted_in() -> None:
     legacy = pickle.dumps({"args": [dt.date(2020, 1, 1)], "kwargs": {}}, protocol=2)
     with pytest.raises(PayloadError, match="GEARMAN_SERIALIZER = 'pickle'"):
         loads_call(legacy)
-    assert loads_call(legacy, "pickle") == ([dt.date(2020, 1, 1)], {})
-    assert loads_call(dumps_call([1], {}, "pickle"), "pickle") == ([1], {})
-    assert loads_call(dumps_call([1], {}), "pickle") == ([1], {}), "JSON still read"
+    assert loads_call(legacy, "pickle") == ([dt.date(2020, 1, 1)], {}, {})
+    assert loads_call(dumps_call([1], {}, "pickle"), "pickle") == ([1], {}, {})
+    assert loads_call(dumps_call([1], {}), "pickle") == ([1], {}, {}), "JSON still read"
 
 
 json_values = st.recursive(
