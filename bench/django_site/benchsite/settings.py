@@ -7,4 +7,3 @@ USE_TZ = True
 INSTALLED_APPS = ["django_jobs", "benchapp"]
 DATABASES = {"default": {"ENGINE": "django.db.backends.sqlite3", "NAME": ":memory:"}}
 GEARMAN_SERVERS = [os.environ.get("GEARMAN_SERVER", "127.0.0.1:4730")]
-LOGGING = {"version": 1, "loggers": {"django_jobs": {"level": "WARNING"}}}

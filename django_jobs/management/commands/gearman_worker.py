@@ -17,12 +17,14 @@ VERBOSITY_LEVELS = {0: logging.WARNING, 1: logging.INFO}
 
 
 def show_logs(verbosity: int) -> None:
-    """Send ``django_jobs`` logs to stderr unless the project's LOGGING already handles them."""
+    """Send ``django_jobs`` logs to stderr, at the level ``-v`` asks for, unless the
+    project's LOGGING already gives that logger handlers or a level."""
     logger = logging.getLogger("django_jobs")
     if not logger.handlers:
         handler = logging.StreamHandler()
         handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
         logger.addHandler(handler)
+    if logger.level == logging.NOTSET:
         logger.setLevel(VERBOSITY_LEVELS.get(verbosity, logging.DEBUG))
 
 
