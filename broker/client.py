@@ -228,8 +228,7 @@ class Client:
             reply = wire.read_packet(deadline)
             kind = reply.type
             if kind is T.ERROR:
-                outcomes[next(unanswered)] = ServerError(
-                    reply.args[0].decode(), reply.args[1].decode("utf-8", "replace"))
+                outcomes[next(unanswered)] = _server_error(reply)
                 pending -= 1
             elif kind is T.JOB_CREATED:
                 index = next(unanswered)
@@ -321,7 +320,7 @@ class Client:
             if reply.type is kind:
                 return reply
             if reply.type is T.ERROR:
-                raise ServerError(reply.args[0].decode(), reply.args[1].decode("utf-8", "replace"))
+                raise _server_error(reply)
 
     def _drop(self, wire: Wire) -> None:
         self._drop_address(wire.address)
@@ -330,6 +329,10 @@ class Client:
         wire = self._wires.pop(address, None)
         if wire is not None:
             wire.close()
+
+
+def _server_error(reply: Packet) -> ServerError:
+    return ServerError(reply.args[0].decode(), reply.args[1].decode("utf-8", "replace"))
 
 
 def _job_failure(reply: Packet) -> JobFailed:

@@ -25,6 +25,7 @@ from django_jobs.runner import job_runner
 from django_jobs.signals import worker_started, worker_stopping
 
 log = logging.getLogger("django_jobs.worker")
+STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
 
 
 def rss_bytes() -> int:
@@ -63,8 +64,7 @@ class WorkerProcess:
             gearman.register(settings.wire_name(task.name),
                              job_runner(task, settings.serializer, self._after_job),
                              timeout=self.timeout)
-        previous = {sig: signal.signal(sig, self._on_signal)
-                    for sig in (signal.SIGTERM, signal.SIGINT)}
+        previous = {sig: signal.signal(sig, self._on_signal) for sig in STOP_SIGNALS}
         try:
             worker_started.send(WorkerProcess, app=self.worker.app, worker=self.worker.worker,
                                 tasks=self.tasks)
@@ -82,20 +82,20 @@ class WorkerProcess:
         return done
 
     def _after_job(self) -> None:
-        if self.max_memory is not None and rss_bytes() > self.max_memory:
+        if self.max_memory is None:
+            return
+        resident = rss_bytes()
+        if resident > self.max_memory:
             log.warning("resident memory %d MiB is over --max-memory %d MiB; exiting for a "
-                        "fresh process", rss_bytes() >> 20, self.max_memory >> 20)
+                        "fresh process", resident >> 20, self.max_memory >> 20)
             self.reason = "max_memory"
             self._gearman.stop()
 
     def _on_signal(self, signum: int, frame: FrameType | None) -> None:
-        name = signal.Signals(signum).name
-        signal.signal(signum, self._on_second_signal)
-        if signum == signal.SIGINT:
-            signal.signal(signal.SIGTERM, self._on_second_signal)
-        else:
-            signal.signal(signal.SIGINT, self._on_second_signal)
-        log.info("%s: finishing the running job, then exiting (send it again to stop now)", name)
+        for sig in STOP_SIGNALS:
+            signal.signal(sig, self._on_second_signal)
+        log.info("%s: finishing the running job, then exiting (send it again to stop now)",
+                 signal.Signals(signum).name)
         self._gearman.stop()
 
     def _on_second_signal(self, signum: int, frame: FrameType | None) -> None:

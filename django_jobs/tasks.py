@@ -187,9 +187,11 @@ class Task:
                  setup: dict[str, Any]) -> None:
         self.function = function
         self.executor = executor
-        self.setup = setup
         self.name = register(function, setup.get("name"), setup.get("queue"),
                              run=self.run_job).name
+        self.setup = {key: value for key, value in setup.items() if key != "name"}
+        if "retry_timeout" in self.setup:
+            self.setup["retry_timeout"] = _seconds(self.setup["retry_timeout"])
         functools.update_wrapper(self, function)
 
     def __call__(self, *args: Any, **kwargs: Any) -> TaskCall:
@@ -197,19 +199,13 @@ class Task:
 
     def delay(self, *args: Any, **kwargs: Any) -> TaskCall:
         """Queue a call (or run it inline, per the executor); returns the ``TaskCall``."""
-        return self.enqueue(TaskCall(self, list(args), kwargs, self._call_setup()))
+        return self.enqueue(TaskCall(self, list(args), kwargs, self.setup))
 
     def apply(self, *args: Any, **kwargs: Any) -> Any:
         """Run now in this process and return the result; exceptions propagate."""
-        call = TaskCall(self, list(args), kwargs, self._call_setup())
+        call = TaskCall(self, list(args), kwargs, self.setup)
         self._run_inline(call)
         return call.result
-
-    def _call_setup(self) -> dict[str, Any]:
-        setup = {key: value for key, value in self.setup.items() if key != "name"}
-        if "retry_timeout" in setup:
-            setup["retry_timeout"] = _seconds(setup["retry_timeout"])
-        return setup
 
     def enqueue(self, call: TaskCall) -> TaskCall:
         if self.executor is TaskExecutor.RUNTIME:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import signal
+import threading
 import uuid
 from collections.abc import Iterator
 from decimal import Decimal
@@ -161,8 +162,6 @@ def test_sigterm_during_a_job_lets_it_finish_and_report(broker: RunningBroker,
     started, stops = tmp_path / "started", tmp_path / "stops"
     with gearman_worker(broker.address, "-a", "shop", "-n", "mail",
                         STOP_MARKER=str(stops)) as worker, GearmanClient([broker.address]) as c:
-        import threading
-
         def terminate_once_started() -> None:
             wait_for_file(started)
             worker.process.send_signal(signal.SIGTERM)

@@ -80,8 +80,8 @@ class Command(BaseCommand):
         configs = {config.label: config for config in apps.get_app_configs()}
         configs.update({config.name: config for config in apps.get_app_configs()})
         config = configs.get(app_name)
-        with_workers = sorted(c.label for c in apps.get_app_configs() if worker_modules(c))
         if config is None:
+            with_workers = sorted(c.label for c in apps.get_app_configs() if worker_modules(c))
             raise CommandError(f"no installed app {app_name!r}; apps with workers: "
                                f"{', '.join(with_workers) or 'none'}")
         workers = {worker.worker: worker for worker in worker_modules(config)}
