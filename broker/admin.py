@@ -61,8 +61,9 @@ class ScheduleInfo:
     handle: str
     function: str
     unique: str
-    cron: str
+    spec: str
     next_run: int
+    fired: int
 
 
 class AdminClient:
@@ -136,8 +137,9 @@ class AdminClient:
         return [row[0] for row in self._table("show unique jobs")]
 
     def show_schedules(self) -> list[ScheduleInfo]:
-        return [ScheduleInfo(handle, function, unique, cron, int(next_run))
-                for handle, function, unique, cron, next_run in self._table("show schedules")]
+        return [ScheduleInfo(handle, function, unique, spec, int(next_run), int(fired))
+                for handle, function, unique, spec, next_run, fired
+                in self._table("show schedules")]
 
     def show_failed(self) -> list[FailedInfo]:
         return [FailedInfo(handle, function, int(attempts), int(failed_at), error)

@@ -81,8 +81,14 @@ class JobRequest:
     priority: Priority = Priority.NORMAL
     background: bool = False
     at: float | None = None
+    schedule: tuple[str, ...] | None = None
+    """Five SUBMIT_JOB_SCHED fields: a recurring background job (see ``schedule_fields``)."""
 
     def packet(self) -> bytes:
+        if self.schedule is not None:
+            return encode_packet(T.SUBMIT_JOB_SCHED, self.function.encode(), self.unique.encode(),
+                                 *(field.encode() for field in self.schedule), self.data,
+                                 magic=MAGIC_REQ)
         if self.at is None:
             return encode_packet(_SUBMIT_TYPES[self.priority, self.background],
                                  self.function.encode(), self.unique.encode(), self.data,
@@ -96,6 +102,21 @@ class JobRequest:
 
 
 JobOutcome = JobHandle | JobResult | BrokerError
+
+
+def schedule_fields(*, cron: str | None = None, every: int | None = None,
+                    iterations: int | None = None) -> tuple[str, ...]:
+    """SUBMIT_JOB_SCHED fields for a cron expression ("*/5 * * * *") or, on spoolgear,
+    a timer firing ``every`` seconds, ``iterations`` times in all (None: forever)."""
+    if (cron is None) == (every is None):
+        raise ValueError("give either cron or every")
+    if cron is not None:
+        fields = tuple(cron.split())
+        if len(fields) != 5 or iterations is not None:
+            raise ValueError(f"a cron schedule is five fields, without iterations: {cron!r}")
+        return fields
+    timer = f"@every {every}" + ("" if iterations is None else f" x{iterations}")
+    return (timer, "", "", "", "")
 
 
 class Client:
@@ -184,6 +205,14 @@ class Client:
         """Queue a background job; ``at`` (epoch seconds or an aware datetime) delays it."""
         request = JobRequest(function, _as_bytes(data), unique, priority, background=True,
                              at=at.timestamp() if isinstance(at, dt.datetime) else at)
+        wire, handle = self._send_submit(request, self._deadline(None))
+        return JobHandle(wire.address, handle.decode())
+
+    def submit_schedule(self, function: str, data: Payload = b"", *, unique: str = "",
+                        fields: tuple[str, ...]) -> JobHandle:
+        """Register a recurring job (``fields`` from ``schedule_fields``). With a unique it
+        is idempotent: the same schedule answers its handle, a changed one replaces it."""
+        request = JobRequest(function, _as_bytes(data), unique, background=True, schedule=fields)
         wire, handle = self._send_submit(request, self._deadline(None))
         return JobHandle(wire.address, handle.decode())
 

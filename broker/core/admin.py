@@ -123,8 +123,8 @@ class AdminCommands:
                                                  _one_line(f.error))
                      for handle, f in self.broker.failed.items()]
         elif what == [b"schedules"]:
-            lines = [b"%s\t%s\t%s\t%s\t%d\n" % (s.handle, s.function, s.unique,
-                                               s.cron.text.encode(), s.next_run)
+            lines = [b"%s\t%s\t%s\t%s\t%d\t%d\n" % (s.handle, s.function, s.unique,
+                                                   s.spec.text.encode(), s.next_run, s.fired)
                      for s in self.broker.schedules.values()]
         else:
             return b"ERR UNKNOWN_SHOW_ARGUMENTS\r\n"

@@ -32,11 +32,11 @@ from collections import deque
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
-from broker.core.cron import CronSpec
 from broker.core.failed import FailedList
 from broker.core.journal import HANDLE_BLOCK, Journal, handle_number
 from broker.core.model import CallLater, Function, Job, Priority, Session
 from broker.core.paging import Pager, PageRequest
+from broker.core.schedules import Schedule, iterations, parse_fields, parse_stored
 from broker.core.timeline import Timeline
 from broker.errors import ProtocolError
 from broker.protocol.packets import (
@@ -112,21 +112,6 @@ class BrokerSettings:
     (``b"*"`` for all, default 1); such jobs run again until then, and then go to the
     failed list: a failing background job is never silently dropped."""
     max_failed_jobs: int = 100_000
-
-
-@dataclass(slots=True, eq=False)
-class Schedule:
-    """A SUBMIT_JOB_SCHED recurring job: each time the cron spec matches, a
-    background job is created (coalescing on the unique, so a run still queued
-    or running absorbs the next one)."""
-
-    handle: bytes
-    function: bytes
-    unique: bytes
-    data: bytes
-    cron: CronSpec
-    next_run: float
-    cancelled: bool = False
 
 
 class Broker:
@@ -439,21 +424,34 @@ class Broker:
     # ------------------------------------------------------------------ schedules and timers
 
     def _submit_sched(self, session: Session, packet: Packet) -> None:
+        """Add a schedule; one with the same function and non-empty unique is the same
+        schedule: the same spec and data answer its handle, others replace it."""
         name, unique, *fields, data = packet.args
         if len(unique) > MAX_UNIQUE_SIZE:
             self._refuse(session, b"ARGUMENT_TOO_LARGE", b"Unique value too large")
             return
-        cron = CronSpec.parse([field.decode("ascii", "replace") for field in fields])
-        schedule = Schedule(self._new_handle(), name, unique, data, cron,
-                            cron.next_after(self.clock()))
-        self.schedules[schedule.handle] = schedule
-        self.function(name)
+        spec = parse_fields([field.decode("ascii", "replace") for field in fields])
+        existing = next((s for s in self.schedules.values()
+                         if unique and (s.function, s.unique) == (name, unique)), None)
+        if existing is None or (existing.spec.text, existing.data) != (spec.text, data):
+            handle = self._new_handle() if existing is None else existing.handle
+            if existing is not None:
+                existing.cancelled = True
+            schedule = Schedule(handle, name, unique, data, spec, spec.next_after(self.clock()))
+            self.schedules[handle] = schedule
+            self.function(name)
+            self._store_schedule(schedule)
+            self.timeline.add(schedule.next_run, schedule)
+            existing = schedule
         if self.journal is not None:
-            self.journal.schedule_added(StoredSchedule(handle_number(schedule.handle), name,
-                                                       unique, data, cron.text))
             self._gate(session)
-        self.send(session, encode_response(T.JOB_CREATED, schedule.handle))
-        self.timeline.add(schedule.next_run, schedule)
+        self.send(session, encode_response(T.JOB_CREATED, existing.handle))
+
+    def _store_schedule(self, schedule: Schedule) -> None:
+        if self.journal is not None:
+            self.journal.schedule_added(StoredSchedule(
+                handle_number(schedule.handle), schedule.function, schedule.unique,
+                schedule.data, schedule.spec.text, schedule.next_run, schedule.fired))
 
     def _on_due(self, item: Job | Schedule, now: float) -> None:
         """A delayed job became runnable, or a schedule's time came."""
@@ -467,11 +465,18 @@ class Broker:
             self._enqueue(item)
 
     def _fire_schedule(self, schedule: Schedule, now: float) -> None:
+        """Create this firing's job; the schedule's next run (or its end) is recorded
+        in the same batch, so a crash can neither repeat nor lose a firing."""
         if schedule.cancelled:
             return
         self.submit(None, schedule.function, schedule.unique, schedule.data,
                     Priority.NORMAL, True)
-        schedule.next_run = schedule.cron.next_after(now)
+        schedule.fired += 1
+        if schedule.fired == iterations(schedule.spec):
+            self.cancel(schedule.handle)
+            return
+        schedule.next_run = schedule.spec.next_after(now)
+        self._store_schedule(schedule)
         self.timeline.add(schedule.next_run, schedule)
 
     # ------------------------------------------------------------------ workers
@@ -786,15 +791,21 @@ class Broker:
         for job in interrupted:
             self.requeue(job, reason="interrupted by a broker restart")
         for stored_schedule in state.schedules:
-            cron = CronSpec.parse(stored_schedule.cron.split(" "))
-            schedule = Schedule(self._stored_handle(stored_schedule.number),
-                                stored_schedule.function, stored_schedule.unique,
-                                stored_schedule.data, cron, cron.next_after(now))
-            self.schedules[schedule.handle] = schedule
-            self.function(schedule.function)
-            self.timeline.add(schedule.next_run, schedule)
+            self._restore_schedule(stored_schedule, now)
         for failed in state.failed:
             self.failed.restore(self._stored_handle(failed.number), failed)
+
+    def _restore_schedule(self, stored: StoredSchedule, now: float) -> None:
+        """Missed-firing policy: firings that fell into the downtime coalesce into
+        one run at start-up, then the schedule resumes from now."""
+        spec = parse_stored(stored.spec)
+        # A past next run is due at once; 0 was written before next runs were stored.
+        schedule = Schedule(self._stored_handle(stored.number), stored.function, stored.unique,
+                            stored.data, spec, stored.next_run or spec.next_after(now),
+                            stored.fired)
+        self.schedules[schedule.handle] = schedule
+        self.function(schedule.function)
+        self.timeline.add(schedule.next_run, schedule)
 
     def _stored_handle(self, number: int) -> bytes:
         return self._handle_prefix + b"%d" % number

@@ -30,8 +30,11 @@ class StoredSchedule(NamedTuple):
     function: bytes
     unique: bytes
     data: bytes
-    cron: str
-    """Five cron fields separated by spaces."""
+    spec: str
+    """Five cron fields separated by spaces, or an ``@every`` timer."""
+    next_run: float
+    """Epoch seconds; 0 when unknown (the next match after start-up is used)."""
+    fired: int
 
 
 class FailedJob(NamedTuple):

@@ -67,7 +67,9 @@ def _decode_job(path: Path, values: Vars, body: bytes, running: set[int]) -> ops
 
 def _decode_schedule(path: Path, values: Vars, body: bytes) -> ops.StoredSchedule:
     return ops.StoredSchedule(int(path.name), values[b"spoolgear_function"],
-                              values[b"spoolgear_unique"], body, values[b"cron"].decode())
+                              values[b"spoolgear_unique"], body, values[b"cron"].decode(),
+                              float(values.get(b"next_run", b"0")),
+                              int(values.get(b"fired", b"0")))
 
 
 def _decode_failed(path: Path, values: Vars, body: bytes) -> ops.FailedJob:
@@ -186,7 +188,9 @@ class SpoolStore(Store):
                 self._put(self.schedules / str(schedule.number), encode_spool(
                     [(b"spoolgear_function", schedule.function),
                      (b"spoolgear_unique", schedule.unique),
-                     (b"cron", schedule.cron.encode())], schedule.data))
+                     (b"cron", schedule.spec.encode()),
+                     (b"next_run", repr(schedule.next_run).encode()),
+                     (b"fired", b"%d" % schedule.fired)], schedule.data))
             elif isinstance(op, ops.DeleteSchedule):
                 self._remove(self.schedules / str(op.number))
             elif isinstance(op, ops.ReserveHandles):

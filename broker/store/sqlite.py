@@ -24,7 +24,7 @@ from broker.store.base import PagingStore, SpilledQueue, StoredState
 
 log = logging.getLogger("spoolgear.store")
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL);
 CREATE TABLE IF NOT EXISTS jobs (
@@ -34,7 +34,8 @@ CREATE TABLE IF NOT EXISTS jobs (
     seq INTEGER NOT NULL);
 CREATE TABLE IF NOT EXISTS schedules (
     number INTEGER PRIMARY KEY, function BLOB NOT NULL, unique_key BLOB NOT NULL,
-    data BLOB NOT NULL, cron TEXT NOT NULL);
+    data BLOB NOT NULL, cron TEXT NOT NULL, next_run REAL NOT NULL DEFAULT 0,
+    fired INTEGER NOT NULL DEFAULT 0);
 CREATE TABLE IF NOT EXISTS failed (
     number INTEGER PRIMARY KEY, function BLOB NOT NULL, unique_key BLOB NOT NULL,
     data BLOB NOT NULL, priority INTEGER NOT NULL, attempts INTEGER NOT NULL,
@@ -57,7 +58,7 @@ _WRITES: dict[type, tuple[str, Callable[[Any], tuple[Any, ...]]]] = {
                   " WHERE number = ?",
               lambda op: (op.attempts, op.seq, op.number)),
     ops.DeleteFailed: ("DELETE FROM failed WHERE number = ?", lambda op: (op.number,)),
-    ops.AddSchedule: ("INSERT OR REPLACE INTO schedules VALUES (?,?,?,?,?)",
+    ops.AddSchedule: ("INSERT OR REPLACE INTO schedules VALUES (?,?,?,?,?,?,?)",
                   lambda op: tuple(op.schedule)),
     ops.DeleteSchedule: ("DELETE FROM schedules WHERE number = ?", lambda op: (op.number,)),
     ops.ReserveHandles: ("INSERT OR REPLACE INTO meta VALUES ('next_number', ?)",
@@ -72,7 +73,8 @@ _VALID_ROW = {
     "jobs": f"{_BLOBS} AND typeof(reducer) = 'blob' AND {_RANK}"
             " AND typeof(run_at) IN ('integer', 'real') AND typeof(attempts) = 'integer'"
             " AND running IN (0, 1) AND typeof(seq) = 'integer'",
-    "schedules": f"{_BLOBS} AND typeof(cron) = 'text'",
+    "schedules": f"{_BLOBS} AND typeof(cron) = 'text'"
+                 " AND typeof(next_run) IN ('integer', 'real') AND typeof(fired) = 'integer'",
     "failed": f"{_BLOBS} AND {_RANK} AND typeof(attempts) = 'integer'"
               " AND typeof(error) = 'text' AND typeof(failed_at) IN ('integer', 'real')",
 }
@@ -80,6 +82,15 @@ _VALID_ROW = {
 
 # A job in its queue, ready to be served (not running, not waiting for its time).
 _RUNNABLE = "running = 0 AND run_at = 0"
+
+
+def _upgrade(db: sqlite3.Connection) -> None:
+    """Schema 1 stores had no next run or firing count for schedules."""
+    columns = {row[1] for row in db.execute("PRAGMA table_info(schedules)")}
+    if "next_run" not in columns:
+        db.execute("ALTER TABLE schedules ADD COLUMN next_run REAL NOT NULL DEFAULT 0")
+        db.execute("ALTER TABLE schedules ADD COLUMN fired INTEGER NOT NULL DEFAULT 0")
+    db.execute("INSERT OR REPLACE INTO meta VALUES ('schema_version', ?)", (SCHEMA_VERSION,))
 
 
 class SQLiteStore(PagingStore):
@@ -110,8 +121,7 @@ class SQLiteStore(PagingStore):
             db.execute("PRAGMA journal_mode=WAL")
             db.execute("PRAGMA synchronous=FULL")
             db.executescript(SCHEMA)
-            db.execute("INSERT OR IGNORE INTO meta VALUES ('schema_version', ?)",
-                       (SCHEMA_VERSION,))
+            _upgrade(db)
         except sqlite3.DatabaseError:
             db.close()
             raise

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import pytest
+
 from broker.protocol.packets import PacketType
-from tests.unit.harness import Harness
+from tests.unit.harness import Harness, Peer
 
 T = PacketType
 
@@ -379,3 +381,67 @@ def test_echo_and_client_id() -> None:
     worker.send(T.CAN_DO, b"f")
     assert worker.admin(b"workers") == b"%d 127.0.0.1 %s : f\n.\n" % (worker.session.fd,
                                                                      b"w" * 127)
+
+
+def _timer(client: Peer, spec: bytes, unique: bytes = b"tick", data: bytes = b"") -> bytes:
+    client.send(T.SUBMIT_JOB_SCHED, b"f", unique, spec, b"", b"", b"", b"", data)
+    ((kind, (handle, *_)),) = client.received()
+    assert kind is T.JOB_CREATED, handle
+    return handle
+
+
+def _fired(h: Harness, client: Peer) -> list[bytes]:
+    return [line.split(b"\t")[5] for line in
+            h.admin.run(client.session, b"show schedules").splitlines()[:-1]]
+
+
+def test_every_timer_fires_each_interval_and_iterations_end_it() -> None:
+    h = Harness()
+    client, worker = h.peer(), h.peer()
+    _timer(client, b"@every 5 x2", data=b"ping")
+    worker.send(T.CAN_DO, b"f")
+    h.advance(4)
+    assert worker.grab() is None
+    h.advance(1)
+    run = worker.grab()
+    assert run is not None and run[3] == b"ping"
+    worker.send(T.WORK_COMPLETE, run[0], b"")
+    assert _fired(h, client) == [b"1"]
+    h.advance(5)
+    run = worker.grab()
+    assert run is not None
+    worker.send(T.WORK_COMPLETE, run[0], b"")
+    assert h.admin.run(client.session, b"show schedules") == b".\n"  # two firings: done
+    h.advance(60)
+    assert worker.grab() is None
+
+
+def test_registering_a_schedule_again_by_unique_is_idempotent() -> None:
+    h = Harness()
+    client, worker = h.peer(), h.peer()
+    handle = _timer(client, b"@every 10")
+    h.advance(6)
+    assert _timer(client, b"@every 10") == handle  # a restarted worker registering again
+    h.advance(4)  # ... keeps the phase: due 10 s after the first registration
+    worker.send(T.CAN_DO, b"f")
+    assert worker.grab() is not None
+    assert _timer(client, b"@every 30") == handle  # a changed spec replaces it
+    assert h.admin.run(client.session, b"show schedules").split(b"\t")[3] == b"@every 30"
+    assert _timer(client, b"@every 30", unique=b"other") != handle
+    assert _timer(client, b"@every 30", unique=b"") != _timer(client, b"@every 30", unique=b"")
+
+
+@pytest.mark.parametrize("spec", [b"@every 0", b"@every x", b"@every 5 x0", b"@every 5 6 7"])
+def test_bad_timer_is_an_error_packet(spec: bytes) -> None:
+    client = Harness().peer()
+    client.send(T.SUBMIT_JOB_SCHED, b"f", b"", spec, b"", b"", b"", b"", b"")
+    ((kind, (code, text)),) = client.received()
+    assert (kind, code) == (T.ERROR, b"INVALID_ARGUMENTS")
+    assert b"timer" in text
+
+
+def test_a_timer_with_cron_fields_is_refused() -> None:
+    client = Harness().peer()
+    client.send(T.SUBMIT_JOB_SCHED, b"f", b"", b"@every 5", b"3", b"", b"", b"", b"")
+    ((kind, (code, _text)),) = client.received()
+    assert (kind, code) == (T.ERROR, b"INVALID_ARGUMENTS")

@@ -157,3 +157,36 @@ def test_schedules_survive_a_restart(harness: Harness, store_path: Path) -> None
     assert after.peer().admin(b"cancel job H:test:1") == b"OK\r\n"
     after.commit()
     assert restart(after, store_path).broker.schedules == {}
+
+
+def test_missed_timer_firings_coalesce_into_one_at_start_then_resume(
+        harness: Harness, store_path: Path) -> None:
+    client = harness.peer()
+    client.send(T.SUBMIT_JOB_SCHED, b"tick", b"t", b"@every 10", b"", b"", b"", b"", b"")
+    harness.commit()
+    worker = harness.peer()
+    worker.send(T.CAN_DO, b"tick")
+    harness.advance(10)  # fired once: the job and the next run are stored together
+    first = worker.grab()
+    assert first is not None
+    worker.send(T.WORK_COMPLETE, first[0], b"")
+    harness.commit()
+    harness.now += 35  # down for three and a half intervals
+    after = restart(harness, store_path)
+    worker = after.peer()
+    worker.send(T.CAN_DO, b"tick")
+    after.advance(0)
+    catch_up = worker.grab()
+    assert catch_up is not None and worker.grab() is None  # one run for the missed ones
+    worker.send(T.WORK_COMPLETE, catch_up[0], b"")
+    fields = after.peer().admin(b"show schedules").split(b"\t")
+    assert (int(fields[4]), fields[5]) == (int(after.now) + 10, b"2\n.\n")
+
+
+def test_a_finished_timer_is_gone_after_restart(harness: Harness, store_path: Path) -> None:
+    client = harness.peer()
+    client.send(T.SUBMIT_JOB_SCHED, b"tick", b"t", b"@every 1 x1", b"", b"", b"", b"", b"")
+    harness.commit()
+    harness.advance(1)
+    harness.commit()
+    assert restart(harness, store_path).broker.schedules == {}

@@ -68,7 +68,7 @@ def test_running_requeue_and_delete(reopen: Reopen) -> None:
 def test_failed_list_and_schedules(reopen: Reopen) -> None:
     store = reopen()
     failed = ops.FailedJob(1, b"f", b"u", b"d", 1, 3, "boom", 1.7e9)
-    schedule = ops.StoredSchedule(5, b"tick", b"", b"", "*/5 * * * *")
+    schedule = ops.StoredSchedule(5, b"tick", b"", b"", "*/5 * * * *", 1.7e9 + 0.25, 3)
     store.write([ops.AddJob(job(1)), ops.FailJob(failed), ops.AddSchedule(schedule),
                  ops.AddSchedule(schedule._replace(number=6)), ops.DeleteSchedule(6),
                  ops.FailJob(failed._replace(number=2)), ops.DeleteFailed(2)])
@@ -192,3 +192,18 @@ def _load_numbers(directory: str) -> None:
     numbers = [j.number for j in state.jobs]
     if numbers != [1] or not any("locked" in problem for problem in state.problems):
         raise SystemExit(f"unexpected {numbers} {state.problems}")
+
+
+def test_a_schema_1_store_gets_the_schedule_columns(tmp_path: Path) -> None:
+    path = tmp_path / "old.db"
+    db = sqlite3.connect(path)
+    db.executescript("""
+        CREATE TABLE schedules (number INTEGER PRIMARY KEY, function BLOB NOT NULL,
+            unique_key BLOB NOT NULL, data BLOB NOT NULL, cron TEXT NOT NULL);
+        INSERT INTO schedules VALUES (4, x'7469636b', x'', x'', '*/5 * * * *');""")
+    db.commit()
+    db.close()
+    store = SQLiteStore(path)
+    assert store.load().schedules == [ops.StoredSchedule(4, b"tick", b"", b"", "*/5 * * * *",
+                                                         0.0, 0)]
+    store.close()
