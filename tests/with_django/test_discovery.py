@@ -12,6 +12,9 @@ from tests.with_django.project import manage
 EXPECTED_TASKS = [
     ("legacy", "gearman_jobs", "default", "legacy.negate"),
     ("legacy", "gearman_jobs", "math", "legacy.add"),
+    ("shop", "clock", "default", "shop.clock.every_five_minutes_of_even_hours"),
+    ("shop", "clock", "default", "shop.clock.heartbeat"),
+    ("shop", "clock", "default", "shop.clock.twice"),
     ("shop", "feeds", "default", "shop.feeds.broken_feed"),
     ("shop", "feeds", "default", "shop.feeds.countdown"),
     ("shop", "feeds", "default", "shop.feeds.flaky"),

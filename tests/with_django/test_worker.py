@@ -142,7 +142,7 @@ def test_queues_pick_the_tasks_a_process_serves(shared_broker: RunningBroker) ->
 
 @pytest.mark.parametrize(("args", "message"), [
     (["-a", "shop", "-n", "nope"],
-     "app 'shop' has no worker 'nope'; its workers: feeds, images, mail"),
+     "app 'shop' has no worker 'nope'; its workers: clock, feeds, images, mail"),
     (["-a", "nope", "-n", "mail"], "no installed app 'nope'; apps with workers: legacy, shop"),
     (["-a", "shop"], "the following arguments are required: -n/--worker-name"),
     (["-n", "mail"], "the following arguments are required: -a/--app-name"),
