@@ -23,6 +23,8 @@ from broker.config import (
     DEFAULT_MAX_OUTPUT_BUFFER,
     DEFAULT_PORT,
     DEFAULT_QUEUE_WINDOW,
+    DEFAULT_TRANSIENT,
+    DEFAULT_TRANSIENT_MAX_QUEUE,
     DEFAULT_UWSGI_MAX_SIZE,
     DEFAULT_UWSGI_TIMEOUT,
     LOG_LEVELS,
@@ -68,6 +70,13 @@ def _parser() -> argparse.ArgumentParser:
                             "%(default)s, 0 = no limit)")
     serve.add_argument("--max-failed-jobs", type=int, default=DEFAULT_MAX_FAILED_JOBS,
                        help="failed jobs kept; the oldest are forgotten (default %(default)s)")
+    serve.add_argument("--transient", action="append", metavar="PATTERN",
+                       help="background jobs of functions matching PATTERN (fnmatch) stay in "
+                            "memory only (repeatable; default: "
+                            f"{' '.join(DEFAULT_TRANSIENT)}; 'none' stores all)")
+    serve.add_argument("--transient-max-queue", type=int, default=DEFAULT_TRANSIENT_MAX_QUEUE,
+                       metavar="N", help="queued jobs per transient function and priority "
+                                         "before submissions get QUEUE_ERROR (0 = no limit)")
     serve.add_argument("--worker-wakeup", type=int, default=0,
                        help="NOOPs sent per queued job, rotating over sleeping workers "
                             "(default 0 = wake all)")
@@ -172,11 +181,19 @@ def _configure_logging(verbose: str) -> None:
     logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
 
 
+def _transient_patterns(given: list[str] | None) -> tuple[str, ...]:
+    if given is None:
+        return DEFAULT_TRANSIENT
+    return tuple(pattern for pattern in given if pattern != "none")
+
+
 def _serve(args: argparse.Namespace) -> int:
     config = ServerConfig(listen=args.listen, port=args.port, store=args.store,
                           job_retries=args.job_retries, worker_wakeup=args.worker_wakeup,
                           retry_failures=tuple(args.retry_failures),
                           max_failed_jobs=args.max_failed_jobs,
+                          transient=_transient_patterns(args.transient),
+                          transient_max_queue=args.transient_max_queue,
                           commit_delay=args.commit_delay, queue_window=args.queue_window,
                           max_packet_size=args.max_packet_size,
                           max_admin_line=args.max_admin_line,

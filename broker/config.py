@@ -28,6 +28,12 @@ DEFAULT_COMMIT_DELAY = 0.001
 DEFAULT_QUEUE_WINDOW = 50_000
 # Failed background jobs kept for inspection and replay; the oldest go first.
 DEFAULT_MAX_FAILED_JOBS = 100_000
+# Functions whose background jobs stay in memory only: the mule and farm messages of
+# django_jobs (uWSGI's mule_msg / farm_msg), fast and lost on a broker restart.
+DEFAULT_TRANSIENT = ("spoolgear.mule*", "spoolgear.farm.*")
+# Queued jobs a transient function holds before submissions are refused (QUEUE_ERROR):
+# a producer learns its consumers are behind instead of memory growing without bound.
+DEFAULT_TRANSIENT_MAX_QUEUE = 10_000
 # Largest vars block a uwsgi spool packet may declare: the full 16-bit size field
 # (uWSGI itself stops at --buffer-size, 4096 by default).
 DEFAULT_UWSGI_MAX_SIZE = 0xFFFF
@@ -75,6 +81,9 @@ class ServerConfig:
     retry_failures: tuple[str, ...] = ()
     """``FUNCTION=ATTEMPTS`` (``*`` for every function): failed background jobs run again."""
     max_failed_jobs: int = DEFAULT_MAX_FAILED_JOBS
+    transient: tuple[str, ...] = DEFAULT_TRANSIENT
+    """Function name patterns (fnmatch) whose background jobs are never stored."""
+    transient_max_queue: int = DEFAULT_TRANSIENT_MAX_QUEUE
     commit_delay: float = DEFAULT_COMMIT_DELAY
     queue_window: int = DEFAULT_QUEUE_WINDOW
     """Jobs per (function, priority) held in memory with a paging store; 0 = no limit."""
@@ -117,6 +126,9 @@ class ServerConfig:
             raise ConfigurationError("--queue-window must be 0 (no limit) or a positive count")
         if self.max_failed_jobs < 1:
             raise ConfigurationError("--max-failed-jobs must be at least 1")
+        if self.transient_max_queue < 0:
+            raise ConfigurationError("--transient-max-queue must be 0 (no limit) or a positive "
+                                     "count")
         self._validate_uwsgi()
         if self.verbose.upper() not in LOG_LEVELS:
             raise ConfigurationError(f"--verbose must be one of {', '.join(LOG_LEVELS)}")

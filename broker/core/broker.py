@@ -31,6 +31,7 @@ import time
 from collections import deque
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from fnmatch import fnmatchcase
 
 from broker.core.failed import FailedList
 from broker.core.journal import HANDLE_BLOCK, Journal, handle_number
@@ -112,6 +113,10 @@ class BrokerSettings:
     (``b"*"`` for all, default 1); such jobs run again until then, and then go to the
     failed list: a failing background job is never silently dropped."""
     max_failed_jobs: int = 100_000
+    transient: tuple[bytes, ...] = ()
+    """fnmatch patterns of functions whose background jobs are never stored."""
+    transient_max_queue: int = 0
+    """The initial ``maxqueue`` of a transient function, per priority (0 = no limit)."""
 
 
 class Broker:
@@ -267,6 +272,9 @@ class Broker:
         function = self.functions.get(name)
         if function is None:
             function = self.functions[name] = Function(name)
+            if any(fnmatchcase(name, pattern) for pattern in self.settings.transient):
+                function.transient = True
+                function.max_queue = [self.settings.transient_max_queue] * 3
         return function
 
     def _new_handle(self) -> bytes:
@@ -342,7 +350,7 @@ class Broker:
             return None
         job = Job(self._new_handle(), function, unique, data, priority, background, when, reducer)
         self._index(job, key)
-        if background and self.journal is not None:
+        if job.stored and self.journal is not None:
             self.journal.job_added(job)
             self._gate(session)
         if session is not None:
@@ -381,7 +389,7 @@ class Broker:
         function = job.function
         queue = self._queue(function, job.priority)
         pager = self.pager
-        if (pager is not None and job.background
+        if (pager is not None and job.stored
                 and (function.spilled.get(job.priority) or len(queue) >= pager.window)
                 and not job.clients and job.unique != b"-"):
             self._spill(job)
@@ -460,7 +468,7 @@ class Broker:
         elif self.jobs.get(item.handle) is item:  # not cancelled meanwhile
             item.function.delayed -= 1
             item.when = 0.0
-            if self.journal is not None:
+            if self.journal is not None and item.stored:
                 self.journal.job_requeued(item)  # runnable now, at the tail of its queue
             self._enqueue(item)
 
@@ -538,7 +546,7 @@ class Broker:
         log.info("requeueing job %s (%s)", job.handle.decode(), reason)
         if not job.clients and not job.background:
             job.ignored = True
-        if self.journal is not None and job.background:
+        if self.journal is not None and job.stored:
             self.journal.job_requeued(job)
         self._enqueue(job)
 
@@ -548,7 +556,7 @@ class Broker:
         if job.background:
             self._record_failure(job, error)
         self._finish(job, [(client, encode_packet(T.WORK_FAIL, job.handle))
-                           for client in job.clients], stored=not job.background)
+                           for client in job.clients], stored=not job.stored)
 
     def _detach(self, job: Job) -> None:
         """Take a job away from the worker holding it."""
@@ -587,7 +595,7 @@ class Broker:
         job.worker = session
         function.running += 1
         session.held[job.handle] = job
-        if self.journal is not None and job.background:
+        if self.journal is not None and job.stored:
             self.journal.job_running(job)
         timeout = session.timeouts.get(function.name) if session.timeouts else None
         if timeout is not None:
@@ -693,7 +701,7 @@ class Broker:
         for client, data in replies:
             self.send(client, data)
         self._detach(job)
-        if stored and job.background and self.journal is not None:
+        if stored and job.stored and self.journal is not None:
             self.journal.job_ended(job)
         self._forget(job)
 

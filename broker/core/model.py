@@ -95,12 +95,17 @@ class Job:
         self.timer: Cancellable | None = None
         self.coalesce_key: tuple[bytes, ...] | None = None
 
+    @property
+    def stored(self) -> bool:
+        """Kept in the store (with a durable one): background and not transient."""
+        return self.background and not self.function.transient
+
 
 class Function:
     """A function name with its queues (one per rank in use) and registered workers."""
 
-    __slots__ = ("delayed", "max_queue", "name", "queues", "running", "spilled", "wake_position",
-                 "workers")
+    __slots__ = ("delayed", "max_queue", "name", "queues", "running", "spilled", "transient",
+                 "wake_position", "workers")
 
     def __init__(self, name: bytes) -> None:
         self.name = name
@@ -113,6 +118,8 @@ class Function:
         self.workers: list[Session] = []
         self.max_queue = [0, 0, 0]
         self.wake_position = 0
+        # Background jobs of a transient function are never stored (--transient).
+        self.transient = False
 
     def waiting(self, priority: Priority) -> int:
         """Queued jobs reported under one Gearman priority, in memory or left in the store."""

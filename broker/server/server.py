@@ -38,7 +38,9 @@ class BrokerServer:
                                   job_retries=config.job_retries,
                                   worker_wakeup=config.worker_wakeup,
                                   retry_failures=config.retry_failure_attempts,
-                                  max_failed_jobs=config.max_failed_jobs)
+                                  max_failed_jobs=config.max_failed_jobs,
+                                  transient=tuple(p.encode() for p in config.transient),
+                                  transient_max_queue=config.transient_max_queue)
         self._turn_end_pending = False
         journal = Journal.resuming(state) if store.durable else None
         pager = None

@@ -190,3 +190,22 @@ def test_a_finished_timer_is_gone_after_restart(harness: Harness, store_path: Pa
     harness.advance(1)
     harness.commit()
     assert restart(harness, store_path).broker.schedules == {}
+
+
+def test_transient_functions_are_never_stored_and_have_a_queue_bound(store_path: Path) -> None:
+    store = SQLiteStore(store_path)
+    harness = Harness(store=store, transient=(b"spoolgear.farm.*",), transient_max_queue=2)
+    client = harness.peer()
+    client.send(T.SUBMIT_JOB_BG, b"spoolgear.farm.mail", b"", b"one")
+    assert client.received() == [(T.JOB_CREATED, (b"H:test:1",))]  # no commit to wait for
+    client.send(T.SUBMIT_JOB_BG, b"spoolgear.farm.mail", b"", b"two")
+    client.send(T.SUBMIT_JOB_BG, b"spoolgear.farm.mail", b"", b"three")
+    assert client.received()[1] == (T.ERROR, (b"QUEUE_ERROR", b"Job queue is full"))
+    client.send(T.SUBMIT_JOB_BG, b"durable", b"", b"kept")
+    harness.commit()
+    worker = harness.peer()
+    worker.send(T.CAN_DO, b"spoolgear.farm.mail")
+    assert worker.grab() is not None
+    harness.commit()
+    assert [job.function for job in store.load().jobs] == [b"durable"]
+    assert restart(harness, store_path).broker.jobs.keys() == {b"H:test:3"}
