@@ -18,6 +18,10 @@ from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
 
 DEFAULT_SERVERS = ("127.0.0.1:4730",)
+# Mule and farm messages go to these functions; the broker keeps their jobs in memory
+# only (its default --transient patterns).
+MULE_FUNCTION = "spoolgear.mule"
+FARM_PREFIX = "spoolgear.farm."
 SERIALIZERS = ("json", "pickle")
 
 
@@ -33,6 +37,17 @@ class JobSettings:
         """The Gearman function name a task is registered and submitted under."""
         name = self.job_name(task_name) if self.job_name is not None else task_name
         return f"{name}@{self.namespace}" if self.namespace else name
+
+
+def mule_function(mule_id: int | None = None) -> str:
+    """The function of messages for mule ``mule_id``, or for any mule."""
+    return MULE_FUNCTION if mule_id is None else f"{MULE_FUNCTION}.{int(mule_id)}"
+
+
+def farm_function(farm: str) -> str:
+    if not farm or any(c.isspace() for c in farm):
+        raise ValueError(f"a farm name is a non-empty word, got {farm!r}")
+    return FARM_PREFIX + farm
 
 
 def _servers(name: str, fallback: Sequence[str]) -> tuple[str, ...]:

@@ -38,16 +38,16 @@ from django.conf import settings
 from django.utils import timezone
 
 from broker.client import JobHandle
-from broker.errors import ConnectionFailed, WorkFailed
+from broker.errors import ConnectionFailed, ServerError, WorkFailed
 from broker.uwsgidecorators import SPOOL_IGNORE, SPOOL_OK, SPOOL_RETRY
 from django_jobs.client import GearmanClient, Job
-from django_jobs.conf import job_settings
+from django_jobs.conf import farm_function, job_settings, mule_function
 from django_jobs.registry import register
 from django_jobs.serialization import Call
 
 log = logging.getLogger("django_jobs.tasks")
-__all__ = ["SPOOL_IGNORE", "SPOOL_OK", "SPOOL_RETRY", "RetryTaskException", "TaskCall",
-           "TaskExecutor", "get_current_task", "task"]
+__all__ = ["SPOOL_IGNORE", "SPOOL_OK", "SPOOL_RETRY", "QueueFull", "RetryTaskException",
+           "TaskCall", "TaskExecutor", "get_current_task", "task"]
 
 # Setup keys with a meaning here; any other key is kept and travels with the task.
 DEFAULT_SETUP: dict[str, Any] = {
@@ -59,6 +59,8 @@ DEFAULT_SETUP: dict[str, Any] = {
     "working_dir": None,
     "priority": None,        # "high", "normal" or "low" (a delayed job runs at normal)
     "queue": None,
+    "mule": None,            # MULE executor: this mule's id (None: the first free mule)
+    "farm": None,            # MULE executor: this farm instead of a mule
 }
 _RESOLVED_AT_ENQUEUE = ("at",)
 
@@ -70,6 +72,9 @@ class TaskExecutor(enum.IntEnum):
     """The broker when a server answers, else inline (see GEARMAN_TASKS_INLINE_FALLBACK)."""
     SPOOLER = 2
     """A durable background job on the broker."""
+    MULE = 3
+    """A transient job for a mule (``mule=ID`` setup, None: any) or a farm (``farm=NAME``):
+    held in the broker's memory only, bounded, lost if the broker restarts."""
     RUNTIME = 4
     """Inline, in the calling process (tests, shells)."""
 
@@ -83,6 +88,10 @@ class RetryTaskException(Exception):
         super().__init__(f"retry requested (count={count}, timeout={timeout})")
         self.count = count
         self.timeout = timeout
+
+
+class QueueFull(Exception):
+    """The broker refused a mule/farm message: the consumers are that far behind."""
 
 
 def _seconds(value: float | dt.timedelta) -> float:
@@ -281,22 +290,39 @@ def _running(call: TaskCall) -> Iterator[None]:
 _clients = threading.local()
 
 
-def _submit(call: TaskCall, servers: tuple[str, ...], delay: float | None = None) -> JobHandle:
-    """Queue ``call`` as a background job, through this thread's client for ``servers``.
-
-    A retry goes to the worker's servers, always: running it inline would skip its delay.
-    """
+def submit_background(job: Job, servers: tuple[str, ...]) -> JobHandle:
+    """Queue ``job`` through this thread's client for ``servers``; a refusal because the
+    function's queue is full (mule and farm queues are bounded) raises ``QueueFull``."""
     if not hasattr(_clients, "by_servers"):
         _clients.by_servers = {}
     client: GearmanClient | None = _clients.by_servers.get(servers)
     if client is None:
         client = _clients.by_servers[servers] = GearmanClient(servers)
+    try:
+        handle: JobHandle = client.submit_jobs([job], background=True)[0]
+    except ServerError as exc:
+        if exc.code != "QUEUE_ERROR":
+            raise
+        raise QueueFull(f"{job.name} refused the job: its queue is full (the broker's "
+                        "--transient-max-queue or maxqueue); its consumers are behind, "
+                        "add workers or retry later") from None
+    return handle
+
+
+def _submit(call: TaskCall, servers: tuple[str, ...], delay: float | None = None) -> JobHandle:
+    """Queue ``call`` as a background job (a mule's or farm's for the MULE executor).
+
+    A retry goes to the worker's servers, always: running it inline would skip its delay.
+    """
     at = time.time() + delay if delay else call.at
     setup = {key: value for key, value in call.setup.items() if key not in _RESOLVED_AT_ENQUEUE}
-    job = Job(call.task.name, call.args, call.kwargs,
+    name = call.task.name
+    if call.task.executor is TaskExecutor.MULE:
+        name = farm_function(setup["farm"]) if setup["farm"] else mule_function(setup["mule"])
+        setup["task"] = call.task.name
+    job = Job(name, call.args, call.kwargs,
               priority=None if at is not None else setup.get("priority"), at=at, setup=setup)
-    handle: JobHandle = client.submit_jobs([job], background=True)[0]
-    return handle
+    return submit_background(job, servers)
 
 
 def task(function: Callable[..., Any] | None = None, /, *,

@@ -15,6 +15,7 @@ EXPECTED_TASKS = [
     ("shop", "clock", "default", "shop.clock.every_five_minutes_of_even_hours"),
     ("shop", "clock", "default", "shop.clock.heartbeat"),
     ("shop", "clock", "default", "shop.clock.twice"),
+    ("shop", "farm", "default", "shop.farm.make_thumbnail"),
     ("shop", "feeds", "default", "shop.feeds.broken_feed"),
     ("shop", "feeds", "default", "shop.feeds.countdown"),
     ("shop", "feeds", "default", "shop.feeds.flaky"),

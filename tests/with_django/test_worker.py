@@ -142,10 +142,12 @@ def test_queues_pick_the_tasks_a_process_serves(shared_broker: RunningBroker) ->
 
 @pytest.mark.parametrize(("args", "message"), [
     (["-a", "shop", "-n", "nope"],
-     "app 'shop' has no worker 'nope'; its workers: clock, feeds, images, mail"),
+     "app 'shop' has no worker 'nope'; its workers: clock, farm, feeds, images, mail"),
     (["-a", "nope", "-n", "mail"], "no installed app 'nope'; apps with workers: legacy, shop"),
-    (["-a", "shop"], "the following arguments are required: -n/--worker-name"),
-    (["-n", "mail"], "the following arguments are required: -a/--app-name"),
+    (["-a", "shop"], "give -a APP and -n WORKER (or only --farm NAME / --mule ID)"),
+    (["-n", "mail"], "give -a APP and -n WORKER (or only --farm NAME / --mule ID)"),
+    (["--farm", "two words"], "--farm: a farm name is a non-empty word, got 'two words'"),
+    (["--mule", "0"], "--mule must be a positive id"),
     (["-a", "shop", "-n", "mail", "-q", "video"], "has no queue video; its queues: default, "
                                                  "outbox"),
     (["-a", "shop", "-n", "mail", "--max-jobs", "0"], "--max-jobs must be positive"),

@@ -1,4 +1,5 @@
-"""``manage.py gearman_worker -a APP -n WORKER [-q QUEUE ...]``: serve one worker module's tasks."""
+"""``manage.py gearman_worker -a APP -n WORKER [-q QUEUE ...] [--farm NAME ...] [--mule ID]``:
+serve one worker module's tasks, and the messages of the farms and mule it joins."""
 
 from __future__ import annotations
 
@@ -10,6 +11,8 @@ from django.apps import apps
 from django.core.management.base import BaseCommand, CommandError
 
 from django_jobs.discovery import WorkerModule, import_worker, worker_modules
+from django_jobs.mules import member_tasks
+from django_jobs.registry import Task
 from django_jobs.serve import WorkerProcess
 
 log = logging.getLogger("django_jobs.worker")
@@ -33,10 +36,15 @@ class Command(BaseCommand):
             "(the running job finishes first).")
 
     def add_arguments(self, parser: ArgumentParser) -> None:
-        parser.add_argument("-a", "--app-name", required=True, metavar="APP",
+        parser.add_argument("-a", "--app-name", metavar="APP",
                             help="the app's label (or dotted name)")
-        parser.add_argument("-n", "--worker-name", required=True, metavar="WORKER",
+        parser.add_argument("-n", "--worker-name", metavar="WORKER",
                             help="the module in the app's gearman_workers package")
+        parser.add_argument("--farm", action="append", default=[], metavar="NAME",
+                            help="also take the messages of farm NAME (repeatable; -a/-n "
+                                 "optional then)")
+        parser.add_argument("--mule", type=int, metavar="ID",
+                            help="also be mule ID: its messages and those for any mule")
         parser.add_argument("-q", "--queue-name", action="append", metavar="QUEUE",
                             help="serve only this queue's tasks (repeatable; default: all)")
         parser.add_argument("--max-jobs", type=int, metavar="N",
@@ -57,18 +65,14 @@ class Command(BaseCommand):
         for name in ("max_jobs", "max_memory", "timeout", "prefetch"):
             if options[name] is not None and options[name] <= 0:
                 raise CommandError(f"--{name.replace('_', '-')} must be positive")
-        worker = self._worker(options["app_name"], options["worker_name"])
-        import_worker(worker)
-        tasks = worker.tasks()
-        queues = sorted({task.queue for task in tasks})
-        if options["queue_name"]:
-            unknown = set(options["queue_name"]) - set(queues)
-            if unknown:
-                raise CommandError(f"{worker.module} has no queue {', '.join(sorted(unknown))}; "
-                                   f"its queues: {', '.join(queues) or 'none'}")
-            tasks = [task for task in tasks if task.queue in options["queue_name"]]
-        if not tasks:
-            raise CommandError(f"{worker.module} defines no @gearman_task functions")
+        members = self._members(options["farm"], options["mule"])
+        if options["app_name"] is None and options["worker_name"] is None and members:
+            worker = WorkerModule("farm", "+".join(options["farm"]) or f"mule{options['mule']}",
+                                  "django_jobs.mules")
+            tasks = members
+        else:
+            worker = self._worker(options["app_name"], options["worker_name"])
+            tasks = self._tasks(worker, options["queue_name"]) + members
         for task in tasks:
             log.info("serving %s (queue %s)", task.name, task.queue)
         WorkerProcess(worker, tasks, max_jobs=options["max_jobs"],
@@ -76,7 +80,33 @@ class Command(BaseCommand):
                       timeout=options["timeout"], prefetch=options["prefetch"]).run()
 
     @staticmethod
-    def _worker(app_name: str, worker_name: str) -> WorkerModule:
+    def _members(farms: list[str], mule_id: int | None) -> list[Task]:
+        if mule_id is not None and mule_id < 1:
+            raise CommandError("--mule must be a positive id")
+        try:
+            return member_tasks(farms, mule_id)
+        except ValueError as exc:
+            raise CommandError(f"--farm: {exc}") from None
+
+    @staticmethod
+    def _tasks(worker: WorkerModule, queue_names: list[str] | None) -> list[Task]:
+        import_worker(worker)
+        tasks = worker.tasks()
+        queues = sorted({task.queue for task in tasks})
+        if queue_names:
+            unknown = set(queue_names) - set(queues)
+            if unknown:
+                raise CommandError(f"{worker.module} has no queue {', '.join(sorted(unknown))}; "
+                                   f"its queues: {', '.join(queues) or 'none'}")
+            tasks = [task for task in tasks if task.queue in queue_names]
+        if not tasks:
+            raise CommandError(f"{worker.module} defines no @gearman_task functions")
+        return tasks
+
+    @staticmethod
+    def _worker(app_name: str | None, worker_name: str | None) -> WorkerModule:
+        if app_name is None or worker_name is None:
+            raise CommandError("give -a APP and -n WORKER (or only --farm NAME / --mule ID)")
         configs = {config.label: config for config in apps.get_app_configs()}
         configs.update({config.name: config for config in apps.get_app_configs()})
         config = configs.get(app_name)
