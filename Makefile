@@ -34,7 +34,7 @@ test: venv peers lint
 	$(BIN)/pytest -q
 
 demo: venv
-	$(BIN)/python examples/quickstart.py
+	$(BIN)/python examples/demo.py
 
 bench: venv peers
 	$(BIN)/python bench/run.py

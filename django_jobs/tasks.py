@@ -32,7 +32,7 @@ import threading
 import time
 import traceback
 from collections.abc import Callable, Iterator
-from typing import Any
+from typing import Any, overload
 
 from django.conf import settings
 from django.utils import timezone
@@ -325,8 +325,17 @@ def _submit(call: TaskCall, servers: tuple[str, ...], delay: float | None = None
     return submit_background(job, servers)
 
 
+@overload
+def task(function: Callable[..., Any], /, *, executor: TaskExecutor = ...,
+         **setup: Any) -> Task: ...
+@overload
+def task(function: None = None, /, *, executor: TaskExecutor = ...,
+         **setup: Any) -> Callable[[Callable[..., Any]], Task]: ...
+
+
 def task(function: Callable[..., Any] | None = None, /, *,
-         executor: TaskExecutor = TaskExecutor.AUTO, **setup: Any) -> Any:
+         executor: TaskExecutor = TaskExecutor.AUTO,
+         **setup: Any) -> Task | Callable[[Callable[..., Any]], Task]:
     """``@task`` or ``@task(executor=..., retry_count=..., at=..., queue=..., name=...)``."""
     if function is not None:
         return Task(function, executor, setup)

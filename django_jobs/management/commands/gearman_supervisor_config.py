@@ -1,0 +1,130 @@
+"""``manage.py gearman_supervisor_config``: supervisord programs for every worker pool."""
+
+from __future__ import annotations
+
+import shlex
+import sys
+from argparse import ArgumentParser
+from pathlib import Path
+from typing import Any
+
+from django.conf import settings
+from django.core.management.base import BaseCommand, CommandError
+
+from django_jobs.conf import job_settings
+from django_jobs.discovery import discover
+from django_jobs.supervisor import (
+    DEFAULT_LOG_DIR,
+    DEFAULT_NUMPROCS,
+    DEFAULT_STOPWAITSECS,
+    Layout,
+    Pool,
+    render,
+)
+
+
+def _pairs(values: list[str], option: str) -> dict[str, str]:
+    pairs = {}
+    for value in values:
+        key, sep, item = value.partition("=")
+        if not sep or not key:
+            raise CommandError(f"{option} {value!r}: expected KEY=VALUE")
+        pairs[key] = item
+    return pairs
+
+
+class Command(BaseCommand):
+    help = ("Write supervisord programs for the project's worker pools: one per app, worker and "
+            "queue, numprocs processes each, a group per app.")
+
+    def add_arguments(self, parser: ArgumentParser) -> None:
+        parser.add_argument("-a", "--app", action="append", metavar="APP",
+                            help="only this app's workers (repeatable)")
+        parser.add_argument("--numprocs", type=int, default=DEFAULT_NUMPROCS, metavar="N",
+                            help=f"processes per pool (default {DEFAULT_NUMPROCS})")
+        parser.add_argument("--pool", action="append", default=[],
+                            metavar="APP.WORKER[.QUEUE]=N",
+                            help="processes for one worker or queue (0 leaves it out)")
+        parser.add_argument("--user", help="run the processes as this user")
+        parser.add_argument("--virtualenv", type=Path, metavar="PATH",
+                            help="the virtualenv to run from (default: the current one)")
+        parser.add_argument("--project-dir", type=Path, metavar="DIR",
+                            help="where manage.py is (default: settings.BASE_DIR)")
+        parser.add_argument("--log-dir", type=Path, default=Path(DEFAULT_LOG_DIR),
+                            metavar="DIR", help=f"log files (default {DEFAULT_LOG_DIR})")
+        parser.add_argument("--stopwaitsecs", type=int, default=DEFAULT_STOPWAITSECS,
+                            metavar="S", help="seconds a stopping worker may take to finish its "
+                                              f"job (default {DEFAULT_STOPWAITSECS}); make it "
+                                              "longer than the longest job")
+        parser.add_argument("--env", action="append", default=[], metavar="KEY=VALUE",
+                            help="extra environment for every program (repeatable)")
+        parser.add_argument("--broker", metavar="ARGS", nargs="?", const="",
+                            help="also run 'spoolgear serve ARGS' as a program, started first")
+        parser.add_argument("--spooler", action="append", metavar="MODULE",
+                            help="also run 'spoolgear spooler --import MODULE' for uWSGI-style "
+                                 "spool handlers (repeatable)")
+        parser.add_argument("-o", "--output", type=Path, metavar="FILE",
+                            help="write here instead of stdout")
+
+    def handle(self, *args: Any, **options: Any) -> None:
+        if options["numprocs"] < 1 or options["stopwaitsecs"] < 1:
+            raise CommandError("--numprocs and --stopwaitsecs must be positive")
+        python = self._python(options["virtualenv"])
+        spoolgear = str(Path(python).parent / "spoolgear")
+        servers = [f"--server={server}" for server in job_settings().worker_servers]
+        layout = Layout(
+            python=python, project_dir=self._project_dir(options["project_dir"]),
+            settings_module=settings.SETTINGS_MODULE, log_dir=options["log_dir"].resolve(),
+            user=options["user"], stopwaitsecs=options["stopwaitsecs"],
+            environment=_pairs(options["env"], "--env"),
+            broker_command=None if options["broker"] is None else
+            [spoolgear, "serve", *shlex.split(options["broker"])],
+            spooler_command=None if not options["spooler"] else
+            [spoolgear, "spooler", *servers,
+             *(f"--import={module}" for module in options["spooler"])])
+        text = render(self._pools(options["app"], options["numprocs"], options["pool"]), layout)
+        if options["output"] is None:
+            self.stdout.write(text, ending="")
+        else:
+            options["output"].write_text(text)
+            self.stderr.write(f"wrote {options['output']}")
+
+    @staticmethod
+    def _python(virtualenv: Path | None) -> str:
+        if virtualenv is None:
+            return sys.executable
+        python = virtualenv.resolve() / "bin" / "python"
+        if not python.exists():
+            raise CommandError(f"--virtualenv {virtualenv}: no bin/python there")
+        return str(python)
+
+    @staticmethod
+    def _project_dir(given: Path | None) -> Path:
+        directory = given or Path(getattr(settings, "BASE_DIR", Path.cwd()))
+        if not (directory / "manage.py").exists():
+            raise CommandError(f"no manage.py in {directory}; pass --project-dir")
+        return directory.resolve()
+
+    @staticmethod
+    def _pools(apps: list[str] | None, numprocs: int, overrides: list[str]) -> list[Pool]:
+        counts = {}
+        for key, value in _pairs(overrides, "--pool").items():
+            if not value.isdigit():
+                raise CommandError(f"--pool {key}={value}: N must be a whole number")
+            counts[key] = int(value)
+        pools = []
+        for worker in discover():
+            if apps and worker.app not in apps:
+                continue
+            for queue in sorted({task.queue for task in worker.tasks()}):
+                name = f"{worker.app}.{worker.worker}"
+                count = counts.pop(f"{name}.{queue}", counts.get(name, numprocs))
+                pools.append(Pool(worker.app, worker.worker, queue, count))
+        unknown = set(counts) - {f"{p.app}.{p.worker}" for p in pools}
+        if unknown:
+            raise CommandError(f"--pool: no worker or queue {', '.join(sorted(unknown))}; "
+                               "see manage.py gearman_list_tasks")
+        if not pools:
+            raise CommandError("no worker modules found" + (f" in {', '.join(apps)}" if apps
+                                                            else ""))
+        return pools
