@@ -80,11 +80,12 @@ class Supervisord:
         self.process = None
         return code
 
-    def pids(self, name: str) -> dict[str, int]:
-        """Running processes of program or group ``name`` (``group:*``), by process name."""
+    def pids(self, prefix: str = "") -> dict[str, int]:
+        """Processes in the RUNNING state (up for ``startsecs``) whose names start with
+        ``prefix``, by name."""
         running = {}
-        for line in self.ctl("status", name).stdout.splitlines():
+        for line in self.ctl("status").stdout.splitlines():
             words = line.split()
-            if len(words) > 3 and words[1] == "RUNNING":
+            if len(words) > 3 and words[1] == "RUNNING" and words[0].startswith(prefix):
                 running[words[0]] = int(words[3].rstrip(","))
         return running

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import shlex
 import sys
 from argparse import ArgumentParser
@@ -91,8 +92,8 @@ class Command(BaseCommand):
 
     @staticmethod
     def _python(virtualenv: Path | None) -> str:
-        if virtualenv is None:
-            return sys.executable
+        if virtualenv is None:  # absolute, but not resolved: a venv's python is a symlink
+            return os.path.abspath(sys.executable)
         python = virtualenv.resolve() / "bin" / "python"
         if not python.exists():
             raise CommandError(f"--virtualenv {virtualenv}: no bin/python there")
