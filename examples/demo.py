@@ -139,8 +139,9 @@ def main() -> int:
                "--env", f"EXAMPLE_RUN_DIR={run_dir}", "--spooler", "store.spool",
                "-o", str(programs))
         with Supervisord(run_dir, programs) as supervisord, AdminClient(address) as admin:
-            wait_for("the workers registering",
-                     lambda: len(admin.workers()) >= EXPECTED_WORKERS)
+            wait_for("the workers registering and staying up",
+                     lambda: len(admin.workers()) >= EXPECTED_WORKERS
+                     and len(supervisord.pids()) == EXPECTED_WORKERS)
             print(supervisord.ctl("status").stdout.rstrip())
             submit_jobs(uwsgi_address)
             show_results(run_dir, address)

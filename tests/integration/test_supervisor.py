@@ -25,7 +25,8 @@ MAIL = "store.mail.send_welcome_mail"
 
 def generate_config(address: str, run_dir: Path, *options: str) -> Path:
     programs = run_dir / "programs.conf"
-    env = {**os.environ, "GEARMAN_SERVERS": address, "EXAMPLE_RUN_DIR": str(run_dir)}
+    env = {**os.environ, "GEARMAN_SERVERS": address, "EXAMPLE_RUN_DIR": str(run_dir),
+           "DJANGO_SETTINGS_MODULE": "exampleshop.settings"}
     done = subprocess.run(
         [sys.executable, "manage.py", "gearman_supervisor_config", "--log-dir", str(run_dir),
          "--env", f"GEARMAN_SERVERS={address}", "--env", f"EXAMPLE_RUN_DIR={run_dir}",
