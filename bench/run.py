@@ -1,6 +1,7 @@
 """Side-by-side benchmark: gearmand 1.1.20 (-t 1) and spoolgear (memory store), one load generator;
 then the uWSGI spooler against spoolgear's uwsgi door (``uwsgi_spooler.py``), then a Django
-gearman_worker process against a pygearman worker (``django_worker.py``).
+gearman_worker process against a pygearman worker (``django_worker.py``), then transient
+against durable mule/farm messages (``mules.py``).
 
 Usage: ``make bench`` or ``python bench/run.py [--scale 0.2]``. Prints a table with
 both servers' figures and spoolgear/gearmand ratios. Timings vary run to run on a
@@ -24,6 +25,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import django_worker
 import loadgen
+import mules
 import uwsgi_spooler
 from ports import free_port, wait_for_port
 
@@ -175,6 +177,7 @@ def main() -> int:
     measure_durability(args.scale, ours)
     uwsgi_spooler.run(args.scale)
     django_worker.run(int(20_000 * args.scale), rounds=2)
+    mules.main(["--messages", str(int(5_000 * args.scale))])
     return 0
 
 
