@@ -25,6 +25,7 @@ import hashlib
 import inspect
 import logging
 import threading
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -131,7 +132,7 @@ def _register_until_done(tasks: list[ScheduledTask], servers: tuple[str, ...]) -
         except (BrokerError, OSError) as exc:
             log.warning("could not register the schedule of %s (%s); retrying in %.0f s",
                         pending[0].name, exc, delay)
-            threading.Event().wait(delay)
+            time.sleep(delay)
             delay = min(delay * 2, MAX_REGISTER_DELAY)
             continue
         log.info("schedule of %s registered as %s", pending.pop(0).name, handle.handle)
