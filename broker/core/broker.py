@@ -446,14 +446,17 @@ class Broker:
             if existing is not None:
                 existing.cancelled = True
             schedule = Schedule(handle, name, unique, data, spec, spec.next_after(self.clock()))
-            self.schedules[handle] = schedule
-            self.function(name)
+            self._add_schedule(schedule)
             self._store_schedule(schedule)
-            self.timeline.add(schedule.next_run, schedule)
             existing = schedule
         if self.journal is not None:
             self._gate(session)
         self.send(session, encode_response(T.JOB_CREATED, existing.handle))
+
+    def _add_schedule(self, schedule: Schedule) -> None:
+        self.schedules[schedule.handle] = schedule
+        self.function(schedule.function)
+        self.timeline.add(schedule.next_run, schedule)
 
     def _store_schedule(self, schedule: Schedule) -> None:
         if self.journal is not None:
@@ -556,7 +559,7 @@ class Broker:
         if job.background:
             self._record_failure(job, error)
         self._finish(job, [(client, encode_packet(T.WORK_FAIL, job.handle))
-                           for client in job.clients], stored=not job.stored)
+                           for client in job.clients], stored=not job.background)
 
     def _detach(self, job: Job) -> None:
         """Take a job away from the worker holding it."""
@@ -811,9 +814,7 @@ class Broker:
         schedule = Schedule(self._stored_handle(stored.number), stored.function, stored.unique,
                             stored.data, spec, stored.next_run or spec.next_after(now),
                             stored.fired)
-        self.schedules[schedule.handle] = schedule
-        self.function(schedule.function)
-        self.timeline.add(schedule.next_run, schedule)
+        self._add_schedule(schedule)
 
     def _stored_handle(self, number: int) -> bytes:
         return self._handle_prefix + b"%d" % number
