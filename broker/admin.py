@@ -21,6 +21,11 @@ class FunctionStatus:
         """gearmand's TOTAL includes running jobs; this is the part still waiting."""
         return self.total - self.running
 
+    @property
+    def unserved(self) -> bool:
+        """Jobs wait and no worker can take them: worth an operator's look."""
+        return self.queued > 0 and self.workers == 0
+
 
 @dataclass(frozen=True, slots=True)
 class PriorityStatus:

@@ -24,6 +24,7 @@ from broker.config import (
     DEFAULT_PORT,
     DEFAULT_QUEUE_WINDOW,
     DEFAULT_TRANSIENT,
+    DEFAULT_TRANSIENT_GRACE,
     DEFAULT_TRANSIENT_MAX_QUEUE,
     DEFAULT_UWSGI_MAX_SIZE,
     DEFAULT_UWSGI_TIMEOUT,
@@ -33,7 +34,7 @@ from broker.config import (
 from broker.core.model import Priority
 from broker.errors import BrokerError
 from broker.protocol.reader import DEFAULT_MAX_LINE_LENGTH, DEFAULT_MAX_PACKET_SIZE
-from broker.protocol.spool_request import DEFAULT_SPOOL_FUNCTION
+from broker.protocol.spool_request import DEFAULT_QUEUE, DEFAULT_SPOOL_FUNCTION
 from broker.spooler import (
     DEFAULT_ATTEMPTS,
     DEFAULT_FOREVER_INTERVAL,
@@ -77,6 +78,9 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--transient-max-queue", type=int, default=DEFAULT_TRANSIENT_MAX_QUEUE,
                        metavar="N", help="queued jobs per transient function and priority "
                                          "before submissions get QUEUE_ERROR (0 = no limit)")
+    serve.add_argument("--transient-grace", type=float, default=DEFAULT_TRANSIENT_GRACE,
+                       metavar="SECONDS", help="a transient function without workers for this "
+                       "long refuses new jobs with NO_WORKERS (default %(default)s)")
     serve.add_argument("--worker-wakeup", type=int, default=0,
                        help="NOOPs sent per queued job, rotating over sleeping workers "
                             "(default 0 = wake all)")
@@ -138,8 +142,19 @@ def _parser() -> argparse.ArgumentParser:
                                                 "(repeatable)")
     spooler.add_argument("--server", "-s", action="append", metavar="HOST:PORT",
                          help=f"broker address (repeatable; default 127.0.0.1:{DEFAULT_PORT})")
-    spooler.add_argument("--queue", "-q", action="append", default=[], metavar="SPOOLER",
-                         help="also serve jobs sent to this named spooler (repeatable)")
+    spooler.add_argument("--queue", "-q", action="append", metavar="SPOOLER",
+                         help="serve jobs sent to this named spooler (its name or directory; "
+                              "repeatable; 'default', the unnamed one, when not given)")
+    spooler.add_argument("--processes", "--spooler-processes", type=int, default=1,
+                         metavar="N", help="N spooler processes under one master "
+                                           "(default %(default)s)")
+    spooler.add_argument("--max-tasks", "--spooler-max-tasks", type=int, metavar="N",
+                         help="replace a spooler process after N jobs")
+    spooler.add_argument("--harakiri", "--spooler-harakiri", type=float, metavar="SECONDS",
+                         help="cut off a job running longer (a failed attempt) and replace "
+                              "its process")
+    spooler.add_argument("--chdir", "--spooler-chdir", metavar="DIR",
+                         help="run each job in this directory")
     spooler.add_argument("--attempts", type=int, default=DEFAULT_ATTEMPTS,
                          help="runs of a job that keeps failing before it goes to the failed "
                               "list (default %(default)s)")
@@ -168,10 +183,13 @@ def _spooler(args: argparse.Namespace) -> int:
 
     _configure_logging(args.verbose)
     settings = spooler.SpoolerSettings(
-        servers=args.server or [f"127.0.0.1:{DEFAULT_PORT}"], queues=args.queue,
+        servers=args.server or [f"127.0.0.1:{DEFAULT_PORT}"],
+        queues=args.queue or [DEFAULT_QUEUE],
         attempts=args.attempts, retry_delay=args.retry_delay,
         max_retry_delay=args.max_retry_delay, forever_interval=args.forever_interval,
-        allow_pickle=args.allow_pickle, spool_function=args.spool_function)
+        allow_pickle=args.allow_pickle, spool_function=args.spool_function,
+        processes=args.processes, max_tasks=args.max_tasks, harakiri=args.harakiri,
+        chdir=args.chdir)
     spooler.run(args.modules, settings, burst=args.burst)
     return 0
 
@@ -194,6 +212,7 @@ def _serve(args: argparse.Namespace) -> int:
                           max_failed_jobs=args.max_failed_jobs,
                           transient=_transient_patterns(args.transient),
                           transient_max_queue=args.transient_max_queue,
+                          transient_grace=args.transient_grace,
                           commit_delay=args.commit_delay, queue_window=args.queue_window,
                           max_packet_size=args.max_packet_size,
                           max_admin_line=args.max_admin_line,
@@ -232,12 +251,14 @@ def _status(args: argparse.Namespace) -> int:
     with AdminClient(args.server) as admin:
         records = admin.status()
     if args.json:
-        print(json.dumps([dataclasses.asdict(r) | {"queued": r.queued} for r in records]))
+        print(json.dumps([dataclasses.asdict(r) | {"queued": r.queued, "unserved": r.unserved}
+                          for r in records]))
     elif not records:
         print("no functions known")
     else:
-        _print_table(["FUNCTION", "QUEUED", "RUNNING", "WORKERS"],
-                     [[r.name, r.queued, r.running, r.workers] for r in records])
+        _print_table(["FUNCTION", "QUEUED", "RUNNING", "WORKERS", ""],
+                     [[r.name, r.queued, r.running, r.workers,
+                       "! no worker: these jobs wait" if r.unserved else ""] for r in records])
     return 0
 
 

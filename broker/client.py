@@ -9,7 +9,9 @@ When the chosen server is down the next one is tried.
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 import itertools
+import math
 import time
 import zlib
 from collections.abc import Callable, Sequence
@@ -98,10 +100,12 @@ class JobRequest:
         if self.priority is not Priority.NORMAL:
             raise ValueError("a delayed job always runs at normal priority (SUBMIT_JOB_EPOCH)")
         return encode_packet(T.SUBMIT_JOB_EPOCH, self.function.encode(), self.unique.encode(),
-                             b"%d" % int(self.at), self.data, magic=MAGIC_REQ)
+                             b"%d" % math.ceil(self.at), self.data, magic=MAGIC_REQ)
 
 
 JobOutcome = JobHandle | JobResult | BrokerError
+MAX_UNIQUE = 64
+"""Bytes in a Gearman unique (gearmand's limit)."""
 
 
 def schedule_fields(*, cron: str | None = None, every: int | None = None,
@@ -117,6 +121,26 @@ def schedule_fields(*, cron: str | None = None, every: int | None = None,
         return fields
     timer = f"@every {every}" + ("" if iterations is None else f" x{iterations}")
     return (timer, "", "", "", "")
+
+
+def uwsgi_cron(*fields: int | str) -> str:
+    """uWSGI's cron numbers (minute, hour, day, month, weekday; -1 any, -N every N) as a
+    cron expression; text fields ("1-5", "*/10") are kept as given."""
+    def field(value: int | str) -> str:
+        if isinstance(value, str):
+            return value
+        if value == -1:
+            return "*"
+        return f"*/{-value}" if value < 0 else str(value)
+
+    return " ".join(field(value) for value in fields)
+
+
+def schedule_unique(name: str) -> str:
+    """A schedule's unique for a name: the name, or its digest past Gearman's 64 bytes."""
+    if len(name.encode()) <= MAX_UNIQUE:
+        return name
+    return hashlib.sha256(name.encode()).hexdigest()[:MAX_UNIQUE]
 
 
 class Client:

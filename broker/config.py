@@ -34,6 +34,10 @@ DEFAULT_TRANSIENT = ("spoolgear.mule*", "spoolgear.farm.*")
 # Queued jobs a transient function holds before submissions are refused (QUEUE_ERROR):
 # a producer learns its consumers are behind instead of memory growing without bound.
 DEFAULT_TRANSIENT_MAX_QUEUE = 10_000
+# Seconds a transient function may go without any worker before submissions to it are
+# refused (NO_WORKERS), as uWSGI refuses a message for a mule or farm that does not
+# exist; counted from the broker's start, so members have time to connect.
+DEFAULT_TRANSIENT_GRACE = 10.0
 # Largest vars block a uwsgi spool packet may declare: the full 16-bit size field
 # (uWSGI itself stops at --buffer-size, 4096 by default).
 DEFAULT_UWSGI_MAX_SIZE = 0xFFFF
@@ -84,6 +88,7 @@ class ServerConfig:
     transient: tuple[str, ...] = DEFAULT_TRANSIENT
     """Function name patterns (fnmatch) whose background jobs are never stored."""
     transient_max_queue: int = DEFAULT_TRANSIENT_MAX_QUEUE
+    transient_grace: float = DEFAULT_TRANSIENT_GRACE
     commit_delay: float = DEFAULT_COMMIT_DELAY
     queue_window: int = DEFAULT_QUEUE_WINDOW
     """Jobs per (function, priority) held in memory with a paging store; 0 = no limit."""
@@ -129,6 +134,8 @@ class ServerConfig:
         if self.transient_max_queue < 0:
             raise ConfigurationError("--transient-max-queue must be 0 (no limit) or a positive "
                                      "count")
+        if self.transient_grace < 0:
+            raise ConfigurationError("--transient-grace must be 0 or more seconds")
         self._validate_uwsgi()
         if self.verbose.upper() not in LOG_LEVELS:
             raise ConfigurationError(f"--verbose must be one of {', '.join(LOG_LEVELS)}")

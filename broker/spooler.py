@@ -6,8 +6,15 @@ Handlers come from the modules given with ``--import``:
   ``spoolforever``) serve the jobs named by ``ud_spool_func``;
 - uwsgi_tasks-style tasks (module-level objects with a ``function``) serve the
   jobs whose ``function_name`` is ``module.function``;
-- a module-level ``spooler(env)`` callable (what uWSGI code assigns to
-  ``uwsgi.spooler``) serves plain dicts, under the broker's ``--spool-function``.
+- a ``spooler(env)`` callable, module-level or assigned to ``uwsgi.spooler``,
+  serves plain dicts, under the broker's ``--spool-function``;
+- ``@timer``, ``@rbtimer`` and ``@cron`` functions (``broker.uwsgidecorators``)
+  are registered on the broker as schedules when the spooler starts, and their
+  firings run here.
+
+Handler modules import uWSGI's own names unchanged (``import uwsgi``, ``from
+uwsgidecorators import spool``): ``broker.spooler_environment`` provides them in
+this process only, and sets Django up when ``DJANGO_SETTINGS_MODULE`` is set.
 
 A handler gets what the uWSGI spooler would pass (shared/reference/uwsgi-spooler.md
 section 2.9) and its return code is applied (section 2.8), with the flaws
@@ -22,28 +29,37 @@ current one completes once the retry is stored, so nothing is lost in between.
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import importlib
 import importlib.util
 import logging
+import os
 import signal
 import sys
 import time
 import traceback
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
-from types import ModuleType
+from types import FrameType, ModuleType
 from typing import Any
 
-from broker.client import Client
+from broker import uwsgi_api
+from broker.client import Client, schedule_unique
 from broker.errors import BrokerError, ConfigurationError
-from broker.protocol.spool_request import DEFAULT_SPOOL_FUNCTION, QUEUE_SEPARATOR
+from broker.prefork import serve_forked
+from broker.protocol.spool_request import DEFAULT_QUEUE, DEFAULT_SPOOL_FUNCTION, QUEUE_SEPARATOR
 from broker.protocol.uwsgi import decode_spool, encode_spool
+from broker.registration import register_in_background
+from broker.spooler_environment import around_task, prepare
 from broker.uwsgidecorators import (
     SPOOL_IGNORE,
     SPOOL_OK,
     SPOOL_RETRY,
     PickleRefused,
+    Schedule,
     SpoolFunction,
+    schedules,
     unpickle,
 )
 from broker.uwsgidecorators import spool_functions as decorated_functions
@@ -68,8 +84,9 @@ class SpoolFailed(BrokerError):
 @dataclass
 class SpoolerSettings:
     servers: Sequence[str] = ("127.0.0.1:4730",)
-    queues: Sequence[str] = ()
-    """Named spoolers served besides the unnamed one."""
+    queues: Sequence[str] = (DEFAULT_QUEUE,)
+    """The named spoolers served, ``default`` being the unnamed one: each spooler serves
+    exactly these, so one can be dedicated to a spooler name or directory."""
     attempts: int = DEFAULT_ATTEMPTS
     retry_delay: float = DEFAULT_RETRY_DELAY
     max_retry_delay: float = DEFAULT_MAX_RETRY_DELAY
@@ -77,10 +94,34 @@ class SpoolerSettings:
     allow_pickle: bool = False
     spool_function: str = DEFAULT_SPOOL_FUNCTION
     client_id: str | None = None
+    processes: int = 1
+    """uWSGI's ``spooler-processes``: this many spooler processes under one master."""
+    max_tasks: int | None = None
+    """uWSGI's ``spooler-max-tasks``: a process is replaced after this many jobs."""
+    harakiri: float | None = None
+    """uWSGI's ``spooler-harakiri``: seconds a job may run before it is cut off."""
+    chdir: str | None = None
+    """uWSGI's ``spooler-chdir``: the directory each job runs in."""
 
     def __post_init__(self) -> None:
         if self.attempts < 1:
             raise ConfigurationError("--attempts must be at least 1")
+        if not self.queues:
+            raise ConfigurationError(f"--queue: name at least one queue ({DEFAULT_QUEUE!r} "
+                                     "is the unnamed one)")
+        if self.processes < 1:
+            raise ConfigurationError("--processes must be at least 1")
+        for name in ("max_tasks", "harakiri"):
+            value = getattr(self, name)
+            if value is not None and value <= 0:
+                raise ConfigurationError(f"--{name.replace('_', '-')} must be positive")
+        if self.chdir is not None and not os.path.isdir(self.chdir):
+            raise ConfigurationError(f"--chdir {self.chdir}: no such directory")
+
+    @property
+    def forked(self) -> bool:
+        """Whether a master keeps the spooler processes running (as uWSGI's does)."""
+        return self.processes > 1 or self.max_tasks is not None or self.harakiri is not None
         if self.retry_delay < 0 or self.max_retry_delay < self.retry_delay:
             raise ConfigurationError("--retry-delay must be >= 0 and <= --max-retry-delay")
 
@@ -90,6 +131,8 @@ class Handlers:
     """Handler chains by job function (without the queue), in import order."""
 
     chains: dict[str, list[Handler]] = field(default_factory=dict)
+    schedules: list[Schedule] = field(default_factory=list)
+    """``@timer``/``@cron`` functions: registered at start, their firings run here."""
 
     def add(self, name: str, handler: Handler) -> None:
         self.chains.setdefault(name, []).append(handler)
@@ -116,15 +159,26 @@ def collect_handlers(modules: Sequence[ModuleType], settings: SpoolerSettings) -
         if decorated.function.__module__ in wanted:
             handlers.add(decorated.name, _decorated_runner(decorated, settings.allow_pickle))
     for module in modules:
-        for value in vars(module).values():
+        for name, value in vars(module).items():
             function = getattr(value, "function", None)
-            if (callable(function) and not isinstance(value, SpoolFunction)
-                    and getattr(function, "__module__", None) == module.__name__):
-                handlers.add(f"{module.__name__}.{function.__name__}",
-                             _uwsgi_task_runner(function, settings.allow_pickle))
+            if (not callable(function) or isinstance(value, SpoolFunction)
+                    or getattr(function, "__module__", None) != module.__name__):
+                continue
+            served_by = getattr(value, "served_by", None)
+            if served_by:
+                raise ConfigurationError(f"{module.__name__}.{name} is not a spool handler: "
+                                         f"{served_by}")
+            handlers.add(f"{module.__name__}.{function.__name__}",
+                         _uwsgi_task_runner(function, settings.allow_pickle))
         raw = getattr(module, "spooler", None)
         if callable(raw):
             handlers.add(settings.spool_function, raw)
+    assigned = uwsgi_api.spooler  # ``uwsgi.spooler = my_spooler`` in a handler module
+    if callable(assigned) and assigned not in handlers.chains.get(settings.spool_function, []):
+        handlers.add(settings.spool_function, assigned)
+    for schedule in schedules.values():
+        if schedule.function.__module__ in wanted:
+            handlers.schedules.append(schedule)
     return handlers
 
 
@@ -151,6 +205,10 @@ def _uwsgi_task_runner(function: Callable[..., Any], allow_pickle: bool) -> Hand
     return run
 
 
+class Harakiri(BrokerError):
+    """A job ran past ``--harakiri`` seconds: cut off, counted as a failed attempt."""
+
+
 class Spooler:
     """Serves spool jobs with ``handlers`` until stopped."""
 
@@ -162,20 +220,41 @@ class Spooler:
         for name in handlers.chains:
             for function_name in self.function_names(name):
                 self.worker.register(function_name, self.run_job)
+        for schedule in handlers.schedules:
+            self.worker.register(schedule.name, functools.partial(self.run_timer, schedule))
 
     def function_names(self, name: str) -> list[str]:
         separator = QUEUE_SEPARATOR.decode()
-        return [name] + [f"{name}{separator}{queue}" for queue in self.settings.queues]
+        return [name if queue == DEFAULT_QUEUE else f"{name}{separator}{queue}"
+                for queue in self.settings.queues]
+
+    def register_schedules(self) -> None:
+        """Register the ``@timer``/``@cron`` schedules (idempotent: one per name on the
+        broker however many spoolers start), retrying in the background."""
+        for schedule in self.handlers.schedules:
+            if schedule.every_process:
+                log.warning("%s has target=%r: uWSGI ran it in every such process; the "
+                            "broker runs each firing once, here or in another spooler",
+                            schedule.name, schedule.target)
+        register_in_background([(schedule.name, functools.partial(
+            self.client.submit_schedule, schedule.name, unique=schedule_unique(schedule.name),
+            fields=schedule.fields)) for schedule in self.handlers.schedules], log)
 
     def work(self, **options: Any) -> int:
         try:
-            return self.worker.work(**options)
+            return self.worker.work(max_jobs=self.settings.max_tasks, **options)
         finally:
             self.worker.close()
             self.client.close()
 
     def stop(self) -> None:
         self.worker.stop()
+
+    def run_timer(self, schedule: Schedule, job: WorkerJob) -> bytes:
+        """One firing: the function gets its signal number, as uWSGI's handlers do."""
+        with self._task():
+            schedule.function(schedule.signum)
+        return b""
 
     def run_job(self, job: WorkerJob) -> bytes:
         """One job: call its handlers, then complete it, retry it, or fail it for good."""
@@ -188,7 +267,8 @@ class Spooler:
         name = job.function.partition(QUEUE_SEPARATOR.decode())[0]
         raised = False
         try:
-            code, reason = self._call(self.handlers.chains.get(name, []), env)
+            with self._task():
+                code, reason = self._call(self.handlers.chains.get(name, []), env)
         except PickleRefused as exc:
             raise SpoolFailed(str(exc)) from None
         except Exception:
@@ -208,6 +288,30 @@ class Spooler:
         self._resubmit(job, pairs, body, attempt + 1, delay)
         return b""
 
+    @contextlib.contextmanager
+    def _task(self) -> Iterator[None]:
+        """Around each job: ``--chdir``, Django's connection care, ``--harakiri``. A job cut
+        off by harakiri fails its attempt and this process is then replaced (a handler
+        stuck that long may have left anything behind)."""
+        if self.settings.chdir is not None:
+            os.chdir(self.settings.chdir)
+        harakiri = self.settings.harakiri
+        if harakiri is not None:
+            signal.signal(signal.SIGALRM, self._harakiri)
+            signal.setitimer(signal.ITIMER_REAL, harakiri)
+        try:
+            with around_task():
+                yield
+        except Harakiri:
+            self.worker.stop()
+            raise
+        finally:
+            if harakiri is not None:
+                signal.setitimer(signal.ITIMER_REAL, 0)
+
+    def _harakiri(self, signum: int, frame: FrameType | None) -> None:
+        raise Harakiri(f"harakiri: the job ran longer than {self.settings.harakiri} s")
+
     def _call(self, chain: list[Handler], env: dict[Any, Any]) -> tuple[int, str]:
         for handler in chain:
             code = handler(env)
@@ -221,19 +325,31 @@ class Spooler:
                   attempt: int, delay: float) -> None:
         kept = [(key, value) for key, value in pairs if key != ATTEMPT_VAR]
         payload = encode_spool([*kept, (ATTEMPT_VAR, b"%d" % attempt)], body)
-        self.client.submit_background(job.function, payload, at=time.time() + delay)
+        self.client.submit_background(job.function, payload,
+                                      at=time.time() + delay if delay > 0 else None)
 
 
 def run(modules: Sequence[str], settings: SpoolerSettings, *, burst: bool = False) -> int:
-    """Import the handler modules and serve until SIGTERM/SIGINT (the running job finishes)."""
+    """Import the handler modules and serve until SIGTERM/SIGINT (the running job finishes):
+    in this process, or with ``settings.forked`` in processes a master keeps running."""
     sys.path.insert(0, ".")
+    prepare()
     handlers = collect_handlers([import_module(spec) for spec in modules], settings)
-    if not handlers.chains:
+    if not handlers.chains and not handlers.schedules:
         raise ConfigurationError("the imported modules define no spool handler (a @spool "
-                                 "function, a uwsgi_tasks task or a spooler(env) callable)")
+                                 "function, a uwsgi_tasks task, a spooler(env) callable or "
+                                 "a @timer/@cron function)")
+    if not settings.forked:
+        return _serve(handlers, settings, burst)
+    return serve_forked(settings.processes, functools.partial(_serve, handlers, settings, burst),
+                        respawn=not burst)
+
+
+def _serve(handlers: Handlers, settings: SpoolerSettings, burst: bool) -> int:
     spooler = Spooler(handlers, settings)
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, lambda *_: spooler.stop())
-    names = sorted(spooler.worker.tasks)
-    log.info("serving spool functions: %s", ", ".join(names))
-    return spooler.work(burst=burst)
+    log.info("serving spool functions: %s", ", ".join(sorted(spooler.worker.tasks)))
+    spooler.register_schedules()
+    spooler.work(burst=burst)
+    return 0

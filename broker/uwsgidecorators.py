@@ -26,20 +26,19 @@ default ``127.0.0.1:4730``) or those given to ``configure()``.
 from __future__ import annotations
 
 import json
-import os
 import pickle
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from typing import Any
 
-from broker.client import Client, JobHandle
-from broker.core.model import Priority
-from broker.protocol.spool_request import DEFAULT_SPOOL_FUNCTION
-from broker.protocol.spool_request import spool_job as request_job
-from broker.protocol.uwsgi import encode_vars
+from broker import uwsgi_api as uwsgi
+from broker.client import schedule_fields, uwsgi_cron
+from broker.definitions import claim
+from broker.uwsgi_api import SPOOL_IGNORE, SPOOL_OK, SPOOL_RETRY, configure, spool_job
 
-SPOOL_OK = -2
-SPOOL_RETRY = -1
-SPOOL_IGNORE = 0
+__all__ = ["SPOOL_IGNORE", "SPOOL_OK", "SPOOL_RETRY", "PickleRefused", "Schedule",
+           "SpoolFunction", "configure", "cron", "rbtimer", "schedules", "spool",
+           "spool_functions", "spoolforever", "spoolraw", "timer", "unpickle", "uwsgi"]
 
 # Keyword arguments that are spool options, not arguments, with pass_arguments=True.
 SPOOL_OPTIONS = ("message_dict", "spooler", "priority", "at", "body")
@@ -48,23 +47,6 @@ FUNCTION_VAR, RETURN_VAR = "ud_spool_func", "ud_spool_ret"
 JSON_ARGUMENTS_VAR = "spoolgear_arguments"
 
 spool_functions: dict[str, SpoolFunction] = {}
-_client: Client | None = None
-
-
-def configure(servers: list[str]) -> None:
-    """Send spool jobs to these brokers (instead of ``SPOOLGEAR_SERVERS``)."""
-    global _client
-    if _client is not None:
-        _client.close()
-    _client = Client(servers)
-
-
-def _broker() -> Client:
-    global _client
-    if _client is None:
-        servers = os.environ.get("SPOOLGEAR_SERVERS", "127.0.0.1:4730")
-        _client = Client([server.strip() for server in servers.split(",") if server.strip()])
-    return _client
 
 
 class SpoolFunction:
@@ -76,7 +58,7 @@ class SpoolFunction:
         self.name = function.__name__
         self.pass_arguments = pass_arguments
         self.returns = returns
-        spool_functions[self.name] = self
+        claim(spool_functions, self.name, self, lambda known: known.function, "spool functions")
 
     def __call__(self, *args: Any, **kwargs: Any) -> str:
         return self.spool(*args, **kwargs)
@@ -114,36 +96,6 @@ class SpoolFunction:
         if returns is not None:
             return int(returns)
         return self.returns if self.returns is not None else result
-
-
-def spool_job(values: Mapping[str | bytes, Any]) -> JobHandle:
-    """Queue one spool request (the vars a uWSGI app would pass to ``uwsgi.spool``).
-
-    The job is the one the broker makes of the same request on its uwsgi socket
-    (``broker.protocol.spool_request``), except that through Gearman a ``priority``
-    can only make it HIGH and ``at`` counts in whole seconds.
-    """
-    encoded = {_key(key): _as_bytes(key, value) for key, value in values.items()}
-    body = encoded.pop(b"body", b"")
-    job = request_job(encode_vars(encoded.items()), body,
-                      default_function=DEFAULT_SPOOL_FUNCTION.encode())
-    if job.when:
-        return _broker().submit_background(job.function.decode(), job.payload, at=job.when)
-    priority = Priority.NORMAL if job.priority is None else Priority.HIGH
-    return _broker().submit_background(job.function.decode(), job.payload, priority=priority)
-
-
-def _key(key: str | bytes) -> bytes:
-    return key if isinstance(key, bytes) else key.encode()
-
-
-def _as_bytes(key: str | bytes, value: Any) -> bytes:
-    if isinstance(value, bytes):
-        return value
-    if isinstance(value, str | int | float) and not isinstance(value, bool):
-        return str(value).encode()
-    raise TypeError(f"spool value {key!r}={value!r}: use str, bytes, int or float "
-                    "(or pass_arguments=True)")
 
 
 def _text(key: str | bytes) -> str:
@@ -187,3 +139,63 @@ spoolforever = _decorator(SPOOL_RETRY)
 spoolforever.__doc__ = "Run the function in a spooler, again and again."
 spoolraw = _decorator(None)
 spoolraw.__doc__ = "Run the function in a spooler; its return value is the spool code."
+
+
+# uWSGI signal targets meaning "every such process"; a broker schedule fires once.
+EVERY_PROCESS_TARGETS = ("workers", "active-workers", "mules", "spoolers", "all")
+SCHEDULE_PREFIX = "spoolgear.timer."
+
+
+@dataclass(frozen=True)
+class Schedule:
+    """A ``@timer``/``@rbtimer``/``@cron`` function: ``spoolgear spooler`` registers it on
+    the broker when it starts (idempotently, so one schedule however many spoolers run)
+    and runs each firing once, calling the function with its signal number."""
+
+    function: Callable[..., Any]
+    fields: tuple[str, ...]
+    signum: int
+    target: str
+
+    @property
+    def name(self) -> str:
+        """The Gearman function of its firings (and the schedule's identity)."""
+        return f"{SCHEDULE_PREFIX}{self.function.__module__}.{self.function.__qualname__}"
+
+    @property
+    def every_process(self) -> bool:
+        """uWSGI ran it in every process of the target; here each firing runs once."""
+        return self.target in EVERY_PROCESS_TARGETS
+
+
+schedules: dict[str, Schedule] = {}
+
+
+def _scheduled(fields: tuple[str, ...], target: str, signum: int | None) -> Any:
+    def decorate(function: Callable[..., Any]) -> Callable[..., Any]:
+        number = len(schedules) if signum is None else signum
+        entry = Schedule(function, fields, number, target)
+        claim(schedules, entry.name, entry, lambda known: known.function, "timers")
+        return function  # as uwsgidecorators: the name stays the plain function
+
+    return decorate
+
+
+def timer(secs: int, *, target: str = "", signum: int | None = None,
+          iterations: int | None = None) -> Any:
+    """Run the function every ``secs`` seconds (``iterations`` times, None: forever)."""
+    if not isinstance(secs, int) or isinstance(secs, bool) or secs < 1:
+        raise ValueError(f"a timer needs whole seconds >= 1, got {secs!r}")
+    return _scheduled(schedule_fields(every=secs, iterations=iterations), target, signum)
+
+
+rbtimer = timer
+
+
+def cron(minute: int | str = -1, hour: int | str = -1, day: int | str = -1,
+         month: int | str = -1, dayweek: int | str = -1, *, target: str = "",
+         signum: int | None = None) -> Any:
+    """Run the function when the broker's local time matches (uWSGI's numbers: -1 any,
+    -N every N; or cron text per field)."""
+    return _scheduled(schedule_fields(cron=uwsgi_cron(minute, hour, day, month, dayweek)),
+                      target, signum)

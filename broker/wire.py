@@ -40,10 +40,12 @@ class Wire:
     def __init__(self, address: str, *, connect_timeout: float = 5.0) -> None:
         self.address = address
         host, port = parse_address(address)
+        self.endpoint = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+        """The address with its port, for messages (``address`` may leave it out)."""
         try:
             self.sock = socket.create_connection((host, port), timeout=connect_timeout)
         except OSError as exc:
-            raise ConnectionFailed(f"cannot connect to {address}: {exc}") from exc
+            raise ConnectionFailed(f"cannot connect to {self.endpoint}: {exc}") from exc
         self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         self.reader = PacketReader(accept_text=False)
         self._text = bytearray()
@@ -56,7 +58,7 @@ class Wire:
             self.sock.settimeout(None)
             self.sock.sendall(data)
         except OSError as exc:
-            raise ConnectionFailed(f"lost connection to {self.address}: {exc}") from exc
+            raise ConnectionFailed(f"lost connection to {self.endpoint}: {exc}") from exc
 
     def _receive(self, deadline: float | None) -> bytes:
         self.sock.settimeout(remaining(deadline))
@@ -65,9 +67,9 @@ class Wire:
         except TimeoutError:
             raise JobTimeout(f"timed out waiting for {self.address}") from None
         except OSError as exc:
-            raise ConnectionFailed(f"lost connection to {self.address}: {exc}") from exc
+            raise ConnectionFailed(f"lost connection to {self.endpoint}: {exc}") from exc
         if not data:
-            raise ConnectionFailed(f"{self.address} closed the connection")
+            raise ConnectionFailed(f"{self.endpoint} closed the connection")
         return data
 
     def read_packet(self, deadline: float | None = None) -> Packet:

@@ -14,6 +14,8 @@ class DjangoJobsConfig(AppConfig):
         ``GEARMAN_AUTODISCOVER = False`` leaves it to the worker command, for web
         processes that must not import task code.
         """
+        from django_jobs import checks  # noqa: F401  (registers the system checks)
+
         if getattr(settings, "GEARMAN_AUTODISCOVER", True):
             from django_jobs.discovery import discover
 

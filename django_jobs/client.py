@@ -10,6 +10,7 @@ a falsy single argument is not dropped and ``kwargs`` may be omitted.
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -21,6 +22,7 @@ from django_jobs.conf import JobSettings, job_settings
 from django_jobs.serialization import dumps_call, loads_result
 
 PRIORITIES = {"high": Priority.HIGH, "normal": Priority.NORMAL, "low": Priority.LOW}
+MAX_DIGIT_PRIORITY = 999
 RESERVED = ("name", "args", "kwargs", "background", "unique", "priority", "at", "timeout",
             "on_data", "on_status", "wait_until_complete", "poll_timeout", "max_retries")
 
@@ -40,22 +42,36 @@ class Job:
     name: str
     args: Sequence[Any] = ()
     kwargs: Mapping[str, Any] = field(default_factory=dict)
-    unique: str | None = None
-    priority: str | Priority | None = None
+    unique: str | bool | None = None
+    """A string, or True for a digest of the payload (django-gearman's ``unique=True``)."""
+    priority: str | int | Priority | None = None
     at: dt.datetime | dt.timedelta | float | None = None
     setup: Mapping[str, Any] = field(default_factory=dict)
     """``@task`` metadata (retry policy, attempt, buffer) carried beside the arguments."""
 
 
-def _priority(value: str | Priority | None) -> Priority:
+def job_priority(value: str | int | Priority | None) -> Priority:
+    """A priority by name, or uwsgi_tasks' digits ("0"-"999", larger = less important),
+    which all run as HIGH: before jobs without one, as uWSGI's priority directories do."""
     if value is None:
         return Priority.NORMAL
     if isinstance(value, Priority):
         return value
-    try:
+    if isinstance(value, str) and value.lower() in PRIORITIES:
         return PRIORITIES[value.lower()]
-    except (KeyError, AttributeError):
-        raise ValueError(f"priority must be one of {sorted(PRIORITIES)}, got {value!r}") from None
+    text = str(value) if isinstance(value, int) and not isinstance(value, bool) else value
+    if isinstance(text, str) and text.isdigit() and int(text) <= MAX_DIGIT_PRIORITY:
+        return Priority.HIGH
+    raise ValueError(f"priority must be one of {sorted(PRIORITIES)} or a number 0-"
+                     f"{MAX_DIGIT_PRIORITY} (uwsgi_tasks' digits), got {value!r}")
+
+
+def job_unique(unique: str | bool | None, payload: bytes) -> str:
+    """The Gearman unique: as given, or with django-gearman's ``unique=True`` a digest of
+    the payload, so that identical submissions coalesce."""
+    if unique is True:
+        return hashlib.sha256(payload).hexdigest()
+    return unique or ""
 
 
 def _epoch(at: dt.datetime | dt.timedelta | float | None) -> float | None:
@@ -94,14 +110,16 @@ class GearmanClient:
         at = _epoch(job.at)
         if at is not None and not background:
             raise ValueError("only a background job can be delayed: pass background=True")
-        return JobRequest(self.settings.wire_name(job.name),
-                          dumps_call(list(job.args), dict(job.kwargs), self.settings.serializer,
-                                     dict(job.setup)),
-                          job.unique or "", _priority(job.priority), background, at)
+        payload = dumps_call(list(job.args), dict(job.kwargs), self.settings.serializer,
+                             dict(job.setup))
+        return JobRequest(self.settings.wire_name(job.name), payload,
+                          job_unique(job.unique, payload), job_priority(job.priority),
+                          background, at)
 
     def submit_job(self, name: str, *arguments: Any, args: Sequence[Any] | None = None,
                    kwargs: Mapping[str, Any] | None = None, background: bool = False,
-                   unique: str | None = None, priority: str | Priority | None = None,
+                   unique: str | bool | None = None,
+                   priority: str | int | Priority | None = None,
                    at: dt.datetime | dt.timedelta | float | None = None,
                    timeout: float | None = None,
                    on_data: Callable[[bytes], None] | None = None,
@@ -110,8 +128,9 @@ class GearmanClient:
                    max_retries: int = 0, **extra: Any) -> Any:
         """Run task ``name``; returns its result, or the ``JobHandle`` of a background job.
 
-        ``priority``: "high", "normal" or "low". ``at``: a datetime, a timedelta
-        from now or epoch seconds (background jobs only). ``timeout`` bounds a
+        ``priority``: "high", "normal" or "low" (or uwsgi_tasks' digits, run as
+        high). ``unique``: a string, or True for a digest of the payload. ``at``: a
+        datetime, a timedelta from now or epoch seconds (background jobs only). ``timeout`` bounds a
         foreground wait (``JobTimeout``). A task that raised comes back as
         ``TaskError``. jbox's ``wait_until_complete=False`` queues a background
         job, ``poll_timeout`` is ``timeout``; ``max_retries`` is accepted and

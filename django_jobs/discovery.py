@@ -1,5 +1,6 @@
 """Finds and imports each app's worker modules: ``APP/gearman_workers/WORKER.py`` (jbox),
-and django-gearman's single ``APP/gearman_jobs.py``, listed as worker ``gearman_jobs``.
+django-gearman's single ``APP/gearman_jobs.py`` and the ``APP/tasks.py`` of uwsgi_tasks and
+Celery projects, listed as workers ``gearman_jobs`` and ``tasks``.
 
 An import error inside a worker module is raised with its traceback: a
 worker that silently serves nothing ("No gearman modules found!") is worse.
@@ -7,6 +8,7 @@ worker that silently serves nothing ("No gearman modules found!") is worse.
 
 from __future__ import annotations
 
+import functools
 import importlib
 import importlib.util
 import pkgutil
@@ -15,7 +17,16 @@ from dataclasses import dataclass
 from django.apps import AppConfig, apps
 from django.core.exceptions import ImproperlyConfigured
 
-from django_jobs.registry import LEGACY_JOBS_MODULE, WORKERS_PACKAGE, Task, tasks_of_module
+from django_jobs.registry import (
+    LEGACY_JOBS_MODULE,
+    WORKERS_PACKAGE,
+    Task,
+    tasks,
+    tasks_of_module,
+)
+
+# Modules of an app, besides its gearman_workers package, that are one worker each.
+SINGLE_MODULES = (LEGACY_JOBS_MODULE, "tasks")
 
 
 @dataclass(frozen=True)
@@ -43,6 +54,8 @@ def _exists(module: str) -> bool:
 
 def worker_modules(app_config: AppConfig) -> list[WorkerModule]:
     """The worker modules an app has, by name, without importing them."""
+    if app_config.name == __package__:  # django_jobs itself: its tasks.py is the @task API
+        return []
     found = []
     package = f"{app_config.name}.{WORKERS_PACKAGE}"
     if _exists(package):
@@ -51,10 +64,38 @@ def worker_modules(app_config: AppConfig) -> list[WorkerModule]:
         for info in pkgutil.iter_modules(list(locations or [])):
             if not info.name.startswith("_"):
                 found.append(WorkerModule(app_config.label, info.name, f"{package}.{info.name}"))
-    legacy = f"{app_config.name}.{LEGACY_JOBS_MODULE}"
-    if _exists(legacy):
-        found.append(WorkerModule(app_config.label, LEGACY_JOBS_MODULE, legacy))
+    for single in SINGLE_MODULES:
+        module = f"{app_config.name}.{single}"
+        if _exists(module):
+            found.append(WorkerModule(app_config.label, single, module))
     return sorted(found, key=lambda worker: worker.worker)
+
+
+def all_worker_modules() -> list[WorkerModule]:
+    return [worker for config in apps.get_app_configs() for worker in worker_modules(config)]
+
+
+@functools.cache
+def _served_modules() -> frozenset[str]:
+    return frozenset(worker.module for worker in all_worker_modules())
+
+
+def unserved_tasks() -> list[Task]:
+    """Registered tasks in modules that no ``gearman_worker -a APP -n WORKER`` loads: a
+    call would queue a job nobody takes."""
+    return [task for task in tasks() if task.module not in _served_modules()]
+
+
+def check_served(task: Task) -> None:
+    """Refuse to queue a call of a task that no worker command would load."""
+    if task.module not in _served_modules():
+        raise ImproperlyConfigured(unserved_message(task))
+
+
+def unserved_message(task: Task) -> str:
+    return (f"task {task.name!r} is defined in {task.module}, which no `manage.py "
+            f"gearman_worker -a APP -n WORKER` loads, so its jobs would never run: move it "
+            f"to APP/tasks.py or APP/gearman_workers/WORKER.py of an installed app")
 
 
 def import_worker(worker: WorkerModule) -> None:
@@ -67,7 +108,7 @@ def import_worker(worker: WorkerModule) -> None:
 
 def discover() -> list[WorkerModule]:
     """Import every worker module of every installed app; returns them all."""
-    workers = [worker for config in apps.get_app_configs() for worker in worker_modules(config)]
+    workers = all_worker_modules()
     for worker in workers:
         import_worker(worker)
     return workers

@@ -16,7 +16,10 @@ uWSGI's socket buffers did), delivered to exactly one member, whole (no 64 KiB
 truncation: up to the broker's ``--max-packet-size``), any JSON-serialisable
 value. Unlike uWSGI nothing is dropped silently: a full queue (the broker's
 ``--transient-max-queue``) raises ``QueueFull`` to the sender, and a member that
-dies mid-message gives it back to the farm.
+dies mid-message gives it back to the farm; a message for a farm or mule that no
+process has served for the broker's ``--transient-grace`` raises ``NoConsumer``, as
+uWSGI raises for one that does not exist. ``mule_id()`` is the ``--mule`` of this
+process (0 when it is not a mule), as ``uwsgi.mule_id()``.
 """
 
 from __future__ import annotations
@@ -27,14 +30,16 @@ from typing import Any
 
 from broker.client import JobHandle
 from broker.errors import WorkFailed
+from broker.uwsgi_api import mule_id
 from django_jobs.client import Job
 from django_jobs.conf import MULE_FUNCTION, farm_function, job_settings, mule_function
 from django_jobs.registry import Task as RegisteredTask
 from django_jobs.registry import find_task
 from django_jobs.serialization import Call
-from django_jobs.tasks import QueueFull, TaskExecutor, submit_background, task
+from django_jobs.tasks import NoConsumer, QueueFull, TaskExecutor, submit_background, task
 
-__all__ = ["QueueFull", "farm", "farm_msg", "member_tasks", "mule_msg", "mulefunc", "mulemsg"]
+__all__ = ["NoConsumer", "QueueFull", "farm", "farm_msg", "member_tasks", "mule_id", "mule_msg",
+           "mulefunc", "mulemsg"]
 
 MessageHandler = Callable[[Any], Any]
 _handlers: dict[str, MessageHandler] = {}

@@ -14,6 +14,7 @@ from typing import Any, TypeVar, overload
 
 from django.core.exceptions import ImproperlyConfigured
 
+from broker.definitions import claim
 from django_jobs.serialization import Call
 
 DEFAULT_QUEUE = "default"
@@ -57,13 +58,10 @@ def register(function: F, name: str | None, queue: str | None,
              run: Callable[[Call], Any] | None = None) -> Task:
     """Record ``function`` as a task; returns the record."""
     task = Task(name or default_name(function), queue or DEFAULT_QUEUE, function, run)
-    known = _tasks.get(task.name)
-    if known is not None and (known.module, known.function.__qualname__) != (
-            task.module, function.__qualname__):
-        raise ImproperlyConfigured(
-            f"two tasks are named {task.name!r}: {known.module}.{known.function.__qualname__} "
-            f"and {task.module}.{function.__qualname__}; give one of them name=...")
-    _tasks[task.name] = task
+    try:
+        claim(_tasks, task.name, task, lambda known: known.function, "tasks")
+    except ValueError as exc:
+        raise ImproperlyConfigured(str(exc)) from None
     return task
 
 

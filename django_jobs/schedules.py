@@ -21,42 +21,29 @@ otherwise with none. Retries follow the ``@task`` setup keys.
 
 from __future__ import annotations
 
-import hashlib
+import functools
 import inspect
 import logging
-import threading
-import time
 from collections.abc import Callable
 from typing import Any
 
-from broker.client import Client, JobHandle, schedule_fields
-from broker.errors import BrokerError
+from broker.client import Client, JobHandle, schedule_fields, schedule_unique, uwsgi_cron
+from broker.registration import register_in_background
+from broker.uwsgidecorators import EVERY_PROCESS_TARGETS
 from django_jobs.conf import job_settings
+from django_jobs.discovery import check_served
 from django_jobs.registry import Task as RegisteredTask
 from django_jobs.serialization import Call, dumps_call
 from django_jobs.signals import worker_started
-from django_jobs.tasks import Task, TaskExecutor
+from django_jobs.tasks import Task, TaskExecutor, check_setup
 
 log = logging.getLogger("django_jobs.schedules")
-__all__ = ["ScheduledTask", "cron", "cron_lazy", "timer", "timer_lazy"]
+__all__ = ["ScheduledTask", "cron", "cron_lazy", "scheduled_tasks", "timer", "timer_lazy"]
 
 TIMER_KEYS = ("seconds", "iterations")
 CRON_KEYS = ("minute", "hour", "day", "month", "dayweek")
-# Gearman uniques are at most 64 bytes; longer task names are hashed.
-MAX_UNIQUE = 64
-# Registering at worker start retries while no server answers, backing off to this.
-MAX_REGISTER_DELAY = 30.0
 
 _scheduled: dict[str, ScheduledTask] = {}
-
-
-def cron_field(value: int | str) -> str:
-    """uWSGI's cron number as a cron field: -1 any, -N every N, N itself; text as given."""
-    if isinstance(value, str):
-        return value
-    if value == -1:
-        return "*"
-    return f"*/{-value}" if value < 0 else str(value)
 
 
 def timing_fields(kind: str, setup: dict[str, Any]) -> tuple[str, ...]:
@@ -66,7 +53,7 @@ def timing_fields(kind: str, setup: dict[str, Any]) -> tuple[str, ...]:
         if not isinstance(seconds, int) or seconds < 1:
             raise ValueError(f"a timer needs whole seconds >= 1, got {seconds!r}")
         return schedule_fields(every=seconds, iterations=iterations)
-    return schedule_fields(cron=" ".join(cron_field(setup.get(key, -1)) for key in CRON_KEYS))
+    return schedule_fields(cron=uwsgi_cron(*(setup.get(key, -1) for key in CRON_KEYS)))
 
 
 class ScheduledTask(Task):
@@ -74,10 +61,16 @@ class ScheduledTask(Task):
 
     def __init__(self, function: Callable[..., Any], executor: TaskExecutor,
                  setup: dict[str, Any], *, kind: str, lazy: bool) -> None:
-        try:  # refuse a bad timing at import, not at the first worker start
-            timing_fields(kind, setup)
-        except ValueError as exc:
-            raise ValueError(f"{function.__qualname__}: {exc}") from None
+        # Refuse a bad timing at import, not at the first worker start; a lazy timer
+        # may get its seconds from add_setup() before it is armed.
+        if not (lazy and kind == "timer" and not setup.get("seconds")):
+            try:
+                timing_fields(kind, setup)
+            except ValueError as exc:
+                raise ValueError(f"{function.__qualname__}: {exc}") from None
+        target = setup.get("target", "")
+        if not isinstance(target, str):
+            raise ValueError(f"{function.__qualname__}: target must be a string, got {target!r}")
         super().__init__(function, executor, setup)
         self.kind = kind
         self.lazy = lazy
@@ -88,8 +81,9 @@ class ScheduledTask(Task):
 
     def add_setup(self, **setup: Any) -> None:
         """Change the setup (``seconds``, ``iterations``, cron fields...) before arming."""
+        timing_fields(self.kind, {**self.setup, **setup})
+        check_setup(setup)
         self.setup.update(setup)
-        self.fields()
 
     def fields(self) -> tuple[str, ...]:
         """The SUBMIT_JOB_SCHED fields of the current setup."""
@@ -98,10 +92,7 @@ class ScheduledTask(Task):
     @property
     def unique(self) -> str:
         """The schedule's identity on the broker (and the unique of its runs)."""
-        name = job_settings().wire_name(self.name)
-        if len(name.encode()) <= MAX_UNIQUE:
-            return name
-        return hashlib.sha256(name.encode()).hexdigest()[:MAX_UNIQUE]
+        return schedule_unique(job_settings().wire_name(self.name))
 
     def __call__(self, *args: Any, **kwargs: Any) -> JobHandle:  # type: ignore[override]
         """Arm the schedule on the client servers; ``.delay()`` queues one run instead."""
@@ -109,13 +100,24 @@ class ScheduledTask(Task):
             raise TypeError(f"{self.name} is scheduled: it takes no arguments when armed")
         return self.arm(job_settings().client_servers)
 
+    @property
+    def every_process(self) -> bool:
+        """uWSGI ran this in every worker, mule or spooler; here each firing runs once."""
+        return str(self.setup.get("target", "")) in EVERY_PROCESS_TARGETS
+
     def arm(self, servers: tuple[str, ...]) -> JobHandle:
         """Register the schedule (idempotent: the same one keeps its phase)."""
+        try:
+            fields = self.fields()
+        except ValueError as exc:
+            raise ValueError(f"{self.name} cannot be armed: {exc} (lazy timers take "
+                             "add_setup(seconds=...) before they are called)") from None
+        check_served(self._registered)
         settings = job_settings()
         payload = dumps_call([], {}, settings.serializer, self.setup)
         with Client(servers) as client:
             return client.submit_schedule(settings.wire_name(self.name), payload,
-                                          unique=self.unique, fields=self.fields())
+                                          unique=self.unique, fields=fields)
 
     def run_job(self, received: Call) -> Any:
         if not received.args and self._takes_signum:
@@ -123,29 +125,17 @@ class ScheduledTask(Task):
         return super().run_job(received)
 
 
-def _register_until_done(tasks: list[ScheduledTask], servers: tuple[str, ...]) -> None:
-    delay = 1.0
-    pending = list(tasks)
-    while pending:
-        try:
-            handle = pending[0].arm(servers)
-        except (BrokerError, OSError) as exc:
-            log.warning("could not register the schedule of %s (%s); retrying in %.0f s",
-                        pending[0].name, exc, delay)
-            time.sleep(delay)
-            delay = min(delay * 2, MAX_REGISTER_DELAY)
-            continue
-        log.info("schedule of %s registered as %s", pending.pop(0).name, handle.handle)
+def scheduled_tasks() -> list[ScheduledTask]:
+    return sorted(_scheduled.values(), key=lambda task: task.name)
 
 
 def _arm_on_worker_start(sender: object, tasks: list[RegisteredTask], **_: Any) -> None:
     """A starting worker registers the non-lazy schedules of the tasks it serves, in the
     background so that an unreachable broker delays the schedules, not the jobs."""
-    mine = [_scheduled[task.name] for task in tasks
-            if task.name in _scheduled and not _scheduled[task.name].lazy]
-    if mine:
-        threading.Thread(target=_register_until_done, name="django_jobs-schedules",
-                         args=(mine, job_settings().worker_servers), daemon=True).start()
+    servers = job_settings().worker_servers
+    register_in_background([(scheduled.name, functools.partial(scheduled.arm, servers))
+                            for task in tasks if (scheduled := _scheduled.get(task.name))
+                            and not scheduled.lazy], log)
 
 
 worker_started.connect(_arm_on_worker_start, dispatch_uid="django_jobs.schedules")

@@ -93,8 +93,11 @@ def render(report: ServerReport) -> str:
     tasks.align["Task Name"] = "l"
     for task in report.tasks:
         tasks.add_row([task.name, task.workers, task.running, task.queued])
+    unserved = "".join(f"\n! {task.name}: {task.queued} queued, no worker registered"
+                       for task in report.tasks if task.queued and not task.workers)
     workers = PrettyTable(WORKER_COLUMNS)
     workers.align["Registered Tasks"] = "l"
     for worker in report.workers:
         workers.add_row([worker.ip, ",".join(worker.tasks), worker.client_id, worker.fd])
-    return "\n\n".join(table.get_string() for table in (server, tasks, workers))
+    return "\n\n".join([server.get_string(), tasks.get_string() + unserved,
+                        workers.get_string()])

@@ -40,13 +40,15 @@ from django.utils import timezone
 from broker.client import JobHandle
 from broker.errors import ConnectionFailed, ServerError, WorkFailed
 from broker.uwsgidecorators import SPOOL_IGNORE, SPOOL_OK, SPOOL_RETRY
-from django_jobs.client import GearmanClient, Job
+from django_jobs.client import GearmanClient, Job, job_priority
 from django_jobs.conf import farm_function, job_settings, mule_function
+from django_jobs.discovery import check_served
 from django_jobs.registry import register
 from django_jobs.serialization import Call
 
 log = logging.getLogger("django_jobs.tasks")
-__all__ = ["SPOOL_IGNORE", "SPOOL_OK", "SPOOL_RETRY", "QueueFull", "RetryTaskException",
+__all__ = ["SPOOL_IGNORE", "SPOOL_OK", "SPOOL_RETRY", "NoConsumer", "QueueFull",
+           "RetryTaskException",
            "TaskCall", "TaskExecutor", "get_current_task", "task"]
 
 # Setup keys with a meaning here; any other key is kept and travels with the task.
@@ -57,12 +59,31 @@ DEFAULT_SETUP: dict[str, Any] = {
     "retry_jitter": 0.0,     # +- this fraction of the delay, at random
     "spooler_return": False,  # the function returns SPOOL_OK / SPOOL_RETRY / SPOOL_IGNORE
     "working_dir": None,
-    "priority": None,        # "high", "normal" or "low" (a delayed job runs at normal)
+    "priority": None,        # "high", "normal", "low" or digits (run as high); delayed: normal
     "queue": None,
     "mule": None,            # MULE executor: this mule's id (None: the first free mule)
     "farm": None,            # MULE executor: this farm instead of a mule
 }
-_RESOLVED_AT_ENQUEUE = ("at",)
+
+
+# uwsgi_tasks setup keys that name a uWSGI spooler; a task reaches its workers by name.
+REFUSED_SETUP = {
+    "spooler": "a task goes to the workers serving its name; pick them with queue=... "
+               "and gearman_worker -q",
+    "message_dict": "a task's arguments travel as JSON; pass them as arguments",
+}
+
+
+def check_setup(setup: dict[str, Any]) -> None:
+    """Refuse, when decorating or changing it, a setup the broker could not honour."""
+    for key, why in REFUSED_SETUP.items():
+        if key in setup:
+            raise ValueError(f"setup key {key!r} is uWSGI's and has no meaning here: {why}")
+    job_priority(setup.get("priority"))
+    for key in ("retry_count", "retry_timeout", "retry_backoff", "retry_jitter"):
+        value = setup.get(key, 0)
+        if not isinstance(value, int | float | dt.timedelta) or isinstance(value, bool):
+            raise ValueError(f"setup key {key!r} must be a number, got {value!r}")
 
 
 class TaskExecutor(enum.IntEnum):
@@ -92,6 +113,11 @@ class RetryTaskException(Exception):
 
 class QueueFull(Exception):
     """The broker refused a mule/farm message: the consumers are that far behind."""
+
+
+class NoConsumer(Exception):
+    """The broker refused a mule/farm message: no member has served it for a while (its
+    ``--transient-grace``), so the message could never be delivered (uWSGI raises too)."""
 
 
 def _seconds(value: float | dt.timedelta) -> float:
@@ -172,6 +198,7 @@ class TaskCall:
         self.setup["at"] = value
 
     def add_setup(self, **setup: Any) -> None:
+        check_setup(setup)
         self.setup.update(setup)
 
     def __call__(self, *args: Any, **kwargs: Any) -> TaskCall:
@@ -192,12 +219,21 @@ class TaskCall:
 class Task:
     """What ``@task`` returns: call it (or ``.delay``) to queue, ``.apply`` to run inline."""
 
+    served_by = ("it is a django_jobs task, which `manage.py gearman_worker` serves (for a "
+                 "timer beside spool handlers use broker.uwsgidecorators.timer)")
+    """Why ``spoolgear spooler`` refuses to treat it as a uwsgi_tasks handler."""
+
     def __init__(self, function: Callable[..., Any], executor: TaskExecutor,
                  setup: dict[str, Any]) -> None:
+        try:  # a bad setup fails the import, not a web request
+            check_setup(setup)
+        except ValueError as exc:
+            raise ValueError(f"@task {function.__qualname__}: {exc}") from None
         self.function = function
         self.executor = executor
-        self.name = register(function, setup.get("name"), setup.get("queue"),
-                             run=self.run_job).name
+        self._registered = register(function, setup.get("name"), setup.get("queue"),
+                                    run=self.run_job)
+        self.name = self._registered.name
         self.setup = {key: value for key, value in setup.items() if key != "name"}
         if "retry_timeout" in self.setup:
             self.setup["retry_timeout"] = _seconds(self.setup["retry_timeout"])
@@ -220,6 +256,7 @@ class Task:
         if self.executor is TaskExecutor.RUNTIME:
             self._run_inline(call)
             return call
+        check_served(self._registered)
         try:
             call.handle = _submit(call, job_settings().client_servers)
         except ConnectionFailed:
@@ -241,13 +278,15 @@ class Task:
             with _running(call):
                 result = self.function(*call.args, **call.kwargs)
         except RetryTaskException as exc:
-            if exc.count is not None:
-                call.retry_count = call.attempt - 1 + exc.count
+            if exc.count is not None:  # the whole budget, so raising it again always ends
+                call.retry_count = exc.count
             self._retry(call, "RetryTaskException",
                         None if exc.timeout is None else _seconds(exc.timeout))
             return None
         except Exception:
             self._retry(call, traceback.format_exc(), None)
+            return None
+        if isinstance(result, TaskCall):  # uwsgi_tasks' ``return current_task(...)`` idiom
             return None
         if result == SPOOL_RETRY:
             self._retry(call, "returned SPOOL_RETRY", None)
@@ -291,8 +330,8 @@ _clients = threading.local()
 
 
 def submit_background(job: Job, servers: tuple[str, ...]) -> JobHandle:
-    """Queue ``job`` through this thread's client for ``servers``; a refusal because the
-    function's queue is full (mule and farm queues are bounded) raises ``QueueFull``."""
+    """Queue ``job`` through this thread's client for ``servers``; a mule or farm queue
+    that is full raises ``QueueFull``, one that nobody serves ``NoConsumer``."""
     if not hasattr(_clients, "by_servers"):
         _clients.by_servers = {}
     client: GearmanClient | None = _clients.by_servers.get(servers)
@@ -301,12 +340,20 @@ def submit_background(job: Job, servers: tuple[str, ...]) -> JobHandle:
     try:
         handle: JobHandle = client.submit_jobs([job], background=True)[0]
     except ServerError as exc:
-        if exc.code != "QUEUE_ERROR":
-            raise
-        raise QueueFull(f"{job.name} refused the job: its queue is full (the broker's "
-                        "--transient-max-queue or maxqueue); its consumers are behind, "
-                        "add workers or retry later") from None
+        if exc.code == "QUEUE_ERROR":
+            raise QueueFull(f"{job.name} refused the job: its queue is full (the broker's "
+                            "--transient-max-queue or maxqueue); its consumers are behind, "
+                            "add workers or retry later") from None
+        if exc.code == "NO_WORKERS":
+            raise NoConsumer(f"{job.name} refused the job: no process serves it (start "
+                             "`manage.py gearman_worker --farm NAME` or `--mule ID`)") from None
+        raise
     return handle
+
+
+def _after(delay: float) -> float | None:
+    """Epoch seconds ``delay`` from now; None (no delay at all) for 0."""
+    return time.time() + delay if delay > 0 else None
 
 
 def _submit(call: TaskCall, servers: tuple[str, ...], delay: float | None = None) -> JobHandle:
@@ -314,8 +361,8 @@ def _submit(call: TaskCall, servers: tuple[str, ...], delay: float | None = None
 
     A retry goes to the worker's servers, always: running it inline would skip its delay.
     """
-    at = time.time() + delay if delay else call.at
-    setup = {key: value for key, value in call.setup.items() if key not in _RESOLVED_AT_ENQUEUE}
+    at = call.at if delay is None else _after(delay)  # a retry waits its delay, not ``at``
+    setup = dict(call.setup)
     name = call.task.name
     if call.task.executor is TaskExecutor.MULE:
         name = farm_function(setup["farm"]) if setup["farm"] else mule_function(setup["mule"])

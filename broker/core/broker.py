@@ -117,6 +117,9 @@ class BrokerSettings:
     """fnmatch patterns of functions whose background jobs are never stored."""
     transient_max_queue: int = 0
     """The initial ``maxqueue`` of a transient function, per priority (0 = no limit)."""
+    transient_grace: float = 10.0
+    """Seconds a transient function may be without workers before it refuses jobs: a
+    message nobody can take is refused, never parked (it would be lost anyway)."""
 
 
 class Broker:
@@ -141,6 +144,7 @@ class Broker:
         self.settings = settings
         self.call_later = call_later
         self.clock = clock
+        self._started_at = clock()
         self.on_output = on_output
         self.journal = journal
         self.pager = pager
@@ -204,7 +208,7 @@ class Broker:
             del self.sessions[session.fd]
         self._release_held(list(session.held.values()))
         for function in session.abilities:
-            function.workers.remove(session)
+            self._remove_worker(function, session)
         session.abilities.clear()
         for job in session.attached:
             job.clients = [client for client in job.clients if client is not session]
@@ -347,6 +351,9 @@ class Broker:
         limit = function.limit(priority)
         if limit > 0 and function.total >= limit:
             self._refuse(session, b"QUEUE_ERROR", b"Job queue is full")
+            return None
+        if function.transient and self._unserved(function):
+            self._refuse(session, b"NO_WORKERS", b"No worker serves this transient function")
             return None
         job = Job(self._new_handle(), function, unique, data, priority, background, when, reducer)
         self._index(job, key)
@@ -501,6 +508,17 @@ class Broker:
         timeout = max(MIN_JOB_TIMEOUT, milliseconds / 1000) if milliseconds > 0 else None
         self.register(session, name, timeout)
 
+    def _remove_worker(self, function: Function, session: Session) -> None:
+        function.workers.remove(session)
+        function.workers_left_at = self.clock()
+
+    def _unserved(self, function: Function) -> bool:
+        """No worker now, and none within the grace period (or since the broker started)."""
+        if function.workers:
+            return False
+        last_seen = max(function.workers_left_at, self._started_at)
+        return self.clock() - last_seen > self.settings.transient_grace
+
     def register(self, session: Session, name: bytes, timeout: float | None) -> None:
         function = self.function(name)
         if function not in session.abilities:
@@ -516,13 +534,13 @@ class Broker:
         if function is None or function not in session.abilities:
             return
         session.abilities.remove(function)
-        function.workers.remove(session)
+        self._remove_worker(function, session)
         session.timeouts.pop(function.name, None)
         self._release_held([j for j in session.held.values() if j.function is function])
 
     def _reset_abilities(self, session: Session, packet: Packet) -> None:
         for function in session.abilities:
-            function.workers.remove(session)
+            self._remove_worker(function, session)
         session.abilities.clear()
         session.timeouts.clear()
         self._release_held(list(session.held.values()))
@@ -544,7 +562,9 @@ class Broker:
         job.retries += 1
         limit = self.settings.job_retries if limit is None else limit
         if limit and job.retries >= limit:
-            self._give_up(job, f"{reason}; gave up after {job.retries} attempts")
+            # One attempt needs no count: a task's own "attempt 4 of 4" stays unambiguous.
+            self._give_up(job, reason if job.retries == 1
+                          else f"{reason}; gave up after {job.retries} attempts")
             return
         log.info("requeueing job %s (%s)", job.handle.decode(), reason)
         if not job.clients and not job.background:

@@ -105,7 +105,7 @@ class Function:
     """A function name with its queues (one per rank in use) and registered workers."""
 
     __slots__ = ("delayed", "max_queue", "name", "queues", "running", "spilled", "transient",
-                 "wake_position", "workers")
+                 "wake_position", "workers", "workers_left_at")
 
     def __init__(self, name: bytes) -> None:
         self.name = name
@@ -116,6 +116,8 @@ class Function:
         # Per rank, queued jobs held only in the store (see core/paging.py).
         self.spilled: Counter[int] = Counter()
         self.workers: list[Session] = []
+        self.workers_left_at = 0.0
+        """When the last worker left (clock seconds); 0 if none ever did."""
         self.max_queue = [0, 0, 0]
         self.wake_position = 0
         # Background jobs of a transient function are never stored (--transient).

@@ -9,7 +9,9 @@ have passed. What the broker itself reads from the vars
 - the function: ``ud_spool_func`` (uwsgidecorators), else ``function_name``
   (uwsgi_tasks), else a configured default for plain dicts;
 - ``spooler``: a named spooler, which is a queue: the job's function becomes
-  ``FUNCTION@QUEUE`` and only workers serving that queue take it;
+  ``FUNCTION@QUEUE`` and only workers serving that queue take it (``default`` is
+  the unnamed queue; an address such as ``host:port`` is refused: uWSGI cannot
+  spool to one either, send the request to that address instead);
 - ``priority``: decimal digits, lower runs first (no ordered-mode flag needed);
   anything else is refused rather than used as a path;
 - ``at``: epoch seconds (a fraction is ignored, as uWSGI does); the job does not
@@ -30,6 +32,8 @@ FUNCTION_KEYS = (b"ud_spool_func", b"function_name")
 DEFAULT_SPOOL_FUNCTION = "uwsgi_spooler"
 # Separates a function from its named spooler in the Gearman function name.
 QUEUE_SEPARATOR = b"@"
+# The name of the unnamed spooler, for ``spoolgear spooler --queue`` and the ``spooler`` var.
+DEFAULT_QUEUE = "default"
 # uWSGI names priority directories with digits; more than 999 levels helps nobody.
 MAX_SPOOL_PRIORITY = 999
 # Gearman function names travel NUL-separated; keep them printable and short.
@@ -60,7 +64,10 @@ def spool_job(block: bytes, body: bytes, *, default_function: bytes) -> SpoolJob
     found = dict(pairs)
     name = _name(found, default_function)
     queue = found.get(b"spooler")
-    if queue is not None:
+    if queue is not None and queue != DEFAULT_QUEUE.encode():
+        if b":" in queue and not queue.startswith(b"/"):
+            raise SpoolRefused(f"spooler {queue[:60]!r} is an address, not a spooler's name: "
+                               "send the request to that address")
         name += QUEUE_SEPARATOR + _checked_name(queue, "spooler")
     payload = HEADER.pack(SPOOL_MODIFIER, len(block), 0) + block + body
     return SpoolJob(name, _priority(found.get(b"priority")), _when(found.get(b"at")), payload)

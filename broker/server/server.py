@@ -40,7 +40,8 @@ class BrokerServer:
                                   retry_failures=config.retry_failure_attempts,
                                   max_failed_jobs=config.max_failed_jobs,
                                   transient=tuple(p.encode() for p in config.transient),
-                                  transient_max_queue=config.transient_max_queue)
+                                  transient_max_queue=config.transient_max_queue,
+                                  transient_grace=config.transient_grace)
         self._turn_end_pending = False
         journal = Journal.resuming(state) if store.durable else None
         pager = None

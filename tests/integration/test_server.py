@@ -139,10 +139,11 @@ def test_cli_submit_status_and_workers(broker: RunningBroker) -> None:
     assert json.loads(delayed.stdout)["handle"].startswith("H:")
     status = run_cli("status", *server, "--json")
     assert json.loads(status.stdout) == [{"name": "resize", "total": 2, "running": 0,
-                                          "workers": 0, "queued": 2}]
+                                          "workers": 0, "queued": 2, "unserved": True}]
     table = run_cli("status", *server).stdout.splitlines()
     assert table[0].split() == ["FUNCTION", "QUEUED", "RUNNING", "WORKERS"]
-    assert table[1].split() == ["resize", "2", "0", "0"]
+    assert table[1].split() == ["resize", "2", "0", "0", "!", "no", "worker:", "these", "jobs",
+                                "wait"]
     workers = json.loads(run_cli("workers", *server, "--json").stdout)
     assert all(set(w) == {"fd", "ip", "client_id", "functions"} for w in workers)
 

@@ -445,3 +445,23 @@ def test_a_timer_with_cron_fields_is_refused() -> None:
     client.send(T.SUBMIT_JOB_SCHED, b"f", b"", b"@every 5", b"3", b"", b"", b"", b"")
     ((kind, (code, _text)),) = client.received()
     assert (kind, code) == (T.ERROR, b"INVALID_ARGUMENTS")
+
+
+def test_a_transient_function_without_workers_refuses_jobs_after_the_grace_period() -> None:
+    harness = Harness(transient=(b"spoolgear.farm.*",), transient_grace=10.0)
+    sender = harness.peer()
+    sender.submit(b"spoolgear.farm.early")  # members may still be connecting
+    harness.advance(11)
+    sender.send(T.SUBMIT_JOB_BG, b"spoolgear.farm.nobody", b"", b"hello")
+    assert sender.received() == [
+        (T.ERROR, (b"NO_WORKERS", b"No worker serves this transient function"))]
+    sender.submit(b"durable.function")  # only transient functions are refused
+    member = harness.peer()
+    member.send(T.CAN_DO, b"spoolgear.farm.busy")
+    sender.submit(b"spoolgear.farm.busy")
+    member.disconnect()  # a member restarting: its farm is still served for a while
+    harness.advance(5)
+    sender.submit(b"spoolgear.farm.busy")
+    harness.advance(6)
+    sender.send(T.SUBMIT_JOB_BG, b"spoolgear.farm.busy", b"", b"")
+    assert sender.received()[0][1][0] == b"NO_WORKERS"

@@ -132,7 +132,8 @@ def test_lost_workers_exhausting_job_retries_land_in_the_failed_list(harness: Ha
     worker.send(T.CAN_DO, b"f")
     worker.grab()
     worker.disconnect()
-    assert b"worker gone; gave up after 1 attempts" in limited.peer().admin(b"show failed")
+    assert b"\t1\t" in (failed := limited.peer().admin(b"show failed"))  # one attempt
+    assert failed.endswith(b"\tworker gone\n.\n")
     assert limited.peer().admin(b"drop failed all") == b"OK 1\r\n"
 
 

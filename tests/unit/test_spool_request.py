@@ -9,6 +9,7 @@ from broker.core.model import Priority, spool_rank
 from broker.protocol.packets import PacketType
 from broker.protocol.spool_request import SpoolRefused, spool_job
 from broker.protocol.uwsgi import decode_spool, encode_vars
+from broker.uwsgi_api import as_spool_value
 from tests.unit.harness import Harness
 
 T = PacketType
@@ -91,5 +92,18 @@ def test_spool_priorities_run_lowest_first_and_before_gearman_priorities() -> No
 def test_the_drop_in_decorators_refuse_what_the_broker_would_refuse() -> None:
     with pytest.raises(SpoolRefused, match="priority"):
         uwsgidecorators.spool_job({"ud_spool_func": "f", "priority": "high"})
-    with pytest.raises(TypeError, match="use str, bytes, int or float"):
+    with pytest.raises(TypeError, match="use str, bytes, int, float or bool"):
         uwsgidecorators.spool_job({"ud_spool_func": "f", "items": [1, 2]})
+    with pytest.raises(SpoolRefused, match="is an address"):  # when no uwsgi socket named so
+        spool_job(encode_vars([(b"spooler", b"127.0.0.1:10001")]), b"", default_function=DEFAULT)
+
+
+def test_spool_values_are_cast_as_uwsgi_did_and_default_names_the_unnamed_spooler() -> None:
+    assert as_spool_value("test", True) == b"True"
+    assert as_spool_value("n", 5) == b"5"
+    job = spool_job(encode_vars([(b"ud_spool_func", b"f"), (b"spooler", b"default")]), b"",
+                    default_function=DEFAULT)
+    assert job.function == b"f"
+    job = spool_job(encode_vars([(b"ud_spool_func", b"f"), (b"spooler", b"/var/spool/mail")]),
+                    b"", default_function=DEFAULT)
+    assert job.function == b"f@/var/spool/mail"

@@ -27,6 +27,7 @@ EXPECTED_TASKS = [
     ("shop", "mail", "default", "shop.mail.progress"),
     ("shop", "mail", "default", "shop.mail.slow"),
     ("shop", "mail", "outbox", "mail.send"),
+    ("shop", "tasks", "default", "shop.tasks.ping"),
 ]
 
 

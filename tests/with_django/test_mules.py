@@ -82,7 +82,7 @@ def test_a_mulefunc_runs_on_a_farm_member_joined_beside_a_worker_module(
 
 def test_a_full_farm_queue_raises_to_the_sender_and_nothing_is_stored(tmp_path: Path) -> None:
     with run_broker("--store", f"sqlite:{tmp_path / 'jobs.db'}",
-                    "--transient-max-queue", "3") as broker, \
+                    "--transient-max-queue", "3", "--transient-grace", "600") as broker, \
             override_settings(GEARMAN_CLIENT_SERVERS=[broker.address]):
         for number in range(3):
             farm_msg("thumbs", number)

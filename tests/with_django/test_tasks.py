@@ -7,10 +7,12 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from django.core.exceptions import ImproperlyConfigured
 from django.test import override_settings
 
 from broker.admin import AdminClient
 from broker.errors import ConnectionFailed
+from django_jobs.checks import check_tasks
 from django_jobs.tasks import TaskExecutor, get_current_task, task
 from tests.helpers import RunningBroker, free_port, wait_until
 from tests.with_django.project import WorkerProcess, gearman_worker
@@ -79,9 +81,7 @@ def test_runtime_runs_inline_and_apply_returns_the_result() -> None:
 
 
 def test_auto_runs_inline_only_when_no_server_answers() -> None:
-    @task(name="tests.auto_fallback")
-    def ping() -> str:
-        return "pong"
+    from shop.tasks import ping
 
     down = [f"127.0.0.1:{free_port()}"]
     with override_settings(GEARMAN_CLIENT_SERVERS=down):
@@ -90,3 +90,15 @@ def test_auto_runs_inline_only_when_no_server_answers() -> None:
         with override_settings(GEARMAN_TASKS_INLINE_FALLBACK=False), \
                 pytest.raises(ConnectionFailed):
             ping.delay()
+
+
+def test_a_task_no_worker_loads_is_refused_at_the_call_and_named_by_check() -> None:
+    @task(name="tests.nowhere")
+    def nowhere() -> None: ...
+
+    with pytest.raises(ImproperlyConfigured, match="'tests.nowhere' is defined in "
+                                                   "tests.with_django.test_tasks, which no"):
+        nowhere()
+    assert "tests.nowhere" in [message.obj for message in check_tasks()
+                               if message.id == "django_jobs.W001"]
+    assert nowhere.apply() is None  # running it here is still fine

@@ -4,12 +4,14 @@ serve one worker module's tasks, and the messages of the farms and mule it joins
 from __future__ import annotations
 
 import logging
+import os
 from argparse import ArgumentParser
 from typing import Any
 
 from django.apps import apps
 from django.core.management.base import BaseCommand, CommandError
 
+from broker.uwsgi_api import MULE_ID_VARIABLE
 from django_jobs.discovery import WorkerModule, import_worker, worker_modules
 from django_jobs.mules import member_tasks
 from django_jobs.registry import Task
@@ -66,6 +68,8 @@ class Command(BaseCommand):
             if options[name] is not None and options[name] <= 0:
                 raise CommandError(f"--{name.replace('_', '-')} must be positive")
         members = self._members(options["farm"], options["mule"])
+        if options["mule"] is not None:  # for mule_id() / uwsgi.mule_id()
+            os.environ[MULE_ID_VARIABLE] = str(options["mule"])
         if options["app_name"] is None and options["worker_name"] is None and members:
             worker = WorkerModule("farm", "+".join(options["farm"]) or f"mule{options['mule']}",
                                   "django_jobs.mules")
