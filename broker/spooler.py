@@ -173,9 +173,9 @@ def collect_handlers(modules: Sequence[ModuleType], settings: SpoolerSettings) -
         raw = getattr(module, "spooler", None)
         if callable(raw):
             handlers.add(settings.spool_function, raw)
-    assigned = uwsgi_api.spooler  # ``uwsgi.spooler = my_spooler`` in a handler module
-    if callable(assigned) and assigned not in handlers.chains.get(settings.spool_function, []):
-        handlers.add(settings.spool_function, assigned)
+    for assigned in uwsgi_api.assigned_spoolers.values():  # ``uwsgi.spooler = f``
+        if assigned not in handlers.chains.get(settings.spool_function, []):
+            handlers.add(settings.spool_function, assigned)
     for schedule in schedules.values():
         if schedule.function.__module__ in wanted:
             handlers.schedules.append(schedule)

@@ -17,11 +17,15 @@ from __future__ import annotations
 
 import os
 import stat
+import sys
+import types
 from collections.abc import Callable, Mapping
 from typing import Any
 
 from broker.client import Client, JobHandle
 from broker.core.model import Priority
+from broker.definitions import claim
+from broker.errors import ConfigurationError
 from broker.protocol.spool_request import DEFAULT_SPOOL_FUNCTION
 from broker.protocol.spool_request import spool_job as request_job
 from broker.protocol.uwsgi import encode_vars
@@ -31,8 +35,31 @@ SPOOL_OK = -2
 SPOOL_RETRY = -1
 SPOOL_IGNORE = 0
 
-spooler: Callable[[dict[Any, Any]], int] | None = None
-"""What uWSGI code assigns its plain-dict spool handler to (``uwsgi.spooler = f``)."""
+SpoolHandler = Callable[[dict[Any, Any]], int]
+assigned_spoolers: dict[str, SpoolHandler] = {}
+"""What uWSGI code assigned to ``uwsgi.spooler``: its plain-dict spool handler."""
+
+
+class _UwsgiModule(types.ModuleType):
+    """Lets ``uwsgi.spooler = f`` be seen, and refused when it would replace another."""
+
+    @property
+    def spooler(self) -> SpoolHandler | None:
+        return assigned_spoolers.get("uwsgi.spooler")
+
+    @spooler.setter
+    def spooler(self, handler: SpoolHandler) -> None:
+        try:
+            claim(assigned_spoolers, "uwsgi.spooler", handler, lambda known: known,
+                  "uwsgi.spooler handlers")
+        except ValueError as exc:
+            raise ConfigurationError(f"{exc}: under uWSGI the last one silently wins; "
+                                     "define module-level spooler(env) functions instead, "
+                                     "which run in import order (SPOOL_IGNORE passes on)"
+                                     ) from None
+
+
+sys.modules[__name__].__class__ = _UwsgiModule
 
 MULE_ID_VARIABLE = "SPOOLGEAR_MULE_ID"
 """Set by ``gearman_worker --mule N`` for ``mule_id()``; 0 (not a mule) elsewhere."""

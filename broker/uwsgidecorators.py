@@ -1,4 +1,6 @@
-"""Drop-in for uWSGI's ``uwsgidecorators`` spool API: ``spool``, ``spoolraw``, ``spoolforever``.
+"""Drop-in for uWSGI's ``uwsgidecorators``: ``spool``, ``spoolraw``, ``spoolforever``,
+``timer``, ``rbtimer`` and ``cron`` (``signal``, ``filemon``, ``mule``, ``lock`` and
+``rpc`` are importable and refuse with what to do instead).
 
 Existing code changes one import (``from broker.uwsgidecorators import spool,
 SPOOL_OK``) and keeps working: calling ``f.spool(...)`` (or ``f(...)``) queues a
@@ -37,8 +39,9 @@ from broker.definitions import claim
 from broker.uwsgi_api import SPOOL_IGNORE, SPOOL_OK, SPOOL_RETRY, configure, spool_job
 
 __all__ = ["SPOOL_IGNORE", "SPOOL_OK", "SPOOL_RETRY", "PickleRefused", "Schedule",
-           "SpoolFunction", "configure", "cron", "rbtimer", "schedules", "spool",
-           "spool_functions", "spoolforever", "spoolraw", "timer", "unpickle", "uwsgi"]
+           "SpoolFunction", "configure", "cron", "filemon", "lock", "mule", "rbtimer", "rpc",
+           "schedules", "signal", "spool", "spool_functions", "spoolforever", "spoolraw",
+           "timer", "unpickle", "uwsgi"]
 
 # Keyword arguments that are spool options, not arguments, with pass_arguments=True.
 SPOOL_OPTIONS = ("message_dict", "spooler", "priority", "at", "body")
@@ -199,3 +202,23 @@ def cron(minute: int | str = -1, hour: int | str = -1, day: int | str = -1,
     -N every N; or cron text per field)."""
     return _scheduled(schedule_fields(cron=uwsgi_cron(minute, hour, day, month, dayweek)),
                       target, signum)
+
+
+def _not_provided(name: str, instead: str) -> Callable[..., Any]:
+    """uwsgidecorators' names for uWSGI process features: importable, so a module fails
+    at the line that uses one, with what to do instead."""
+
+    def refuse(*_: Any, **__: Any) -> Any:
+        raise NotImplementedError(f"@{name} is a uWSGI process feature with no spoolgear "
+                                  f"equivalent: {instead} (README: Moving over)")
+
+    refuse.__name__ = name
+    return refuse
+
+
+signal = _not_provided("signal", "run the work as a @task, @timer or @cron instead")
+filemon = _not_provided("filemon", "have the writer of the files queue a job instead")
+mule = _not_provided("mule", "a programmed mule loop becomes a @mulemsg()/@farm handler "
+                             "of `manage.py gearman_worker --mule N` (django_jobs.mules)")
+lock = _not_provided("lock", "a job runs in one worker at a time; coalesce by unique")
+rpc = _not_provided("rpc", "submit a foreground job and wait for its result")

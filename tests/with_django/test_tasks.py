@@ -96,8 +96,8 @@ def test_a_task_no_worker_loads_is_refused_at_the_call_and_named_by_check() -> N
     @task(name="tests.nowhere")
     def nowhere() -> None: ...
 
-    with pytest.raises(ImproperlyConfigured, match="'tests.nowhere' is defined in "
-                                                   "tests.with_django.test_tasks, which no"):
+    with pytest.raises(ImproperlyConfigured, match=r"'tests\.nowhere' is defined in "
+                                                   r"tests\.with_django\.test_tasks, which no"):
         nowhere()
     assert "tests.nowhere" in [message.obj for message in check_tasks()
                                if message.id == "django_jobs.W001"]

@@ -5,7 +5,9 @@ import os
 SECRET_KEY = "django_jobs tests only"
 DEBUG = False
 USE_TZ = True
-INSTALLED_APPS = ["django_jobs", "shop.apps.ShopConfig", "legacy"]
+INSTALLED_APPS = ["django_jobs", "shop.apps.ShopConfig", "legacy", "seeds"]
 DATABASES = {"default": {"ENGINE": "django.db.backends.sqlite3", "NAME": ":memory:"}}
 GEARMAN_SERVERS = os.environ.get("GEARMAN_SERVERS", "127.0.0.1:4730").split(",")
 GEARMAN_SERIALIZER = os.environ.get("GEARMAN_SERIALIZER", "json")
+EMAIL_BACKEND = "django.core.mail.backends.filebased.EmailBackend"
+EMAIL_FILE_PATH = os.environ.get("MAIL_DIR", "mail")
