@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import socket
 import threading
 import time
 from collections.abc import Iterator
@@ -251,3 +252,15 @@ def test_prefetch_never_leaves_a_job_held_past_max_jobs_or_stop(broker: RunningB
         (status,) = [s for s in admin.status() if s.name == "record"]
         assert (status.total, status.running) == (6 - ran, 0)
         assert all(job.retries == 0 for job in admin.show_jobs()), "none came back by a disconnect"
+
+
+def test_a_server_given_without_a_port_is_named_with_its_port_in_errors() -> None:
+    """jbox's ``GEARMAN_CLIENT_SERVERS = ['127.0.0.1']``: the error says which port."""
+    with socket.socket() as holder:  # bound, not listening: connections are refused
+        try:
+            holder.bind(("127.0.0.1", 4730))
+        except OSError:
+            pytest.skip("port 4730 is in use on this machine")
+        with Client(["127.0.0.1"]) as client, \
+                pytest.raises(ConnectionFailed, match=r"cannot connect to 127\.0\.0\.1:4730"):
+            client.submit_background("f", b"")

@@ -149,9 +149,58 @@ def test_pickled_arguments_need_an_explicit_opt_in(tmp_path: Path, handlers: Mod
 def test_named_spoolers_are_served_only_when_asked(tmp_path: Path, handlers: ModuleType) -> None:
     with run_broker("--uwsgi-socket", "127.0.0.1:0") as broker:
         send_spool(broker.uwsgi[0], {b"ud_spool_func": b"mail", b"spooler": b"bulk"})
-        assert run_spooler(tmp_path, broker.address) == []
-        notes = run_spooler(tmp_path, broker.address, "--queue", "bulk")
-    assert notes == [("mail", [("spooler", "bulk"), ("ud_spool_func", "mail")])]
+        send_spool(broker.uwsgi[0], {b"ud_spool_func": b"mail", b"spooler": b"/var/spool/x"})
+        send_spool(broker.uwsgi[0], {b"ud_spool_func": b"mail", b"to": b"unnamed"})
+        assert run_spooler(tmp_path, broker.address, "--queue", "bulk") == [
+            ("mail", [("spooler", "bulk"), ("ud_spool_func", "mail")])], "bulk only"
+        assert run_spooler(tmp_path, broker.address) == [
+            ("mail", [("to", "unnamed"), ("ud_spool_func", "mail")])], "the unnamed only"
+        assert run_spooler(tmp_path, broker.address, "--queue", "/var/spool/x",
+                           "--queue", "default") == [
+            ("mail", [("spooler", "/var/spool/x"), ("ud_spool_func", "mail")])]
+
+
+def test_django_tasks_in_a_handler_module_are_refused_and_handlers_may_use_the_orm(
+        tmp_path: Path) -> None:
+    project = ROOT / "tests" / "django_project"
+    env = {"PYTHONPATH": f"{ROOT}:{project}", "DJANGO_SETTINGS_MODULE": "testsite.settings",
+           "SPOOL_LOG": str(tmp_path / "log")}
+    (tmp_path / "orm_handlers.py").write_text(textwrap.dedent('''
+        import os
+        import uwsgi
+        from django.db import connection
+
+        def spooler(env):
+            with connection.cursor() as cursor:
+                cursor.execute("SELECT 40 + 2")
+                answer = cursor.fetchone()[0]
+            with open(os.environ["SPOOL_LOG"], "a") as log:
+                log.write(repr(("orm", answer)) + "\\n")
+            return uwsgi.SPOOL_OK
+    '''))
+    (tmp_path / "mixed.py").write_text(textwrap.dedent('''
+        from broker.uwsgidecorators import spool
+        from django_jobs.schedules import timer
+
+        @spool
+        def mail(env): ...
+
+        @timer(seconds=30)
+        def refresh(): ...
+    '''))
+    with run_broker("--uwsgi-socket", "127.0.0.1:0") as broker:
+        send_spool(broker.uwsgi[0], {b"k": b"v"})
+        served = subprocess.run([*SPOOLGEAR, "spooler", "--import", "orm_handlers", "-s",
+                                 broker.address, "--burst"], cwd=tmp_path, env=env,
+                                capture_output=True, text=True, timeout=60)
+        refused = subprocess.run([*SPOOLGEAR, "spooler", "--import", "mixed", "-s",
+                                  broker.address, "--burst"], cwd=tmp_path, env=env,
+                                 capture_output=True, text=True, timeout=60)
+    assert served.returncode == 0, served.stderr
+    assert (tmp_path / "log").read_text() == "('orm', 42)\n"
+    assert refused.returncode != 0
+    assert "mixed.refresh is not a spool handler: it is a django_jobs task" in refused.stderr
+    assert "Traceback" not in refused.stderr
 
 
 def test_a_module_without_handlers_is_a_clear_error(tmp_path: Path) -> None:

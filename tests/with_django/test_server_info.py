@@ -34,6 +34,7 @@ def test_tables_show_version_ping_tasks_and_workers(broker: RunningBroker) -> No
     assert tasks["shop.mail.slow"] == {"Task Name": "shop.mail.slow", "Total Workers": "0",
                                        "Running Jobs": "0", "Queued Jobs": "3"}
     assert tasks["shop.images.resize"]["Total Workers"] == "1"
+    assert "\n! shop.mail.slow: 3 queued, no worker registered\n" in shown.stdout
     (worker,) = tables[WORKERS]
     assert worker["Registered Tasks"] == "shop.images.resize,shop.images.thumbnail"
     assert worker["Client ID"].endswith(f":{images.pid}:shop.images")

@@ -143,7 +143,8 @@ def test_queues_pick_the_tasks_a_process_serves(shared_broker: RunningBroker) ->
 @pytest.mark.parametrize(("args", "message"), [
     (["-a", "shop", "-n", "nope"],
      "app 'shop' has no worker 'nope'; its workers: clock, farm, feeds, images, mail"),
-    (["-a", "nope", "-n", "mail"], "no installed app 'nope'; apps with workers: legacy, seeds, shop"),
+    (["-a", "nope", "-n", "mail"],
+     "no installed app 'nope'; apps with workers: legacy, seeds, shop"),
     (["-a", "shop"], "give -a APP and -n WORKER (or only --farm NAME / --mule ID)"),
     (["-n", "mail"], "give -a APP and -n WORKER (or only --farm NAME / --mule ID)"),
     (["--farm", "two words"], "--farm: a farm name is a non-empty word, got 'two words'"),
