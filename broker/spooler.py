@@ -106,6 +106,8 @@ class SpoolerSettings:
     def __post_init__(self) -> None:
         if self.attempts < 1:
             raise ConfigurationError("--attempts must be at least 1")
+        if self.retry_delay < 0 or self.max_retry_delay < self.retry_delay:
+            raise ConfigurationError("--retry-delay must be >= 0 and <= --max-retry-delay")
         if not self.queues:
             raise ConfigurationError(f"--queue: name at least one queue ({DEFAULT_QUEUE!r} "
                                      "is the unnamed one)")
@@ -122,8 +124,6 @@ class SpoolerSettings:
     def forked(self) -> bool:
         """Whether a master keeps the spooler processes running (as uWSGI's does)."""
         return self.processes > 1 or self.max_tasks is not None or self.harakiri is not None
-        if self.retry_delay < 0 or self.max_retry_delay < self.retry_delay:
-            raise ConfigurationError("--retry-delay must be >= 0 and <= --max-retry-delay")
 
 
 @dataclass

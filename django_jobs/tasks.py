@@ -48,8 +48,7 @@ from django_jobs.serialization import Call
 
 log = logging.getLogger("django_jobs.tasks")
 __all__ = ["SPOOL_IGNORE", "SPOOL_OK", "SPOOL_RETRY", "NoConsumer", "QueueFull",
-           "RetryTaskException",
-           "TaskCall", "TaskExecutor", "get_current_task", "task"]
+           "RetryTaskException", "TaskCall", "TaskExecutor", "get_current_task", "task"]
 
 # Setup keys with a meaning here; any other key is kept and travels with the task.
 DEFAULT_SETUP: dict[str, Any] = {
@@ -66,7 +65,7 @@ DEFAULT_SETUP: dict[str, Any] = {
 }
 
 
-# uwsgi_tasks setup keys that name a uWSGI spooler; a task reaches its workers by name.
+# uwsgi_tasks setup keys about uWSGI's spool files, which a task here does not have.
 REFUSED_SETUP = {
     "spooler": "a task goes to the workers serving its name; pick them with queue=... "
                "and gearman_worker -q",
