@@ -41,7 +41,7 @@ from broker.spooler import (
     DEFAULT_MAX_RETRY_DELAY,
     DEFAULT_RETRY_DELAY,
 )
-from broker.store.base import default_store_url
+from broker.store.base import PAGE_BYTES, default_store_url
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -69,6 +69,9 @@ def _parser() -> argparse.ArgumentParser:
                        help="queued background jobs per function and priority held in "
                             "memory; with sqlite: the rest wait in the store (default "
                             "%(default)s, 0 = no limit)")
+    serve.add_argument("--page-bytes", type=int, default=PAGE_BYTES, metavar="BYTES",
+                       help="payload bytes one read of a queue window brings in from the "
+                            "store at most (default %(default)s; a larger job comes alone)")
     serve.add_argument("--max-failed-jobs", type=int, default=DEFAULT_MAX_FAILED_JOBS,
                        help="failed jobs kept; the oldest are forgotten (default %(default)s)")
     serve.add_argument("--transient", action="append", metavar="PATTERN",
@@ -214,6 +217,7 @@ def _serve(args: argparse.Namespace) -> int:
                           transient_max_queue=args.transient_max_queue,
                           transient_grace=args.transient_grace,
                           commit_delay=args.commit_delay, queue_window=args.queue_window,
+                          page_bytes=args.page_bytes,
                           max_packet_size=args.max_packet_size,
                           max_admin_line=args.max_admin_line,
                           max_output_buffer=args.max_output_buffer,

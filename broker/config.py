@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from broker.errors import ConfigurationError
 from broker.protocol.reader import DEFAULT_MAX_LINE_LENGTH, DEFAULT_MAX_PACKET_SIZE
 from broker.protocol.spool_request import DEFAULT_SPOOL_FUNCTION
-from broker.store.base import check_store_url, default_store_url
+from broker.store.base import PAGE_BYTES, check_store_url, default_store_url
 
 DEFAULT_PORT = 4730
 # A connection whose unread replies pass this many bytes stops being read until
@@ -91,6 +91,8 @@ class ServerConfig:
     transient_grace: float = DEFAULT_TRANSIENT_GRACE
     commit_delay: float = DEFAULT_COMMIT_DELAY
     queue_window: int = DEFAULT_QUEUE_WINDOW
+    page_bytes: int = PAGE_BYTES
+    """Payload bytes one page of a queue window reads from the store at most."""
     """Jobs per (function, priority) held in memory with a paging store; 0 = no limit."""
     worker_wakeup: int = 0
     max_packet_size: int = DEFAULT_MAX_PACKET_SIZE
@@ -129,6 +131,8 @@ class ServerConfig:
             raise ConfigurationError("--commit-delay must be between 0 and 1 second")
         if self.queue_window < 0:
             raise ConfigurationError("--queue-window must be 0 (no limit) or a positive count")
+        if self.page_bytes < 1:
+            raise ConfigurationError("--page-bytes must be positive")
         if self.max_failed_jobs < 1:
             raise ConfigurationError("--max-failed-jobs must be at least 1")
         if self.transient_max_queue < 0:

@@ -28,6 +28,11 @@ class ConfigurationError(BrokerError):
     """A setting or command-line value is invalid."""
 
 
+class StoreUnavailable(BrokerError):
+    """The job store cannot be opened or written; the text says why and what was left as it
+    was. The broker refuses to start, or stops acknowledging and exits non-zero."""
+
+
 class ServerError(BrokerError):
     """A server answered with an ERROR packet or an ``ERR`` admin line."""
 

@@ -47,7 +47,7 @@ from broker.protocol.packets import (
     encode_packet,
     encode_response,
 )
-from broker.store.base import StoredState
+from broker.store.base import Page, StoredState
 from broker.store.operations import FailedJob, StoredJob, StoredSchedule
 
 log = logging.getLogger("spoolgear.broker")
@@ -250,6 +250,16 @@ class Broker:
         if self.pager is not None:
             self.pager.committed(number)
         self.dirty.extend(self.gated)
+        self.gated = []
+
+    def refuse_gated(self, text: bytes) -> None:
+        """The store failed: each session waiting for a batch to reach the disk gets an
+        ERROR instead of what it waited for (never a JOB_CREATED for a job not stored)."""
+        self.flush()  # this turn's output joins the gated
+        for session in self.gated:
+            session.out.clear()
+            if not session.closed:
+                session.write(error_packet(b"STORE_FAILED", text))
         self.gated = []
 
     def _gate(self, session: Session | None) -> None:
@@ -880,20 +890,21 @@ class Broker:
             request.expected = self.functions[request.function].spilled[request.priority]
         return requests
 
-    def paged_in(self, request: PageRequest, rows: list[StoredJob]) -> None:
+    def paged_in(self, request: PageRequest, page: Page) -> None:
         """Queue a page of jobs read from the store, skipping any cancelled meanwhile."""
         assert self.pager is not None
         function, priority = self.functions[request.function], request.priority
         queue = self._queue(function, priority)
         vanished = self.pager.vanished
+        rows = page.rows
         added = 0
         for row in rows:
             if row.number in vanished or self._stored_handle(row.number) in self.jobs:
                 continue
             queue.append(self._adopt(function, row, 0.0))
             added += 1
-        # A short page means the store holds no more of the jobs counted when it left.
-        consumed = request.expected if len(rows) < request.limit else added
+        # The last page holds the rest of the jobs counted when the request left.
+        consumed = added if page.more else request.expected
         function.spilled[priority] = max(0, function.spilled[priority] - consumed)
         self.pager.paged((function.name, priority), rows[-1].seq if rows else None)
         if added:

@@ -8,7 +8,9 @@ While a queue has spilled jobs every new arrival spills too, so memory holds
 the head of the queue and the store holds the rest, in order (by ``seq``).
 
 When a queue drains to half its window the broker asks for a page: the next
-jobs at or after the first spilled ``seq``. The request travels with the next
+jobs at or after the first spilled ``seq``, at most ``PAGE_BYTES`` of payload, and
+whether the store holds more (so the count of spilled jobs never depends on
+guessing from a page's length). The request travels with the next
 store batch and runs on the writer thread right after it, so it sees every
 job spilled before it was made. Its answer refills the queue.
 
@@ -25,7 +27,7 @@ from dataclasses import dataclass
 
 from broker.core.model import Session
 from broker.protocol.packets import Packet
-from broker.store.base import PagingStore
+from broker.store.base import Page, PagingStore
 from broker.store.operations import StoredJob
 
 QueueKey = tuple[bytes, int]
@@ -41,7 +43,7 @@ class PageRequest:
     """Spilled jobs counted when the request left: all of them are in the store then."""
 
 
-def read_pages(store: PagingStore, requests: Sequence[PageRequest]) -> list[list[StoredJob]]:
+def read_pages(store: PagingStore, requests: Sequence[PageRequest]) -> list[Page]:
     """Run on the writer thread, after the batch the requests travel with."""
     return [store.page(r.function, r.priority, r.first_seq, r.limit) for r in requests]
 

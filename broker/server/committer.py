@@ -21,8 +21,9 @@ from concurrent.futures import ThreadPoolExecutor
 
 from broker.core.broker import Broker
 from broker.core.paging import PageRequest, read_pages
-from broker.store.base import PagingStore, Store
-from broker.store.operations import Operation, StoredJob
+from broker.errors import StoreUnavailable
+from broker.store.base import Page, PagingStore, Store
+from broker.store.operations import Operation
 
 log = logging.getLogger("spoolgear.store")
 
@@ -38,7 +39,7 @@ class Committer:
         self._next_commit_at = 0.0
         self._delayed: asyncio.TimerHandle | None = None
         self._writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="spoolgear-store")
-        self._in_flight: asyncio.Future[list[list[StoredJob]]] | None = None
+        self._in_flight: asyncio.Future[list[Page]] | None = None
 
     def kick(self) -> None:
         journal = self.broker.journal
@@ -60,7 +61,7 @@ class Committer:
         future.add_done_callback(lambda done: self._done(number, requests, done))
 
     def _write(self, batch: list[Operation],
-               requests: list[PageRequest]) -> list[list[StoredJob]]:
+               requests: list[PageRequest]) -> list[Page]:
         if batch:
             self.store.write(batch)
         if not requests:
@@ -73,11 +74,12 @@ class Committer:
         self.kick()
 
     def _done(self, number: int, requests: list[PageRequest],
-              future: asyncio.Future[list[list[StoredJob]]]) -> None:
+              future: asyncio.Future[list[Page]]) -> None:
         self._in_flight = None
         error = future.exception()
         if error is not None:
-            log.critical("writing to %s failed: %s", self.store.describe(), error)
+            log.critical("%s", error if isinstance(error, StoreUnavailable)
+                         else f"writing to {self.store.describe()} failed: {error}")
             self.on_failure(error)
             return
         self.broker.batch_committed(number)
@@ -85,6 +87,13 @@ class Committer:
             self.broker.paged_in(request, rows)
         self.broker.flush()
         self.kick()
+
+    def abandon(self) -> None:
+        """The store failed: release it without writing what is left (it cannot be)."""
+        if self._delayed is not None:
+            self._delayed.cancel()
+        self._writer.shutdown(wait=True)
+        self.store.close()
 
     async def close(self) -> None:
         """Write what is still journaled, then release the store."""

@@ -15,6 +15,7 @@ from broker.core.admin import AdminCommands
 from broker.core.broker import Broker, BrokerSettings
 from broker.core.journal import Journal
 from broker.core.paging import Pager
+from broker.errors import StoreUnavailable
 from broker.server.committer import Committer
 from broker.server.connection import GearmanConnection
 from broker.server.spool_door import SpoolConnection
@@ -58,6 +59,8 @@ class BrokerServer:
         self._listeners: list[asyncio.Server] = []
         self._ingests: list[SpoolIngest] = []
         self._stopped = asyncio.Event()
+        self.failure: BaseException | None = None
+        """Why the store stopped accepting writes, if it did: the broker exits non-zero."""
         self._graceful_task: asyncio.Task[None] | None = None
 
     def _end_turn_soon(self) -> None:
@@ -73,6 +76,8 @@ class BrokerServer:
 
     def _store_failed(self, error: BaseException) -> None:
         log.critical("stopping: jobs can no longer be made durable")
+        self.failure = error
+        self.broker.refuse_gated(f"the job store failed: {error}".encode())
         self.request_shutdown(False)
 
     async def start(self) -> list[str]:
@@ -140,12 +145,15 @@ class BrokerServer:
         await self._stopped.wait()
         for listener in self._listeners:
             await listener.wait_closed()
+        if self.failure is not None:
+            self.committer.abandon()
+            raise StoreUnavailable(str(self.failure)) from self.failure
         await self.committer.close()
 
 
 async def serve(config: ServerConfig, out: TextIO = sys.stdout) -> None:
     """Run a broker until it is asked to stop (signal or admin ``shutdown``)."""
-    store = open_store(config.store)
+    store = open_store(config.store, page_bytes=config.page_bytes)
     state = await asyncio.get_running_loop().run_in_executor(None, store.load,
                                                              config.queue_window)
     for problem in state.problems:

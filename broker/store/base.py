@@ -21,9 +21,21 @@ from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import NamedTuple
 
 from broker.errors import ConfigurationError
 from broker.store.operations import FailedJob, Operation, StoredJob, StoredSchedule
+
+PAGE_BYTES = 64 << 20
+"""Payload bytes read into memory by one page (or one queue's window at start-up), so
+queues of large jobs page in bounded steps; a single larger job still comes alone."""
+
+
+class Page(NamedTuple):
+    """Jobs read from one queue of the store, and whether more were left there."""
+
+    rows: list[StoredJob]
+    more: bool
 
 
 @dataclass(frozen=True, slots=True)
@@ -82,11 +94,14 @@ class Store(ABC):
 class PagingStore(Store):
     """A store that can serve queued jobs a page at a time and find single jobs."""
 
+    page_bytes: int = PAGE_BYTES
+    """Payload bytes one page (or one queue's window at start-up) reads at most."""
+
     @abstractmethod
-    def page(self, function: bytes, priority: int, first_seq: int,
-             limit: int) -> list[StoredJob]:
-        """Runnable, not running jobs of one queue from ``first_seq`` on, in order
-        (called on the writer thread)."""
+    def page(self, function: bytes, priority: int, first_seq: int, limit: int) -> Page:
+        """Runnable, not running jobs of one queue from ``first_seq`` on, in order: at most
+        ``limit`` of them and ``page_bytes`` of payload (at least one job), and whether
+        the queue holds more (called on the writer thread)."""
 
     @abstractmethod
     def find(self, number: int) -> StoredJob | None:
@@ -143,7 +158,7 @@ def check_store_url(url: str) -> None:
             "--store spool: needs a directory, e.g. spool:/var/spool/spoolgear")
 
 
-def open_store(url: str) -> Store:
+def open_store(url: str, *, page_bytes: int = PAGE_BYTES) -> Store:
     check_store_url(url)
     scheme, _, rest = url.partition(":")
     if scheme == "memory":
@@ -154,4 +169,4 @@ def open_store(url: str) -> Store:
         return SpoolStore(Path(rest))
     from broker.store.sqlite import SQLiteStore
 
-    return SQLiteStore(Path(rest))
+    return SQLiteStore(Path(rest), page_bytes=page_bytes)

@@ -2,15 +2,28 @@
 
 A batch is everything the broker changed in one event-loop turn, so a thousand
 submissions cost one commit and one fsync, not a thousand (gearmand commits per
-job). A file that is not a readable database is moved aside with a clear log
-line and a fresh one is started; rows that cannot be decoded are skipped and
-reported, so one bad record never stops the broker.
+job). Rows that cannot be decoded are skipped and reported, so one bad record
+never stops the broker.
+
+Acknowledged jobs are never destroyed by the broker itself:
+
+- a store that cannot be opened or written (locked by another process, read-only,
+  a directory it may not create, a second broker on the same file) refuses the
+  start with the reason, and nothing is moved or deleted;
+- only a file SQLite reports as not a database or corrupt is moved aside, together
+  with its write-ahead log and shared-memory files (all three renamed, never
+  deleted), and an empty store started, with both names in the log;
+- a write that fails (disk full, I/O error), or a store file deleted or replaced
+  while in use, raises ``StoreUnavailable`` with SQLite's own reason, so the broker
+  stops acknowledging and exits non-zero.
 """
 
 from __future__ import annotations
 
+import fcntl
 import json
 import logging
+import os
 import sqlite3
 import time
 from collections.abc import Callable, Sequence
@@ -19,8 +32,9 @@ from pathlib import Path
 from typing import Any
 
 from broker.core.model import MAX_RANK, MIN_RANK
+from broker.errors import StoreUnavailable
 from broker.store import operations as ops
-from broker.store.base import PagingStore, SpilledQueue, StoredState
+from broker.store.base import PAGE_BYTES, Page, PagingStore, SpilledQueue, StoredState
 
 log = logging.getLogger("spoolgear.store")
 
@@ -93,31 +107,74 @@ def _upgrade(db: sqlite3.Connection) -> None:
     db.execute("INSERT OR REPLACE INTO meta VALUES ('schema_version', ?)", (SCHEMA_VERSION,))
 
 
+# SQLite's primary result codes that mean the file itself is damaged, not unreachable.
+_SQLITE_CORRUPT, _SQLITE_NOTADB = 11, 26
+# How long opening waits for another process's transaction before giving up.
+_BUSY_TIMEOUT_MS = 2000
+
+
+class IntegrityCheckFailed(sqlite3.DatabaseError):
+    """``PRAGMA quick_check`` found the file damaged."""
+
+
+def _damaged(exc: sqlite3.DatabaseError) -> bool:
+    code = getattr(exc, "sqlite_errorcode", None)
+    return isinstance(exc, IntegrityCheckFailed) or (
+        code is not None and code & 0xFF in (_SQLITE_CORRUPT, _SQLITE_NOTADB))
+
+
 class SQLiteStore(PagingStore):
     durable = True
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, *, page_bytes: int = PAGE_BYTES) -> None:
         self.path = path
-        path.parent.mkdir(parents=True, exist_ok=True)
+        self.page_bytes = page_bytes
         try:
-            self.db = self._open()
-        except sqlite3.DatabaseError as exc:
-            aside = path.with_name(f"{path.name}.corrupt-{int(time.time())}")
-            log.error("store %s is not a usable SQLite database (%s); moved it to %s and "
-                      "started an empty store", path, exc, aside)
-            path.rename(aside)
-            for suffix in ("-wal", "-shm"):
-                Path(f"{path}{suffix}").unlink(missing_ok=True)
-            self.db = self._open()
-        # Lookups from the event loop must not see the writer's open transaction.
-        self.reader = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
-        self.reader.row_factory = lambda _cursor, row: ops.StoredJob._make(row)
+            path.parent.mkdir(parents=True, exist_ok=True)
+            self._lock = self._take_lock()
+            try:
+                self.db = self._open()
+            except sqlite3.DatabaseError as exc:
+                if not _damaged(exc):
+                    raise
+                self._move_aside(exc)
+                self.db = self._open()
+            # Lookups from the event loop must not see the writer's open transaction.
+            self.reader = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+            self.reader.row_factory = lambda _cursor, row: ops.StoredJob._make(row)
+            self._inode = os.stat(path).st_ino
+        except (OSError, sqlite3.Error) as exc:
+            raise StoreUnavailable(f"cannot open the store {path}: {exc}; nothing was moved "
+                                   "or deleted") from exc
+
+    def _take_lock(self) -> int:
+        """One broker per store file: a second one would serve every job twice."""
+        fd = os.open(f"{self.path}.lock", os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.lockf(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            os.close(fd)
+            raise StoreUnavailable(f"cannot open the store {self.path}: another broker is "
+                                   f"using it (it holds {self.path}.lock)") from None
+        return fd
+
+    def _move_aside(self, exc: sqlite3.DatabaseError) -> None:
+        """Keep a damaged file and its journal files for recovery, under new names."""
+        stamp = int(time.time())
+        aside = self.path.with_name(f"{self.path.name}.corrupt-{stamp}")
+        log.error("store %s is damaged (%s); moved it and its -wal/-shm files to %s* and "
+                  "started an empty store", self.path, exc, aside)
+        for suffix in ("", "-wal", "-shm"):
+            source = Path(f"{self.path}{suffix}")
+            if source.exists():
+                source.rename(f"{aside}{suffix}")
 
     def _open(self) -> sqlite3.Connection:
         db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
         try:
+            db.execute(f"PRAGMA busy_timeout={_BUSY_TIMEOUT_MS}")
             if db.execute("PRAGMA quick_check").fetchone() != ("ok",):
-                raise sqlite3.DatabaseError("integrity check failed")
+                raise IntegrityCheckFailed("integrity check failed")
             db.execute("PRAGMA journal_mode=WAL")
             db.execute("PRAGMA synchronous=FULL")
             db.executescript(SCHEMA)
@@ -153,26 +210,34 @@ class SQLiteStore(PagingStore):
             f"SELECT function, priority, count(*) FROM jobs WHERE {_VALID_ROW['jobs']}"
             f" AND {_RUNNABLE} GROUP BY function, priority").fetchall()
         for function, priority, count in queues:
-            jobs = self.page(function, priority, 0, window)
+            jobs = self.page(function, priority, 0, window).rows
             state.jobs.extend(jobs)
             if count > len(jobs):
                 state.spilled.append(SpilledQueue(function, priority, count - len(jobs),
                                                   jobs[-1].seq + 1))
 
-    def page(self, function: bytes, priority: int, first_seq: int,
-             limit: int) -> list[ops.StoredJob]:
+    def page(self, function: bytes, priority: int, first_seq: int, limit: int) -> Page:
         # One row holding the whole page as JSON: fetching row by row would hand the
-        # GIL back and forth with the busy event loop once per job.
-        (page,) = self.db.execute(
-            "SELECT json_group_array(json_array(number, hex(unique_key), hex(data), run_at,"
-            " hex(reducer), attempts, seq)) FROM (SELECT * FROM jobs WHERE function = ?"
+        # GIL back and forth with the busy event loop once per job. The running total of
+        # payload sizes (length() reads a row's header, not its blob) keeps the page within
+        # page_bytes, and only the chosen rows' payloads are read; one row past the limit
+        # tells whether more are left.
+        page, fetched = self.db.execute(
+            "WITH sized AS (SELECT number, row_number() OVER (ORDER BY seq) AS n,"
+            " sum(size) OVER (ORDER BY seq) - size AS before"
+            " FROM (SELECT number, seq, length(data) AS size FROM jobs WHERE function = ?"
             f" AND priority = ? AND seq >= ? AND {_RUNNABLE} AND {_VALID_ROW['jobs']}"
-            " ORDER BY seq LIMIT ?)", (function, priority, first_seq, limit)).fetchone()
+            " ORDER BY seq LIMIT ?)),"
+            " chosen AS (SELECT number FROM sized WHERE n <= ? AND (n = 1 OR before < ?))"
+            " SELECT (SELECT json_group_array(json_array(number, hex(unique_key), hex(data),"
+            " run_at, hex(reducer), attempts, seq)) FROM jobs WHERE number IN chosen),"
+            " (SELECT count(*) FROM sized)",
+            (function, priority, first_seq, limit + 1, limit, self.page_bytes)).fetchone()
         jobs = [ops.StoredJob(number, function, bytes.fromhex(unique), bytes.fromhex(data),
                               priority, run_at, bytes.fromhex(reducer), attempts, False, seq)
                 for number, unique, data, run_at, reducer, attempts, seq in json.loads(page)]
         jobs.sort(key=lambda job: job.seq)  # aggregation order is not guaranteed
-        return jobs
+        return Page(jobs, more=fetched > len(jobs))
 
     def find(self, number: int) -> ops.StoredJob | None:
         row: ops.StoredJob | None = self.reader.execute(
@@ -205,14 +270,31 @@ class SQLiteStore(PagingStore):
 
     def write(self, batch: Sequence[ops.Operation]) -> None:
         db = self.db
-        db.execute("BEGIN")
         try:
-            for kind, group in groupby(ops.compact(batch), type):
-                self._apply(kind, list(group))
-            db.execute("COMMIT")
-        except BaseException:
-            db.execute("ROLLBACK")
-            raise
+            db.execute("BEGIN")
+            try:
+                for kind, group in groupby(ops.compact(batch), type):
+                    self._apply(kind, list(group))
+                db.execute("COMMIT")
+            except BaseException:
+                if db.in_transaction:  # a failed COMMIT may have rolled back already
+                    db.execute("ROLLBACK")
+                raise
+        except sqlite3.Error as exc:
+            raise StoreUnavailable(f"writing to the store {self.path} failed: {exc}") from exc
+        self._check_file()
+
+    def _check_file(self) -> None:
+        """A store deleted or replaced under us takes every later commit with it."""
+        try:
+            inode = os.stat(self.path).st_ino
+        except OSError as exc:
+            raise StoreUnavailable(f"the store {self.path} is gone ({exc.strerror}): it was "
+                                   "deleted while in use, so nothing written now would "
+                                   "survive a restart") from None
+        if inode != self._inode:
+            raise StoreUnavailable(f"the store {self.path} was replaced by another file while "
+                                   "in use")
 
     def _apply(self, kind: type, group: list[Any]) -> None:
         """A run of operations of one kind; the frequent ones as multi-row statements."""
@@ -247,3 +329,6 @@ class SQLiteStore(PagingStore):
     def close(self) -> None:
         self.reader.close()
         self.db.close()
+        if self._lock >= 0:
+            os.close(self._lock)  # releases the store for the next broker
+            self._lock = -1

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from broker.admin import AdminClient
-from broker.client import Client
+from broker.client import Client, JobRequest
 from broker.protocol.packets import MAGIC_REQ, PacketType, encode_packet
 from broker.worker import Worker, WorkerJob
 from tests.helpers import SPOOLGEAR, RawConnection, burst_drain, require_peer, run_broker
@@ -143,9 +143,11 @@ def test_a_job_running_when_the_broker_dies_is_requeued_with_an_attempt(store: s
         assert drain(broker.address) == [b"interrupted"]
 
 
-def test_a_corrupt_store_is_set_aside_and_the_broker_starts(tmp_path: Path) -> None:
+def test_a_corrupt_store_is_set_aside_with_its_journal_and_the_broker_starts(
+        tmp_path: Path) -> None:
     path = tmp_path / "jobs.db"
     path.write_bytes(b"garbage" * 1000)
+    Path(f"{path}-wal").write_bytes(b"a journal worth keeping")
     process = subprocess.Popen([*SPOOLGEAR, "serve", "--port", "0", "--store", f"sqlite:{path}"],
                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     assert process.stdout is not None and process.stderr is not None
@@ -154,9 +156,11 @@ def test_a_corrupt_store_is_set_aside_and_the_broker_starts(tmp_path: Path) -> N
     finally:
         process.terminate()
         _, stderr = process.communicate(timeout=10)
-    assert f"store {path} is not a usable SQLite database" in stderr
+    assert f"store {path} is damaged" in stderr
     assert "Traceback" not in stderr
-    assert list(tmp_path.glob("jobs.db.corrupt-*"))
+    (aside,) = tmp_path.glob("jobs.db.corrupt-*-wal")
+    assert aside.read_bytes() == b"a journal worth keeping", "moved, never deleted"
+    assert Path(str(aside)[:-4]).read_bytes() == b"garbage" * 1000
 
 
 def test_failed_jobs_from_the_command_line(tmp_path: Path) -> None:
@@ -200,3 +204,23 @@ def test_a_small_queue_window_keeps_jobs_in_the_store_until_needed(tmp_path: Pat
             assert len(admin.show_jobs()) == 20
         # A burst worker stops at its first NO_JOB: it must never get one while jobs wait.
         assert drain(broker.address) == payloads
+
+
+def test_queues_of_large_jobs_restart_and_page_in_within_the_byte_budget(tmp_path: Path) -> None:
+    """1,500 jobs of 64 KiB (94 MiB) with one page limited to 256 KiB: the restart reads one
+    budget's worth per queue, every job comes back once and in order, and the broker's
+    memory stays well below the queue's size (a page used to be one string of it all)."""
+    store = f"sqlite:{tmp_path / 'jobs.db'}"
+    payloads = [b"%05d" % n + b"x" * (64 << 10) for n in range(1500)]
+    with run_broker("--store", store) as broker, Client([broker.address]) as client:
+        for start in range(0, len(payloads), 100):
+            client.submit_many([JobRequest("big", payload, background=True)
+                                for payload in payloads[start:start + 100]])
+    with run_broker("--store", store, "--page-bytes", str(256 << 10)) as broker:
+        with AdminClient(broker.address) as admin:
+            assert [(s.name, s.total) for s in admin.status()] == [("big", 1500)]
+            assert len(admin.show_jobs()) == 4  # 256 KiB of 64 KiB jobs
+        resident = int(Path(f"/proc/{broker.process.pid}/statm").read_text().split()[1]) * 4096
+        assert resident < 60 << 20, "far less than the 94 MiB queued"
+        seen = [data[:5] for _, data in burst_drain(broker.address, "big")]
+    assert seen == [payload[:5] for payload in payloads]

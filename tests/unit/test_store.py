@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from broker.errors import ConfigurationError
+from broker.errors import ConfigurationError, StoreUnavailable
 from broker.protocol.uwsgi import decode_spool, encode_spool
 from broker.store import operations as ops
 from broker.store.base import MemoryStore, Store, open_store
@@ -85,7 +85,7 @@ def test_handle_reservation(reopen: Reopen) -> None:
 def test_an_sqlite_batch_is_all_or_nothing(tmp_path: Path) -> None:
     store = SQLiteStore(tmp_path / "jobs.db")
     store.write([ops.AddJob(job(1))])
-    with pytest.raises(sqlite3.Error):
+    with pytest.raises(StoreUnavailable, match="NOT NULL constraint failed"):
         store.write([ops.DeleteJob(1), ops.AddJob(job(2, data=None))])  # data NOT NULL
     assert [j.number for j in store.load().jobs] == [1]
     store.close()

@@ -1,0 +1,154 @@
+"""The SQLite store under faults: what cannot be opened is refused and left as it was; what
+cannot be written stops the acknowledgements and the broker, with the real cause.
+
+Each test counts acknowledged jobs and checks every one is still there afterwards.
+"""
+
+from __future__ import annotations
+
+import os
+import resource
+import sqlite3
+import subprocess
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import pytest
+
+from broker.client import Client
+from broker.errors import BrokerError
+from tests.helpers import SPOOLGEAR, burst_drain, require_peer, run_broker
+
+
+def fill(store: Path, count: int) -> set[bytes]:
+    """Queue ``count`` acknowledged jobs in a broker on ``store``; their payloads."""
+    with run_broker("--store", f"sqlite:{store}") as broker, Client([broker.address]) as client:
+        for number in range(count):
+            client.submit_background("work", b"job %d" % number)
+    return {b"job %d" % number for number in range(count)}
+
+
+def drained(store: Path) -> set[bytes]:
+    with run_broker("--store", f"sqlite:{store}") as broker:
+        return {data for _, data in burst_drain(broker.address, "work")}
+
+
+def refused_start(store: Path, *, prefix: tuple[str, ...] = ()
+                  ) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([*prefix, *SPOOLGEAR, "serve", "--port", "0", "--store",
+                           f"sqlite:{store}"], capture_output=True, text=True, timeout=30)
+
+
+def test_a_locked_store_is_refused_and_left_as_it_was(tmp_path: Path) -> None:
+    store = tmp_path / "jobs.db"
+    queued = fill(store, 50)
+    holder = sqlite3.connect(store, isolation_level=None)
+    holder.execute("BEGIN EXCLUSIVE")  # another process in the middle of something
+    try:
+        result = refused_start(store)
+    finally:
+        holder.execute("ROLLBACK")
+        holder.close()
+    assert result.returncode != 0 and result.stdout == ""
+    assert f"cannot open the store {store}: database is locked; nothing was moved" in \
+        result.stderr
+    assert "Traceback" not in result.stderr
+    assert not list(tmp_path.glob("*corrupt*"))
+    assert drained(store) == queued
+
+
+def test_a_second_broker_on_the_same_store_is_refused(tmp_path: Path) -> None:
+    store = tmp_path / "jobs.db"
+    with run_broker("--store", f"sqlite:{store}"):
+        result = refused_start(store)
+    assert result.returncode != 0
+    assert "another broker is using it" in result.stderr
+
+
+def without_root_powers() -> tuple[str, ...]:
+    """A prefix that runs a command bound by file permissions even as root (which they do
+    not bind otherwise): util-linux's setpriv without the capabilities that bypass them."""
+    if os.geteuid() != 0:
+        return ()
+    return (require_peer("setpriv"), "--bounding-set=-dac_override,-dac_read_search", "--")
+
+
+def test_a_read_only_store_or_directory_is_refused_and_left_as_it_was(tmp_path: Path) -> None:
+    store = tmp_path / "jobs.db"
+    queued = fill(store, 20)
+    prefix = without_root_powers()
+    for path in tmp_path.iterdir():
+        path.chmod(0o444)
+    tmp_path.chmod(0o555)
+    try:
+        result = refused_start(store, prefix=prefix)
+        missing = refused_start(tmp_path / "sub" / "jobs.db", prefix=prefix)
+    finally:
+        tmp_path.chmod(0o755)
+        for path in tmp_path.iterdir():
+            path.chmod(0o644)
+    assert result.returncode != 0
+    assert f"cannot open the store {store}:" in result.stderr
+    assert "nothing was moved or deleted" in result.stderr and "Traceback" not in result.stderr
+    assert missing.returncode != 0 and "Permission denied" in missing.stderr
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["jobs.db", "jobs.db.lock"]
+    assert drained(store) == queued
+
+
+@contextmanager
+def broker_process(store: Path, preexec: Callable[[], None] | None = None
+                   ) -> Iterator[tuple[subprocess.Popen[str], str]]:
+    """A broker expected to stop by itself: the process and its address."""
+    process = subprocess.Popen([*SPOOLGEAR, "serve", "--port", "0", "--store", f"sqlite:{store}"],
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                               preexec_fn=preexec)
+    assert process.stdout is not None
+    try:
+        yield process, process.stdout.readline().split()[2].removeprefix("gearman=")
+    finally:
+        if process.poll() is None:
+            process.kill()
+        process.communicate()
+
+
+def test_a_store_deleted_while_running_stops_the_acknowledgements(tmp_path: Path) -> None:
+    store = tmp_path / "jobs.db"
+    with broker_process(store) as (process, address), Client([address]) as client:
+        client.submit_background("work", b"before")
+        for suffix in ("", "-wal", "-shm"):
+            Path(f"{store}{suffix}").unlink()
+        with pytest.raises(BrokerError, match=r"STORE_FAILED: the job store failed: the store "):
+            client.submit_background("work", b"after")
+        _, stderr = process.communicate(timeout=10)
+    assert process.returncode != 0
+    assert f"the store {store} is gone" in stderr
+    assert "Traceback" not in stderr
+
+
+def test_a_full_disk_stops_the_broker_and_a_restart_serves_every_acknowledged_job(
+        tmp_path: Path) -> None:
+    """The store may grow to 2 MiB (RLIMIT_FSIZE: writes past it fail as on a full disk)."""
+    store = tmp_path / "jobs.db"
+    limit = 2 << 20
+
+    def small_disk() -> None:
+        resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
+
+    acknowledged = set()
+    with broker_process(store, small_disk) as (process, address), Client([address]) as client:
+        for number in range(1000):
+            payload = b"%04d" % number + b"x" * 16_000
+            try:
+                client.submit_background("work", payload)
+            except BrokerError:
+                break
+            acknowledged.add(payload)
+        else:
+            pytest.fail("the store never filled up")
+        _, stderr = process.communicate(timeout=20)
+    assert process.returncode != 0
+    assert f"writing to the store {store} failed:" in stderr
+    assert "cannot rollback" not in stderr and "Traceback" not in stderr
+    assert 0 < len(acknowledged) < 1000
+    assert drained(store) >= acknowledged
