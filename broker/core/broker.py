@@ -62,6 +62,8 @@ MAX_UNIQUE_SIZE = 64
 MAX_CLIENT_ID_SIZE = 127
 # CAN_DO_TIMEOUT values below one second are raised to one second, as in gearmand.
 MIN_JOB_TIMEOUT = 1.0
+# gearmand keeps CAN_DO_TIMEOUT in a 32-bit count of milliseconds (about 24.8 days).
+MAX_JOB_TIMEOUT_MS = 2**31 - 1
 
 # (priority, background) for each plain submit type.
 _SUBMITS: dict[PacketType, tuple[Priority, bool]] = {
@@ -78,16 +80,23 @@ def error_packet(code: bytes, text: bytes) -> bytes:
     return encode_packet(T.ERROR, code, text)
 
 
+LONG_MAX = 2**63 - 1
+"""Where C's strtol saturates; longer numbers from the wire stop there."""
+
+
 def leading_int(text: bytes) -> int:
-    """Parse like C's atoi/strtol: optional sign and leading digits, else 0."""
+    """Parse like C's strtol: optional sign and leading digits, else 0; saturated at
+    +-LONG_MAX, so a number of any length from the wire stays a usable value."""
     stripped = text.strip()
-    end = 1 if stripped[:1] in (b"-", b"+") else 0
+    start = 1 if stripped[:1] in (b"-", b"+") else 0
+    end = start
     while end < len(stripped) and 48 <= stripped[end] <= 57:
         end += 1
-    try:
-        return int(stripped[:end])
-    except ValueError:
+    if end == start:
         return 0
+    value = int(stripped[start:end]) if end - start <= 19 else LONG_MAX
+    value = min(value, LONG_MAX)
+    return -value if stripped[:1] == b"-" else value
 
 
 def coalesce_key(name: bytes, unique: bytes, data: bytes) -> tuple[bytes, ...] | None:
@@ -459,10 +468,11 @@ class Broker:
         existing = next((s for s in self.schedules.values()
                          if unique and (s.function, s.unique) == (name, unique)), None)
         if existing is None or (existing.spec.text, existing.data) != (spec.text, data):
+            next_run = spec.next_after(self.clock())  # may refuse: then nothing changed
             handle = self._new_handle() if existing is None else existing.handle
             if existing is not None:
                 existing.cancelled = True
-            schedule = Schedule(handle, name, unique, data, spec, spec.next_after(self.clock()))
+            schedule = Schedule(handle, name, unique, data, spec, next_run)
             self._add_schedule(schedule)
             self._store_schedule(schedule)
             existing = schedule
@@ -514,7 +524,7 @@ class Broker:
 
     def _can_do_timeout(self, session: Session, packet: Packet) -> None:
         name, timeout_text = packet.args
-        milliseconds = leading_int(timeout_text)
+        milliseconds = min(leading_int(timeout_text), MAX_JOB_TIMEOUT_MS)
         timeout = max(MIN_JOB_TIMEOUT, milliseconds / 1000) if milliseconds > 0 else None
         self.register(session, name, timeout)
 
@@ -740,6 +750,8 @@ class Broker:
 
     def _forget(self, job: Job) -> None:
         del self.jobs[job.handle]
+        if job.when:
+            job.data = b""  # still on the timeline until its time: keep no payload there
         if job.coalesce_key is not None:
             del self.uniques[job.coalesce_key]
         if job.unique and self.by_unique.get(job.unique) is job:
@@ -929,7 +941,9 @@ class Broker:
         if self.pager is None or not handle.startswith(prefix):
             return None
         number = handle[len(prefix):]
-        return self._spilled_row(self.pager.store.find(int(number))) if number.isdigit() else None
+        if not number.isdigit() or len(number) > 18:  # no handle number is that long
+            return None
+        return self._spilled_row(self.pager.store.find(int(number)))
 
     def _find_spilled_by_key(self, key: tuple[bytes, ...]) -> bytes | None:
         """The handle of a spilled job a background submission coalesces onto."""

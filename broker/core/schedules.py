@@ -18,6 +18,8 @@ from broker.errors import ProtocolError
 EVERY = "@every"
 # Timers fire at most once a second, as uWSGI's timers do.
 MIN_INTERVAL_SECONDS = 1
+# A larger interval or count is refused (a 32-bit count, as uWSGI keeps them).
+MAX_TIMER_COUNT = 2**31 - 1
 
 
 def _invalid(message: str) -> ProtocolError:
@@ -41,11 +43,12 @@ class IntervalSpec:
             seconds = int(words[1])
             iterations = int(words[2].removeprefix("x")) if len(words) == 3 else None
         except (ValueError, IndexError):
-            raise _invalid(f"bad timer {text!r}: expected '@every SECONDS' or "
+            raise _invalid(f"bad timer {text[:60]!r}: expected '@every SECONDS' or "
                            "'@every SECONDS xITERATIONS'") from None
-        if seconds < MIN_INTERVAL_SECONDS or (iterations is not None and iterations < 1):
-            raise _invalid(f"timer {text!r}: seconds must be >= {MIN_INTERVAL_SECONDS} and "
-                           "iterations >= 1")
+        if not (MIN_INTERVAL_SECONDS <= seconds <= MAX_TIMER_COUNT) or (
+                iterations is not None and not 1 <= iterations <= MAX_TIMER_COUNT):
+            raise _invalid(f"timer {text[:60]!r}: seconds must be {MIN_INTERVAL_SECONDS} to "
+                           f"{MAX_TIMER_COUNT} and iterations 1 to {MAX_TIMER_COUNT}")
         return cls(seconds, iterations, " ".join(words))
 
     def next_after(self, after: float) -> float:

@@ -16,6 +16,10 @@ from broker.core.model import CallLater, Cancellable
 Item = TypeVar("Item")
 
 
+MAX_TIMER_WAIT = 3600.0
+"""Longest single timer: event loops refuse waits of centuries (a client may ask)."""
+
+
 class Timeline(Generic[Item]):
     def __init__(self, call_later: CallLater, clock: Callable[[], float],
                  on_due: Callable[[Item, float], None]) -> None:
@@ -41,7 +45,8 @@ class Timeline(Generic[Item]):
                 return
             self._timer.cancel()
         self._timer_due = due
-        self._timer = self.call_later(max(0.0, due - self.clock()), self._fire)
+        wait = min(MAX_TIMER_WAIT, max(0.0, due - self.clock()))  # far ones: look again later
+        self._timer = self.call_later(wait, self._fire)
 
     def _fire(self) -> None:
         self._timer = None

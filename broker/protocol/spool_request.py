@@ -93,7 +93,7 @@ def _checked_name(value: bytes, what: str) -> bytes:
 def _priority(value: bytes | None) -> int | None:
     if value is None:
         return None
-    if not value.isdigit() or int(value) > MAX_SPOOL_PRIORITY:
+    if not value.isdigit() or len(value) > 3 or int(value) > MAX_SPOOL_PRIORITY:
         raise SpoolRefused(f"priority {value[:60]!r} is not a number from 0 to "
                            f"{MAX_SPOOL_PRIORITY}")
     return int(value)
@@ -103,6 +103,6 @@ def _when(value: bytes | None) -> float:
     if value is None:
         return 0.0
     whole, _, fraction = value.partition(b".")
-    if not whole.isdigit() or (fraction and not fraction.isdigit()):
+    if not whole.isdigit() or (fraction and not fraction.isdigit()) or len(whole) > 18:
         raise SpoolRefused(f"at {value[:60]!r} is not epoch seconds")
     return float(int(whole))

@@ -7,6 +7,7 @@ server flushes once per event-loop turn.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import socket
 from typing import TYPE_CHECKING, cast
@@ -37,13 +38,13 @@ class GearmanConnection(asyncio.Protocol):
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = cast(asyncio.Transport, transport)
         sock = transport.get_extra_info("socket")
-        peer = transport.get_extra_info("peername")
+        peer = transport.get_extra_info("peername")  # None once the peer has reset
+        host = "unix"
         if sock is not None and sock.family in (socket.AF_INET, socket.AF_INET6):
-            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
-            host = peer[0]
-        else:
-            host = "unix"
+            with contextlib.suppress(OSError):
+                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
+            host = peer[0] if isinstance(peer, tuple) else "gone"
         self.transport.set_write_buffer_limits(high=self.server.config.max_output_buffer)
         fd = sock.fileno() if sock is not None else -1
         self.session = self.broker.connect(self.transport.write, fd, host)

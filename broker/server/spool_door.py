@@ -60,6 +60,7 @@ class SpoolConnection(asyncio.Protocol):
         self.buffer = bytearray()
         self.size: int | None = None
         self.session: Session | None = None
+        self.answered = False
         self.host = "unix"
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -71,8 +72,8 @@ class SpoolConnection(asyncio.Protocol):
                                                            self._timed_out)
 
     def data_received(self, data: bytes) -> None:
-        if self.session is not None:
-            return  # anything after the packet is not read, as in uWSGI
+        if self.answered or self.session is not None:
+            return  # anything after the packet is read and dropped, as uWSGI ignores it
         self.buffer += data
         if self.size is None:
             if len(self.buffer) < HEADER.size:
@@ -104,9 +105,23 @@ class SpoolConnection(asyncio.Protocol):
                                         self._answer)
 
     def _answer(self, handle: bytes | None) -> None:
-        if not self.transport.is_closing():
-            self.transport.write(REFUSED if handle is None else SPOOLED)
+        """Answer, then end our side and read until the sender closes: closing with its
+        extra bytes unread would reset the connection and could destroy the answer, and a
+        sender that then retries would store the job twice."""
+        if self.transport.is_closing():
+            return
+        self.answered = True
+        self.transport.write(REFUSED if handle is None else SPOOLED)
+        if self.transport.can_write_eof():
+            self.transport.write_eof()
+            self.transport.resume_reading()
+            self.timer = asyncio.get_running_loop().call_later(self.config.uwsgi_timeout,
+                                                               self.transport.close)
+        else:
             self.transport.close()
+
+    def eof_received(self) -> bool:
+        return False  # the sender is done: close
 
     def _timed_out(self) -> None:
         self._drop(f"no complete spool packet within {self.config.uwsgi_timeout} s "

@@ -132,13 +132,10 @@ class SQLiteStore(PagingStore):
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
             self._lock = self._take_lock()
-            try:
-                self.db = self._open()
-            except sqlite3.DatabaseError as exc:
-                if not _damaged(exc):
-                    raise
-                self._move_aside(exc)
-                self.db = self._open()
+            damage = self._damage()
+            if damage is not None:
+                self._move_aside(damage)
+            self.db = self._open()
             # Lookups from the event loop must not see the writer's open transaction.
             self.reader = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
             self.reader.row_factory = lambda _cursor, row: ops.StoredJob._make(row)
@@ -158,6 +155,25 @@ class SQLiteStore(PagingStore):
                                    f"using it (it holds {self.path}.lock)") from None
         return fd
 
+    def _damage(self) -> sqlite3.DatabaseError | None:
+        """Why the file is damaged, if it is: looked at read-only and as immutable, so
+        SQLite touches neither it nor its write-ahead log before we know."""
+        if not self.path.exists():
+            return None
+        try:
+            db = sqlite3.connect(f"{self.path.resolve().as_uri()}?mode=ro&immutable=1",
+                                 uri=True)
+        except sqlite3.DatabaseError as exc:
+            return exc if _damaged(exc) else None
+        try:
+            if db.execute("PRAGMA quick_check").fetchone() != ("ok",):
+                return IntegrityCheckFailed("integrity check failed")
+        except sqlite3.DatabaseError as exc:
+            return exc if _damaged(exc) else None
+        finally:
+            db.close()
+        return None
+
     def _move_aside(self, exc: sqlite3.DatabaseError) -> None:
         """Keep a damaged file and its journal files for recovery, under new names."""
         stamp = int(time.time())
@@ -173,8 +189,6 @@ class SQLiteStore(PagingStore):
         db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
         try:
             db.execute(f"PRAGMA busy_timeout={_BUSY_TIMEOUT_MS}")
-            if db.execute("PRAGMA quick_check").fetchone() != ("ok",):
-                raise IntegrityCheckFailed("integrity check failed")
             db.execute("PRAGMA journal_mode=WAL")
             db.execute("PRAGMA synchronous=FULL")
             db.executescript(SCHEMA)

@@ -1,0 +1,101 @@
+"""Hostile and broken input on both doors: an answer or a clean close, never a traceback.
+
+``run_broker`` fails a test whose broker logged a traceback; each test also checks the
+broker still serves a well-behaved client afterwards.
+"""
+
+from __future__ import annotations
+
+import socket
+import struct
+from pathlib import Path
+
+import pytest
+
+from broker.admin import AdminClient
+from broker.client import Client
+from broker.protocol.packets import PacketType
+from broker.protocol.uwsgi import encode_spool
+from broker.uwsgi_client import SPOOLED, connect
+from tests.helpers import RawConnection, RunningBroker, burst_drain, run_broker
+
+T = PacketType
+HUGE = b"9" * 400  # past any float, and past Python's 4300-digit int parsing when 5000
+ENORMOUS = b"9" * 5000
+
+
+def still_serves(broker: RunningBroker) -> None:
+    with Client([broker.address]) as client:
+        client.submit_background("after", b"fine")
+    assert burst_drain(broker.address, "after") == [("after", b"fine")]
+
+
+@pytest.fixture
+def sqlite_broker(tmp_path: Path) -> RunningBroker:
+    with run_broker("--store", f"sqlite:{tmp_path / 'jobs.db'}", "--queue-window", "2",
+                    "--uwsgi-socket", "127.0.0.1:0") as broker:
+        yield broker
+
+
+def test_numbers_of_any_length_on_the_gearman_port(sqlite_broker: RunningBroker) -> None:
+    with RawConnection(sqlite_broker.port) as raw:
+        for epoch in (HUGE, ENORMOUS):
+            raw.send(T.SUBMIT_JOB_EPOCH, b"later", b"", epoch, b"x")
+            assert raw.packet().type is T.JOB_CREATED  # gearmand takes any epoch too
+        raw.send(T.CAN_DO_TIMEOUT, b"slow", HUGE)
+        for handle in (b"H:x:" + HUGE, b"H:x:" + b"1" * 19, sqlite_broker_prefix(raw) + HUGE):
+            raw.send(T.GET_STATUS, handle)
+            status = raw.packet()
+            assert status.type is T.STATUS_RES and status.args[1] == b"0"
+        raw.send(T.SUBMIT_JOB_SCHED, b"tick", b"t", b"@every 60", b"", b"", b"", b"", b"")
+        assert raw.packet().type is T.JOB_CREATED
+        raw.send(T.SUBMIT_JOB_SCHED, b"tick", b"t", b"@every " + HUGE, b"", b"", b"", b"", b"")
+        assert raw.packet().args[0] == b"INVALID_ARGUMENTS"
+    with AdminClient(sqlite_broker.address) as admin:
+        (schedule,) = admin.show_schedules()
+        assert schedule.spec == "@every 60", "a refused change leaves the schedule running"
+        with RawConnection(sqlite_broker.port) as raw:
+            assert raw.admin(b"cancel job H:x:" + HUGE + b"\n").startswith(b"ERR")
+    still_serves(sqlite_broker)
+
+
+def sqlite_broker_prefix(raw: RawConnection) -> bytes:
+    """This broker's handle prefix, from a job it creates."""
+    raw.send(T.SUBMIT_JOB_BG, b"probe", b"", b"")
+    handle = raw.packet().args[0]
+    return handle[:handle.rindex(b":") + 1]
+
+
+@pytest.mark.parametrize("pairs", [[(b"at", HUGE)], [(b"at", ENORMOUS)], [(b"priority", HUGE)],
+                                   [(b"spooler", b"127.0.0.1:10001")]])
+def test_spool_packets_with_unusable_values_are_refused(sqlite_broker: RunningBroker,
+                                                        pairs: list[tuple[bytes, bytes]]) -> None:
+    with connect(sqlite_broker.uwsgi[0], 5.0) as sock:
+        sock.sendall(encode_spool(pairs))
+        assert sock.recv(4) == b"\xff\x00\x00\x00"
+    still_serves(sqlite_broker)
+
+
+def test_a_valid_spool_packet_followed_by_more_bytes_gets_its_answer_and_a_clean_close(
+        sqlite_broker: RunningBroker) -> None:
+    """Closing with the extra bytes unread would reset the connection, and a sender that
+    lost the answer to the reset would send the job again."""
+    for _ in range(20):
+        with connect(sqlite_broker.uwsgi[0], 5.0) as sock:
+            sock.sendall(encode_spool([(b"ud_spool_func", b"mail")]) + b"trailing" * 1000)
+            received = b""
+            while chunk := sock.recv(100):  # a reset raises here
+                received += chunk
+        assert received == SPOOLED
+    assert len(burst_drain(sqlite_broker.address, "mail")) == 20
+    still_serves(sqlite_broker)
+
+
+def test_peers_that_reset_at_once_leave_no_trace(sqlite_broker: RunningBroker) -> None:
+    for address in (("127.0.0.1", sqlite_broker.port),
+                    tuple(sqlite_broker.uwsgi[0].rsplit(":", 1))):
+        for _ in range(200):
+            sock = socket.create_connection((address[0], int(address[1])))
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            sock.close()  # RST, possibly before the broker has set the connection up
+    still_serves(sqlite_broker)
