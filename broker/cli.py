@@ -21,6 +21,8 @@ from broker.config import (
     DEFAULT_INGEST_INTERVAL,
     DEFAULT_MAX_FAILED_JOBS,
     DEFAULT_MAX_OUTPUT_BUFFER,
+    DEFAULT_MAX_UNREAD_OUTPUT,
+    DEFAULT_PACKET_TIMEOUT,
     DEFAULT_PORT,
     DEFAULT_QUEUE_WINDOW,
     DEFAULT_TRANSIENT,
@@ -94,6 +96,12 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--max-output-buffer", type=int, default=DEFAULT_MAX_OUTPUT_BUFFER,
                        help="unread reply bytes after which a connection is no longer read "
                             "(default %(default)s)")
+    serve.add_argument("--max-unread-output", type=int, default=DEFAULT_MAX_UNREAD_OUTPUT,
+                       help="unread reply bytes after which a connection is cut off "
+                            "(default %(default)s)")
+    serve.add_argument("--packet-timeout", type=float, default=DEFAULT_PACKET_TIMEOUT,
+                       metavar="SECONDS", help="a connection that started a packet or admin "
+                       "line and does not complete it in time is closed (default %(default)s)")
     serve.add_argument("--job-handle-prefix", default="",
                        help="job handle prefix (default H:<hostname>)")
     serve.add_argument("--verbose", default="ERROR", type=str.upper, choices=LOG_LEVELS,
@@ -221,6 +229,8 @@ def _serve(args: argparse.Namespace) -> int:
                           max_packet_size=args.max_packet_size,
                           max_admin_line=args.max_admin_line,
                           max_output_buffer=args.max_output_buffer,
+                          max_unread_output=args.max_unread_output,
+                          packet_timeout=args.packet_timeout,
                           handle_prefix=args.job_handle_prefix, verbose=args.verbose,
                           uwsgi_sockets=tuple(args.uwsgi_socket),
                           uwsgi_max_size=args.uwsgi_max_size, uwsgi_timeout=args.uwsgi_timeout,

@@ -18,6 +18,11 @@ DEFAULT_PORT = 4730
 # A connection whose unread replies pass this many bytes stops being read until
 # it catches up (asyncio's write-buffer high-water mark).
 DEFAULT_MAX_OUTPUT_BUFFER = 4 * 1024 * 1024
+# Unread reply bytes after which a connection is cut off: replies keep coming for a
+# client that does not read (results of its foreground jobs), and memory must not follow.
+DEFAULT_MAX_UNREAD_OUTPUT = 64 * 1024 * 1024
+# Seconds a connection may take to complete a packet or admin line it has started.
+DEFAULT_PACKET_TIMEOUT = 60.0
 LOG_LEVELS = ("FATAL", "ALERT", "CRITICAL", "ERROR", "WARNING", "NOTICE", "INFO", "DEBUG")
 
 
@@ -98,6 +103,8 @@ class ServerConfig:
     max_packet_size: int = DEFAULT_MAX_PACKET_SIZE
     max_admin_line: int = DEFAULT_MAX_LINE_LENGTH
     max_output_buffer: int = DEFAULT_MAX_OUTPUT_BUFFER
+    max_unread_output: int = DEFAULT_MAX_UNREAD_OUTPUT
+    packet_timeout: float = DEFAULT_PACKET_TIMEOUT
     handle_prefix: str = ""
     verbose: str = "ERROR"
     uwsgi_sockets: tuple[str, ...] = ()
@@ -121,6 +128,10 @@ class ServerConfig:
             raise ConfigurationError("--job-retries must be 0 (unlimited) or a positive count")
         if self.worker_wakeup < 0:
             raise ConfigurationError("--worker-wakeup must be 0 (wake all) or a positive count")
+        if self.max_unread_output < self.max_output_buffer:
+            raise ConfigurationError("--max-unread-output must be at least --max-output-buffer")
+        if self.packet_timeout <= 0:
+            raise ConfigurationError("--packet-timeout must be positive")
         for name in ("max_packet_size", "max_admin_line", "max_output_buffer"):
             if getattr(self, name) < 64:
                 option = "--" + name.replace("_", "-")

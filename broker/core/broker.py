@@ -222,9 +222,17 @@ class Broker:
         for job in session.attached:
             job.clients = [client for client in job.clients if client is not session]
             if not job.clients and not job.background and job.worker is None:
-                # A queued foreground job nobody waits for any more: discarded when reached.
-                job.ignored = True
+                self._abandon(job)
         session.attached.clear()
+
+    def _abandon(self, job: Job) -> None:
+        """A queued foreground job nobody waits for any more: discarded when reached. Its
+        payload is freed now, and its unique too (a new submission makes a new job)."""
+        job.ignored = True
+        job.data = b""
+        if job.coalesce_key is not None:
+            del self.uniques[job.coalesce_key]
+            job.coalesce_key = None
 
     def send(self, session: Session, data: bytes) -> None:
         if session.closed:
@@ -588,7 +596,7 @@ class Broker:
             return
         log.info("requeueing job %s (%s)", job.handle.decode(), reason)
         if not job.clients and not job.background:
-            job.ignored = True
+            self._abandon(job)
         if self.journal is not None and job.stored:
             self.journal.job_requeued(job)
         self._enqueue(job)

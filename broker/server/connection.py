@@ -24,9 +24,10 @@ log = logging.getLogger("spoolgear.connection")
 
 
 class GearmanConnection(asyncio.Protocol):
-    """One accepted connection. Reading pauses while the peer does not read our replies."""
+    """One accepted connection. Reading pauses while the peer does not read our replies,
+    and a peer that lets them pile up past ``--max-unread-output`` is cut off."""
 
-    __slots__ = ("broker", "reader", "server", "session", "transport")
+    __slots__ = ("broker", "partial_since", "reader", "server", "session", "transport")
 
     def __init__(self, server: BrokerServer) -> None:
         self.server = server
@@ -34,6 +35,8 @@ class GearmanConnection(asyncio.Protocol):
         config = server.config
         self.reader = PacketReader(max_packet_size=config.max_packet_size,
                                    max_line_length=config.max_admin_line)
+        self.partial_since: float | None = None
+        """Since when (loop time) a started packet or line has waited for its end."""
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = cast(asyncio.Transport, transport)
@@ -47,14 +50,25 @@ class GearmanConnection(asyncio.Protocol):
             host = peer[0] if isinstance(peer, tuple) else "gone"
         self.transport.set_write_buffer_limits(high=self.server.config.max_output_buffer)
         fd = sock.fileno() if sock is not None else -1
-        self.session = self.broker.connect(self.transport.write, fd, host)
+        self.session = self.broker.connect(self._write, fd, host)
         self.server.connections.add(self)
+
+    def _write(self, data: bytes) -> None:
+        transport = self.transport
+        if transport.is_closing():
+            return
+        transport.write(data)
+        if transport.get_write_buffer_size() > self.server.config.max_unread_output:
+            log.warning("cutting off %s: %d reply bytes unread (--max-unread-output)",
+                        self.session.host, transport.get_write_buffer_size())
+            transport.abort()
 
     def data_received(self, data: bytes) -> None:
         reader = self.reader
         broker = self.broker
         session = self.session
         reader.feed(data)
+        completed = False
         while not session.closed:
             try:
                 event = reader.next_event()
@@ -64,6 +78,7 @@ class GearmanConnection(asyncio.Protocol):
                 continue
             if event is None:
                 break
+            completed = True
             if isinstance(event, Packet):
                 broker.handle_packet(session, event)
             else:
@@ -73,6 +88,20 @@ class GearmanConnection(asyncio.Protocol):
                     self._protocol_error(exc)
                     return
                 broker.send(session, reply)
+        if not reader.pending:
+            self.partial_since = None
+        elif completed or self.partial_since is None:
+            self.partial_since = self.server.loop.time()
+
+    def overdue(self, now: float) -> bool:
+        """Whether a started packet or line has taken longer than ``--packet-timeout``."""
+        started = self.partial_since
+        return started is not None and now - started > self.server.config.packet_timeout
+
+    def close_overdue(self) -> None:
+        log.warning("closing connection from %s: no complete packet within %s s "
+                    "(--packet-timeout)", self.session.host, self.server.config.packet_timeout)
+        self.transport.abort()
 
     def _protocol_error(self, exc: ProtocolError) -> bool:
         """Answer a protocol error; returns True when the connection was closed."""

@@ -80,8 +80,17 @@ class BrokerServer:
         self.broker.refuse_gated(f"the job store failed: {error}".encode())
         self.request_shutdown(False)
 
+    def _sweep(self) -> None:
+        """Close connections that started a packet and stalled (``--packet-timeout``)."""
+        now = self.loop.time()
+        for connection in [c for c in self.connections if c.overdue(now)]:
+            connection.close_overdue()
+        self.loop.call_later(self._sweep_interval, self._sweep)
+
     async def start(self) -> list[str]:
         """Bind the listeners and start ingesting; returns ``name=address`` per listener."""
+        self._sweep_interval = min(1.0, self.config.packet_timeout / 4)
+        self.loop.call_later(self._sweep_interval, self._sweep)
         listener = await self.loop.create_server(
             lambda: GearmanConnection(self), self.config.listen, self.config.port,
             reuse_address=True, backlog=1024)

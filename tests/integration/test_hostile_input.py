@@ -17,6 +17,7 @@ from broker.client import Client
 from broker.protocol.packets import PacketType
 from broker.protocol.uwsgi import encode_spool
 from broker.uwsgi_client import SPOOLED, connect
+from broker.worker import Worker
 from tests.helpers import RawConnection, RunningBroker, burst_drain, run_broker
 
 T = PacketType
@@ -99,3 +100,45 @@ def test_peers_that_reset_at_once_leave_no_trace(sqlite_broker: RunningBroker) -
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
             sock.close()  # RST, possibly before the broker has set the connection up
     still_serves(sqlite_broker)
+
+
+def test_a_started_packet_that_never_completes_is_cut_off_and_idle_peers_stay() -> None:
+    with run_broker("--packet-timeout", "1") as broker, RawConnection(broker.port) as idle, \
+            RawConnection(broker.port) as stalled:
+        stalled.send_raw(b"\x00REQ\x00\x00\x00\x07\x00\x00\x10\x00partial")  # 4 KiB declared
+        assert stalled.closed_by_peer(wait=10)
+        idle.send(T.ECHO_REQ, b"still here")
+        assert idle.packet().args == (b"still here",)
+        still_serves(broker)
+
+
+def test_a_client_that_never_reads_its_results_is_cut_off(tmp_path: Path) -> None:
+    """200 results of 100 KiB for a client that reads none: the broker stops it at
+    --max-unread-output instead of holding 20 MB, and the worker carries on."""
+    with run_broker("--max-output-buffer", "65536", "--max-unread-output", "1000000") as broker, \
+            RawConnection(broker.port) as greedy:
+        for number in range(200):
+            greedy.send(T.SUBMIT_JOB, b"big", b"", b"%d" % number)
+        with Client([broker.address]) as probe:
+            probe.submit_background("marker", b"")
+        served = []
+
+        def big_result(job: object) -> bytes:
+            served.append(job)
+            return b"r" * 100_000
+
+        with Worker([broker.address]) as worker:
+            worker.register("big", big_result)
+            worker.work(burst=True)
+        received = 0
+        greedy.sock.settimeout(10)
+        try:
+            while chunk := greedy.sock.recv(1 << 20):
+                received += len(chunk)
+        except ConnectionResetError:
+            pass
+        assert received < 100 * 100_000, "cut off, not handed every result it never read"
+        assert 0 < len(served) <= 200
+        resident = int(Path(f"/proc/{broker.process.pid}/statm").read_text().split()[1]) * 4096
+        assert resident < 100 << 20
+        still_serves(broker)
