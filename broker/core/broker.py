@@ -29,7 +29,7 @@ import bisect
 import logging
 import time
 from collections import deque
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from fnmatch import fnmatchcase
 
@@ -64,6 +64,9 @@ MAX_CLIENT_ID_SIZE = 127
 MIN_JOB_TIMEOUT = 1.0
 # gearmand keeps CAN_DO_TIMEOUT in a 32-bit count of milliseconds (about 24.8 days).
 MAX_JOB_TIMEOUT_MS = 2**31 - 1
+# Functions x priority levels a grab looks at one by one; past that it uses the index of
+# functions with work, so its cost stays flat however many a worker has.
+DIRECT_SCAN_LIMIT = 64
 
 # (priority, background) for each plain submit type.
 _SUBMITS: dict[PacketType, tuple[Priority, bool]] = {
@@ -164,6 +167,9 @@ class Broker:
         self.functions: dict[bytes, Function] = {}
         # Every queue rank in use by any function, in the order GRAB looks at them.
         self.ranks: list[int] = [0, 1, 2]
+        # Per rank, the functions that may have work there: a grab looks at these, not at
+        # every function the worker has, so its cost does not grow with them.
+        self.ready: dict[int, dict[Function, None]] = {}
         self.jobs: dict[bytes, Job] = {}
         self.uniques: dict[tuple[bytes, ...], Job] = {}
         self.by_unique: dict[bytes, Job] = {}
@@ -219,6 +225,7 @@ class Broker:
         for function in session.abilities:
             self._remove_worker(function, session)
         session.abilities.clear()
+        session.positions.clear()
         for job in session.attached:
             job.clients = [client for client in job.clients if client is not session]
             if not job.clients and not job.background and job.worker is None:
@@ -429,7 +436,16 @@ class Broker:
             self._spill(job)
             return
         queue.append(job)
+        self._mark_ready(function, job.priority)
         self._wake(function)
+
+    def _mark_ready(self, function: Function, rank: int) -> None:
+        """``function`` may have work at ``rank`` (queued or spilled jobs); entries that
+        turn out empty are dropped when a grab looks at them."""
+        ready = self.ready.get(rank)
+        if ready is None:
+            ready = self.ready[rank] = {}
+        ready[function] = None
 
     def _queue(self, function: Function, rank: int) -> deque[Job]:
         queue = function.queues.get(rank)
@@ -549,7 +565,8 @@ class Broker:
 
     def register(self, session: Session, name: bytes, timeout: float | None) -> None:
         function = self.function(name)
-        if function not in session.abilities:
+        if function not in session.positions:
+            session.positions[function] = len(session.abilities)
             session.abilities.append(function)
             function.workers.append(session)
         if timeout is None:
@@ -559,9 +576,10 @@ class Broker:
 
     def _cant_do(self, session: Session, packet: Packet) -> None:
         function = self.functions.get(packet.args[0])
-        if function is None or function not in session.abilities:
+        if function is None or function not in session.positions:
             return
         session.abilities.remove(function)
+        session.positions = {ability: index for index, ability in enumerate(session.abilities)}
         self._remove_worker(function, session)
         session.timeouts.pop(function.name, None)
         self._release_held([j for j in session.held.values() if j.function is function])
@@ -570,6 +588,7 @@ class Broker:
         for function in session.abilities:
             self._remove_worker(function, session)
         session.abilities.clear()
+        session.positions.clear()
         session.timeouts.clear()
         self._release_held(list(session.held.values()))
 
@@ -621,14 +640,14 @@ class Broker:
             job.timer = None
 
     def _pre_sleep(self, session: Session, packet: Packet) -> None:
-        for function in session.abilities:
-            if self.pager is not None:
-                for rank in list(function.spilled):
+        for rank, candidates in self._candidates(session):
+            for _, function in candidates:
+                if function.spilled.get(rank):
                     self._refill(function, rank)
-            if any(function.queues.values()):
-                session.noop_sent = True
-                self.send(session, NOOP)
-                return
+                if function.queues.get(rank):
+                    session.noop_sent = True
+                    self.send(session, NOOP)
+                    return
         session.sleeping = True
 
     def _grab(self, session: Session, packet: Packet) -> None:
@@ -636,7 +655,7 @@ class Broker:
         session.noop_sent = False
         job = self._take_job(session)
         if job is None:
-            if self.pager is not None and any(f.has_spilled for f in session.abilities):
+            if self.pager is not None and self._spilling(session):
                 # Jobs wait in the store and a page is on its way: answer then, not NO_JOB.
                 self.pager.parked.append((session, packet))
                 return
@@ -663,26 +682,78 @@ class Broker:
         self.send(session, reply)
 
     def _take_job(self, session: Session) -> Job | None:
-        """Highest priority first across all the worker's functions, round-robin within one."""
+        """Highest priority first across all the worker's functions, round-robin within one.
+
+        A worker with few functions, at few priority levels, has them looked at directly
+        (the common case, and the fastest); beyond ``DIRECT_SCAN_LIMIT`` pairs only the
+        functions that may have work are (see ``_candidates``)."""
         abilities = session.abilities
         count = len(abilities)
-        if count == 0:
+        if count * len(self.ranks) > DIRECT_SCAN_LIMIT:
+            for rank, candidates in self._candidates(session):
+                for index, function in candidates:
+                    job = self._pop(function, rank)
+                    if job is not None:
+                        session.round_robin = index + 1
+                        return job
             return None
         start = session.round_robin
         for rank in self.ranks:
             for offset in range(count):
                 index = (start + offset) % count
-                function = abilities[index]
-                if function.spilled.get(rank):  # dict.get: no __missing__ call per grab
-                    self._refill(function, rank)
-                queue = function.queues.get(rank)
-                while queue:
-                    job = queue.popleft()
-                    if job.ignored:
-                        self._forget(job)
-                        continue
+                job = self._pop(abilities[index], rank)
+                if job is not None:
                     session.round_robin = index + 1
                     return job
+        return None
+
+    def _spilling(self, session: Session) -> bool:
+        """Whether jobs of the worker's functions wait in the store (a page may come)."""
+        return any(function.spilled.get(rank) for rank, candidates in self._candidates(session)
+                   for _, function in candidates)
+
+    def _candidates(self, session: Session) -> Iterator[
+            tuple[int, Iterator[tuple[int, Function]]]]:
+        """Per rank in priority order, the worker's functions that may have work there, in
+        round-robin order from where it left off. Each rank costs the smaller of its
+        ready functions and the worker's functions, never their product."""
+        count = len(session.abilities)
+        if count == 0:
+            return
+        for rank in self.ranks:
+            ready = self.ready.get(rank)
+            if ready:
+                yield rank, self._ready_abilities(session, rank, ready, count)
+
+    def _ready_abilities(self, session: Session, rank: int, ready: dict[Function, None],
+                         count: int) -> Iterator[tuple[int, Function]]:
+        start = session.round_robin
+        positions = session.positions
+        if len(ready) < count:
+            mine = [(index, function) for function in list(ready)
+                    if (index := positions.get(function)) is not None]
+            mine.sort(key=lambda pair: (pair[0] - start) % count)
+        else:
+            abilities = session.abilities
+            mine = [(index, abilities[index]) for offset in range(count)
+                    if abilities[index := (start + offset) % count] in ready]
+        for index, function in mine:
+            if function.queues.get(rank) or function.spilled.get(rank):
+                yield index, function
+            else:
+                ready.pop(function, None)  # nothing there any more
+
+    def _pop(self, function: Function, rank: int) -> Job | None:
+        """The next runnable job of one queue (asking for a page when it runs low)."""
+        if function.spilled.get(rank):  # dict.get: no __missing__ call per grab
+            self._refill(function, rank)
+        queue = function.queues.get(rank)
+        while queue:
+            job = queue.popleft()
+            if job.ignored:
+                self._forget(job)
+                continue
+            return job
         return None
 
     def _on_job_timeout(self, job: Job, worker: Session) -> None:
@@ -837,6 +908,7 @@ class Broker:
             function = self.function(queue.function)
             self._queue(function, queue.priority)
             function.spilled[queue.priority] = queue.count
+            self._mark_ready(function, queue.priority)
             self.pager.first_seq[(queue.function, queue.priority)] = queue.first_seq
         interrupted = []
         for stored in state.jobs:
@@ -849,6 +921,7 @@ class Broker:
                 self.timeline.add(job.when, job)
             else:
                 self._queue(function, job.priority).append(job)
+                self._mark_ready(function, job.priority)
         for job in interrupted:
             self.requeue(job, reason="interrupted by a broker restart")
         for stored_schedule in state.schedules:
@@ -886,6 +959,7 @@ class Broker:
         function, priority = job.function, job.priority
         if not function.spilled[priority]:
             self.pager.first_seq[(function.name, priority)] = self.journal.last_seq
+            self._mark_ready(function, priority)
         function.spilled[priority] += 1
         if job.coalesce_key is not None:
             self.pager.remember(job.coalesce_key, self.journal.building, job.handle)
@@ -923,6 +997,8 @@ class Broker:
                 continue
             queue.append(self._adopt(function, row, 0.0))
             added += 1
+        if added:
+            self._mark_ready(function, priority)
         # The last page holds the rest of the jobs counted when the request left.
         consumed = added if page.more else request.expected
         function.spilled[priority] = max(0, function.spilled[priority] - consumed)

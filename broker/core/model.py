@@ -164,6 +164,7 @@ class Session:
         "host",
         "noop_sent",
         "out",
+        "positions",
         "round_robin",
         "sleeping",
         "timeouts",
@@ -178,6 +179,8 @@ class Session:
         self.exceptions = False
         self.out: list[bytes] = []
         self.abilities: list[Function] = []
+        self.positions: dict[Function, int] = {}
+        """Each ability's index in ``abilities``: membership and round-robin order in O(1)."""
         self.timeouts: dict[bytes, float] = {}
         self.round_robin = 0
         self.sleeping = False

@@ -8,13 +8,14 @@ from __future__ import annotations
 
 import socket
 import struct
+import threading
 from pathlib import Path
 
 import pytest
 
 from broker.admin import AdminClient
 from broker.client import Client
-from broker.protocol.packets import PacketType
+from broker.protocol.packets import MAGIC_REQ, PacketType, encode_packet
 from broker.protocol.uwsgi import encode_spool
 from broker.uwsgi_client import SPOOLED, connect
 from broker.worker import Worker
@@ -141,4 +142,27 @@ def test_a_client_that_never_reads_its_results_is_cut_off(tmp_path: Path) -> Non
         assert 0 < len(served) <= 200
         resident = int(Path(f"/proc/{broker.process.pid}/statm").read_text().split()[1]) * 4096
         assert resident < 100 << 20
+        still_serves(broker)
+
+
+def test_a_worker_with_20000_functions_and_1000_priorities_does_not_freeze_the_broker() -> None:
+    """Each GRAB used to cost functions x priority levels (4 s here): five froze every
+    client for 20 s. Another client's round trip must stay served meanwhile."""
+    with run_broker("--uwsgi-socket", "127.0.0.1:0") as broker:
+        for priority in range(1000):  # a queue at every spool priority level
+            with connect(broker.uwsgi[0], 5.0) as sock:
+                sock.sendall(encode_spool([(b"ud_spool_func", b"spooled"),
+                                           (b"priority", b"%d" % priority)]))
+                assert sock.recv(4) == SPOOLED
+        with RawConnection(broker.port) as heavy, Worker([broker.address]) as honest, \
+                Client([broker.address], timeout=10) as client:
+            heavy.send_raw(b"".join(encode_packet(T.CAN_DO, b"fn%d" % n, magic=MAGIC_REQ)
+                                    for n in range(20_000)))
+            heavy.send_raw(encode_packet(T.GRAB_JOB, magic=MAGIC_REQ) * 50)
+            honest.register("echo", lambda job: job.data)
+            serving = threading.Thread(target=honest.work, kwargs={"max_jobs": 1})
+            serving.start()
+            assert client.submit("echo", b"round trip").data == b"round trip"
+            serving.join(10)
+            assert [heavy.packet().type for _ in range(50)] == [T.NO_JOB] * 50
         still_serves(broker)
