@@ -67,6 +67,8 @@ MAX_JOB_TIMEOUT_MS = 2**31 - 1
 # Functions x priority levels a grab looks at one by one; past that it uses the index of
 # functions with work, so its cost stays flat however many a worker has.
 DIRECT_SCAN_LIMIT = 64
+# A job timeout that finds its worker's answer possibly waiting unread looks again this soon.
+TIMEOUT_RECHECK = 0.05
 
 # (priority, background) for each plain submit type.
 _SUBMITS: dict[PacketType, tuple[Priority, bool]] = {
@@ -756,8 +758,13 @@ class Broker:
             return job
         return None
 
-    def _on_job_timeout(self, job: Job, worker: Session) -> None:
+    def _on_job_timeout(self, job: Job, worker: Session, *, first: bool = True) -> None:
         job.timer = None
+        if first and job.worker is worker and worker.has_input():
+            # The answer may be in there (the broker was paused, say): read it first, once.
+            job.timer = self.call_later(
+                TIMEOUT_RECHECK, lambda: self._on_job_timeout(job, worker, first=False))
+            return
         if job.worker is worker and self.jobs.get(job.handle) is job:
             log.warning("job %s exceeded its CAN_DO_TIMEOUT", job.handle.decode())
             self.requeue(job, reason="timeout")

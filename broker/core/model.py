@@ -144,6 +144,10 @@ class Function:
         return self.queued + self.running + self.delayed
 
 
+def _nothing_unread() -> bool:
+    return False
+
+
 class Session:
     """The broker's view of one connection: client, worker and admin roles at once.
 
@@ -160,6 +164,7 @@ class Session:
         "exceptions",
         "fd",
         "gate",
+        "has_input",
         "held",
         "host",
         "noop_sent",
@@ -173,6 +178,8 @@ class Session:
 
     def __init__(self, write: Callable[[bytes], None], fd: int, host: str) -> None:
         self.write = write
+        self.has_input: Callable[[], bool] = _nothing_unread
+        """Whether bytes from the peer wait unread (set by the server; timers ask first)."""
         self.fd = fd
         self.host = host
         self.client_id = b"-"

@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
+import select
 import socket
 from typing import TYPE_CHECKING, cast
 
@@ -21,6 +23,13 @@ if TYPE_CHECKING:
     from broker.server.server import BrokerServer
 
 log = logging.getLogger("spoolgear.connection")
+
+
+def _readable(fd: int) -> bool:
+    try:
+        return bool(select.select([fd], [], [], 0)[0])
+    except (OSError, ValueError):
+        return False
 
 
 class GearmanConnection(asyncio.Protocol):
@@ -51,6 +60,8 @@ class GearmanConnection(asyncio.Protocol):
         self.transport.set_write_buffer_limits(high=self.server.config.max_output_buffer)
         fd = sock.fileno() if sock is not None else -1
         self.session = self.broker.connect(self._write, fd, host)
+        if sock is not None:
+            self.session.has_input = functools.partial(_readable, sock.fileno())
         self.server.connections.add(self)
 
     def _write(self, data: bytes) -> None:

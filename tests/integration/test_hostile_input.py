@@ -6,9 +6,11 @@ broker still serves a well-behaved client afterwards.
 
 from __future__ import annotations
 
+import signal
 import socket
 import struct
 import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -166,3 +168,55 @@ def test_a_worker_with_20000_functions_and_1000_priorities_does_not_freeze_the_b
             serving.join(10)
             assert [heavy.packet().type for _ in range(50)] == [T.NO_JOB] * 50
         still_serves(broker)
+
+
+def test_an_answer_sent_while_the_broker_was_paused_beats_the_job_timeout() -> None:
+    """SIGSTOP past a job's CAN_DO_TIMEOUT, the worker answers meanwhile, SIGCONT: the
+    answer counts and the job does not run again."""
+    with run_broker("--job-retries", "5") as broker, RawConnection(broker.port) as worker, \
+            RawConnection(broker.port) as client, RawConnection(broker.port) as other:
+        worker.send(T.CAN_DO_TIMEOUT, b"slow", b"1000")
+        client.send(T.SUBMIT_JOB, b"slow", b"", b"data")
+        handle = client.packet().args[0]
+        worker.send(T.GRAB_JOB)
+        assert worker.packet().type is T.JOB_ASSIGN
+        flooding = threading.Event()
+        flood = threading.Thread(target=keep_busy, args=(broker.port, flooding))
+        flood.start()  # so the pause lands mid-turn, where the loop runs timers first
+        try:
+            time.sleep(0.3)
+            broker.process.send_signal(signal.SIGSTOP)
+            try:
+                worker.send(T.WORK_COMPLETE, handle, b"done")
+                time.sleep(2)  # the job's timeout passes while the broker is stopped
+            finally:
+                broker.process.send_signal(signal.SIGCONT)
+            assert client.packet().args == (handle, b"done")
+        finally:
+            flooding.set()
+            flood.join()
+        other.send(T.CAN_DO, b"slow")
+        other.send(T.GRAB_JOB)
+        assert other.packet().type is T.NO_JOB, "it did not run again"
+
+
+def keep_busy(port: int, done: threading.Event) -> None:
+    """Echo requests as fast as they go, their answers read and dropped."""
+    with RawConnection(port) as busy:
+        reader = threading.Thread(target=_discard, args=(busy.sock,), daemon=True)
+        reader.start()
+        batch = encode_packet(T.ECHO_REQ, b"x" * 100, magic=MAGIC_REQ) * 500
+        busy.sock.settimeout(10)
+        while not done.is_set():
+            try:
+                busy.sock.sendall(batch)
+            except OSError:
+                return
+
+
+def _discard(sock: socket.socket) -> None:
+    try:
+        while sock.recv(1 << 16):
+            pass
+    except OSError:
+        pass
