@@ -111,16 +111,17 @@ def _upgrade(db: sqlite3.Connection) -> None:
 _SQLITE_CORRUPT, _SQLITE_NOTADB = 11, 26
 # How long opening waits for another process's transaction before giving up.
 _BUSY_TIMEOUT_MS = 2000
-
-
-class IntegrityCheckFailed(sqlite3.DatabaseError):
-    """``PRAGMA quick_check`` found the file damaged."""
+# auto_vacuum mode 2; free pages are handed back in steps once this many pile up.
+_INCREMENTAL = 2
+_SHRINK_FREE_PAGES = 2048
+_SHRINK_STEP_PAGES = 1024
+# The write-ahead log is cut back to this size after checkpoints.
+_JOURNAL_SIZE_LIMIT = 64 << 20
 
 
 def _damaged(exc: sqlite3.DatabaseError) -> bool:
     code = getattr(exc, "sqlite_errorcode", None)
-    return isinstance(exc, IntegrityCheckFailed) or (
-        code is not None and code & 0xFF in (_SQLITE_CORRUPT, _SQLITE_NOTADB))
+    return code is not None and code & 0xFF in (_SQLITE_CORRUPT, _SQLITE_NOTADB)
 
 
 class SQLiteStore(PagingStore):
@@ -156,8 +157,11 @@ class SQLiteStore(PagingStore):
         return fd
 
     def _damage(self) -> sqlite3.DatabaseError | None:
-        """Why the file is damaged, if it is: looked at read-only and as immutable, so
-        SQLite touches neither it nor its write-ahead log before we know."""
+        """Why the file is not a database, if it is not: looked at read-only and as
+        immutable, so SQLite touches neither it nor its write-ahead log before we know.
+        Only the header and the schema are read, so a start costs the rows it loads, not
+        the size of the file; damage deeper in is found when read and stops the broker
+        (``StoreUnavailable``) instead."""
         if not self.path.exists():
             return None
         try:
@@ -166,8 +170,7 @@ class SQLiteStore(PagingStore):
         except sqlite3.DatabaseError as exc:
             return exc if _damaged(exc) else None
         try:
-            if db.execute("PRAGMA quick_check").fetchone() != ("ok",):
-                return IntegrityCheckFailed("integrity check failed")
+            db.execute("SELECT count(*) FROM sqlite_master").fetchone()
         except sqlite3.DatabaseError as exc:
             return exc if _damaged(exc) else None
         finally:
@@ -189,8 +192,10 @@ class SQLiteStore(PagingStore):
         db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
         try:
             db.execute(f"PRAGMA busy_timeout={_BUSY_TIMEOUT_MS}")
+            self._reclaim_space_from_now_on(db)
             db.execute("PRAGMA journal_mode=WAL")
             db.execute("PRAGMA synchronous=FULL")
+            db.execute(f"PRAGMA journal_size_limit={_JOURNAL_SIZE_LIMIT}")
             db.executescript(SCHEMA)
             _upgrade(db)
         except sqlite3.DatabaseError:
@@ -198,10 +203,35 @@ class SQLiteStore(PagingStore):
             raise
         return db
 
+    def _reclaim_space_from_now_on(self, db: sqlite3.Connection) -> None:
+        """Incremental vacuum, so a drained queue gives its space back (``_shrink``); a
+        store made before that is rewritten once (VACUUM copies only what is live)."""
+        if db.execute("PRAGMA auto_vacuum").fetchone()[0] == _INCREMENTAL:
+            return
+        db.execute(f"PRAGMA auto_vacuum={_INCREMENTAL}")
+        if db.execute("SELECT count(*) FROM sqlite_master").fetchone()[0]:
+            log.warning("rewriting %s once so it can shrink as queues drain", self.path)
+            db.execute("VACUUM")
+
+    def _shrink(self) -> None:
+        """Give free pages back to the file system a step at a time (after a commit)."""
+        free = self.db.execute("PRAGMA freelist_count").fetchone()[0]
+        if free >= _SHRINK_FREE_PAGES:
+            # executescript steps the pragma to its end (execute frees a single page).
+            self.db.executescript(f"PRAGMA incremental_vacuum({_SHRINK_STEP_PAGES});")
+
     def describe(self) -> str:
         return f"sqlite:{self.path}"
 
     def load(self, window: int = 0) -> StoredState:
+        try:
+            return self._load(window)
+        except sqlite3.Error as exc:
+            raise StoreUnavailable(f"cannot read the store {self.path}: {exc}; it was left "
+                                   "as it is (sqlite3's .recover can salvage a damaged "
+                                   "file)") from exc
+
+    def _load(self, window: int) -> StoredState:
         state = StoredState()
         row = self.db.execute("SELECT value FROM meta WHERE key = 'next_number'").fetchone()
         state.next_number = int(row[0]) if row else 1
@@ -294,6 +324,7 @@ class SQLiteStore(PagingStore):
                 if db.in_transaction:  # a failed COMMIT may have rolled back already
                     db.execute("ROLLBACK")
                 raise
+            self._shrink()
         except sqlite3.Error as exc:
             raise StoreUnavailable(f"writing to the store {self.path} failed: {exc}") from exc
         self._check_file()

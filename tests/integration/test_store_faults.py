@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from broker.client import Client
+from broker.client import Client, JobRequest
 from broker.errors import BrokerError
 from tests.helpers import SPOOLGEAR, burst_drain, require_peer, run_broker
 
@@ -152,3 +152,32 @@ def test_a_full_disk_stops_the_broker_and_a_restart_serves_every_acknowledged_jo
     assert "cannot rollback" not in stderr and "Traceback" not in stderr
     assert 0 < len(acknowledged) < 1000
     assert drained(store) >= acknowledged
+
+
+def test_the_store_file_shrinks_once_its_queue_drains(tmp_path: Path) -> None:
+    store = tmp_path / "jobs.db"
+    with run_broker("--store", f"sqlite:{store}") as broker, Client([broker.address]) as client:
+        for start in range(0, 3000, 100):
+            client.submit_many([JobRequest("work", b"%05d" % n + b"x" * 16_000, background=True)
+                                for n in range(start, start + 100)])
+        full = store.stat().st_size
+        assert len(burst_drain(broker.address, "work")) == 3000
+        with Client([broker.address]) as more:  # a few more commits after the drain
+            for _ in range(20):
+                more.submit_background("tick", b"")
+    assert full > 40 << 20
+    assert store.stat().st_size < 16 << 20, "the drained queue's pages went back"
+
+
+def test_a_store_damaged_inside_is_refused_at_start_and_left_for_recovery(
+        tmp_path: Path) -> None:
+    store = tmp_path / "jobs.db"
+    fill(store, 200)
+    with store.open("r+b") as damaged:  # scribble over the middle of the table's pages
+        damaged.seek(store.stat().st_size // 2)
+        damaged.write(b"\xa5" * 8192)
+    result = refused_start(store)
+    assert result.returncode != 0
+    assert f"cannot read the store {store}:" in result.stderr
+    assert "Traceback" not in result.stderr
+    assert not list(tmp_path.glob("*corrupt*")), "left in place for sqlite3's .recover"
