@@ -21,6 +21,7 @@ from broker.config import (
     DEFAULT_INGEST_INTERVAL,
     DEFAULT_MAX_FAILED_JOBS,
     DEFAULT_MAX_OUTPUT_BUFFER,
+    DEFAULT_MAX_QUEUED_BYTES,
     DEFAULT_MAX_UNREAD_OUTPUT,
     DEFAULT_PACKET_TIMEOUT,
     DEFAULT_PORT,
@@ -99,6 +100,10 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--max-unread-output", type=int, default=DEFAULT_MAX_UNREAD_OUTPUT,
                        help="unread reply bytes after which a connection is cut off "
                             "(default %(default)s)")
+    serve.add_argument("--max-queued-bytes", type=int, default=DEFAULT_MAX_QUEUED_BYTES,
+                       metavar="BYTES", help="payload bytes queued jobs may hold in memory in "
+                       "all; past it, jobs of a durable store wait in the store and others get "
+                       "QUEUE_ERROR (default %(default)s)")
     serve.add_argument("--packet-timeout", type=float, default=DEFAULT_PACKET_TIMEOUT,
                        metavar="SECONDS", help="a connection that started a packet or admin "
                        "line and does not complete it in time is closed (default %(default)s)")
@@ -231,6 +236,7 @@ def _serve(args: argparse.Namespace) -> int:
                           max_output_buffer=args.max_output_buffer,
                           max_unread_output=args.max_unread_output,
                           packet_timeout=args.packet_timeout,
+                          max_queued_bytes=args.max_queued_bytes,
                           handle_prefix=args.job_handle_prefix, verbose=args.verbose,
                           uwsgi_sockets=tuple(args.uwsgi_socket),
                           uwsgi_max_size=args.uwsgi_max_size, uwsgi_timeout=args.uwsgi_timeout,

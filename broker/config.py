@@ -23,6 +23,8 @@ DEFAULT_MAX_OUTPUT_BUFFER = 4 * 1024 * 1024
 DEFAULT_MAX_UNREAD_OUTPUT = 64 * 1024 * 1024
 # Seconds a connection may take to complete a packet or admin line it has started.
 DEFAULT_PACKET_TIMEOUT = 60.0
+# Payload bytes queued jobs may hold in memory in all (beyond it: the store, or QUEUE_ERROR).
+DEFAULT_MAX_QUEUED_BYTES = 1 << 30
 LOG_LEVELS = ("FATAL", "ALERT", "CRITICAL", "ERROR", "WARNING", "NOTICE", "INFO", "DEBUG")
 
 
@@ -105,6 +107,7 @@ class ServerConfig:
     max_output_buffer: int = DEFAULT_MAX_OUTPUT_BUFFER
     max_unread_output: int = DEFAULT_MAX_UNREAD_OUTPUT
     packet_timeout: float = DEFAULT_PACKET_TIMEOUT
+    max_queued_bytes: int = DEFAULT_MAX_QUEUED_BYTES
     handle_prefix: str = ""
     verbose: str = "ERROR"
     uwsgi_sockets: tuple[str, ...] = ()
@@ -130,6 +133,8 @@ class ServerConfig:
             raise ConfigurationError("--worker-wakeup must be 0 (wake all) or a positive count")
         if self.max_unread_output < self.max_output_buffer:
             raise ConfigurationError("--max-unread-output must be at least --max-output-buffer")
+        if self.max_queued_bytes < 1:
+            raise ConfigurationError("--max-queued-bytes must be positive")
         if self.packet_timeout <= 0:
             raise ConfigurationError("--packet-timeout must be positive")
         for name in ("max_packet_size", "max_admin_line", "max_output_buffer"):

@@ -131,6 +131,9 @@ class BrokerSettings:
     """fnmatch patterns of functions whose background jobs are never stored."""
     transient_max_queue: int = 0
     """The initial ``maxqueue`` of a transient function, per priority (0 = no limit)."""
+    max_queued_bytes: int = 1 << 30
+    """Payload bytes queued jobs may hold in memory in all: past it, stored jobs stay in
+    the store only (paging) and others are refused with QUEUE_ERROR."""
     transient_grace: float = 10.0
     """Seconds a transient function may be without workers before it refuses jobs: a
     message nobody can take is refused, never parked (it would be lost anyway)."""
@@ -172,6 +175,8 @@ class Broker:
         # Per rank, the functions that may have work there: a grab looks at these, not at
         # every function the worker has, so its cost does not grow with them.
         self.ready: dict[int, dict[Function, None]] = {}
+        self.queued_bytes = 0
+        """Payload bytes of every job in a memory queue (``max_queued_bytes``)."""
         self.jobs: dict[bytes, Job] = {}
         self.uniques: dict[tuple[bytes, ...], Job] = {}
         self.by_unique: dict[bytes, Job] = {}
@@ -231,6 +236,7 @@ class Broker:
         for job in session.attached:
             job.clients = [client for client in job.clients if client is not session]
             if not job.clients and not job.background and job.worker is None:
+                self._hold(job.function, job.priority, -len(job.data))  # it is queued
                 self._abandon(job)
         session.attached.clear()
 
@@ -388,6 +394,11 @@ class Broker:
         if limit > 0 and function.total >= limit:
             self._refuse(session, b"QUEUE_ERROR", b"Job queue is full")
             return None
+        if (not when and self.queued_bytes + len(data) > self.settings.max_queued_bytes
+                and not (self.pager is not None and background and not function.transient
+                         and unique != b"-")):
+            self._refuse(session, b"QUEUE_ERROR", b"Job queue is full")
+            return None
         if function.transient and self._unserved(function):
             self._refuse(session, b"NO_WORKERS", b"No worker serves this transient function")
             return None
@@ -430,16 +441,29 @@ class Broker:
 
     def _enqueue(self, job: Job) -> None:
         function = job.function
-        queue = self._queue(function, job.priority)
+        rank = job.priority
+        queue = self._queue(function, rank)
         pager = self.pager
-        if (pager is not None and job.stored
-                and (function.spilled.get(job.priority) or len(queue) >= pager.window)
-                and not job.clients and job.unique != b"-"):
+        if (pager is not None and self._spillable(job)
+                and (function.spilled.get(rank) or len(queue) >= pager.window
+                     or function.held_bytes.get(rank, 0) >= pager.store.page_bytes
+                     or self.queued_bytes >= self.settings.max_queued_bytes)):
             self._spill(job)
             return
         queue.append(job)
-        self._mark_ready(function, job.priority)
+        self._hold(function, rank, len(job.data))
+        self._mark_ready(function, rank)
         self._wake(function)
+
+    @staticmethod
+    def _spillable(job: Job) -> bool:
+        """Whether the job may live in the store only until paged in."""
+        return job.stored and not job.clients and job.unique != b"-"
+
+    def _hold(self, function: Function, rank: int, size: int) -> None:
+        """A job of ``size`` payload bytes joined (or, negative, left) a memory queue."""
+        function.held_bytes[rank] = function.held_bytes.get(rank, 0) + size
+        self.queued_bytes += size
 
     def _mark_ready(self, function: Function, rank: int) -> None:
         """``function`` may have work at ``rank`` (queued or spilled jobs); entries that
@@ -752,6 +776,7 @@ class Broker:
         queue = function.queues.get(rank)
         while queue:
             job = queue.popleft()
+            self._hold(function, rank, -len(job.data))
             if job.ignored:
                 self._forget(job)
                 continue
@@ -872,6 +897,7 @@ class Broker:
                 job.function.delayed -= 1
             else:
                 job.function.queues[job.priority].remove(job)
+                self._hold(job.function, job.priority, -len(job.data))
         self._finish(job, [(client, encode_packet(T.WORK_FAIL, job.handle))
                            for client in job.clients])
         return True
@@ -928,6 +954,7 @@ class Broker:
                 self.timeline.add(job.when, job)
             else:
                 self._queue(function, job.priority).append(job)
+                self._hold(function, job.priority, len(job.data))
                 self._mark_ready(function, job.priority)
         for job in interrupted:
             self.requeue(job, reason="interrupted by a broker restart")
@@ -973,11 +1000,13 @@ class Broker:
         self._forget(job)
 
     def _refill(self, function: Function, priority: int) -> None:
-        """Ask for a page once a spilling queue is down to half its window."""
+        """Ask for a page once a spilling queue is down to half its window (in jobs and
+        in payload bytes)."""
         assert self.pager is not None
         held = len(self._queue(function, priority))
         window = self.pager.window
         if (function.spilled[priority] and held <= window // 2
+                and function.held_bytes.get(priority, 0) <= self.pager.store.page_bytes // 2
                 and self.pager.want_page((function.name, priority), window - held)
                 and self.on_output is not None):
             self.on_output()  # end the turn, where the committer sends the request out
@@ -1003,6 +1032,7 @@ class Broker:
             if row.number in vanished or self._stored_handle(row.number) in self.jobs:
                 continue
             queue.append(self._adopt(function, row, 0.0))
+            self._hold(function, priority, len(row.data))
             added += 1
         if added:
             self._mark_ready(function, priority)

@@ -104,12 +104,14 @@ class Job:
 class Function:
     """A function name with its queues (one per rank in use) and registered workers."""
 
-    __slots__ = ("delayed", "max_queue", "name", "queues", "running", "spilled", "transient",
-                 "wake_position", "workers", "workers_left_at")
+    __slots__ = ("delayed", "held_bytes", "max_queue", "name", "queues", "running", "spilled",
+                 "transient", "wake_position", "workers", "workers_left_at")
 
     def __init__(self, name: bytes) -> None:
         self.name = name
         self.queues: dict[int, deque[Job]] = {0: deque(), 1: deque(), 2: deque()}
+        # Per rank, payload bytes of the jobs in ``queues`` (what memory holds).
+        self.held_bytes: dict[int, int] = {}
         self.running = 0
         # Epoch jobs not yet due: counted in `status` like gearmand, not yet in a queue.
         self.delayed = 0

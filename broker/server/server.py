@@ -42,7 +42,8 @@ class BrokerServer:
                                   max_failed_jobs=config.max_failed_jobs,
                                   transient=tuple(p.encode() for p in config.transient),
                                   transient_max_queue=config.transient_max_queue,
-                                  transient_grace=config.transient_grace)
+                                  transient_grace=config.transient_grace,
+                                  max_queued_bytes=config.max_queued_bytes)
         self._turn_end_pending = False
         journal = Journal.resuming(state) if store.durable else None
         pager = None

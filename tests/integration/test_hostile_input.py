@@ -16,7 +16,8 @@ from pathlib import Path
 import pytest
 
 from broker.admin import AdminClient
-from broker.client import Client
+from broker.client import Client, JobRequest
+from broker.errors import BrokerError
 from broker.protocol.packets import MAGIC_REQ, PacketType, encode_packet
 from broker.protocol.uwsgi import encode_spool
 from broker.uwsgi_client import SPOOLED, connect
@@ -220,3 +221,30 @@ def _discard(sock: socket.socket) -> None:
             pass
     except OSError:
         pass
+
+
+def test_queued_payloads_have_a_memory_budget(tmp_path: Path) -> None:
+    """Past --max-queued-bytes the memory store refuses (QUEUE_ERROR, nothing lost), and
+    SQLite keeps the rest in the store, bringing it back in order."""
+    payload = b"x" * (64 << 10)
+    with run_broker("--max-queued-bytes", "1000000") as broker, \
+            Client([broker.address]) as client:
+        accepted = 0
+        with pytest.raises(BrokerError, match="QUEUE_ERROR"):
+            for _ in range(100):
+                client.submit_background("big", payload)
+                accepted += 1
+        assert 10 <= accepted <= 16
+        assert len(burst_drain(broker.address, "big")) == accepted
+        client.submit_background("big", payload)  # room again once drained
+    store = f"sqlite:{tmp_path / 'jobs.db'}"
+    with run_broker("--store", store, "--max-queued-bytes", "2000000") as broker, \
+            Client([broker.address]) as client:
+        idle = int(Path(f"/proc/{broker.process.pid}/statm").read_text().split()[1]) * 4096
+        for start in range(0, 1200, 100):
+            client.submit_many([JobRequest("big", b"%05d" % n + payload, background=True)
+                                for n in range(start, start + 100)])
+        grown = int(Path(f"/proc/{broker.process.pid}/statm").read_text().split()[1]) * 4096
+        assert grown - idle < 40 << 20, "75 MiB queued, about a budget's worth held"
+        seen = [data[:5] for _, data in burst_drain(broker.address, "big")]
+    assert seen == [b"%05d" % n for n in range(1200)]
