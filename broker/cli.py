@@ -17,10 +17,12 @@ from broker.admin import AdminClient
 from broker.client import Client
 from broker.config import (
     DEFAULT_COMMIT_DELAY,
+    DEFAULT_FORGET_IDLE_AFTER,
     DEFAULT_INGEST_BATCH,
     DEFAULT_INGEST_INTERVAL,
     DEFAULT_MAX_FAILED_JOBS,
     DEFAULT_MAX_OUTPUT_BUFFER,
+    DEFAULT_MAX_PENDING_BYTES,
     DEFAULT_MAX_QUEUED_BYTES,
     DEFAULT_MAX_UNREAD_OUTPUT,
     DEFAULT_PACKET_TIMEOUT,
@@ -104,6 +106,12 @@ def _parser() -> argparse.ArgumentParser:
                        metavar="BYTES", help="payload bytes queued jobs may hold in memory in "
                        "all; past it, jobs of a durable store wait in the store and others get "
                        "QUEUE_ERROR (default %(default)s)")
+    serve.add_argument("--max-pending-bytes", type=int, default=DEFAULT_MAX_PENDING_BYTES,
+                       metavar="BYTES", help="bytes of started packets held across all "
+                       "connections; the one that goes past it is closed (default %(default)s)")
+    serve.add_argument("--forget-idle-after", type=float, default=DEFAULT_FORGET_IDLE_AFTER,
+                       metavar="SECONDS", help="forget a function name without jobs or workers "
+                       "for this long (0: never; default %(default)s)")
     serve.add_argument("--packet-timeout", type=float, default=DEFAULT_PACKET_TIMEOUT,
                        metavar="SECONDS", help="a connection that started a packet or admin "
                        "line and does not complete it in time is closed (default %(default)s)")
@@ -237,6 +245,8 @@ def _serve(args: argparse.Namespace) -> int:
                           max_unread_output=args.max_unread_output,
                           packet_timeout=args.packet_timeout,
                           max_queued_bytes=args.max_queued_bytes,
+                          max_pending_bytes=args.max_pending_bytes,
+                          forget_idle_after=args.forget_idle_after,
                           handle_prefix=args.job_handle_prefix, verbose=args.verbose,
                           uwsgi_sockets=tuple(args.uwsgi_socket),
                           uwsgi_max_size=args.uwsgi_max_size, uwsgi_timeout=args.uwsgi_timeout,

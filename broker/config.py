@@ -23,6 +23,10 @@ DEFAULT_MAX_OUTPUT_BUFFER = 4 * 1024 * 1024
 DEFAULT_MAX_UNREAD_OUTPUT = 64 * 1024 * 1024
 # Seconds a connection may take to complete a packet or admin line it has started.
 DEFAULT_PACKET_TIMEOUT = 60.0
+# Seconds without jobs or workers after which a function name is forgotten (0: never).
+DEFAULT_FORGET_IDLE_AFTER = 3600.0
+# Bytes of started, incomplete packets held across all connections.
+DEFAULT_MAX_PENDING_BYTES = 1 << 30
 # Payload bytes queued jobs may hold in memory in all (beyond it: the store, or QUEUE_ERROR).
 DEFAULT_MAX_QUEUED_BYTES = 1 << 30
 LOG_LEVELS = ("FATAL", "ALERT", "CRITICAL", "ERROR", "WARNING", "NOTICE", "INFO", "DEBUG")
@@ -108,6 +112,8 @@ class ServerConfig:
     max_unread_output: int = DEFAULT_MAX_UNREAD_OUTPUT
     packet_timeout: float = DEFAULT_PACKET_TIMEOUT
     max_queued_bytes: int = DEFAULT_MAX_QUEUED_BYTES
+    max_pending_bytes: int = DEFAULT_MAX_PENDING_BYTES
+    forget_idle_after: float = DEFAULT_FORGET_IDLE_AFTER
     handle_prefix: str = ""
     verbose: str = "ERROR"
     uwsgi_sockets: tuple[str, ...] = ()
@@ -133,8 +139,11 @@ class ServerConfig:
             raise ConfigurationError("--worker-wakeup must be 0 (wake all) or a positive count")
         if self.max_unread_output < self.max_output_buffer:
             raise ConfigurationError("--max-unread-output must be at least --max-output-buffer")
-        if self.max_queued_bytes < 1:
-            raise ConfigurationError("--max-queued-bytes must be positive")
+        for name in ("max_queued_bytes", "max_pending_bytes"):
+            if getattr(self, name) < 1:
+                raise ConfigurationError(f"--{name.replace('_', '-')} must be positive")
+        if self.forget_idle_after < 0:
+            raise ConfigurationError("--forget-idle-after must be 0 (never) or more seconds")
         if self.packet_timeout <= 0:
             raise ConfigurationError("--packet-timeout must be positive")
         for name in ("max_packet_size", "max_admin_line", "max_output_buffer"):

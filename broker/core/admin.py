@@ -143,6 +143,7 @@ class AdminCommands:
             return _INCOMPLETE + words[0] + b"\r\n"
         function = self.broker.functions.get(words[1])
         if function is not None:
+            function.kept = True  # an operator's setting: never forgotten as idle
             limits = [max(0, leading_int(word)) for word in words[2:]]
             if not limits:
                 function.max_queue = [0, 0, 0]
@@ -155,7 +156,7 @@ class AdminCommands:
     def _create(self, session: Session, words: list[bytes]) -> bytes:
         if len(words) != 3 or words[1].lower() != b"function":
             return _INCOMPLETE + words[0] + b"\r\n"
-        self.broker.function(words[2])
+        self.broker.function(words[2]).kept = True
         return OK_CRLF
 
     def _retry(self, session: Session, words: list[bytes]) -> bytes:

@@ -578,6 +578,25 @@ class Broker:
         timeout = max(MIN_JOB_TIMEOUT, milliseconds / 1000) if milliseconds > 0 else None
         self.register(session, name, timeout)
 
+    def forget_idle_functions(self, after: float) -> int:
+        """Forget function names that have had no jobs and no workers for ``after``
+        seconds (seen so at two sweeps that far apart), so names clients made up do not
+        cost memory forever; one used again is simply created again. Returns how many."""
+        now = self.clock()
+        scheduled = {s.function for s in self.schedules.values() if not s.cancelled}
+        forgotten = 0
+        for name, function in list(self.functions.items()):
+            if function.workers or function.total or function.kept or name in scheduled:
+                function.idle_since = None
+            elif function.idle_since is None:
+                function.idle_since = now
+            elif now - function.idle_since >= after:
+                del self.functions[name]
+                for ready in self.ready.values():
+                    ready.pop(function, None)
+                forgotten += 1
+        return forgotten
+
     def _remove_worker(self, function: Function, session: Session) -> None:
         function.workers.remove(session)
         function.workers_left_at = self.clock()

@@ -104,12 +104,14 @@ class Job:
 class Function:
     """A function name with its queues (one per rank in use) and registered workers."""
 
-    __slots__ = ("delayed", "held_bytes", "max_queue", "name", "queues", "running", "spilled",
-                 "transient", "wake_position", "workers", "workers_left_at")
+    __slots__ = ("delayed", "held_bytes", "idle_since", "kept", "max_queue", "name", "queues",
+                 "running", "spilled", "transient", "wake_position", "workers",
+                 "workers_left_at")
 
     def __init__(self, name: bytes) -> None:
         self.name = name
-        self.queues: dict[int, deque[Job]] = {0: deque(), 1: deque(), 2: deque()}
+        self.queues: dict[int, deque[Job]] = {}
+        """Per rank, created when first used (a function name costs little until then)."""
         # Per rank, payload bytes of the jobs in ``queues`` (what memory holds).
         self.held_bytes: dict[int, int] = {}
         self.running = 0
@@ -119,6 +121,10 @@ class Function:
         self.spilled: Counter[int] = Counter()
         self.workers: list[Session] = []
         self.workers_left_at = 0.0
+        self.idle_since: float | None = None
+        """When a sweep first found it without jobs or workers (see forget_idle_functions)."""
+        self.kept = False
+        """Created or limited by an operator (``create function``, ``maxqueue``)."""
         """When the last worker left (clock seconds); 0 if none ever did."""
         self.max_queue = [0, 0, 0]
         self.wake_position = 0

@@ -36,7 +36,8 @@ class GearmanConnection(asyncio.Protocol):
     """One accepted connection. Reading pauses while the peer does not read our replies,
     and a peer that lets them pile up past ``--max-unread-output`` is cut off."""
 
-    __slots__ = ("broker", "partial_since", "reader", "server", "session", "transport")
+    __slots__ = ("broker", "buffered", "partial_since", "reader", "server", "session",
+                 "transport")
 
     def __init__(self, server: BrokerServer) -> None:
         self.server = server
@@ -46,6 +47,8 @@ class GearmanConnection(asyncio.Protocol):
                                    max_line_length=config.max_admin_line)
         self.partial_since: float | None = None
         """Since when (loop time) a started packet or line has waited for its end."""
+        self.buffered = 0
+        """Bytes of started packets held for this connection (in ``server.buffered``)."""
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = cast(asyncio.Transport, transport)
@@ -99,10 +102,25 @@ class GearmanConnection(asyncio.Protocol):
                     self._protocol_error(exc)
                     return
                 broker.send(session, reply)
-        if not reader.pending:
+        pending = reader.pending
+        if not pending:
             self.partial_since = None
         elif completed or self.partial_since is None:
             self.partial_since = self.server.loop.time()
+        if pending != self.buffered:
+            self._account(pending)
+
+    def _account(self, pending: int) -> None:
+        """Keep the broker-wide count of started packets' bytes; the connection that takes
+        it past ``--max-pending-bytes`` is closed (many large packets at once)."""
+        server = self.server
+        server.buffered += pending - self.buffered
+        self.buffered = pending
+        if pending and server.buffered > server.config.max_pending_bytes:
+            log.warning("closing connection from %s: started packets hold %d bytes in all "
+                        "(--max-pending-bytes)", self.session.host, server.buffered)
+            self._account(0)
+            self.transport.abort()
 
     def overdue(self, now: float) -> bool:
         """Whether a started packet or line has taken longer than ``--packet-timeout``."""
@@ -135,5 +153,6 @@ class GearmanConnection(asyncio.Protocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.server.connections.discard(self)
+        self._account(0)
         if not self.session.closed:
             self.broker.disconnect(self.session)

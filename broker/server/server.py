@@ -23,6 +23,8 @@ from broker.server.spool_ingest import SpoolIngest
 from broker.store.base import PagingStore, Store, StoredState, open_store
 
 log = logging.getLogger("spoolgear.server")
+# The longest wait between two looks for idle function names.
+_FORGET_SWEEP_SECONDS = 60.0
 
 # How often a graceful shutdown checks whether the last job has finished.
 _GRACEFUL_POLL_SECONDS = 0.2
@@ -61,6 +63,9 @@ class BrokerServer:
         self._ingests: list[SpoolIngest] = []
         self._stopped = asyncio.Event()
         self.failure: BaseException | None = None
+        self.buffered = 0
+        """Bytes of started, incomplete packets held across connections."""
+        self._next_forget = 0.0
         """Why the store stopped accepting writes, if it did: the broker exits non-zero."""
         self._graceful_task: asyncio.Task[None] | None = None
 
@@ -86,6 +91,12 @@ class BrokerServer:
         now = self.loop.time()
         for connection in [c for c in self.connections if c.overdue(now)]:
             connection.close_overdue()
+        forget_after = self.config.forget_idle_after
+        if forget_after and now >= self._next_forget:
+            self._next_forget = now + min(forget_after, _FORGET_SWEEP_SECONDS)
+            forgotten = self.broker.forget_idle_functions(forget_after)
+            if forgotten:
+                log.info("forgot %d idle function names", forgotten)
         self.loop.call_later(self._sweep_interval, self._sweep)
 
     async def start(self) -> list[str]:

@@ -248,3 +248,24 @@ def test_queued_payloads_have_a_memory_budget(tmp_path: Path) -> None:
         assert grown - idle < 40 << 20, "75 MiB queued, about a budget's worth held"
         seen = [data[:5] for _, data in burst_drain(broker.address, "big")]
     assert seen == [b"%05d" % n for n in range(1200)]
+
+
+def test_started_packets_have_a_memory_budget_across_connections() -> None:
+    """Five connections each 800 KB into a 1 MB packet, 3 MB allowed in all: the two that
+    go past the budget are closed, the other three complete their packets."""
+    header = encode_packet(T.ECHO_REQ, b"e" * 1_000_000, magic=MAGIC_REQ)
+    with run_broker("--max-pending-bytes", "3000000") as broker:
+        peers = [RawConnection(broker.port) for _ in range(5)]
+        try:
+            for peer in peers:
+                peer.send_raw(header[:800_000])
+                time.sleep(0.1)  # in order, so which ones go past the budget is known
+            closed = [peer.closed_by_peer(wait=1) for peer in peers]
+            assert closed == [False, False, False, True, True]
+            for peer in peers[:3]:
+                peer.send_raw(header[800_000:])
+                assert peer.packet().type is T.ECHO_RES
+        finally:
+            for peer in peers:
+                peer.close()
+        still_serves(broker)

@@ -465,3 +465,24 @@ def test_a_transient_function_without_workers_refuses_jobs_after_the_grace_perio
     harness.advance(6)
     sender.send(T.SUBMIT_JOB_BG, b"spoolgear.farm.busy", b"", b"")
     assert sender.received()[0][1][0] == b"NO_WORKERS"
+
+
+def test_idle_function_names_are_forgotten_and_come_back_when_used() -> None:
+    harness = Harness()
+    client, worker = harness.peer(), harness.peer()
+    client.submit(b"made.up")
+    worker.send(T.CAN_DO, b"made.up")
+    job = worker.grab()
+    assert job is not None
+    worker.send(T.WORK_COMPLETE, job[0], b"")
+    worker.disconnect()
+    assert client.admin(b"create function kept") == b"OK\r\n"
+    broker = harness.broker
+    assert broker.forget_idle_functions(60) == 0  # first seen idle now
+    harness.advance(59)
+    assert broker.forget_idle_functions(60) == 0
+    harness.advance(1)
+    assert broker.forget_idle_functions(60) == 1
+    assert set(broker.functions) == {b"kept"}
+    client.submit(b"made.up")  # used again: simply there again
+    assert b"made.up\t1\t0\t0" in client.admin(b"status")
