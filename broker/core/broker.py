@@ -451,8 +451,12 @@ class Broker:
             self._spill(job)
             return
         queue.append(job)
-        self._hold(function, rank, len(job.data))
-        self._mark_ready(function, rank)
+        size = len(job.data)
+        held = function.held_bytes
+        held[rank] = held.get(rank, 0) + size
+        self.queued_bytes += size
+        if len(queue) == 1:  # a non-empty queue's function is marked already
+            self._mark_ready(function, rank)
         self._wake(function)
 
     @staticmethod
@@ -746,7 +750,10 @@ class Broker:
         for rank in self.ranks:
             for offset in range(count):
                 index = (start + offset) % count
-                job = self._pop(abilities[index], rank)
+                function = abilities[index]
+                if not function.queues.get(rank) and not function.spilled.get(rank):
+                    continue  # the usual case, without a call
+                job = self._pop(function, rank)
                 if job is not None:
                     session.round_robin = index + 1
                     return job
@@ -795,7 +802,9 @@ class Broker:
         queue = function.queues.get(rank)
         while queue:
             job = queue.popleft()
-            self._hold(function, rank, -len(job.data))
+            size = len(job.data)
+            function.held_bytes[rank] -= size
+            self.queued_bytes -= size
             if job.ignored:
                 self._forget(job)
                 continue
