@@ -224,3 +224,25 @@ def test_queues_of_large_jobs_restart_and_page_in_within_the_byte_budget(tmp_pat
         assert resident < 60 << 20, "far less than the 94 MiB queued"
         seen = [data[:5] for _, data in burst_drain(broker.address, "big")]
     assert seen == [payload[:5] for payload in payloads]
+
+
+@pytest.mark.timeout(600)  # 2.6 GB through the store: a minute or two
+@pytest.mark.parametrize(("count", "size"), [(10_000, 64 << 10), (80_000, 24 << 10)],
+                         ids=["10k x 64 KiB", "80k x 24 KiB"])
+def test_a_broker_restarts_with_large_queues_and_serves_them_all_in_order(
+        tmp_path: Path, count: int, size: int) -> None:
+    """The sizes that used to make a restart fail (a window read as one string: MemoryError,
+    "string or blob too big"), with the default budgets."""
+    store = f"sqlite:{tmp_path / 'jobs.db'}"
+    filler = b"x" * (size - 6)
+    with run_broker("--store", store) as broker, Client([broker.address]) as client:
+        for start in range(0, count, 500):
+            client.submit_many([JobRequest("big", b"%06d" % n + filler, background=True)
+                                for n in range(start, start + 500)])
+    with run_broker("--store", store) as broker:
+        with AdminClient(broker.address) as admin:
+            assert [(s.name, s.total) for s in admin.status()] == [("big", count)]
+        resident = int(Path(f"/proc/{broker.process.pid}/statm").read_text().split()[1]) * 4096
+        assert resident < 400 << 20, "a window's worth in memory, not the queue"
+        seen = [data[:6] for _, data in burst_drain(broker.address, "big")]
+    assert seen == [b"%06d" % n for n in range(count)]
