@@ -6,6 +6,7 @@ import argparse
 import asyncio
 import dataclasses
 import datetime as dt
+import faulthandler
 import json
 import logging
 import sys
@@ -230,6 +231,9 @@ def _transient_patterns(given: list[str] | None) -> tuple[str, ...]:
 
 
 def _serve(args: argparse.Namespace) -> int:
+    # A fatal signal (SIGBUS from a store file made immutable under SQLite's mapping, say)
+    # still leaves a line saying what happened and where.
+    faulthandler.enable()
     config = ServerConfig(listen=args.listen, port=args.port, store=args.store,
                           job_retries=args.job_retries, worker_wakeup=args.worker_wakeup,
                           retry_failures=tuple(args.retry_failures),
