@@ -36,6 +36,7 @@ from typing import Any
 from broker import uwsgi_api as uwsgi
 from broker.client import schedule_fields, uwsgi_cron
 from broker.definitions import claim
+from broker.errors import BrokerError
 from broker.uwsgi_api import SPOOL_IGNORE, SPOOL_OK, SPOOL_RETRY, configure, spool_job
 
 __all__ = ["SPOOL_IGNORE", "SPOOL_OK", "SPOOL_RETRY", "PickleRefused", "Schedule",
@@ -115,7 +116,7 @@ def _decoded(value: Any) -> Any:
     return value
 
 
-class PickleRefused(ValueError):
+class PickleRefused(BrokerError, ValueError):
     """A job carries pickled data and the spooler was not told to trust its producers."""
 
 

@@ -11,9 +11,13 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
+import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
+
+from django.conf import settings
+from django.utils import timezone
 
 from broker.client import Client, JobHandle, JobRequest, JobResult
 from broker.core.model import Priority
@@ -74,13 +78,17 @@ def job_unique(unique: str | bool | None, payload: bytes) -> str:
     return unique or ""
 
 
-def _epoch(at: dt.datetime | dt.timedelta | float | None) -> float | None:
-    """``at`` as epoch seconds: a datetime (naive ones are local time), a delay, or a number."""
-    if at is None or isinstance(at, int | float):
-        return at
+def epoch(at: dt.datetime | dt.timedelta | float) -> float:
+    """``at`` as epoch seconds: a number as it is, a timedelta from now, a datetime; a naive
+    datetime is in Django's current time zone (with ``USE_TZ``; else the local time), the
+    one rule for every ``at`` of django_jobs (client, ``@task``, retries)."""
     if isinstance(at, dt.timedelta):
-        return dt.datetime.now(dt.UTC).timestamp() + at.total_seconds()
-    return at.timestamp()
+        return time.time() + at.total_seconds()
+    if isinstance(at, dt.datetime):
+        if timezone.is_naive(at) and settings.USE_TZ:
+            at = timezone.make_aware(at)
+        return at.timestamp()
+    return float(at)
 
 
 def _failure(exc: BrokerError) -> BrokerError:
@@ -107,7 +115,7 @@ class GearmanClient:
         self._client.close()
 
     def _request(self, job: Job, background: bool) -> JobRequest:
-        at = _epoch(job.at)
+        at = None if job.at is None else epoch(job.at)
         if at is not None and not background:
             raise ValueError("only a background job can be delayed: pass background=True")
         payload = dumps_call(list(job.args), dict(job.kwargs), self.settings.serializer,

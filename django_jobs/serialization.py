@@ -25,13 +25,15 @@ from collections.abc import Callable
 from decimal import Decimal
 from typing import Any, NamedTuple
 
+from broker.errors import BrokerError
+
 TYPE_KEY = "__type__"
 SUPPORTED = ("None, bool, int, float, str, list, tuple, dict, datetime, date, time, "
              "timedelta, Decimal, UUID, bytes")
 _PICKLE_PROTOCOL = 2  # readable by the Python 2 workers of django-gearman
 
 
-class PayloadError(ValueError):
+class PayloadError(BrokerError, ValueError):
     """A value cannot be encoded, or received bytes are not a payload this side accepts."""
 
 

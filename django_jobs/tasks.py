@@ -35,12 +35,11 @@ from collections.abc import Callable, Iterator
 from typing import Any, overload
 
 from django.conf import settings
-from django.utils import timezone
 
 from broker.client import JobHandle
-from broker.errors import ConnectionFailed, ServerError, WorkFailed
+from broker.errors import BrokerError, ConnectionFailed, ServerError, WorkFailed
 from broker.uwsgidecorators import SPOOL_IGNORE, SPOOL_OK, SPOOL_RETRY
-from django_jobs.client import GearmanClient, Job, job_priority
+from django_jobs.client import GearmanClient, Job, epoch, job_priority
 from django_jobs.conf import farm_function, job_settings, mule_function
 from django_jobs.discovery import check_served
 from django_jobs.registry import register
@@ -99,7 +98,7 @@ class TaskExecutor(enum.IntEnum):
     """Inline, in the calling process (tests, shells)."""
 
 
-class RetryTaskException(Exception):
+class RetryTaskException(BrokerError):
     """Raised by a task to run again later: ``count`` sets the retry budget (retries after
     the first run), ``timeout`` the delay before this retry (seconds or a timedelta)."""
 
@@ -110,28 +109,17 @@ class RetryTaskException(Exception):
         self.timeout = timeout
 
 
-class QueueFull(Exception):
+class QueueFull(BrokerError):
     """The broker refused a mule/farm message: the consumers are that far behind."""
 
 
-class NoConsumer(Exception):
+class NoConsumer(BrokerError):
     """The broker refused a mule/farm message: no member has served it for a while (its
     ``--transient-grace``), so the message could never be delivered (uWSGI raises too)."""
 
 
 def _seconds(value: float | dt.timedelta) -> float:
     return value.total_seconds() if isinstance(value, dt.timedelta) else float(value)
-
-
-def epoch(at: float | dt.datetime | dt.timedelta) -> float:
-    """``at`` as epoch seconds; a naive datetime is in Django's current time zone."""
-    if isinstance(at, dt.timedelta):
-        return time.time() + at.total_seconds()
-    if isinstance(at, dt.datetime):
-        if timezone.is_naive(at):
-            at = timezone.make_aware(at) if settings.USE_TZ else at
-        return at.timestamp()
-    return float(at)
 
 
 _current: contextvars.ContextVar[TaskCall] = contextvars.ContextVar("django_jobs_task")
