@@ -20,7 +20,7 @@ from django.core.exceptions import ImproperlyConfigured
 from django_jobs.registry import (
     LEGACY_JOBS_MODULE,
     WORKERS_PACKAGE,
-    Task,
+    RegisteredTask,
     tasks,
     tasks_of_module,
 )
@@ -37,7 +37,7 @@ class WorkerModule:
     """The module's short name, as ``gearman_worker -n`` takes it."""
     module: str
 
-    def tasks(self) -> list[Task]:
+    def tasks(self) -> list[RegisteredTask]:
         return tasks_of_module(self.module)
 
 
@@ -80,19 +80,19 @@ def _served_modules() -> frozenset[str]:
     return frozenset(worker.module for worker in all_worker_modules())
 
 
-def unserved_tasks() -> list[Task]:
+def unserved_tasks() -> list[RegisteredTask]:
     """Registered tasks in modules that no ``gearman_worker -a APP -n WORKER`` loads: a
     call would queue a job nobody takes."""
     return [task for task in tasks() if task.module not in _served_modules()]
 
 
-def check_served(task: Task) -> None:
+def check_served(task: RegisteredTask) -> None:
     """Refuse to queue a call of a task that no worker command would load."""
     if task.module not in _served_modules():
         raise ImproperlyConfigured(unserved_message(task))
 
 
-def unserved_message(task: Task) -> str:
+def unserved_message(task: RegisteredTask) -> str:
     return (f"task {task.name!r} is defined in {task.module}, which no `manage.py "
             f"gearman_worker -a APP -n WORKER` loads, so its jobs would never run: move it "
             f"to APP/tasks.py or APP/gearman_workers/WORKER.py of an installed app")

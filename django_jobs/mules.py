@@ -33,8 +33,7 @@ from broker.errors import WorkFailed
 from broker.uwsgi_api import mule_id
 from django_jobs.client import Job
 from django_jobs.conf import MULE_FUNCTION, farm_function, job_settings, mule_function
-from django_jobs.registry import Task as RegisteredTask
-from django_jobs.registry import find_task
+from django_jobs.registry import RegisteredTask, find_task
 from django_jobs.serialization import Call
 from django_jobs.tasks import NoConsumer, QueueFull, TaskExecutor, submit_background, task
 

@@ -25,7 +25,7 @@ F = TypeVar("F", bound=Callable[..., Any])
 
 
 @dataclass(frozen=True)
-class Task:
+class RegisteredTask:
     name: str
     """The task's name (before ``GEARMAN_JOB_NAME`` / ``GEARMAN_CLIENT_NAMESPACE``)."""
     queue: str
@@ -45,7 +45,7 @@ class Task:
         return self.function(*call.args, **call.kwargs)
 
 
-_tasks: dict[str, Task] = {}
+_tasks: dict[str, RegisteredTask] = {}
 
 
 def default_name(function: Callable[..., Any]) -> str:
@@ -55,9 +55,9 @@ def default_name(function: Callable[..., Any]) -> str:
 
 
 def register(function: F, name: str | None, queue: str | None,
-             run: Callable[[Call], Any] | None = None) -> Task:
+             run: Callable[[Call], Any] | None = None) -> RegisteredTask:
     """Record ``function`` as a task; returns the record."""
-    task = Task(name or default_name(function), queue or DEFAULT_QUEUE, function, run)
+    task = RegisteredTask(name or default_name(function), queue or DEFAULT_QUEUE, function, run)
     try:
         claim(_tasks, task.name, task, lambda known: known.function, "tasks")
     except ValueError as exc:
@@ -91,14 +91,14 @@ def gearman_job(queue: str | F | None = None, name: str | None = None) -> Any:
     return gearman_task(name=name, queue=queue)
 
 
-def tasks() -> list[Task]:
+def tasks() -> list[RegisteredTask]:
     """Every registered task, sorted by name."""
     return sorted(_tasks.values(), key=lambda task: task.name)
 
 
-def tasks_of_module(module: str) -> list[Task]:
+def tasks_of_module(module: str) -> list[RegisteredTask]:
     return [task for task in tasks() if task.module == module]
 
 
-def find_task(name: str) -> Task | None:
+def find_task(name: str) -> RegisteredTask | None:
     return _tasks.get(name)

@@ -18,7 +18,7 @@ from django.db import close_old_connections
 
 from broker.errors import WorkFailed
 from broker.worker import WorkerJob
-from django_jobs.registry import Task
+from django_jobs.registry import RegisteredTask
 from django_jobs.serialization import dumps_result, loads_call
 
 log = logging.getLogger("django_jobs.worker")
@@ -33,7 +33,7 @@ def current_job() -> WorkerJob:
         raise RuntimeError("current_job() is only available inside a running task") from None
 
 
-def job_runner(task: Task, serializer: str,
+def job_runner(task: RegisteredTask, serializer: str,
                after_job: Callable[[], None] = lambda: None) -> Callable[[WorkerJob], bytes]:
     """The worker callback for ``task``; ``after_job`` runs once each job is settled."""
 

@@ -32,7 +32,7 @@ from broker.registration import register_in_background
 from broker.uwsgidecorators import EVERY_PROCESS_TARGETS
 from django_jobs.conf import job_settings
 from django_jobs.discovery import check_served
-from django_jobs.registry import Task as RegisteredTask
+from django_jobs.registry import RegisteredTask
 from django_jobs.serialization import Call, dumps_call
 from django_jobs.signals import worker_started
 from django_jobs.tasks import Task, TaskExecutor, check_setup

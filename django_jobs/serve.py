@@ -20,7 +20,7 @@ from types import FrameType
 from broker.worker import Worker
 from django_jobs.conf import job_settings
 from django_jobs.discovery import WorkerModule
-from django_jobs.registry import Task
+from django_jobs.registry import RegisteredTask
 from django_jobs.runner import job_runner
 from django_jobs.signals import worker_started, worker_stopping
 
@@ -40,7 +40,7 @@ def rss_bytes() -> int:
 @dataclass
 class WorkerProcess:
     worker: WorkerModule
-    tasks: list[Task]
+    tasks: list[RegisteredTask]
     max_jobs: int | None = None
     max_memory: int | None = None
     """Bytes of resident memory after which the process exits once its job is done."""

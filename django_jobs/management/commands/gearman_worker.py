@@ -14,7 +14,7 @@ from django.core.management.base import BaseCommand, CommandError
 from broker.uwsgi_api import MULE_ID_VARIABLE
 from django_jobs.discovery import WorkerModule, import_worker, worker_modules
 from django_jobs.mules import member_tasks
-from django_jobs.registry import Task
+from django_jobs.registry import RegisteredTask
 from django_jobs.serve import WorkerProcess
 
 log = logging.getLogger("django_jobs.worker")
@@ -84,7 +84,7 @@ class Command(BaseCommand):
                       timeout=options["timeout"], prefetch=options["prefetch"]).run()
 
     @staticmethod
-    def _members(farms: list[str], mule_id: int | None) -> list[Task]:
+    def _members(farms: list[str], mule_id: int | None) -> list[RegisteredTask]:
         if mule_id is not None and mule_id < 1:
             raise CommandError("--mule must be a positive id")
         try:
@@ -93,7 +93,7 @@ class Command(BaseCommand):
             raise CommandError(f"--farm: {exc}") from None
 
     @staticmethod
-    def _tasks(worker: WorkerModule, queue_names: list[str] | None) -> list[Task]:
+    def _tasks(worker: WorkerModule, queue_names: list[str] | None) -> list[RegisteredTask]:
         import_worker(worker)
         tasks = worker.tasks()
         queues = sorted({task.queue for task in tasks})
