@@ -17,29 +17,12 @@ from broker import __version__
 from broker.admin import AdminClient
 from broker.client import Client
 from broker.config import (
-    DEFAULT_COMMIT_DELAY,
-    DEFAULT_FORGET_IDLE_AFTER,
-    DEFAULT_INGEST_BATCH,
-    DEFAULT_INGEST_INTERVAL,
-    DEFAULT_MAX_FAILED_JOBS,
-    DEFAULT_MAX_OUTPUT_BUFFER,
-    DEFAULT_MAX_PENDING_BYTES,
-    DEFAULT_MAX_QUEUED_BYTES,
-    DEFAULT_MAX_UNREAD_OUTPUT,
-    DEFAULT_PACKET_TIMEOUT,
     DEFAULT_PORT,
-    DEFAULT_QUEUE_WINDOW,
-    DEFAULT_TRANSIENT,
-    DEFAULT_TRANSIENT_GRACE,
-    DEFAULT_TRANSIENT_MAX_QUEUE,
-    DEFAULT_UWSGI_MAX_SIZE,
-    DEFAULT_UWSGI_TIMEOUT,
     LOG_LEVELS,
     ServerConfig,
 )
 from broker.core.model import Priority
 from broker.errors import BrokerError
-from broker.protocol.reader import DEFAULT_MAX_LINE_LENGTH, DEFAULT_MAX_PACKET_SIZE
 from broker.protocol.spool_request import DEFAULT_QUEUE, DEFAULT_SPOOL_FUNCTION
 from broker.spooler import (
     DEFAULT_ATTEMPTS,
@@ -47,7 +30,6 @@ from broker.spooler import (
     DEFAULT_MAX_RETRY_DELAY,
     DEFAULT_RETRY_DELAY,
 )
-from broker.store.base import PAGE_BYTES, default_store_url
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -56,89 +38,7 @@ def _parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True)
 
     serve = commands.add_parser("serve", help="run the broker in the foreground")
-    serve.add_argument("--listen", default="127.0.0.1",
-                       help="address to bind (default %(default)s)")
-    serve.add_argument("--port", type=int, default=DEFAULT_PORT,
-                       help="Gearman port (default %(default)s; 0 picks a free one)")
-    serve.add_argument("--store", default=default_store_url(),
-                       help="job store: sqlite:PATH (durable) or memory: (default %(default)s)")
-    serve.add_argument("--job-retries", type=int, default=0,
-                       help="attempts before a job whose workers keep dying or timing out "
-                            "fails (default 0 = unlimited)")
-    serve.add_argument("--retry-failures", action="append", default=[], metavar="FUNCTION=N",
-                       help="run background jobs of FUNCTION ('*' = all) that fail up to N "
-                            "times in all before they go to the failed list (repeatable)")
-    serve.add_argument("--commit-delay", type=float, default=DEFAULT_COMMIT_DELAY,
-                       help="least seconds between two store commits; longer batches more "
-                            "jobs per fsync (default %(default)s)")
-    serve.add_argument("--queue-window", type=int, default=DEFAULT_QUEUE_WINDOW,
-                       help="queued background jobs per function and priority held in "
-                            "memory; with sqlite: the rest wait in the store (default "
-                            "%(default)s, 0 = no limit)")
-    serve.add_argument("--page-bytes", type=int, default=PAGE_BYTES, metavar="BYTES",
-                       help="payload bytes one read of a queue window brings in from the "
-                            "store at most (default %(default)s; a larger job comes alone)")
-    serve.add_argument("--max-failed-jobs", type=int, default=DEFAULT_MAX_FAILED_JOBS,
-                       help="failed jobs kept; the oldest are forgotten (default %(default)s)")
-    serve.add_argument("--transient", action="append", metavar="PATTERN",
-                       help="background jobs of functions matching PATTERN (fnmatch) stay in "
-                            "memory only (repeatable; default: "
-                            f"{' '.join(DEFAULT_TRANSIENT)}; 'none' stores all)")
-    serve.add_argument("--transient-max-queue", type=int, default=DEFAULT_TRANSIENT_MAX_QUEUE,
-                       metavar="N", help="queued jobs per transient function and priority "
-                                         "before submissions get QUEUE_ERROR (0 = no limit)")
-    serve.add_argument("--transient-grace", type=float, default=DEFAULT_TRANSIENT_GRACE,
-                       metavar="SECONDS", help="a transient function without workers for this "
-                       "long refuses new jobs with NO_WORKERS (default %(default)s)")
-    serve.add_argument("--worker-wakeup", type=int, default=0,
-                       help="NOOPs sent per queued job, rotating over sleeping workers "
-                            "(default 0 = wake all)")
-    serve.add_argument("--max-packet-size", type=int, default=DEFAULT_MAX_PACKET_SIZE,
-                       help="largest packet body accepted, in bytes (default %(default)s)")
-    serve.add_argument("--max-admin-line", type=int, default=DEFAULT_MAX_LINE_LENGTH,
-                       help="longest admin command line, in bytes (default %(default)s)")
-    serve.add_argument("--max-output-buffer", type=int, default=DEFAULT_MAX_OUTPUT_BUFFER,
-                       help="unread reply bytes after which a connection is no longer read "
-                            "(default %(default)s)")
-    serve.add_argument("--max-unread-output", type=int, default=DEFAULT_MAX_UNREAD_OUTPUT,
-                       help="unread reply bytes after which a connection is cut off "
-                            "(default %(default)s)")
-    serve.add_argument("--max-queued-bytes", type=int, default=DEFAULT_MAX_QUEUED_BYTES,
-                       metavar="BYTES", help="payload bytes queued jobs may hold in memory in "
-                       "all; past it, jobs of a durable store wait in the store and others get "
-                       "QUEUE_ERROR (default %(default)s)")
-    serve.add_argument("--max-pending-bytes", type=int, default=DEFAULT_MAX_PENDING_BYTES,
-                       metavar="BYTES", help="bytes of started packets held across all "
-                       "connections; the one that goes past it is closed (default %(default)s)")
-    serve.add_argument("--forget-idle-after", type=float, default=DEFAULT_FORGET_IDLE_AFTER,
-                       metavar="SECONDS", help="forget a function name without jobs or workers "
-                       "for this long (0: never; default %(default)s)")
-    serve.add_argument("--packet-timeout", type=float, default=DEFAULT_PACKET_TIMEOUT,
-                       metavar="SECONDS", help="a connection that started a packet or admin "
-                       "line and does not complete it in time is closed (default %(default)s)")
-    serve.add_argument("--job-handle-prefix", default="",
-                       help="job handle prefix (default H:<hostname>)")
-    serve.add_argument("--verbose", default="ERROR", type=str.upper, choices=LOG_LEVELS,
-                       help="log level (default %(default)s)")
-    uwsgi = serve.add_argument_group("uWSGI front door")
-    uwsgi.add_argument("--uwsgi-socket", action="append", default=[], metavar="ADDR",
-                       help="accept uwsgi spool packets (modifier1 17) on HOST:PORT or a unix "
-                            "socket path (repeatable)")
-    uwsgi.add_argument("--uwsgi-max-size", type=int, default=DEFAULT_UWSGI_MAX_SIZE,
-                       help="largest vars block a spool packet may declare; bigger ones are "
-                            "closed unanswered (default %(default)s)")
-    uwsgi.add_argument("--uwsgi-timeout", type=float, default=DEFAULT_UWSGI_TIMEOUT,
-                       help="seconds a sender has to deliver its packet (default %(default)s)")
-    uwsgi.add_argument("--spool-function", default=DEFAULT_SPOOL_FUNCTION,
-                       help="function of spool requests that name none (default %(default)s)")
-    uwsgi.add_argument("--spool-ingest", action="append", default=[], metavar="DIR",
-                       help="turn the spool files uWSGI apps write into DIR into jobs "
-                            "(repeatable; needs a durable store)")
-    uwsgi.add_argument("--ingest-interval", type=float, default=DEFAULT_INGEST_INTERVAL,
-                       help="seconds between two looks at each spool directory "
-                            "(default %(default)s)")
-    uwsgi.add_argument("--ingest-batch", type=int, default=DEFAULT_INGEST_BATCH,
-                       help="spool files taken per look (default %(default)s)")
+    ServerConfig.add_options(serve)
 
     def with_server(sub: argparse.ArgumentParser) -> argparse.ArgumentParser:
         sub.add_argument("--server", "-s", default=f"127.0.0.1:{DEFAULT_PORT}",
@@ -224,39 +124,11 @@ def _configure_logging(verbose: str) -> None:
     logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
 
 
-def _transient_patterns(given: list[str] | None) -> tuple[str, ...]:
-    if given is None:
-        return DEFAULT_TRANSIENT
-    return tuple(pattern for pattern in given if pattern != "none")
-
-
 def _serve(args: argparse.Namespace) -> int:
     # A fatal signal (SIGBUS from a store file made immutable under SQLite's mapping, say)
     # still leaves a line saying what happened and where.
     faulthandler.enable()
-    config = ServerConfig(listen=args.listen, port=args.port, store=args.store,
-                          job_retries=args.job_retries, worker_wakeup=args.worker_wakeup,
-                          retry_failures=tuple(args.retry_failures),
-                          max_failed_jobs=args.max_failed_jobs,
-                          transient=_transient_patterns(args.transient),
-                          transient_max_queue=args.transient_max_queue,
-                          transient_grace=args.transient_grace,
-                          commit_delay=args.commit_delay, queue_window=args.queue_window,
-                          page_bytes=args.page_bytes,
-                          max_packet_size=args.max_packet_size,
-                          max_admin_line=args.max_admin_line,
-                          max_output_buffer=args.max_output_buffer,
-                          max_unread_output=args.max_unread_output,
-                          packet_timeout=args.packet_timeout,
-                          max_queued_bytes=args.max_queued_bytes,
-                          max_pending_bytes=args.max_pending_bytes,
-                          forget_idle_after=args.forget_idle_after,
-                          handle_prefix=args.job_handle_prefix, verbose=args.verbose,
-                          uwsgi_sockets=tuple(args.uwsgi_socket),
-                          uwsgi_max_size=args.uwsgi_max_size, uwsgi_timeout=args.uwsgi_timeout,
-                          spool_function=args.spool_function,
-                          spool_ingest=tuple(args.spool_ingest),
-                          ingest_interval=args.ingest_interval, ingest_batch=args.ingest_batch)
+    config = ServerConfig.from_options(args)
     _configure_logging(args.verbose)
     from broker.server.server import serve
 

@@ -5,10 +5,14 @@ Every limit has a name, a default and a command-line option; see README "Limits"
 
 from __future__ import annotations
 
+import argparse
 import os
 import socket
-from dataclasses import dataclass, field
+from collections.abc import Callable
+from dataclasses import MISSING, Field, dataclass, field, fields
+from typing import Any
 
+from broker.core.broker import BrokerSettings
 from broker.errors import ConfigurationError
 from broker.protocol.reader import DEFAULT_MAX_LINE_LENGTH, DEFAULT_MAX_PACKET_SIZE
 from broker.protocol.spool_request import DEFAULT_SPOOL_FUNCTION
@@ -29,6 +33,7 @@ DEFAULT_FORGET_IDLE_AFTER = 3600.0
 DEFAULT_MAX_PENDING_BYTES = 1 << 30
 # Payload bytes queued jobs may hold in memory in all (beyond it: the store, or QUEUE_ERROR).
 DEFAULT_MAX_QUEUED_BYTES = 1 << 30
+UWSGI_GROUP = "uWSGI front door"
 LOG_LEVELS = ("FATAL", "ALERT", "CRITICAL", "ERROR", "WARNING", "NOTICE", "INFO", "DEBUG")
 
 
@@ -71,6 +76,18 @@ def uwsgi_address(address: str) -> tuple[str, int] | str:
     return host or "127.0.0.1", int(port)
 
 
+def flag_of(declared: Field[Any]) -> str:
+    """A declared option's command-line flag."""
+    return str(declared.metadata["flag"]) or "--" + declared.name.replace("_", "-")
+
+
+def _default(declared: Field[Any]) -> Any:
+    if declared.default is not MISSING:
+        return declared.default
+    factory: Callable[[], Any] = declared.default_factory  # type: ignore[assignment]
+    return factory()
+
+
 def _same_dir(one: str, other: str) -> bool:
     return os.path.realpath(one) == os.path.realpath(other)
 
@@ -87,97 +104,142 @@ def parse_retry_failures(specs: tuple[str, ...]) -> dict[bytes, int]:
     return attempts
 
 
+Check = Callable[[Any], bool]
+
+
+def option(default: Any, help: str, *, flag: str = "", metavar: str | None = None,
+           check: Check | None = None, rule: str = "", group: str = "",
+           repeat: bool = False, parse: Callable[[str], Any] | None = None) -> Any:
+    """One ``spoolgear serve`` option, declared once: its field here, its command-line flag
+    (``--`` plus the field's name with dashes unless ``flag``), its help, and the ``check``
+    its value must pass (``rule`` says what that is, in the error); ``parse`` reads the
+    command-line text (default: the default's type)."""
+    metadata = {"help": help, "flag": flag, "metavar": metavar, "check": check, "rule": rule,
+                "group": group, "repeat": repeat, "parse": parse}
+    if isinstance(default, list | tuple):
+        return field(default=tuple(default), metadata=metadata)
+    if callable(default):
+        return field(default_factory=default, metadata=metadata)
+    return field(default=default, metadata=metadata)
+
+
+def _at_least(minimum: float) -> Check:
+    return lambda value: value >= minimum
+
+
+_POSITIVE = "must be positive"
+_COUNT = "must be 0 or a positive count"
+
+
 @dataclass(frozen=True, slots=True)
 class ServerConfig:
-    listen: str = "127.0.0.1"
-    port: int = DEFAULT_PORT
-    store: str = field(default_factory=default_store_url)
-    job_retries: int = 0
-    retry_failures: tuple[str, ...] = ()
-    """``FUNCTION=ATTEMPTS`` (``*`` for every function): failed background jobs run again."""
-    max_failed_jobs: int = DEFAULT_MAX_FAILED_JOBS
-    transient: tuple[str, ...] = DEFAULT_TRANSIENT
-    """Function name patterns (fnmatch) whose background jobs are never stored."""
-    transient_max_queue: int = DEFAULT_TRANSIENT_MAX_QUEUE
-    transient_grace: float = DEFAULT_TRANSIENT_GRACE
-    commit_delay: float = DEFAULT_COMMIT_DELAY
-    queue_window: int = DEFAULT_QUEUE_WINDOW
-    page_bytes: int = PAGE_BYTES
-    """Payload bytes one page of a queue window reads from the store at most."""
-    """Jobs per (function, priority) held in memory with a paging store; 0 = no limit."""
-    worker_wakeup: int = 0
-    max_packet_size: int = DEFAULT_MAX_PACKET_SIZE
-    max_admin_line: int = DEFAULT_MAX_LINE_LENGTH
-    max_output_buffer: int = DEFAULT_MAX_OUTPUT_BUFFER
-    max_unread_output: int = DEFAULT_MAX_UNREAD_OUTPUT
-    packet_timeout: float = DEFAULT_PACKET_TIMEOUT
-    max_queued_bytes: int = DEFAULT_MAX_QUEUED_BYTES
-    max_pending_bytes: int = DEFAULT_MAX_PENDING_BYTES
-    forget_idle_after: float = DEFAULT_FORGET_IDLE_AFTER
-    handle_prefix: str = ""
-    verbose: str = "ERROR"
-    uwsgi_sockets: tuple[str, ...] = ()
-    """``HOST:PORT`` or a unix socket path per listener for uwsgi spool packets."""
-    uwsgi_max_size: int = DEFAULT_UWSGI_MAX_SIZE
-    uwsgi_timeout: float = DEFAULT_UWSGI_TIMEOUT
-    spool_function: str = DEFAULT_SPOOL_FUNCTION
-    """The function of spool requests that name none (plain dicts)."""
-    spool_ingest: tuple[str, ...] = ()
-    """Spool directories whose files become jobs."""
-    ingest_interval: float = DEFAULT_INGEST_INTERVAL
-    ingest_batch: int = DEFAULT_INGEST_BATCH
+    """Every ``spoolgear serve`` option (the parser and the README's table come from here)."""
+
+    listen: str = option("127.0.0.1", "address to bind")
+    port: int = option(DEFAULT_PORT, "Gearman port (0 picks a free one)",
+                       check=lambda port: 0 <= port <= 65535, rule="must be 0-65535")
+    store: str = option(default_store_url, "job store: sqlite:PATH (durable), spool:DIRECTORY "
+                        "or memory:")
+    job_retries: int = option(0, "attempts before a job whose workers keep dying or timing out "
+                              "fails (0 = unlimited)", check=_at_least(0), rule=_COUNT)
+    retry_failures: tuple[str, ...] = option(
+        (), "run background jobs of FUNCTION ('*' = all) that fail up to N times in all before "
+        "they go to the failed list (repeatable)", metavar="FUNCTION=N", repeat=True)
+    commit_delay: float = option(DEFAULT_COMMIT_DELAY, "least seconds between two store "
+                                 "commits; longer batches more jobs per fsync",
+                                 check=lambda delay: 0 <= delay <= 1,
+                                 rule="must be between 0 and 1 second")
+    queue_window: int = option(DEFAULT_QUEUE_WINDOW, "queued background jobs per function and "
+                               "priority held in memory; with sqlite: the rest wait in the "
+                               "store (0 = no limit)", check=_at_least(0), rule=_COUNT)
+    page_bytes: int = option(PAGE_BYTES, "payload bytes one read of a queue window brings in "
+                             "from the store, and a queue holds in memory, at most (a larger "
+                             "job comes alone)", metavar="BYTES", check=_at_least(1),
+                             rule=_POSITIVE)
+    max_failed_jobs: int = option(DEFAULT_MAX_FAILED_JOBS, "failed jobs kept; the oldest are "
+                                  "forgotten", check=_at_least(1), rule="must be at least 1")
+    transient: tuple[str, ...] = option(
+        DEFAULT_TRANSIENT, "background jobs of functions matching PATTERN (fnmatch) stay in "
+        "memory only (repeatable; 'none' stores all)", metavar="PATTERN", repeat=True)
+    transient_max_queue: int = option(DEFAULT_TRANSIENT_MAX_QUEUE, "queued jobs per transient "
+                                      "function and priority before submissions get "
+                                      "QUEUE_ERROR (0 = no limit)", metavar="N",
+                                      check=_at_least(0), rule=_COUNT)
+    transient_grace: float = option(DEFAULT_TRANSIENT_GRACE, "a transient function without "
+                                    "workers for this long refuses new jobs with NO_WORKERS",
+                                    metavar="SECONDS", check=_at_least(0),
+                                    rule="must be 0 or more seconds")
+    worker_wakeup: int = option(0, "NOOPs sent per queued job, rotating over sleeping workers "
+                                "(0 = wake all)", check=_at_least(0), rule=_COUNT)
+    max_packet_size: int = option(DEFAULT_MAX_PACKET_SIZE, "largest packet body accepted, in "
+                                  "bytes", check=_at_least(64), rule="must be at least 64 bytes")
+    max_admin_line: int = option(DEFAULT_MAX_LINE_LENGTH, "longest admin command line, in bytes",
+                                 check=_at_least(64), rule="must be at least 64 bytes")
+    max_output_buffer: int = option(DEFAULT_MAX_OUTPUT_BUFFER, "unread reply bytes after which "
+                                    "a connection is no longer read", check=_at_least(64),
+                                    rule="must be at least 64 bytes")
+    max_unread_output: int = option(DEFAULT_MAX_UNREAD_OUTPUT, "unread reply bytes after which "
+                                    "a connection is cut off", check=_at_least(64),
+                                    rule="must be at least 64 bytes")
+    max_queued_bytes: int = option(DEFAULT_MAX_QUEUED_BYTES, "payload bytes queued jobs may "
+                                   "hold in memory in all; past it, jobs of a durable store "
+                                   "wait in the store and others get QUEUE_ERROR",
+                                   metavar="BYTES", check=_at_least(1), rule=_POSITIVE)
+    max_pending_bytes: int = option(DEFAULT_MAX_PENDING_BYTES, "bytes of started packets held "
+                                    "across all connections; the one that goes past it is "
+                                    "closed", metavar="BYTES", check=_at_least(1),
+                                    rule=_POSITIVE)
+    forget_idle_after: float = option(DEFAULT_FORGET_IDLE_AFTER, "forget a function name "
+                                      "without jobs or workers for this long (0: never)",
+                                      metavar="SECONDS", check=_at_least(0),
+                                      rule="must be 0 (never) or more seconds")
+    packet_timeout: float = option(DEFAULT_PACKET_TIMEOUT, "a connection that started a packet "
+                                   "or admin line and does not complete it in time is closed",
+                                   metavar="SECONDS", check=_at_least(0.001), rule=_POSITIVE)
+    handle_prefix: str = option("", "job handle prefix (default H:<hostname>)",
+                                flag="--job-handle-prefix")
+    verbose: str = option("ERROR", "log level", parse=str.upper,
+                          check=lambda level: level.upper() in LOG_LEVELS,
+                          rule=f"must be one of {', '.join(LOG_LEVELS)}")
+    uwsgi_sockets: tuple[str, ...] = option(
+        (), "accept uwsgi spool packets (modifier1 17) on HOST:PORT or a unix socket path "
+        "(repeatable)", flag="--uwsgi-socket", metavar="ADDR", group=UWSGI_GROUP, repeat=True)
+    uwsgi_max_size: int = option(DEFAULT_UWSGI_MAX_SIZE, "largest vars block a spool packet may "
+                                 "declare; bigger ones are closed unanswered",
+                                 group=UWSGI_GROUP,
+                                 check=lambda size: 1 <= size <= DEFAULT_UWSGI_MAX_SIZE,
+                                 rule=f"must be 1-{DEFAULT_UWSGI_MAX_SIZE}")
+    uwsgi_timeout: float = option(DEFAULT_UWSGI_TIMEOUT, "seconds a sender has to deliver its "
+                                  "packet", group=UWSGI_GROUP, check=_at_least(0.001),
+                                  rule=_POSITIVE)
+    spool_function: str = option(DEFAULT_SPOOL_FUNCTION, "function of spool requests that name "
+                                 "none", group=UWSGI_GROUP,
+                                 check=lambda name: bool(name) and "@" not in name,
+                                 rule="must be a non-empty name without '@'")
+    spool_ingest: tuple[str, ...] = option(
+        (), "turn the spool files uWSGI apps write into DIR into jobs (repeatable; needs a "
+        "durable store)", metavar="DIR", group=UWSGI_GROUP, repeat=True)
+    ingest_interval: float = option(DEFAULT_INGEST_INTERVAL, "seconds between two looks at each "
+                                    "spool directory", group=UWSGI_GROUP,
+                                    check=_at_least(0.001), rule=_POSITIVE)
+    ingest_batch: int = option(DEFAULT_INGEST_BATCH, "spool files taken per look",
+                               group=UWSGI_GROUP, check=_at_least(1), rule=_POSITIVE)
 
     def __post_init__(self) -> None:
         self.validate()
 
     def validate(self) -> None:
-        if not 0 <= self.port <= 65535:
-            raise ConfigurationError(f"--port must be 0-65535, got {self.port}")
-        if self.job_retries < 0:
-            raise ConfigurationError("--job-retries must be 0 (unlimited) or a positive count")
-        if self.worker_wakeup < 0:
-            raise ConfigurationError("--worker-wakeup must be 0 (wake all) or a positive count")
+        for declared in fields(self):
+            check, value = declared.metadata["check"], getattr(self, declared.name)
+            if check is not None and not check(value):
+                raise ConfigurationError(f"{flag_of(declared)} {declared.metadata['rule']}, "
+                                         f"got {value!r}")
         if self.max_unread_output < self.max_output_buffer:
             raise ConfigurationError("--max-unread-output must be at least --max-output-buffer")
-        for name in ("max_queued_bytes", "max_pending_bytes"):
-            if getattr(self, name) < 1:
-                raise ConfigurationError(f"--{name.replace('_', '-')} must be positive")
-        if self.forget_idle_after < 0:
-            raise ConfigurationError("--forget-idle-after must be 0 (never) or more seconds")
-        if self.packet_timeout <= 0:
-            raise ConfigurationError("--packet-timeout must be positive")
-        for name in ("max_packet_size", "max_admin_line", "max_output_buffer"):
-            if getattr(self, name) < 64:
-                option = "--" + name.replace("_", "-")
-                raise ConfigurationError(f"{option} must be at least 64 bytes")
         check_store_url(self.store)
         parse_retry_failures(self.retry_failures)
-        if not 0 <= self.commit_delay <= 1:
-            raise ConfigurationError("--commit-delay must be between 0 and 1 second")
-        if self.queue_window < 0:
-            raise ConfigurationError("--queue-window must be 0 (no limit) or a positive count")
-        if self.page_bytes < 1:
-            raise ConfigurationError("--page-bytes must be positive")
-        if self.max_failed_jobs < 1:
-            raise ConfigurationError("--max-failed-jobs must be at least 1")
-        if self.transient_max_queue < 0:
-            raise ConfigurationError("--transient-max-queue must be 0 (no limit) or a positive "
-                                     "count")
-        if self.transient_grace < 0:
-            raise ConfigurationError("--transient-grace must be 0 or more seconds")
-        self._validate_uwsgi()
-        if self.verbose.upper() not in LOG_LEVELS:
-            raise ConfigurationError(f"--verbose must be one of {', '.join(LOG_LEVELS)}")
-
-    def _validate_uwsgi(self) -> None:
         for address in self.uwsgi_sockets:
             uwsgi_address(address)
-        if not 1 <= self.uwsgi_max_size <= DEFAULT_UWSGI_MAX_SIZE:
-            raise ConfigurationError(f"--uwsgi-max-size must be 1-{DEFAULT_UWSGI_MAX_SIZE}")
-        if self.uwsgi_timeout <= 0:
-            raise ConfigurationError("--uwsgi-timeout must be positive")
-        if not self.spool_function or "@" in self.spool_function:
-            raise ConfigurationError("--spool-function must be a non-empty name without '@'")
         if self.spool_ingest and not self.store.startswith(("sqlite:", "spool:")):
             raise ConfigurationError("--spool-ingest needs a durable --store: files are "
                                      "deleted once their job is stored")
@@ -187,8 +249,48 @@ class ServerConfig:
             if self.store.startswith("spool:") and _same_dir(self.store[6:], directory):
                 raise ConfigurationError(f"--spool-ingest {directory} is the store's own "
                                          "directory")
-        if self.ingest_interval <= 0 or self.ingest_batch < 1:
-            raise ConfigurationError("--ingest-interval and --ingest-batch must be positive")
+
+    @classmethod
+    def add_options(cls, parser: argparse.ArgumentParser) -> None:
+        """The ``spoolgear serve`` options, as declared above."""
+        groups = {UWSGI_GROUP: parser.add_argument_group(UWSGI_GROUP)}
+        for declared in fields(cls):
+            meta = declared.metadata
+            default = _default(declared)
+            target = groups.get(meta["group"], parser)
+            shown = " ".join(default) if meta["repeat"] else default
+            help_text = f"{meta['help']} (default: {shown or 'none'})"
+            if meta["repeat"]:
+                target.add_argument(flag_of(declared), dest=declared.name, action="append",
+                                    metavar=meta["metavar"], help=help_text)
+            else:
+                target.add_argument(flag_of(declared), dest=declared.name,
+                                    type=meta["parse"] or type(default), default=default,
+                                    metavar=meta["metavar"], help=help_text)
+
+    @classmethod
+    def from_options(cls, options: argparse.Namespace) -> ServerConfig:
+        """The configuration from parsed ``add_options`` arguments."""
+        values = {}
+        for declared in fields(cls):
+            value = getattr(options, declared.name)
+            if declared.metadata["repeat"]:
+                if value is None:
+                    continue  # not given: the default
+                value = tuple(item for item in value if item != "none")
+            values[declared.name] = value
+        return cls(**values)
+
+    def broker_settings(self) -> BrokerSettings:
+        """What the broker core needs of it."""
+        return BrokerSettings(handle_prefix=self.job_handle_prefix,
+                              job_retries=self.job_retries, worker_wakeup=self.worker_wakeup,
+                              retry_failures=self.retry_failure_attempts,
+                              max_failed_jobs=self.max_failed_jobs,
+                              transient=tuple(pattern.encode() for pattern in self.transient),
+                              transient_max_queue=self.transient_max_queue,
+                              transient_grace=self.transient_grace,
+                              max_queued_bytes=self.max_queued_bytes)
 
     @property
     def retry_failure_attempts(self) -> dict[bytes, int]:

@@ -12,7 +12,7 @@ from typing import TextIO
 
 from broker.config import ServerConfig, uwsgi_address
 from broker.core.admin import AdminCommands
-from broker.core.broker import Broker, BrokerSettings
+from broker.core.broker import Broker
 from broker.core.journal import Journal
 from broker.core.paging import Pager
 from broker.errors import StoreUnavailable
@@ -37,15 +37,7 @@ class BrokerServer:
         self.config = config
         self.store = store
         self.loop = asyncio.get_running_loop()
-        settings = BrokerSettings(handle_prefix=config.job_handle_prefix,
-                                  job_retries=config.job_retries,
-                                  worker_wakeup=config.worker_wakeup,
-                                  retry_failures=config.retry_failure_attempts,
-                                  max_failed_jobs=config.max_failed_jobs,
-                                  transient=tuple(p.encode() for p in config.transient),
-                                  transient_max_queue=config.transient_max_queue,
-                                  transient_grace=config.transient_grace,
-                                  max_queued_bytes=config.max_queued_bytes)
+        settings = config.broker_settings()
         self._turn_end_pending = False
         journal = Journal.resuming(state) if store.durable else None
         pager = None
