@@ -29,6 +29,7 @@ peers:
 lint: venv
 	$(BIN)/ruff check broker django_jobs tests bench examples
 	$(BIN)/mypy
+	$(BIN)/lint-imports
 
 test: venv peers lint
 	$(BIN)/pytest -q
