@@ -55,10 +55,10 @@ class BrokerServer:
         self._ingests: list[SpoolIngest] = []
         self._stopped = asyncio.Event()
         self.failure: BaseException | None = None
+        """Why the store stopped accepting writes, if it did: the broker exits non-zero."""
         self.buffered = 0
         """Bytes of started, incomplete packets held across connections."""
         self._next_forget = 0.0
-        """Why the store stopped accepting writes, if it did: the broker exits non-zero."""
         self._graceful_task: asyncio.Task[None] | None = None
 
     def _end_turn_soon(self) -> None:

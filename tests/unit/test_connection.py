@@ -1,0 +1,180 @@
+"""The connection protocol in-process, with a stand-in transport: what a peer's bytes
+become and what it is sent, turn by turn, without sockets or a subprocess."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from broker.config import ServerConfig
+from broker.protocol.packets import MAGIC_REQ, PacketType, encode_packet
+from broker.protocol.reader import PacketReader
+from broker.server.connection import GearmanConnection
+from broker.server.server import BrokerServer
+from broker.store.base import MemoryStore, StoredState
+
+T = PacketType
+
+
+class FakeTransport(asyncio.Transport):
+    """Records what is written; ``backlog`` stands for replies the peer has not read."""
+
+    def __init__(self, connection: GearmanConnection) -> None:
+        super().__init__()
+        self.connection = connection
+        self.written = bytearray()
+        self.backlog = 0
+        self.high_water = 1 << 30
+        self.reading = True
+        self.closed = False
+
+    def write(self, data: bytes | bytearray | memoryview) -> None:
+        self.written += data
+        self.backlog += len(data)
+        if self.backlog > self.high_water:
+            self.connection.pause_writing()
+
+    def peer_reads_everything(self) -> None:
+        self.backlog = 0
+        self.connection.resume_writing()
+
+    def get_write_buffer_size(self) -> int:
+        return self.backlog
+
+    def set_write_buffer_limits(self, high: int | None = None, low: int | None = None) -> None:
+        self.high_water = high if high is not None else self.high_water
+
+    def get_extra_info(self, name: str, default: Any = None) -> Any:
+        return ("127.0.0.1", 5555) if name == "peername" else default
+
+    def pause_reading(self) -> None:
+        self.reading = False
+
+    def resume_reading(self) -> None:
+        self.reading = True
+
+    def is_closing(self) -> bool:
+        return self.closed
+
+    def close(self) -> None:
+        if not self.closed:
+            self.closed = True
+            self.connection.connection_lost(None)
+
+    def abort(self) -> None:
+        self.close()
+
+    def packets(self) -> list[tuple[PacketType, tuple[bytes, ...]]]:
+        reader = PacketReader(accept_text=False)
+        reader.feed(bytes(self.written))
+        self.written.clear()
+        found = []
+        while (event := reader.next_event()) is not None:
+            found.append((event.type, event.args))  # type: ignore[union-attr]
+        return found
+
+
+def run(test: Callable[[BrokerServer], Awaitable[None]], **options: Any) -> None:
+    async def main() -> None:
+        config = ServerConfig(store="memory:", **options)
+        await test(BrokerServer(config, MemoryStore(), StoredState()))
+
+    asyncio.run(main())
+
+
+def connect(server: BrokerServer) -> tuple[GearmanConnection, FakeTransport]:
+    connection = GearmanConnection(server)
+    transport = FakeTransport(connection)
+    connection.connection_made(transport)
+    return connection, transport
+
+
+def packet(kind: PacketType, *args: bytes) -> bytes:
+    return encode_packet(kind, *args, magic=MAGIC_REQ)
+
+
+def end_turn(server: BrokerServer) -> None:
+    server._end_turn()
+
+
+def test_pipelined_packets_in_one_read_get_their_replies_in_one_write() -> None:
+    async def test(server: BrokerServer) -> None:
+        client, wire = connect(server)
+        client.data_received(b"".join(packet(T.ECHO_REQ, b"%d" % n) for n in range(5)))
+        end_turn(server)
+        assert wire.packets() == [(T.ECHO_RES, (b"%d" % n,)) for n in range(5)]
+
+    run(test)
+
+
+def test_a_packet_split_byte_by_byte_is_read_once_whole() -> None:
+    async def test(server: BrokerServer) -> None:
+        client, wire = connect(server)
+        for byte in packet(T.SUBMIT_JOB_BG, b"f", b"", b"payload"):
+            client.data_received(bytes([byte]))
+            assert client.partial_since is not None or wire.written == b""
+        end_turn(server)
+        ((kind, (handle,)),) = wire.packets()
+        assert kind is T.JOB_CREATED and handle.startswith(b"H:")
+        assert client.partial_since is None and server.buffered == 0
+
+    run(test)
+
+
+def test_a_peer_that_does_not_read_is_paused_then_resumed() -> None:
+    async def test(server: BrokerServer) -> None:
+        client, wire = connect(server)
+        client.data_received(packet(T.ECHO_REQ, b"x" * 100) * 10)
+        end_turn(server)
+        assert not wire.reading, "replies past --max-output-buffer stop the reading"
+        wire.peer_reads_everything()
+        assert wire.reading
+
+    run(test, max_output_buffer=512)
+
+
+def test_a_protocol_error_gets_an_error_packet_and_the_connection_carries_on() -> None:
+    async def test(server: BrokerServer) -> None:
+        client, wire = connect(server)
+        client.data_received(packet(T.SUBMIT_JOB, b"f") + packet(T.ECHO_REQ, b"after"))
+        end_turn(server)
+        replies = wire.packets()
+        assert replies[0][0] is T.ERROR and replies[0][1][0] == b"INVALID_PACKET"
+        assert replies[1] == (T.ECHO_RES, (b"after",))
+        assert not wire.closed
+
+    run(test)
+
+
+def test_bad_magic_closes_the_connection() -> None:
+    async def test(server: BrokerServer) -> None:
+        client, wire = connect(server)
+        client.data_received(b"\x00XYZ" + bytes(8))
+        assert wire.closed and client not in server.connections
+
+    run(test)
+
+
+def test_a_worker_that_disconnects_mid_job_hands_it_to_the_next() -> None:
+    async def test(server: BrokerServer) -> None:
+        client, client_wire = connect(server)
+        first, first_wire = connect(server)
+        second, second_wire = connect(server)
+        client.data_received(packet(T.SUBMIT_JOB, b"f", b"", b"work"))
+        for worker in (first, second):
+            worker.data_received(packet(T.CAN_DO, b"f"))
+        first.data_received(packet(T.GRAB_JOB))
+        end_turn(server)
+        ((kind, (handle, _, data)),) = [p for p in first_wire.packets() if p[0] is T.JOB_ASSIGN]
+        assert (kind, data) == (T.JOB_ASSIGN, b"work")
+        first_wire.close()  # gone mid-job
+        second.data_received(packet(T.GRAB_JOB))
+        end_turn(server)
+        assigned = [p for p in second_wire.packets() if p[0] is T.JOB_ASSIGN]
+        assert assigned == [(T.JOB_ASSIGN, (handle, b"f", b"work"))]
+        second.data_received(packet(T.WORK_COMPLETE, handle, b"done"))
+        end_turn(server)
+        assert (T.WORK_COMPLETE, (handle, b"done")) in client_wire.packets()
+
+    run(test)
