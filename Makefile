@@ -28,6 +28,7 @@ peers:
 
 lint: venv
 	$(BIN)/ruff check broker django_jobs tests bench examples
+	$(BIN)/ruff format --check broker django_jobs tests bench examples
 	$(BIN)/mypy
 	$(BIN)/lint-imports
 

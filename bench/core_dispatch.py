@@ -20,14 +20,18 @@ def measure(jobs: int) -> tuple[float, float]:
     broker_module = importlib.import_module("broker.core.broker")
     packets = importlib.import_module("broker.protocol.packets")
     kind, request = packets.PacketType, packets.MAGIC_REQ
-    broker = broker_module.Broker(broker_module.BrokerSettings(handle_prefix=b"H:bench"),
-                                  call_later=lambda *_: None, clock=time.time)
+    broker = broker_module.Broker(
+        broker_module.BrokerSettings(handle_prefix=b"H:bench"),
+        call_later=lambda *_: None,
+        clock=time.time,
+    )
     client = broker.connect(lambda data: None, 1, "client")
     worker = broker.connect(lambda data: None, 2, "worker")
     started = time.perf_counter()
     for _ in range(jobs):
-        broker.handle_packet(client, packets.Packet(request, kind.SUBMIT_JOB_BG,
-                                                    (b"f", b"", b"data")))
+        broker.handle_packet(
+            client, packets.Packet(request, kind.SUBMIT_JOB_BG, (b"f", b"", b"data"))
+        )
     broker.flush()
     submitted = time.perf_counter()
     broker.handle_packet(worker, packets.Packet(request, kind.CAN_DO, (b"f",)))
@@ -43,8 +47,12 @@ def measure(jobs: int) -> tuple[float, float]:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--jobs", type=int, default=100_000)
-    parser.add_argument("--tree", type=Path, default=Path(__file__).resolve().parent.parent,
-                        help="the checkout whose broker/ to measure (default: this one)")
+    parser.add_argument(
+        "--tree",
+        type=Path,
+        default=Path(__file__).resolve().parent.parent,
+        help="the checkout whose broker/ to measure (default: this one)",
+    )
     args = parser.parse_args()
     sys.path.insert(0, str(args.tree.resolve()))
     submit, grab = measure(args.jobs)

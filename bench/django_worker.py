@@ -27,8 +27,15 @@ from broker.admin import AdminClient  # noqa: E402
 from broker.client import Client, JobRequest  # noqa: E402
 
 TASK_NAME = "benchapp.trivial.noop"
-DJANGO_WORKER = [sys.executable, str(BENCH / "django_site" / "manage.py"), "gearman_worker",
-                 "-a", "benchapp", "-n", "trivial"]
+DJANGO_WORKER = [
+    sys.executable,
+    str(BENCH / "django_site" / "manage.py"),
+    "gearman_worker",
+    "-a",
+    "benchapp",
+    "-n",
+    "trivial",
+]
 PYGEARMAN = "pygearman 0.2.6"
 WORKERS = {
     "gearman_worker (default, --prefetch 1)": DJANGO_WORKER,
@@ -39,9 +46,13 @@ WORKERS = {
 
 @contextmanager
 def broker() -> Iterator[str]:
-    process = subprocess.Popen([sys.executable, "-m", "broker.cli", "serve", "--port", "0",
-                                "--store", "memory:"], cwd=ROOT, text=True,
-                               stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+    process = subprocess.Popen(
+        [sys.executable, "-m", "broker.cli", "serve", "--port", "0", "--store", "memory:"],
+        cwd=ROOT,
+        text=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+    )
     assert process.stdout is not None
     listening = process.stdout.readline().split()
     try:
@@ -68,13 +79,18 @@ def drain_rate(command: list[str], jobs: int) -> float:
     """Jobs per second one worker process finishes, from the batch's submission to empty."""
     with broker() as address:
         env = {**os.environ, "PYTHONPATH": str(ROOT), "GEARMAN_SERVER": address}
-        worker = subprocess.Popen(command if command is not WORKERS[PYGEARMAN]
-                                  else [*command, address],
-                                  env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        worker = subprocess.Popen(
+            command if command is not WORKERS[PYGEARMAN] else [*command, address],
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
         try:
             wait_registered(address)
-            requests = [JobRequest(TASK_NAME, b'{"args":[%d],"kwargs":{}}' % n, background=True)
-                        for n in range(jobs)]
+            requests = [
+                JobRequest(TASK_NAME, b'{"args":[%d],"kwargs":{}}' % n, background=True)
+                for n in range(jobs)
+            ]
             with Client([address]) as client, AdminClient(address) as admin:
                 started = time.perf_counter()
                 client.submit_many(requests)
@@ -97,8 +113,10 @@ def run(jobs: int, rounds: int) -> None:
     print("| worker | jobs/s per round | best | vs pygearman (target >= 3x) |")
     print("| --- | --- | --- | --- |")
     for name, values in rates.items():
-        print(f"| {name} | {' / '.join(f'{v:,.0f}' for v in values)} | {max(values):,.0f} "
-              f"| {max(values) / theirs:.2f}x |")
+        print(
+            f"| {name} | {' / '.join(f'{v:,.0f}' for v in values)} | {max(values):,.0f} "
+            f"| {max(values) / theirs:.2f}x |"
+        )
 
 
 if __name__ == "__main__":

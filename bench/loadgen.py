@@ -226,17 +226,20 @@ class RoundTrips:
     p99_ms: float
 
 
-async def round_trips(port: int, total: int, clients: int = 8, inflight: int = 8,
-                      workers: int = 8) -> RoundTrips:
+async def round_trips(
+    port: int, total: int, clients: int = 8, inflight: int = 8, workers: int = 8
+) -> RoundTrips:
     pool = await connect(port, LoadWorker, workers)
     for worker in pool:
         worker.start()
     await asyncio.sleep(0.2)
     submitters = await connect(port, RoundTripClient, clients, total // clients, inflight)
     elapsed = await run_until_done(submitters)
-    latencies = sorted(x for c in submitters if isinstance(c, RoundTripClient)
-                       for x in c.latencies)
+    latencies = sorted(x for c in submitters if isinstance(c, RoundTripClient) for x in c.latencies)
     for stream in [*pool, *submitters]:
         stream.close()
-    return RoundTrips(len(latencies) / elapsed, statistics.median(latencies) * 1000,
-                      latencies[int(len(latencies) * 0.99)] * 1000)
+    return RoundTrips(
+        len(latencies) / elapsed,
+        statistics.median(latencies) * 1000,
+        latencies[int(len(latencies) * 0.99)] * 1000,
+    )

@@ -30,9 +30,20 @@ def run(messages: int, *broker_args: str) -> float:
     """Messages per second sent (each answered) while a worker drains them."""
     port = free_port()
     with tempfile.TemporaryDirectory() as directory:
-        broker = subprocess.Popen([sys.executable, "-m", "broker.cli", "serve", "--port",
-                                   str(port), "--store", f"sqlite:{Path(directory) / 'b.db'}",
-                                   *broker_args], stdout=subprocess.DEVNULL)
+        broker = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "broker.cli",
+                "serve",
+                "--port",
+                str(port),
+                "--store",
+                f"sqlite:{Path(directory) / 'b.db'}",
+                *broker_args,
+            ],
+            stdout=subprocess.DEVNULL,
+        )
         try:
             wait_for_port(port)
             address = f"127.0.0.1:{port}"

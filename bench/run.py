@@ -38,8 +38,9 @@ def gearmand(*options: str) -> Iterator[tuple[int, int]]:
     if binary is None:
         raise SystemExit("gearmand is not installed: run `make peers` (as root) first")
     port = free_port()
-    process = subprocess.Popen([binary, "-p", str(port), "-L", "127.0.0.1", "-t", "1",
-                                "--log-file=none", *options])
+    process = subprocess.Popen(
+        [binary, "-p", str(port), "-L", "127.0.0.1", "-t", "1", "--log-file=none", *options]
+    )
     try:
         wait_for_port(port)
         yield port, process.pid
@@ -50,9 +51,12 @@ def gearmand(*options: str) -> Iterator[tuple[int, int]]:
 
 @contextmanager
 def spoolgear(store: str = "memory:") -> Iterator[tuple[int, int]]:
-    process = subprocess.Popen([sys.executable, "-m", "broker.cli", "serve", "--port", "0",
-                                "--store", store],
-                               cwd=ROOT, stdout=subprocess.PIPE, text=True)
+    process = subprocess.Popen(
+        [sys.executable, "-m", "broker.cli", "serve", "--port", "0", "--store", store],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
     assert process.stdout is not None
     port = int(process.stdout.readline().split("gearman=")[1].split()[0].rsplit(":", 1)[1])
     try:
@@ -99,7 +103,6 @@ def measure(server: Server, scale: float) -> dict[str, float]:
     return results
 
 
-
 def measure_durability(scale: float, memory_rates: dict[str, float]) -> None:
     """Durable enqueue against gearmand -q libsqlite3, durable drain, restart time, and
     the memory of a broker holding ten million stored jobs."""
@@ -125,28 +128,53 @@ def measure_durability(scale: float, memory_rates: dict[str, float]) -> None:
             paged_restart = time.perf_counter() - started
             restarted_rss = rss(pid)
     rows = [
-        ("durable enqueue/s", f"gearmand -q libsqlite3 {theirs:,.0f}", ours, ours / theirs,
-         ">= 50"),
-        ("  vs spoolgear memory", f"memory {memory_rates['enqueue/s']:,.0f}", ours,
-         ours / memory_rates["enqueue/s"], ">= 0.25"),
-        ("durable drain/s (8 workers)", f"memory {memory_rates['drain/s (8 workers)']:,.0f}",
-         drained, drained / memory_rates["drain/s (8 workers)"], ">= 0.80"),
+        (
+            "durable enqueue/s",
+            f"gearmand -q libsqlite3 {theirs:,.0f}",
+            ours,
+            ours / theirs,
+            ">= 50",
+        ),
+        (
+            "  vs spoolgear memory",
+            f"memory {memory_rates['enqueue/s']:,.0f}",
+            ours,
+            ours / memory_rates["enqueue/s"],
+            ">= 0.25",
+        ),
+        (
+            "durable drain/s (8 workers)",
+            f"memory {memory_rates['drain/s (8 workers)']:,.0f}",
+            drained,
+            drained / memory_rates["drain/s (8 workers)"],
+            ">= 0.80",
+        ),
     ]
     for metric, baseline, value, ratio, target in rows:
         print(f"{metric:<28}{baseline:>34}{value:>12,.0f}{ratio:>9.2f}x  {target}")
-    print(f"{'restart, ' + format(restart_jobs, ',') + ' stored jobs':<28}"
-          f"{'':>34}{restart:>11.2f}s  target < 10 s")
-    print(f"{format(paged_jobs, ',') + ' stored jobs queued:':<28}"
-          f"{'':>34}{paged_rss / 2**20:>8,.0f} MiB  target < 1024 MiB"
-          f" (peak {paged_peak / 2**20:,.0f} MiB)")
-    print(f"{'  restart with them':<28}{'':>34}{paged_restart:>11.2f}s"
-          f"  (then {restarted_rss / 2**20:,.0f} MiB)")
+    print(
+        f"{'restart, ' + format(restart_jobs, ',') + ' stored jobs':<28}"
+        f"{'':>34}{restart:>11.2f}s  target < 10 s"
+    )
+    print(
+        f"{format(paged_jobs, ',') + ' stored jobs queued:':<28}"
+        f"{'':>34}{paged_rss / 2**20:>8,.0f} MiB  target < 1024 MiB"
+        f" (peak {paged_peak / 2**20:,.0f} MiB)"
+    )
+    print(
+        f"{'  restart with them':<28}{'':>34}{paged_restart:>11.2f}s"
+        f"  (then {restarted_rss / 2**20:,.0f} MiB)"
+    )
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--scale", type=float, default=1.0,
-                        help="multiply every job count (default 1.0 = 1M queued for RSS)")
+    parser.add_argument(
+        "--scale",
+        type=float,
+        default=1.0,
+        help="multiply every job count (default 1.0 = 1M queued for RSS)",
+    )
     args = parser.parse_args()
     try:
         import uvloop
@@ -172,8 +200,10 @@ def main() -> int:
             ratio = our_value / their_value
             target = ">= 1.0"
         print(f"{metric:<28}{their_value:>16,.1f}{our_value:>14,.1f}{ratio:>8.2f}x  {target}")
-    print("\nratio: spoolgear's advantage, above 1.0 = spoolgear better (for latency and memory:"
-          " gearmand's figure / spoolgear's)")
+    print(
+        "\nratio: spoolgear's advantage, above 1.0 = spoolgear better (for latency and memory:"
+        " gearmand's figure / spoolgear's)"
+    )
     measure_durability(args.scale, ours)
     uwsgi_spooler.run(args.scale)
     django_worker.run(int(20_000 * args.scale), rounds=2)

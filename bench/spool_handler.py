@@ -19,8 +19,10 @@ def spooler(env: dict[bytes, bytes]) -> int:
     sleep = env.get(b"sleep")
     if sleep:
         time.sleep(float(sleep))
-    _log.write(f"{env[b'id'].decode()} {env[b't0'].decode()} {started:.6f} {time.time():.6f} "
-               f"{os.getpid()}\n")
+    _log.write(
+        f"{env[b'id'].decode()} {env[b't0'].decode()} {started:.6f} {time.time():.6f} "
+        f"{os.getpid()}\n"
+    )
     return SPOOL_OK
 
 

@@ -56,15 +56,36 @@ def uwsgi_side(workdir: Path, consumers: int) -> Iterator[str]:
         raise SystemExit("uWSGI is not installed: run `make peers` (as root) first")
     spool = workdir / "spool"
     spool.mkdir(exist_ok=True)
-    spooler = (["--spooler", str(spool), "--spooler-processes", str(consumers)] if consumers
-               else ["--spooler-external", str(spool)])
+    spooler = (
+        ["--spooler", str(spool), "--spooler-processes", str(consumers)]
+        if consumers
+        else ["--spooler-external", str(spool)]
+    )
     port = free_port()
     process = subprocess.Popen(
-        [binary, "--plugin", "python3,spooler", "--master", "--socket", f"127.0.0.1:{port}",
-         *spooler, "--spooler-quiet", "--disable-logging", "--pythonpath", str(BENCH),
-         "--spooler-python-import", "spool_handler", "--processes", "2",
-         "--buffer-size", "65535"],
-        env=handler_env(workdir), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        [
+            binary,
+            "--plugin",
+            "python3,spooler",
+            "--master",
+            "--socket",
+            f"127.0.0.1:{port}",
+            *spooler,
+            "--spooler-quiet",
+            "--disable-logging",
+            "--pythonpath",
+            str(BENCH),
+            "--spooler-python-import",
+            "spool_handler",
+            "--processes",
+            "2",
+            "--buffer-size",
+            "65535",
+        ],
+        env=handler_env(workdir),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     try:
         wait_for_port(port)
         yield f"127.0.0.1:{port}"
@@ -80,10 +101,25 @@ _brokers: dict[Path, tuple[str, str]] = {}
 def spoolgear_side(workdir: Path, consumers: int) -> Iterator[str]:
     """spoolgear's broker for ``workdir`` (started once, kept) and ``consumers`` spoolers."""
     gearman, door = _brokers[workdir]
-    processes = [subprocess.Popen([sys.executable, "-m", "broker.cli", "spooler", "--import",
-                                   "spool_handler", "-s", gearman, "--verbose", "ERROR"],
-                                  cwd=BENCH, env=handler_env(workdir))
-                 for _ in range(consumers)]
+    processes = [
+        subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "broker.cli",
+                "spooler",
+                "--import",
+                "spool_handler",
+                "-s",
+                gearman,
+                "--verbose",
+                "ERROR",
+            ],
+            cwd=BENCH,
+            env=handler_env(workdir),
+        )
+        for _ in range(consumers)
+    ]
     try:
         with AdminClient(gearman) as admin:
             while sum("uwsgi_spooler" in w.functions for w in admin.workers()) < consumers:
@@ -98,10 +134,23 @@ def spoolgear_side(workdir: Path, consumers: int) -> Iterator[str]:
 
 @contextmanager
 def spoolgear_broker(workdir: Path) -> Iterator[None]:
-    process = subprocess.Popen([sys.executable, "-m", "broker.cli", "serve", "--port", "0",
-                                "--store", f"sqlite:{workdir / 'db'}",
-                                "--uwsgi-socket", "127.0.0.1:0"],
-                               cwd=ROOT, stdout=subprocess.PIPE, text=True)
+    process = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "broker.cli",
+            "serve",
+            "--port",
+            "0",
+            "--store",
+            f"sqlite:{workdir / 'db'}",
+            "--uwsgi-socket",
+            "127.0.0.1:0",
+        ],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
     assert process.stdout is not None
     bound = dict(word.split("=", 1) for word in process.stdout.readline().split()[2:])
     _brokers[workdir] = (bound["gearman"], bound["uwsgi"])
@@ -139,6 +188,7 @@ def enqueue_rate(side: Side, workdir: Path, total: int, clients: int) -> float:
     """Acknowledged packets per second, ``clients`` threads sending ``total`` in all."""
     reset_log(workdir)
     with side(workdir, 1) as address:
+
         def send(client: int) -> None:
             for n in range(total // clients):
                 spool(address, f"e{clients}-{client}-{n}")
@@ -204,9 +254,13 @@ class SideResult:
 
 def measure(side: Side, workdir: Path, scale: float) -> SideResult:
     total = max(100, int(2000 * scale))
-    return SideResult(enqueue_rate(side, workdir, total, 1), enqueue_rate(side, workdir, total, 4),
-                      latency(side, workdir, max(50, int(250 * scale))), busy_gap(side, workdir),
-                      drain(side, workdir, total))
+    return SideResult(
+        enqueue_rate(side, workdir, total, 1),
+        enqueue_rate(side, workdir, total, 4),
+        latency(side, workdir, max(50, int(250 * scale))),
+        busy_gap(side, workdir),
+        drain(side, workdir, total),
+    )
 
 
 def run(scale: float) -> None:
@@ -228,8 +282,10 @@ def run(scale: float) -> None:
         ("drain duplicates", theirs.drain[1], ours.drain[1], "0", False),
         ("drain missing", theirs.drain[2], ours.drain[2], "0", False),
     ]
-    print(f"\nuWSGI spooler (Debian 2.0.21, files, no fsync) vs spoolgear --uwsgi-socket "
-          f"(SQLite, fsync); {max(100, int(2000 * scale))} tasks per run")
+    print(
+        f"\nuWSGI spooler (Debian 2.0.21, files, no fsync) vs spoolgear --uwsgi-socket "
+        f"(SQLite, fsync); {max(100, int(2000 * scale))} tasks per run"
+    )
     print(f"{'metric':<28}{'uWSGI':>14}{'spoolgear':>14}{'ratio':>9}  target")
     for metric, their_value, our_value, target, higher_is_better in rows:
         if their_value and our_value:
@@ -243,8 +299,12 @@ def run(scale: float) -> None:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--scale", type=float, default=1.0,
-                        help="multiply the task counts (default 1.0 = 2,000 per scenario)")
+    parser.add_argument(
+        "--scale",
+        type=float,
+        default=1.0,
+        help="multiply the task counts (default 1.0 = 2,000 per scenario)",
+    )
     run(parser.parse_args().scale)
     return 0
 

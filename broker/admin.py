@@ -119,12 +119,16 @@ class AdminClient:
             rows.append(line.split("\t"))
 
     def status(self) -> list[FunctionStatus]:
-        return [FunctionStatus(name, int(total), int(running), int(workers))
-                for name, total, running, workers in self._table("status")]
+        return [
+            FunctionStatus(name, int(total), int(running), int(workers))
+            for name, total, running, workers in self._table("status")
+        ]
 
     def priority_status(self) -> list[PriorityStatus]:
-        return [PriorityStatus(name, int(high), int(normal), int(low), int(workers))
-                for name, high, normal, low, workers in self._table("prioritystatus")]
+        return [
+            PriorityStatus(name, int(high), int(normal), int(low), int(workers))
+            for name, high, normal, low, workers in self._table("prioritystatus")
+        ]
 
     def workers(self) -> list[WorkerInfo]:
         records = []
@@ -135,20 +139,25 @@ class AdminClient:
         return records
 
     def show_jobs(self) -> list[JobInfo]:
-        return [JobInfo(handle, int(retries), ignored == "1", queued == "1")
-                for handle, retries, ignored, queued in self._table("show jobs")]
+        return [
+            JobInfo(handle, int(retries), ignored == "1", queued == "1")
+            for handle, retries, ignored, queued in self._table("show jobs")
+        ]
 
     def show_unique_jobs(self) -> list[str]:
         return [row[0] for row in self._table("show unique jobs")]
 
     def show_schedules(self) -> list[ScheduleInfo]:
-        return [ScheduleInfo(handle, function, unique, spec, int(next_run), int(fired))
-                for handle, function, unique, spec, next_run, fired
-                in self._table("show schedules")]
+        return [
+            ScheduleInfo(handle, function, unique, spec, int(next_run), int(fired))
+            for handle, function, unique, spec, next_run, fired in self._table("show schedules")
+        ]
 
     def show_failed(self) -> list[FailedInfo]:
-        return [FailedInfo(handle, function, int(attempts), int(failed_at), error)
-                for handle, function, attempts, failed_at, error in self._table("show failed")]
+        return [
+            FailedInfo(handle, function, int(attempts), int(failed_at), error)
+            for handle, function, attempts, failed_at, error in self._table("show failed")
+        ]
 
     def retry_failed(self, handle: str = "all") -> int:
         """Queue failed jobs again (``all`` or one handle); returns how many."""

@@ -41,8 +41,12 @@ def _parser() -> argparse.ArgumentParser:
     ServerConfig.add_options(serve)
 
     def with_server(sub: argparse.ArgumentParser) -> argparse.ArgumentParser:
-        sub.add_argument("--server", "-s", default=f"127.0.0.1:{DEFAULT_PORT}",
-                         help="broker address (default %(default)s)")
+        sub.add_argument(
+            "--server",
+            "-s",
+            default=f"127.0.0.1:{DEFAULT_PORT}",
+            help="broker address (default %(default)s)",
+        )
         sub.add_argument("--json", action="store_true", help="machine-readable output")
         return sub
 
@@ -54,52 +58,108 @@ def _parser() -> argparse.ArgumentParser:
     action.add_argument("--drop", metavar="HANDLE|all", help="forget failed jobs")
     submit = with_server(commands.add_parser("submit", help="submit a job"))
     submit.add_argument("function")
-    submit.add_argument("data", nargs="?", default="",
-                        help="payload (default: read stdin if piped)")
+    submit.add_argument(
+        "data", nargs="?", default="", help="payload (default: read stdin if piped)"
+    )
     submit.add_argument("--background", "-b", action="store_true", help="do not wait")
     submit.add_argument("--priority", choices=["high", "normal", "low"], default="normal")
     submit.add_argument("--unique", "-u", default="", help="coalescing key")
     submit.add_argument("--at", help="run at this time: epoch seconds or ISO 8601 (background)")
     submit.add_argument("--timeout", type=float, help="seconds to wait for a foreground result")
     spooler = commands.add_parser("spooler", help="run uWSGI-style spool handlers")
-    spooler.add_argument("--import", dest="modules", action="append", required=True,
-                         metavar="MODULE", help="module (or .py file) with spool handlers "
-                                                "(repeatable)")
-    spooler.add_argument("--server", "-s", action="append", metavar="HOST:PORT",
-                         help=f"broker address (repeatable; default 127.0.0.1:{DEFAULT_PORT})")
-    spooler.add_argument("--queue", "-q", action="append", metavar="SPOOLER",
-                         help="serve jobs sent to this named spooler (its name or directory; "
-                              "repeatable; 'default', the unnamed one, when not given)")
-    spooler.add_argument("--processes", "--spooler-processes", type=int, default=1,
-                         metavar="N", help="N spooler processes under one master "
-                                           "(default %(default)s)")
-    spooler.add_argument("--max-tasks", "--spooler-max-tasks", type=int, metavar="N",
-                         help="replace a spooler process after N jobs")
-    spooler.add_argument("--harakiri", "--spooler-harakiri", type=float, metavar="SECONDS",
-                         help="cut off a job running longer (a failed attempt) and replace "
-                              "its process")
-    spooler.add_argument("--chdir", "--spooler-chdir", metavar="DIR",
-                         help="run each job in this directory")
-    spooler.add_argument("--attempts", type=int, default=DEFAULT_ATTEMPTS,
-                         help="runs of a job that keeps failing before it goes to the failed "
-                              "list (default %(default)s)")
-    spooler.add_argument("--retry-delay", type=float, default=DEFAULT_RETRY_DELAY,
-                         help="seconds before the first retry, doubled for each next one "
-                              "(default %(default)s)")
-    spooler.add_argument("--max-retry-delay", type=float, default=DEFAULT_MAX_RETRY_DELAY,
-                         help="longest wait between two attempts (default %(default)s)")
-    spooler.add_argument("--forever-interval", type=float, default=DEFAULT_FOREVER_INTERVAL,
-                         help="seconds between two runs of a @spoolforever job "
-                              "(default %(default)s)")
-    spooler.add_argument("--spool-function", default=DEFAULT_SPOOL_FUNCTION,
-                         help="function under which plain dicts reach spooler(env) handlers "
-                              "(the broker's --spool-function; default %(default)s)")
-    spooler.add_argument("--allow-pickle", action="store_true",
-                         help="unpickle arguments of jobs from the real uwsgidecorators or "
-                              "uwsgi_tasks: UNSAFE unless every producer is trusted")
+    spooler.add_argument(
+        "--import",
+        dest="modules",
+        action="append",
+        required=True,
+        metavar="MODULE",
+        help="module (or .py file) with spool handlers (repeatable)",
+    )
+    spooler.add_argument(
+        "--server",
+        "-s",
+        action="append",
+        metavar="HOST:PORT",
+        help=f"broker address (repeatable; default 127.0.0.1:{DEFAULT_PORT})",
+    )
+    spooler.add_argument(
+        "--queue",
+        "-q",
+        action="append",
+        metavar="SPOOLER",
+        help="serve jobs sent to this named spooler (its name or directory; "
+        "repeatable; 'default', the unnamed one, when not given)",
+    )
+    spooler.add_argument(
+        "--processes",
+        "--spooler-processes",
+        type=int,
+        default=1,
+        metavar="N",
+        help="N spooler processes under one master (default %(default)s)",
+    )
+    spooler.add_argument(
+        "--max-tasks",
+        "--spooler-max-tasks",
+        type=int,
+        metavar="N",
+        help="replace a spooler process after N jobs",
+    )
+    spooler.add_argument(
+        "--harakiri",
+        "--spooler-harakiri",
+        type=float,
+        metavar="SECONDS",
+        help="cut off a job running longer (a failed attempt) and replace its process",
+    )
+    spooler.add_argument(
+        "--chdir", "--spooler-chdir", metavar="DIR", help="run each job in this directory"
+    )
+    spooler.add_argument(
+        "--attempts",
+        type=int,
+        default=DEFAULT_ATTEMPTS,
+        help="runs of a job that keeps failing before it goes to the failed "
+        "list (default %(default)s)",
+    )
+    spooler.add_argument(
+        "--retry-delay",
+        type=float,
+        default=DEFAULT_RETRY_DELAY,
+        help="seconds before the first retry, doubled for each next one (default %(default)s)",
+    )
+    spooler.add_argument(
+        "--max-retry-delay",
+        type=float,
+        default=DEFAULT_MAX_RETRY_DELAY,
+        help="longest wait between two attempts (default %(default)s)",
+    )
+    spooler.add_argument(
+        "--forever-interval",
+        type=float,
+        default=DEFAULT_FOREVER_INTERVAL,
+        help="seconds between two runs of a @spoolforever job (default %(default)s)",
+    )
+    spooler.add_argument(
+        "--spool-function",
+        default=DEFAULT_SPOOL_FUNCTION,
+        help="function under which plain dicts reach spooler(env) handlers "
+        "(the broker's --spool-function; default %(default)s)",
+    )
+    spooler.add_argument(
+        "--allow-pickle",
+        action="store_true",
+        help="unpickle arguments of jobs from the real uwsgidecorators or "
+        "uwsgi_tasks: UNSAFE unless every producer is trusted",
+    )
     spooler.add_argument("--burst", action="store_true", help="exit once no job is left")
-    spooler.add_argument("--verbose", default="INFO", type=str.upper, choices=LOG_LEVELS,
-                         help="log level (default %(default)s)")
+    spooler.add_argument(
+        "--verbose",
+        default="INFO",
+        type=str.upper,
+        choices=LOG_LEVELS,
+        help="log level (default %(default)s)",
+    )
     return parser
 
 
@@ -110,11 +170,17 @@ def _spooler(args: argparse.Namespace) -> int:
     settings = spooler.SpoolerSettings(
         servers=args.server or [f"127.0.0.1:{DEFAULT_PORT}"],
         queues=args.queue or [DEFAULT_QUEUE],
-        attempts=args.attempts, retry_delay=args.retry_delay,
-        max_retry_delay=args.max_retry_delay, forever_interval=args.forever_interval,
-        allow_pickle=args.allow_pickle, spool_function=args.spool_function,
-        processes=args.processes, max_tasks=args.max_tasks, harakiri=args.harakiri,
-        chdir=args.chdir)
+        attempts=args.attempts,
+        retry_delay=args.retry_delay,
+        max_retry_delay=args.max_retry_delay,
+        forever_interval=args.forever_interval,
+        allow_pickle=args.allow_pickle,
+        spool_function=args.spool_function,
+        processes=args.processes,
+        max_tasks=args.max_tasks,
+        harakiri=args.harakiri,
+        chdir=args.chdir,
+    )
     spooler.run(args.modules, settings, burst=args.burst)
     return 0
 
@@ -149,22 +215,41 @@ def _uvloop_factory() -> Callable[[], asyncio.AbstractEventLoop] | None:
 def _print_table(headers: Sequence[str], rows: list[Sequence[Any]]) -> None:
     widths = [max(len(str(v)) for v in column) for column in zip(headers, *rows, strict=False)]
     for row in [headers, *rows]:
-        print("  ".join(str(value).ljust(width) for value, width in zip(row, widths,
-                                                                        strict=True)).rstrip())
+        print(
+            "  ".join(
+                str(value).ljust(width) for value, width in zip(row, widths, strict=True)
+            ).rstrip()
+        )
 
 
 def _status(args: argparse.Namespace) -> int:
     with AdminClient(args.server) as admin:
         records = admin.status()
     if args.json:
-        print(json.dumps([dataclasses.asdict(r) | {"queued": r.queued, "unserved": r.unserved}
-                          for r in records]))
+        print(
+            json.dumps(
+                [
+                    dataclasses.asdict(r) | {"queued": r.queued, "unserved": r.unserved}
+                    for r in records
+                ]
+            )
+        )
     elif not records:
         print("no functions known")
     else:
-        _print_table(["FUNCTION", "QUEUED", "RUNNING", "WORKERS", ""],
-                     [[r.name, r.queued, r.running, r.workers,
-                       "! no worker: these jobs wait" if r.unserved else ""] for r in records])
+        _print_table(
+            ["FUNCTION", "QUEUED", "RUNNING", "WORKERS", ""],
+            [
+                [
+                    r.name,
+                    r.queued,
+                    r.running,
+                    r.workers,
+                    "! no worker: these jobs wait" if r.unserved else "",
+                ]
+                for r in records
+            ],
+        )
     return 0
 
 
@@ -174,8 +259,10 @@ def _workers(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps([dataclasses.asdict(r) for r in records]))
     else:
-        _print_table(["FD", "ADDRESS", "CLIENT ID", "FUNCTIONS"],
-                     [[r.fd, r.ip, r.client_id, " ".join(r.functions) or "-"] for r in records])
+        _print_table(
+            ["FD", "ADDRESS", "CLIENT ID", "FUNCTIONS"],
+            [[r.fd, r.ip, r.client_id, " ".join(r.functions) or "-"] for r in records],
+        )
     return 0
 
 
@@ -184,8 +271,11 @@ def _failed(args: argparse.Namespace) -> int:
         if args.retry or args.drop:
             count = admin.retry_failed(args.retry) if args.retry else admin.drop_failed(args.drop)
             verb = "queued again" if args.retry else "dropped"
-            print(json.dumps({verb.replace(" ", "_"): count}) if args.json
-                  else f"{count} failed job(s) {verb}")
+            print(
+                json.dumps({verb.replace(" ", "_"): count})
+                if args.json
+                else f"{count} failed job(s) {verb}"
+            )
             return 0
         records = admin.show_failed()
     if args.json:
@@ -193,10 +283,19 @@ def _failed(args: argparse.Namespace) -> int:
     elif not records:
         print("no failed jobs")
     else:
-        _print_table(["HANDLE", "FUNCTION", "ATTEMPTS", "FAILED AT", "ERROR"],
-                     [[r.handle, r.function, r.attempts,
-                       dt.datetime.fromtimestamp(r.failed_at).isoformat(sep=" "), r.error]
-                      for r in records])
+        _print_table(
+            ["HANDLE", "FUNCTION", "ATTEMPTS", "FAILED AT", "ERROR"],
+            [
+                [
+                    r.handle,
+                    r.function,
+                    r.attempts,
+                    dt.datetime.fromtimestamp(r.failed_at).isoformat(sep=" "),
+                    r.error,
+                ]
+                for r in records
+            ],
+        )
     return 0
 
 
@@ -241,19 +340,29 @@ def _submit(args: argparse.Namespace) -> int:
     with Client([args.server]) as client:
         if args.background or args.at:
             at = _parse_at(args.at) if args.at else None
-            handle = client.submit_background(args.function, data, unique=args.unique,
-                                              priority=priority, at=at)
+            handle = client.submit_background(
+                args.function, data, unique=args.unique, priority=priority, at=at
+            )
             print(json.dumps({"handle": handle.handle}) if args.json else handle.handle)
             return 0
         progress = _ProgressBar()
         try:
-            result = client.submit(args.function, data, unique=args.unique, priority=priority,
-                                   timeout=args.timeout, on_status=progress)
+            result = client.submit(
+                args.function,
+                data,
+                unique=args.unique,
+                priority=priority,
+                timeout=args.timeout,
+                on_status=progress,
+            )
         finally:
             progress.finish()
     if args.json:
-        print(json.dumps({"handle": result.handle.handle,
-                          "result": result.data.decode("utf-8", "replace")}))
+        print(
+            json.dumps(
+                {"handle": result.handle.handle, "result": result.data.decode("utf-8", "replace")}
+            )
+        )
     else:
         sys.stdout.buffer.write(result.data + (b"" if result.data.endswith(b"\n") else b"\n"))
     return 0

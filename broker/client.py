@@ -88,19 +88,34 @@ class JobRequest:
 
     def packet(self) -> bytes:
         if self.schedule is not None:
-            return encode_packet(T.SUBMIT_JOB_SCHED, self.function.encode(), self.unique.encode(),
-                                 *(field.encode() for field in self.schedule), self.data,
-                                 magic=MAGIC_REQ)
+            return encode_packet(
+                T.SUBMIT_JOB_SCHED,
+                self.function.encode(),
+                self.unique.encode(),
+                *(field.encode() for field in self.schedule),
+                self.data,
+                magic=MAGIC_REQ,
+            )
         if self.at is None:
-            return encode_packet(_SUBMIT_TYPES[self.priority, self.background],
-                                 self.function.encode(), self.unique.encode(), self.data,
-                                 magic=MAGIC_REQ)
+            return encode_packet(
+                _SUBMIT_TYPES[self.priority, self.background],
+                self.function.encode(),
+                self.unique.encode(),
+                self.data,
+                magic=MAGIC_REQ,
+            )
         if not self.background:
             raise ValueError("only a background job can be delayed (SUBMIT_JOB_EPOCH)")
         if self.priority is not Priority.NORMAL:
             raise ValueError("a delayed job always runs at normal priority (SUBMIT_JOB_EPOCH)")
-        return encode_packet(T.SUBMIT_JOB_EPOCH, self.function.encode(), self.unique.encode(),
-                             b"%d" % math.ceil(self.at), self.data, magic=MAGIC_REQ)
+        return encode_packet(
+            T.SUBMIT_JOB_EPOCH,
+            self.function.encode(),
+            self.unique.encode(),
+            b"%d" % math.ceil(self.at),
+            self.data,
+            magic=MAGIC_REQ,
+        )
 
 
 JobOutcome = JobHandle | JobResult | BrokerError
@@ -108,8 +123,9 @@ MAX_UNIQUE = 64
 """Bytes in a Gearman unique (gearmand's limit)."""
 
 
-def schedule_fields(*, cron: str | None = None, every: int | None = None,
-                    iterations: int | None = None) -> tuple[str, ...]:
+def schedule_fields(
+    *, cron: str | None = None, every: int | None = None, iterations: int | None = None
+) -> tuple[str, ...]:
     """SUBMIT_JOB_SCHED fields for a cron expression ("*/5 * * * *") or, on spoolgear,
     a timer firing ``every`` seconds, ``iterations`` times in all (None: forever)."""
     if (cron is None) == (every is None):
@@ -126,6 +142,7 @@ def schedule_fields(*, cron: str | None = None, every: int | None = None,
 def uwsgi_cron(*fields: int | str) -> str:
     """uWSGI's cron numbers (minute, hour, day, month, weekday; -1 any, -N every N) as a
     cron expression; text fields ("1-5", "*/10") are kept as given."""
+
     def field(value: int | str) -> str:
         if isinstance(value, str):
             return value
@@ -146,8 +163,13 @@ def schedule_unique(name: str) -> str:
 class Client:
     """Submit jobs and ask for their status. Not thread-safe: use one per thread."""
 
-    def __init__(self, servers: Sequence[str] = ("127.0.0.1:4730",), *,
-                 timeout: float | None = None, connect_timeout: float = 5.0) -> None:
+    def __init__(
+        self,
+        servers: Sequence[str] = ("127.0.0.1:4730",),
+        *,
+        timeout: float | None = None,
+        connect_timeout: float = 5.0,
+    ) -> None:
         if not servers:
             raise ValueError("at least one server address is needed")
         self.servers = list(servers)
@@ -199,8 +221,12 @@ class Client:
                     continue
                 kind = reply.type
                 if kind is T.WORK_COMPLETE:
-                    return JobResult(JobHandle(wire.address, handle.decode()), reply.args[1],
-                                     tuple(chunks), tuple(warnings))
+                    return JobResult(
+                        JobHandle(wire.address, handle.decode()),
+                        reply.args[1],
+                        tuple(chunks),
+                        tuple(warnings),
+                    )
                 if kind is T.WORK_DATA:
                     chunks.append(reply.args[1])
                     if on_data is not None:
@@ -227,21 +253,29 @@ class Client:
         at: float | dt.datetime | None = None,
     ) -> JobHandle:
         """Queue a background job; ``at`` (epoch seconds or an aware datetime) delays it."""
-        request = JobRequest(function, _as_bytes(data), unique, priority, background=True,
-                             at=at.timestamp() if isinstance(at, dt.datetime) else at)
+        request = JobRequest(
+            function,
+            _as_bytes(data),
+            unique,
+            priority,
+            background=True,
+            at=at.timestamp() if isinstance(at, dt.datetime) else at,
+        )
         wire, handle = self._send_submit(request, self._deadline(None))
         return JobHandle(wire.address, handle.decode())
 
-    def submit_schedule(self, function: str, data: Payload = b"", *, unique: str = "",
-                        fields: tuple[str, ...]) -> JobHandle:
+    def submit_schedule(
+        self, function: str, data: Payload = b"", *, unique: str = "", fields: tuple[str, ...]
+    ) -> JobHandle:
         """Register a recurring job (``fields`` from ``schedule_fields``). With a unique it
         is idempotent: the same schedule answers its handle, a changed one replaces it."""
         request = JobRequest(function, _as_bytes(data), unique, background=True, schedule=fields)
         wire, handle = self._send_submit(request, self._deadline(None))
         return JobHandle(wire.address, handle.decode())
 
-    def submit_many(self, requests: Sequence[JobRequest], *,
-                    timeout: float | None = None) -> list[JobOutcome]:
+    def submit_many(
+        self, requests: Sequence[JobRequest], *, timeout: float | None = None
+    ) -> list[JobOutcome]:
         """Submit a batch with one write per server, then collect every answer.
 
         Returns, in request order, a ``JobHandle`` per background job and a
@@ -267,8 +301,14 @@ class Client:
                 raise
         return [outcome for outcome in outcomes if outcome is not None]
 
-    def _collect(self, wire: Wire, requests: Sequence[JobRequest], indexes: list[int],
-                 outcomes: list[JobOutcome | None], deadline: float | None) -> None:
+    def _collect(
+        self,
+        wire: Wire,
+        requests: Sequence[JobRequest],
+        indexes: list[int],
+        outcomes: list[JobOutcome | None],
+        deadline: float | None,
+    ) -> None:
         """Read one server's answers to a pipelined batch until every job has its outcome.
 
         The server answers submissions in order, but results of jobs created
@@ -294,13 +334,15 @@ class Client:
             elif kind in (T.WORK_COMPLETE, T.WORK_FAIL, T.WORK_EXCEPTION):
                 for index in running.pop(reply.args[0], ()):
                     outcomes[index] = (
-                        JobResult(JobHandle(wire.address, reply.args[0].decode()),
-                                  reply.args[1], (), ())
-                        if kind is T.WORK_COMPLETE else _job_failure(reply))
+                        JobResult(
+                            JobHandle(wire.address, reply.args[0].decode()), reply.args[1], (), ()
+                        )
+                        if kind is T.WORK_COMPLETE
+                        else _job_failure(reply)
+                    )
                     pending -= 1
 
-    def _send_submit(self, request: JobRequest,
-                     deadline: float | None) -> tuple[Wire, bytes]:
+    def _send_submit(self, request: JobRequest, deadline: float | None) -> tuple[Wire, bytes]:
         packet = request.packet()
         errors = []
         for address in self._server_order(request.unique, request.data):
@@ -331,7 +373,8 @@ class Client:
         wire = self._wire(handle.server)
         wire.send(encode_packet(T.GET_STATUS, handle.handle.encode(), magic=MAGIC_REQ))
         _, known, running, numerator, denominator = self._expect(
-            wire, T.STATUS_RES, self._deadline(None)).args
+            wire, T.STATUS_RES, self._deadline(None)
+        ).args
         return JobStatus(known == b"1", running == b"1", _int(numerator), _int(denominator))
 
     def get_status_unique(self, unique: str) -> JobStatus:
@@ -339,9 +382,11 @@ class Client:
         wire = self._wire(address)
         wire.send(encode_packet(T.GET_STATUS_UNIQUE, unique.encode(), magic=MAGIC_REQ))
         _, known, running, numerator, denominator, clients = self._expect(
-            wire, T.STATUS_RES_UNIQUE, self._deadline(None)).args
-        return JobStatus(known == b"1", running == b"1", _int(numerator), _int(denominator),
-                         _int(clients))
+            wire, T.STATUS_RES_UNIQUE, self._deadline(None)
+        ).args
+        return JobStatus(
+            known == b"1", running == b"1", _int(numerator), _int(denominator), _int(clients)
+        )
 
     def ping(self, address: str) -> float:
         """Seconds an ECHO_REQ takes to come back from the server at ``address``."""

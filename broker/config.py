@@ -71,8 +71,9 @@ def uwsgi_address(address: str) -> tuple[str, int] | str:
         return address
     host, sep, port = address.rpartition(":")
     if not sep or not port.isdigit() or int(port) > 65535:
-        raise ConfigurationError(f"uwsgi address {address!r}: expected HOST:PORT or a unix "
-                                 "socket path (with a '/')")
+        raise ConfigurationError(
+            f"uwsgi address {address!r}: expected HOST:PORT or a unix socket path (with a '/')"
+        )
     return host or "127.0.0.1", int(port)
 
 
@@ -99,7 +100,8 @@ def parse_retry_failures(specs: tuple[str, ...]) -> dict[bytes, int]:
         name, sep, count = spec.rpartition("=")
         if not sep or not count.isdigit() or int(count) < 1:
             raise ConfigurationError(
-                f"--retry-failures {spec!r}: expected FUNCTION=ATTEMPTS, e.g. mail=5 or '*=3'")
+                f"--retry-failures {spec!r}: expected FUNCTION=ATTEMPTS, e.g. mail=5 or '*=3'"
+            )
         attempts[name.encode()] = int(count)
     return attempts
 
@@ -107,15 +109,32 @@ def parse_retry_failures(specs: tuple[str, ...]) -> dict[bytes, int]:
 Check = Callable[[Any], bool]
 
 
-def option(default: Any, help: str, *, flag: str = "", metavar: str | None = None,
-           check: Check | None = None, rule: str = "", group: str = "",
-           repeat: bool = False, parse: Callable[[str], Any] | None = None) -> Any:
+def option(
+    default: Any,
+    help: str,
+    *,
+    flag: str = "",
+    metavar: str | None = None,
+    check: Check | None = None,
+    rule: str = "",
+    group: str = "",
+    repeat: bool = False,
+    parse: Callable[[str], Any] | None = None,
+) -> Any:
     """One ``spoolgear serve`` option, declared once: its field here, its command-line flag
     (``--`` plus the field's name with dashes unless ``flag``), its help, and the ``check``
     its value must pass (``rule`` says what that is, in the error); ``parse`` reads the
     command-line text (default: the default's type)."""
-    metadata = {"help": help, "flag": flag, "metavar": metavar, "check": check, "rule": rule,
-                "group": group, "repeat": repeat, "parse": parse}
+    metadata = {
+        "help": help,
+        "flag": flag,
+        "metavar": metavar,
+        "check": check,
+        "rule": rule,
+        "group": group,
+        "repeat": repeat,
+        "parse": parse,
+    }
     if isinstance(default, list | tuple):
         return field(default=tuple(default), metadata=metadata)
     if callable(default):
@@ -136,94 +155,202 @@ class ServerConfig:
     """Every ``spoolgear serve`` option (the parser and the README's table come from here)."""
 
     listen: str = option("127.0.0.1", "address to bind")
-    port: int = option(DEFAULT_PORT, "Gearman port (0 picks a free one)",
-                       check=lambda port: 0 <= port <= 65535, rule="must be 0-65535")
-    store: str = option(default_store_url, "job store: sqlite:PATH (durable), spool:DIRECTORY "
-                        "or memory:")
-    job_retries: int = option(0, "attempts before a job whose workers keep dying or timing out "
-                              "fails (0 = unlimited)", check=_at_least(0), rule=_COUNT)
+    port: int = option(
+        DEFAULT_PORT,
+        "Gearman port (0 picks a free one)",
+        check=lambda port: 0 <= port <= 65535,
+        rule="must be 0-65535",
+    )
+    store: str = option(
+        default_store_url, "job store: sqlite:PATH (durable), spool:DIRECTORY or memory:"
+    )
+    job_retries: int = option(
+        0,
+        "attempts before a job whose workers keep dying or timing out fails (0 = unlimited)",
+        check=_at_least(0),
+        rule=_COUNT,
+    )
     retry_failures: tuple[str, ...] = option(
-        (), "run background jobs of FUNCTION ('*' = all) that fail up to N times in all before "
-        "they go to the failed list (repeatable)", metavar="FUNCTION=N", repeat=True)
-    commit_delay: float = option(DEFAULT_COMMIT_DELAY, "least seconds between two store "
-                                 "commits; longer batches more jobs per fsync",
-                                 check=lambda delay: 0 <= delay <= 1,
-                                 rule="must be between 0 and 1 second")
-    queue_window: int = option(DEFAULT_QUEUE_WINDOW, "queued background jobs per function and "
-                               "priority held in memory; with sqlite: the rest wait in the "
-                               "store (0 = no limit)", check=_at_least(0), rule=_COUNT)
-    page_bytes: int = option(PAGE_BYTES, "payload bytes one read of a queue window brings in "
-                             "from the store, and a queue holds in memory, at most (a larger "
-                             "job comes alone)", metavar="BYTES", check=_at_least(1),
-                             rule=_POSITIVE)
-    max_failed_jobs: int = option(DEFAULT_MAX_FAILED_JOBS, "failed jobs kept; the oldest are "
-                                  "forgotten", check=_at_least(1), rule="must be at least 1")
+        (),
+        "run background jobs of FUNCTION ('*' = all) that fail up to N times in all before "
+        "they go to the failed list (repeatable)",
+        metavar="FUNCTION=N",
+        repeat=True,
+    )
+    commit_delay: float = option(
+        DEFAULT_COMMIT_DELAY,
+        "least seconds between two store commits; longer batches more jobs per fsync",
+        check=lambda delay: 0 <= delay <= 1,
+        rule="must be between 0 and 1 second",
+    )
+    queue_window: int = option(
+        DEFAULT_QUEUE_WINDOW,
+        "queued background jobs per function and "
+        "priority held in memory; with sqlite: the rest wait in the "
+        "store (0 = no limit)",
+        check=_at_least(0),
+        rule=_COUNT,
+    )
+    page_bytes: int = option(
+        PAGE_BYTES,
+        "payload bytes one read of a queue window brings in "
+        "from the store, and a queue holds in memory, at most (a larger "
+        "job comes alone)",
+        metavar="BYTES",
+        check=_at_least(1),
+        rule=_POSITIVE,
+    )
+    max_failed_jobs: int = option(
+        DEFAULT_MAX_FAILED_JOBS,
+        "failed jobs kept; the oldest are forgotten",
+        check=_at_least(1),
+        rule="must be at least 1",
+    )
     transient: tuple[str, ...] = option(
-        DEFAULT_TRANSIENT, "background jobs of functions matching PATTERN (fnmatch) stay in "
-        "memory only (repeatable; 'none' stores all)", metavar="PATTERN", repeat=True)
-    transient_max_queue: int = option(DEFAULT_TRANSIENT_MAX_QUEUE, "queued jobs per transient "
-                                      "function and priority before submissions get "
-                                      "QUEUE_ERROR (0 = no limit)", metavar="N",
-                                      check=_at_least(0), rule=_COUNT)
-    transient_grace: float = option(DEFAULT_TRANSIENT_GRACE, "a transient function without "
-                                    "workers for this long refuses new jobs with NO_WORKERS",
-                                    metavar="SECONDS", check=_at_least(0),
-                                    rule="must be 0 or more seconds")
-    worker_wakeup: int = option(0, "NOOPs sent per queued job, rotating over sleeping workers "
-                                "(0 = wake all)", check=_at_least(0), rule=_COUNT)
-    max_packet_size: int = option(DEFAULT_MAX_PACKET_SIZE, "largest packet body accepted, in "
-                                  "bytes", check=_at_least(64), rule="must be at least 64 bytes")
-    max_admin_line: int = option(DEFAULT_MAX_LINE_LENGTH, "longest admin command line, in bytes",
-                                 check=_at_least(64), rule="must be at least 64 bytes")
-    max_output_buffer: int = option(DEFAULT_MAX_OUTPUT_BUFFER, "unread reply bytes after which "
-                                    "a connection is no longer read", check=_at_least(64),
-                                    rule="must be at least 64 bytes")
-    max_unread_output: int = option(DEFAULT_MAX_UNREAD_OUTPUT, "unread reply bytes after which "
-                                    "a connection is cut off", check=_at_least(64),
-                                    rule="must be at least 64 bytes")
-    max_queued_bytes: int = option(DEFAULT_MAX_QUEUED_BYTES, "payload bytes queued jobs may "
-                                   "hold in memory in all; past it, jobs of a durable store "
-                                   "wait in the store and others get QUEUE_ERROR",
-                                   metavar="BYTES", check=_at_least(1), rule=_POSITIVE)
-    max_pending_bytes: int = option(DEFAULT_MAX_PENDING_BYTES, "bytes of started packets held "
-                                    "across all connections; the one that goes past it is "
-                                    "closed", metavar="BYTES", check=_at_least(1),
-                                    rule=_POSITIVE)
-    forget_idle_after: float = option(DEFAULT_FORGET_IDLE_AFTER, "forget a function name "
-                                      "without jobs or workers for this long (0: never)",
-                                      metavar="SECONDS", check=_at_least(0),
-                                      rule="must be 0 (never) or more seconds")
-    packet_timeout: float = option(DEFAULT_PACKET_TIMEOUT, "a connection that started a packet "
-                                   "or admin line and does not complete it in time is closed",
-                                   metavar="SECONDS", check=_at_least(0.001), rule=_POSITIVE)
-    handle_prefix: str = option("", "job handle prefix (default H:<hostname>)",
-                                flag="--job-handle-prefix")
-    verbose: str = option("ERROR", "log level", parse=str.upper,
-                          check=lambda level: level.upper() in LOG_LEVELS,
-                          rule=f"must be one of {', '.join(LOG_LEVELS)}")
+        DEFAULT_TRANSIENT,
+        "background jobs of functions matching PATTERN (fnmatch) stay in "
+        "memory only (repeatable; 'none' stores all)",
+        metavar="PATTERN",
+        repeat=True,
+    )
+    transient_max_queue: int = option(
+        DEFAULT_TRANSIENT_MAX_QUEUE,
+        "queued jobs per transient "
+        "function and priority before submissions get "
+        "QUEUE_ERROR (0 = no limit)",
+        metavar="N",
+        check=_at_least(0),
+        rule=_COUNT,
+    )
+    transient_grace: float = option(
+        DEFAULT_TRANSIENT_GRACE,
+        "a transient function without workers for this long refuses new jobs with NO_WORKERS",
+        metavar="SECONDS",
+        check=_at_least(0),
+        rule="must be 0 or more seconds",
+    )
+    worker_wakeup: int = option(
+        0,
+        "NOOPs sent per queued job, rotating over sleeping workers (0 = wake all)",
+        check=_at_least(0),
+        rule=_COUNT,
+    )
+    max_packet_size: int = option(
+        DEFAULT_MAX_PACKET_SIZE,
+        "largest packet body accepted, in bytes",
+        check=_at_least(64),
+        rule="must be at least 64 bytes",
+    )
+    max_admin_line: int = option(
+        DEFAULT_MAX_LINE_LENGTH,
+        "longest admin command line, in bytes",
+        check=_at_least(64),
+        rule="must be at least 64 bytes",
+    )
+    max_output_buffer: int = option(
+        DEFAULT_MAX_OUTPUT_BUFFER,
+        "unread reply bytes after which a connection is no longer read",
+        check=_at_least(64),
+        rule="must be at least 64 bytes",
+    )
+    max_unread_output: int = option(
+        DEFAULT_MAX_UNREAD_OUTPUT,
+        "unread reply bytes after which a connection is cut off",
+        check=_at_least(64),
+        rule="must be at least 64 bytes",
+    )
+    max_queued_bytes: int = option(
+        DEFAULT_MAX_QUEUED_BYTES,
+        "payload bytes queued jobs may "
+        "hold in memory in all; past it, jobs of a durable store "
+        "wait in the store and others get QUEUE_ERROR",
+        metavar="BYTES",
+        check=_at_least(1),
+        rule=_POSITIVE,
+    )
+    max_pending_bytes: int = option(
+        DEFAULT_MAX_PENDING_BYTES,
+        "bytes of started packets held across all connections; the one that goes past it is closed",
+        metavar="BYTES",
+        check=_at_least(1),
+        rule=_POSITIVE,
+    )
+    forget_idle_after: float = option(
+        DEFAULT_FORGET_IDLE_AFTER,
+        "forget a function name without jobs or workers for this long (0: never)",
+        metavar="SECONDS",
+        check=_at_least(0),
+        rule="must be 0 (never) or more seconds",
+    )
+    packet_timeout: float = option(
+        DEFAULT_PACKET_TIMEOUT,
+        "a connection that started a packet "
+        "or admin line and does not complete it in time is closed",
+        metavar="SECONDS",
+        check=_at_least(0.001),
+        rule=_POSITIVE,
+    )
+    handle_prefix: str = option(
+        "", "job handle prefix (default H:<hostname>)", flag="--job-handle-prefix"
+    )
+    verbose: str = option(
+        "ERROR",
+        "log level",
+        parse=str.upper,
+        check=lambda level: level.upper() in LOG_LEVELS,
+        rule=f"must be one of {', '.join(LOG_LEVELS)}",
+    )
     uwsgi_sockets: tuple[str, ...] = option(
-        (), "accept uwsgi spool packets (modifier1 17) on HOST:PORT or a unix socket path "
-        "(repeatable)", flag="--uwsgi-socket", metavar="ADDR", group=UWSGI_GROUP, repeat=True)
-    uwsgi_max_size: int = option(DEFAULT_UWSGI_MAX_SIZE, "largest vars block a spool packet may "
-                                 "declare; bigger ones are closed unanswered",
-                                 group=UWSGI_GROUP,
-                                 check=lambda size: 1 <= size <= DEFAULT_UWSGI_MAX_SIZE,
-                                 rule=f"must be 1-{DEFAULT_UWSGI_MAX_SIZE}")
-    uwsgi_timeout: float = option(DEFAULT_UWSGI_TIMEOUT, "seconds a sender has to deliver its "
-                                  "packet", group=UWSGI_GROUP, check=_at_least(0.001),
-                                  rule=_POSITIVE)
-    spool_function: str = option(DEFAULT_SPOOL_FUNCTION, "function of spool requests that name "
-                                 "none", group=UWSGI_GROUP,
-                                 check=lambda name: bool(name) and "@" not in name,
-                                 rule="must be a non-empty name without '@'")
+        (),
+        "accept uwsgi spool packets (modifier1 17) on HOST:PORT or a unix socket path (repeatable)",
+        flag="--uwsgi-socket",
+        metavar="ADDR",
+        group=UWSGI_GROUP,
+        repeat=True,
+    )
+    uwsgi_max_size: int = option(
+        DEFAULT_UWSGI_MAX_SIZE,
+        "largest vars block a spool packet may declare; bigger ones are closed unanswered",
+        group=UWSGI_GROUP,
+        check=lambda size: 1 <= size <= DEFAULT_UWSGI_MAX_SIZE,
+        rule=f"must be 1-{DEFAULT_UWSGI_MAX_SIZE}",
+    )
+    uwsgi_timeout: float = option(
+        DEFAULT_UWSGI_TIMEOUT,
+        "seconds a sender has to deliver its packet",
+        group=UWSGI_GROUP,
+        check=_at_least(0.001),
+        rule=_POSITIVE,
+    )
+    spool_function: str = option(
+        DEFAULT_SPOOL_FUNCTION,
+        "function of spool requests that name none",
+        group=UWSGI_GROUP,
+        check=lambda name: bool(name) and "@" not in name,
+        rule="must be a non-empty name without '@'",
+    )
     spool_ingest: tuple[str, ...] = option(
-        (), "turn the spool files uWSGI apps write into DIR into jobs (repeatable; needs a "
-        "durable store)", metavar="DIR", group=UWSGI_GROUP, repeat=True)
-    ingest_interval: float = option(DEFAULT_INGEST_INTERVAL, "seconds between two looks at each "
-                                    "spool directory", group=UWSGI_GROUP,
-                                    check=_at_least(0.001), rule=_POSITIVE)
-    ingest_batch: int = option(DEFAULT_INGEST_BATCH, "spool files taken per look",
-                               group=UWSGI_GROUP, check=_at_least(1), rule=_POSITIVE)
+        (),
+        "turn the spool files uWSGI apps write into DIR into jobs (repeatable; needs a "
+        "durable store)",
+        metavar="DIR",
+        group=UWSGI_GROUP,
+        repeat=True,
+    )
+    ingest_interval: float = option(
+        DEFAULT_INGEST_INTERVAL,
+        "seconds between two looks at each spool directory",
+        group=UWSGI_GROUP,
+        check=_at_least(0.001),
+        rule=_POSITIVE,
+    )
+    ingest_batch: int = option(
+        DEFAULT_INGEST_BATCH,
+        "spool files taken per look",
+        group=UWSGI_GROUP,
+        check=_at_least(1),
+        rule=_POSITIVE,
+    )
 
     def __post_init__(self) -> None:
         self.validate()
@@ -232,8 +359,9 @@ class ServerConfig:
         for declared in fields(self):
             check, value = declared.metadata["check"], getattr(self, declared.name)
             if check is not None and not check(value):
-                raise ConfigurationError(f"{flag_of(declared)} {declared.metadata['rule']}, "
-                                         f"got {value!r}")
+                raise ConfigurationError(
+                    f"{flag_of(declared)} {declared.metadata['rule']}, got {value!r}"
+                )
         if self.max_unread_output < self.max_output_buffer:
             raise ConfigurationError("--max-unread-output must be at least --max-output-buffer")
         check_store_url(self.store)
@@ -241,14 +369,14 @@ class ServerConfig:
         for address in self.uwsgi_sockets:
             uwsgi_address(address)
         if self.spool_ingest and not self.store.startswith(("sqlite:", "spool:")):
-            raise ConfigurationError("--spool-ingest needs a durable --store: files are "
-                                     "deleted once their job is stored")
+            raise ConfigurationError(
+                "--spool-ingest needs a durable --store: files are deleted once their job is stored"
+            )
         for directory in self.spool_ingest:
             if not os.path.isdir(directory):
                 raise ConfigurationError(f"--spool-ingest {directory}: not a directory")
             if self.store.startswith("spool:") and _same_dir(self.store[6:], directory):
-                raise ConfigurationError(f"--spool-ingest {directory} is the store's own "
-                                         "directory")
+                raise ConfigurationError(f"--spool-ingest {directory} is the store's own directory")
 
     @classmethod
     def add_options(cls, parser: argparse.ArgumentParser) -> None:
@@ -261,12 +389,22 @@ class ServerConfig:
             shown = " ".join(default) if meta["repeat"] else default
             help_text = f"{meta['help']} (default: {shown or 'none'})"
             if meta["repeat"]:
-                target.add_argument(flag_of(declared), dest=declared.name, action="append",
-                                    metavar=meta["metavar"], help=help_text)
+                target.add_argument(
+                    flag_of(declared),
+                    dest=declared.name,
+                    action="append",
+                    metavar=meta["metavar"],
+                    help=help_text,
+                )
             else:
-                target.add_argument(flag_of(declared), dest=declared.name,
-                                    type=meta["parse"] or type(default), default=default,
-                                    metavar=meta["metavar"], help=help_text)
+                target.add_argument(
+                    flag_of(declared),
+                    dest=declared.name,
+                    type=meta["parse"] or type(default),
+                    default=default,
+                    metavar=meta["metavar"],
+                    help=help_text,
+                )
 
     @classmethod
     def from_options(cls, options: argparse.Namespace) -> ServerConfig:
@@ -283,14 +421,17 @@ class ServerConfig:
 
     def broker_settings(self) -> BrokerSettings:
         """What the broker core needs of it."""
-        return BrokerSettings(handle_prefix=self.job_handle_prefix,
-                              job_retries=self.job_retries, worker_wakeup=self.worker_wakeup,
-                              retry_failures=self.retry_failure_attempts,
-                              max_failed_jobs=self.max_failed_jobs,
-                              transient=tuple(pattern.encode() for pattern in self.transient),
-                              transient_max_queue=self.transient_max_queue,
-                              transient_grace=self.transient_grace,
-                              max_queued_bytes=self.max_queued_bytes)
+        return BrokerSettings(
+            handle_prefix=self.job_handle_prefix,
+            job_retries=self.job_retries,
+            worker_wakeup=self.worker_wakeup,
+            retry_failures=self.retry_failure_attempts,
+            max_failed_jobs=self.max_failed_jobs,
+            transient=tuple(pattern.encode() for pattern in self.transient),
+            transient_max_queue=self.transient_max_queue,
+            transient_grace=self.transient_grace,
+            max_queued_bytes=self.max_queued_bytes,
+        )
 
     @property
     def retry_failure_attempts(self) -> dict[bytes, int]:

@@ -26,11 +26,18 @@ def describe(function: Callable[..., Any]) -> str:
     return f"{module}.{qualname} (line {line})"
 
 
-def claim(registry: MutableMapping[str, T], name: str, entry: T,
-          function_of: Callable[[T], Callable[..., Any]], what: str) -> None:
+def claim(
+    registry: MutableMapping[str, T],
+    name: str,
+    entry: T,
+    function_of: Callable[[T], Callable[..., Any]],
+    what: str,
+) -> None:
     """Record ``entry`` under ``name``; ValueError when another function holds the name."""
     known = registry.get(name)
     if known is not None and defined_at(function_of(known)) != defined_at(function_of(entry)):
-        raise ValueError(f"two {what} are named {name!r}: {describe(function_of(known))} and "
-                         f"{describe(function_of(entry))}; rename one or give it name=...")
+        raise ValueError(
+            f"two {what} are named {name!r}: {describe(function_of(known))} and "
+            f"{describe(function_of(entry))}; rename one or give it name=..."
+        )
     registry[name] = entry

@@ -44,8 +44,9 @@ def serve_forked(processes: int, serve: Callable[[], int], *, respawn: bool) -> 
             started = children.pop(pid, None)
             if started is None:
                 continue
-            log.info("spooler process %d exited (status %d)", pid,
-                     os.waitstatus_to_exitcode(status))
+            log.info(
+                "spooler process %d exited (status %d)", pid, os.waitstatus_to_exitcode(status)
+            )
             if respawn and not stopping:
                 if time.monotonic() - started < MIN_CHILD_LIFE:
                     time.sleep(MIN_CHILD_LIFE)

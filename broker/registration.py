@@ -31,8 +31,9 @@ def register_until_done(registrations: Sequence[Registration], log: logging.Logg
         try:
             handle = register()
         except (BrokerError, OSError) as exc:
-            log.warning("could not register the schedule of %s (%s); retrying in %.0f s",
-                        name, exc, delay)
+            log.warning(
+                "could not register the schedule of %s (%s); retrying in %.0f s", name, exc, delay
+            )
             time.sleep(delay)
             delay = min(delay * 2, MAX_REGISTER_DELAY)
             continue
@@ -40,11 +41,16 @@ def register_until_done(registrations: Sequence[Registration], log: logging.Logg
         pending.pop(0)
 
 
-def register_in_background(registrations: Sequence[Registration],
-                           log: logging.Logger) -> threading.Thread | None:
+def register_in_background(
+    registrations: Sequence[Registration], log: logging.Logger
+) -> threading.Thread | None:
     if not registrations:
         return None
-    thread = threading.Thread(target=register_until_done, args=(registrations, log),
-                              name="spoolgear-schedules", daemon=True)
+    thread = threading.Thread(
+        target=register_until_done,
+        args=(registrations, log),
+        name="spoolgear-schedules",
+        daemon=True,
+    )
     thread.start()
     return thread

@@ -109,8 +109,9 @@ class SpoolerSettings:
         if self.retry_delay < 0 or self.max_retry_delay < self.retry_delay:
             raise ConfigurationError("--retry-delay must be >= 0 and <= --max-retry-delay")
         if not self.queues:
-            raise ConfigurationError(f"--queue: name at least one queue ({DEFAULT_QUEUE!r} "
-                                     "is the unnamed one)")
+            raise ConfigurationError(
+                f"--queue: name at least one queue ({DEFAULT_QUEUE!r} is the unnamed one)"
+            )
         if self.processes < 1:
             raise ConfigurationError("--processes must be at least 1")
         for name in ("max_tasks", "harakiri"):
@@ -161,15 +162,21 @@ def collect_handlers(modules: Sequence[ModuleType], settings: SpoolerSettings) -
     for module in modules:
         for name, value in vars(module).items():
             function = getattr(value, "function", None)
-            if (not callable(function) or isinstance(value, SpoolFunction)
-                    or getattr(function, "__module__", None) != module.__name__):
+            if (
+                not callable(function)
+                or isinstance(value, SpoolFunction)
+                or getattr(function, "__module__", None) != module.__name__
+            ):
                 continue
             served_by = getattr(value, "served_by", None)
             if served_by:
-                raise ConfigurationError(f"{module.__name__}.{name} is not a spool handler: "
-                                         f"{served_by}")
-            handlers.add(f"{module.__name__}.{function.__name__}",
-                         _uwsgi_task_runner(function, settings.allow_pickle))
+                raise ConfigurationError(
+                    f"{module.__name__}.{name} is not a spool handler: {served_by}"
+                )
+            handlers.add(
+                f"{module.__name__}.{function.__name__}",
+                _uwsgi_task_runner(function, settings.allow_pickle),
+            )
         raw = getattr(module, "spooler", None)
         if callable(raw):
             handlers.add(settings.spool_function, raw)
@@ -225,20 +232,37 @@ class Spooler:
 
     def function_names(self, name: str) -> list[str]:
         separator = QUEUE_SEPARATOR.decode()
-        return [name if queue == DEFAULT_QUEUE else f"{name}{separator}{queue}"
-                for queue in self.settings.queues]
+        return [
+            name if queue == DEFAULT_QUEUE else f"{name}{separator}{queue}"
+            for queue in self.settings.queues
+        ]
 
     def register_schedules(self) -> None:
         """Register the ``@timer``/``@cron`` schedules (idempotent: one per name on the
         broker however many spoolers start), retrying in the background."""
         for schedule in self.handlers.schedules:
             if schedule.every_process:
-                log.warning("%s has target=%r: uWSGI ran it in every such process; the "
-                            "broker runs each firing once, here or in another spooler",
-                            schedule.name, schedule.target)
-        register_in_background([(schedule.name, functools.partial(
-            self.client.submit_schedule, schedule.name, unique=schedule_unique(schedule.name),
-            fields=schedule.fields)) for schedule in self.handlers.schedules], log)
+                log.warning(
+                    "%s has target=%r: uWSGI ran it in every such process; the "
+                    "broker runs each firing once, here or in another spooler",
+                    schedule.name,
+                    schedule.target,
+                )
+        register_in_background(
+            [
+                (
+                    schedule.name,
+                    functools.partial(
+                        self.client.submit_schedule,
+                        schedule.name,
+                        unique=schedule_unique(schedule.name),
+                        fields=schedule.fields,
+                    ),
+                )
+                for schedule in self.handlers.schedules
+            ],
+            log,
+        )
 
     def work(self, **options: Any) -> int:
         try:
@@ -283,8 +307,15 @@ class Spooler:
         if attempt >= self.settings.attempts:
             raise SpoolFailed(f"gave up after {attempt} attempts: {reason}")
         delay = min(self.settings.retry_delay * 2 ** (attempt - 1), self.settings.max_retry_delay)
-        log.warning("spool job %s (%s) attempt %d of %d: %s; again in %.0f s", job.handle, name,
-                    attempt, self.settings.attempts, reason.strip().splitlines()[-1], delay)
+        log.warning(
+            "spool job %s (%s) attempt %d of %d: %s; again in %.0f s",
+            job.handle,
+            name,
+            attempt,
+            self.settings.attempts,
+            reason.strip().splitlines()[-1],
+            delay,
+        )
         self._resubmit(job, pairs, body, attempt + 1, delay)
         return b""
 
@@ -321,12 +352,19 @@ class Spooler:
                 return code, "" if code == SPOOL_OK else f"handler returned {code}"
         return SPOOL_IGNORE, "no handler took the job (all returned SPOOL_IGNORE)"
 
-    def _resubmit(self, job: WorkerJob, pairs: list[tuple[bytes, bytes]], body: bytes,
-                  attempt: int, delay: float) -> None:
+    def _resubmit(
+        self,
+        job: WorkerJob,
+        pairs: list[tuple[bytes, bytes]],
+        body: bytes,
+        attempt: int,
+        delay: float,
+    ) -> None:
         kept = [(key, value) for key, value in pairs if key != ATTEMPT_VAR]
         payload = encode_spool([*kept, (ATTEMPT_VAR, b"%d" % attempt)], body)
-        self.client.submit_background(job.function, payload,
-                                      at=time.time() + delay if delay > 0 else None)
+        self.client.submit_background(
+            job.function, payload, at=time.time() + delay if delay > 0 else None
+        )
 
 
 def run(modules: Sequence[str], settings: SpoolerSettings, *, burst: bool = False) -> int:
@@ -336,13 +374,16 @@ def run(modules: Sequence[str], settings: SpoolerSettings, *, burst: bool = Fals
     prepare()
     handlers = collect_handlers([import_module(spec) for spec in modules], settings)
     if not handlers.chains and not handlers.schedules:
-        raise ConfigurationError("the imported modules define no spool handler (a @spool "
-                                 "function, a uwsgi_tasks task, a spooler(env) callable or "
-                                 "a @timer/@cron function)")
+        raise ConfigurationError(
+            "the imported modules define no spool handler (a @spool "
+            "function, a uwsgi_tasks task, a spooler(env) callable or "
+            "a @timer/@cron function)"
+        )
     if not settings.forked:
         return _serve(handlers, settings, burst)
-    return serve_forked(settings.processes, functools.partial(_serve, handlers, settings, burst),
-                        respawn=not burst)
+    return serve_forked(
+        settings.processes, functools.partial(_serve, handlers, settings, burst), respawn=not burst
+    )
 
 
 def _serve(handlers: Handlers, settings: SpoolerSettings, burst: bool) -> int:

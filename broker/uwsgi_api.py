@@ -50,13 +50,19 @@ class _UwsgiModule(types.ModuleType):
     @spooler.setter
     def spooler(self, handler: SpoolHandler) -> None:
         try:
-            claim(assigned_spoolers, "uwsgi.spooler", handler, lambda known: known,
-                  "uwsgi.spooler handlers")
+            claim(
+                assigned_spoolers,
+                "uwsgi.spooler",
+                handler,
+                lambda known: known,
+                "uwsgi.spooler handlers",
+            )
         except ValueError as exc:
-            raise ConfigurationError(f"{exc}: under uWSGI the last one silently wins; "
-                                     "define module-level spooler(env) functions instead, "
-                                     "which run in import order (SPOOL_IGNORE passes on)"
-                                     ) from None
+            raise ConfigurationError(
+                f"{exc}: under uWSGI the last one silently wins; "
+                "define module-level spooler(env) functions instead, "
+                "which run in import order (SPOOL_IGNORE passes on)"
+            ) from None
 
 
 sys.modules[__name__].__class__ = _UwsgiModule
@@ -92,7 +98,8 @@ def mule_get_msg(*_: Any, **__: Any) -> bytes:
     raise NotImplementedError(
         "programmed mule loops are not provided: write the loop's body as a @mulemsg() or "
         "@farm(NAME) handler (django_jobs.mules) and run `manage.py gearman_worker --mule N` "
-        "(README: Moving over, uWSGI mules)")
+        "(README: Moving over, uWSGI mules)"
+    )
 
 
 farm_get_msg = mule_get_msg
@@ -131,8 +138,9 @@ def spool_job(values: Mapping[str | bytes, Any]) -> JobHandle:
         send_spool(target, encoded)
         return JobHandle(target, "")  # stored there; a uwsgi socket does not name the job
     body = encoded.pop(b"body", b"")
-    job = request_job(encode_vars(encoded.items()), body,
-                      default_function=DEFAULT_SPOOL_FUNCTION.encode())
+    job = request_job(
+        encode_vars(encoded.items()), body, default_function=DEFAULT_SPOOL_FUNCTION.encode()
+    )
     if job.when:
         return _broker().submit_background(job.function.decode(), job.payload, at=job.when)
     priority = Priority.NORMAL if job.priority is None else Priority.HIGH
@@ -150,5 +158,7 @@ def as_spool_value(key: str | bytes, value: Any) -> bytes:
         return value
     if isinstance(value, str | int | float):
         return str(value).encode()
-    raise TypeError(f"spool value {key!r}={value!r}: use str, bytes, int, float or bool "
-                    "(or pass_arguments=True)")
+    raise TypeError(
+        f"spool value {key!r}={value!r}: use str, bytes, int, float or bool "
+        "(or pass_arguments=True)"
+    )

@@ -46,5 +46,7 @@ def send_spool(address: str, values: Mapping[bytes, bytes], *, timeout: float = 
     if reply == REFUSED:
         raise ServerError("REFUSED", "the spooler refused the request (see its log)")
     if reply != SPOOLED:
-        raise ConnectionFailed(f"uwsgi socket {address} closed without storing the request "
-                               f"(answer {reply.hex() or 'none'})")
+        raise ConnectionFailed(
+            f"uwsgi socket {address} closed without storing the request "
+            f"(answer {reply.hex() or 'none'})"
+        )

@@ -39,10 +39,30 @@ from broker.definitions import claim
 from broker.errors import BrokerError
 from broker.uwsgi_api import SPOOL_IGNORE, SPOOL_OK, SPOOL_RETRY, configure, spool_job
 
-__all__ = ["SPOOL_IGNORE", "SPOOL_OK", "SPOOL_RETRY", "PickleRefused", "Schedule",
-           "SpoolFunction", "configure", "cron", "filemon", "lock", "mule", "rbtimer", "rpc",
-           "schedules", "signal", "spool", "spool_functions", "spoolforever", "spoolraw",
-           "timer", "unpickle", "uwsgi"]
+__all__ = [
+    "SPOOL_IGNORE",
+    "SPOOL_OK",
+    "SPOOL_RETRY",
+    "PickleRefused",
+    "Schedule",
+    "SpoolFunction",
+    "configure",
+    "cron",
+    "filemon",
+    "lock",
+    "mule",
+    "rbtimer",
+    "rpc",
+    "schedules",
+    "signal",
+    "spool",
+    "spool_functions",
+    "spoolforever",
+    "spoolraw",
+    "timer",
+    "unpickle",
+    "uwsgi",
+]
 
 # Keyword arguments that are spool options, not arguments, with pass_arguments=True.
 SPOOL_OPTIONS = ("message_dict", "spooler", "priority", "at", "body")
@@ -56,8 +76,9 @@ spool_functions: dict[str, SpoolFunction] = {}
 class SpoolFunction:
     """A decorated function: calling it (or ``.spool()``) queues a job."""
 
-    def __init__(self, function: Callable[..., Any], pass_arguments: bool,
-                 returns: int | None) -> None:
+    def __init__(
+        self, function: Callable[..., Any], pass_arguments: bool, returns: int | None
+    ) -> None:
         self.function = function
         self.name = function.__name__
         self.pass_arguments = pass_arguments
@@ -79,8 +100,10 @@ class SpoolFunction:
             values[JSON_ARGUMENTS_VAR] = json.dumps({"args": args, "kwargs": kwargs})
         else:
             if len(args) > 1 or (args and not isinstance(args[0], Mapping)):
-                raise TypeError(f"{self.name}.spool() takes one dict and/or keyword arguments "
-                                "(decorate with pass_arguments=True for other arguments)")
+                raise TypeError(
+                    f"{self.name}.spool() takes one dict and/or keyword arguments "
+                    "(decorate with pass_arguments=True for other arguments)"
+                )
             values.update(*args, **kwargs)
         return spool_job(values).handle
 
@@ -122,14 +145,17 @@ class PickleRefused(BrokerError, ValueError):
 
 def unpickle(data: bytes, allow_pickle: bool) -> Any:
     if not allow_pickle:
-        raise PickleRefused("this job carries pickled arguments; start the spooler with "
-                            "--allow-pickle if its producers are trusted")
+        raise PickleRefused(
+            "this job carries pickled arguments; start the spooler with "
+            "--allow-pickle if its producers are trusted"
+        )
     return pickle.loads(data)
 
 
 def _decorator(returns: int | None) -> Callable[..., Any]:
-    def decorate(function: Callable[..., Any] | None = None, *,
-                 pass_arguments: bool = False) -> Any:
+    def decorate(
+        function: Callable[..., Any] | None = None, *, pass_arguments: bool = False
+    ) -> Any:
         if function is None:
             return lambda inner: SpoolFunction(inner, pass_arguments, returns)
         return SpoolFunction(function, pass_arguments, returns)
@@ -185,8 +211,9 @@ def _scheduled(fields: tuple[str, ...], target: str, signum: int | None) -> Any:
     return decorate
 
 
-def timer(secs: int, *, target: str = "", signum: int | None = None,
-          iterations: int | None = None) -> Any:
+def timer(
+    secs: int, *, target: str = "", signum: int | None = None, iterations: int | None = None
+) -> Any:
     """Run the function every ``secs`` seconds (``iterations`` times, None: forever)."""
     if not isinstance(secs, int) or isinstance(secs, bool) or secs < 1:
         raise ValueError(f"a timer needs whole seconds >= 1, got {secs!r}")
@@ -196,13 +223,21 @@ def timer(secs: int, *, target: str = "", signum: int | None = None,
 rbtimer = timer
 
 
-def cron(minute: int | str = -1, hour: int | str = -1, day: int | str = -1,
-         month: int | str = -1, dayweek: int | str = -1, *, target: str = "",
-         signum: int | None = None) -> Any:
+def cron(
+    minute: int | str = -1,
+    hour: int | str = -1,
+    day: int | str = -1,
+    month: int | str = -1,
+    dayweek: int | str = -1,
+    *,
+    target: str = "",
+    signum: int | None = None,
+) -> Any:
     """Run the function when the broker's local time matches (uWSGI's numbers: -1 any,
     -N every N; or cron text per field)."""
-    return _scheduled(schedule_fields(cron=uwsgi_cron(minute, hour, day, month, dayweek)),
-                      target, signum)
+    return _scheduled(
+        schedule_fields(cron=uwsgi_cron(minute, hour, day, month, dayweek)), target, signum
+    )
 
 
 def _not_provided(name: str, instead: str) -> Callable[..., Any]:
@@ -210,8 +245,10 @@ def _not_provided(name: str, instead: str) -> Callable[..., Any]:
     at the line that uses one, with what to do instead."""
 
     def refuse(*_: Any, **__: Any) -> Any:
-        raise NotImplementedError(f"@{name} is a uWSGI process feature with no spoolgear "
-                                  f"equivalent: {instead} (README: Moving over)")
+        raise NotImplementedError(
+            f"@{name} is a uWSGI process feature with no spoolgear "
+            f"equivalent: {instead} (README: Moving over)"
+        )
 
     refuse.__name__ = name
     return refuse
@@ -219,7 +256,10 @@ def _not_provided(name: str, instead: str) -> Callable[..., Any]:
 
 signal = _not_provided("signal", "run the work as a @task, @timer or @cron instead")
 filemon = _not_provided("filemon", "have the writer of the files queue a job instead")
-mule = _not_provided("mule", "a programmed mule loop becomes a @mulemsg()/@farm handler "
-                             "of `manage.py gearman_worker --mule N` (django_jobs.mules)")
+mule = _not_provided(
+    "mule",
+    "a programmed mule loop becomes a @mulemsg()/@farm handler "
+    "of `manage.py gearman_worker --mule N` (django_jobs.mules)",
+)
 lock = _not_provided("lock", "a job runs in one worker at a time; coalesce by unique")
 rpc = _not_provided("rpc", "submit a foreground job and wait for its result")

@@ -41,8 +41,9 @@ class WorkerJob:
 
     __slots__ = ("_wire", "data", "function", "handle", "unique")
 
-    def __init__(self, wire: Wire, handle: bytes, function: bytes, unique: bytes,
-                 data: bytes) -> None:
+    def __init__(
+        self, wire: Wire, handle: bytes, function: bytes, unique: bytes, data: bytes
+    ) -> None:
         self._wire = wire
         self.handle = handle.decode()
         self.function = function.decode()
@@ -83,8 +84,13 @@ class _Task:
 
 
 class Worker:
-    def __init__(self, servers: Sequence[str] = ("127.0.0.1:4730",), *,
-                 client_id: str | None = None, prefetch: int = 1) -> None:
+    def __init__(
+        self,
+        servers: Sequence[str] = ("127.0.0.1:4730",),
+        *,
+        client_id: str | None = None,
+        prefetch: int = 1,
+    ) -> None:
         if not servers:
             raise ValueError("at least one server address is needed")
         if prefetch < 1:
@@ -137,7 +143,8 @@ class Worker:
         done = 0
         try:
             while not (self._stopping or self._grab_budget == 0) or any(
-                    server.grabs for server in servers if server.wire is not None):
+                server.grabs for server in servers if server.wire is not None
+            ):
                 if not self._stopping:
                     self._connect_due(servers, selector)
                 if burst and all(s.sleeping or s.wire is None for s in servers):
@@ -193,12 +200,17 @@ class Worker:
     def _hello(self) -> bytes:
         packets = []
         if self.client_id:
-            packets.append(encode_packet(T.SET_CLIENT_ID, self.client_id.encode(),
-                                         magic=MAGIC_REQ))
+            packets.append(encode_packet(T.SET_CLIENT_ID, self.client_id.encode(), magic=MAGIC_REQ))
         for name, task in self.tasks.items():
             if task.timeout:
-                packets.append(encode_packet(T.CAN_DO_TIMEOUT, name.encode(),
-                                             b"%d" % int(task.timeout * 1000), magic=MAGIC_REQ))
+                packets.append(
+                    encode_packet(
+                        T.CAN_DO_TIMEOUT,
+                        name.encode(),
+                        b"%d" % int(task.timeout * 1000),
+                        magic=MAGIC_REQ,
+                    )
+                )
             else:
                 packets.append(encode_packet(T.CAN_DO, name.encode(), magic=MAGIC_REQ))
         return b"".join(packets)

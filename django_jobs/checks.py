@@ -18,13 +18,23 @@ def check_tasks(app_configs: Any = None, **_: Any) -> list[CheckMessage]:
     from django_jobs.schedules import scheduled_tasks
 
     messages: list[CheckMessage] = [
-        Warning(unserved_message(task), obj=task.name, id="django_jobs.W001",
-                hint="calling it raises ImproperlyConfigured instead of queuing a job")
-        for task in unserved_tasks()]
+        Warning(
+            unserved_message(task),
+            obj=task.name,
+            id="django_jobs.W001",
+            hint="calling it raises ImproperlyConfigured instead of queuing a job",
+        )
+        for task in unserved_tasks()
+    ]
     messages += [
-        Warning(f"{task.name} has target={task.setup['target']!r}: uWSGI ran it in every "
-                "such process; the broker runs each firing once, on one worker",
-                obj=task.name, id="django_jobs.W002",
-                hint="drop target=..., or have the task reach every process itself")
-        for task in scheduled_tasks() if task.every_process]
+        Warning(
+            f"{task.name} has target={task.setup['target']!r}: uWSGI ran it in every "
+            "such process; the broker runs each firing once, on one worker",
+            obj=task.name,
+            id="django_jobs.W002",
+            hint="drop target=..., or have the task reach every process itself",
+        )
+        for task in scheduled_tasks()
+        if task.every_process
+    ]
     return messages

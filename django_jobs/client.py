@@ -27,8 +27,21 @@ from django_jobs.serialization import dumps_call, loads_result
 
 PRIORITIES = {"high": Priority.HIGH, "normal": Priority.NORMAL, "low": Priority.LOW}
 MAX_DIGIT_PRIORITY = 999
-RESERVED = ("name", "args", "kwargs", "background", "unique", "priority", "at", "timeout",
-            "on_data", "on_status", "wait_until_complete", "poll_timeout", "max_retries")
+RESERVED = (
+    "name",
+    "args",
+    "kwargs",
+    "background",
+    "unique",
+    "priority",
+    "at",
+    "timeout",
+    "on_data",
+    "on_status",
+    "wait_until_complete",
+    "poll_timeout",
+    "max_retries",
+)
 
 
 class TaskError(JobException):
@@ -66,8 +79,10 @@ def job_priority(value: str | int | Priority | None) -> Priority:
     text = str(value) if isinstance(value, int) and not isinstance(value, bool) else value
     if isinstance(text, str) and text.isdigit() and int(text) <= MAX_DIGIT_PRIORITY:
         return Priority.HIGH
-    raise ValueError(f"priority must be one of {sorted(PRIORITIES)} or a number 0-"
-                     f"{MAX_DIGIT_PRIORITY} (uwsgi_tasks' digits), got {value!r}")
+    raise ValueError(
+        f"priority must be one of {sorted(PRIORITIES)} or a number 0-"
+        f"{MAX_DIGIT_PRIORITY} (uwsgi_tasks' digits), got {value!r}"
+    )
 
 
 def job_unique(unique: str | bool | None, payload: bytes) -> str:
@@ -100,8 +115,9 @@ def _failure(exc: BrokerError) -> BrokerError:
 class GearmanClient:
     """Not thread-safe: use one per thread (connections are kept open between calls)."""
 
-    def __init__(self, servers: Sequence[str] | None = None, *,
-                 timeout: float | None = None) -> None:
+    def __init__(
+        self, servers: Sequence[str] | None = None, *, timeout: float | None = None
+    ) -> None:
         self.settings: JobSettings = job_settings()
         self._client = Client(servers or self.settings.client_servers, timeout=timeout)
 
@@ -118,22 +134,36 @@ class GearmanClient:
         at = None if job.at is None else epoch(job.at)
         if at is not None and not background:
             raise ValueError("only a background job can be delayed: pass background=True")
-        payload = dumps_call(list(job.args), dict(job.kwargs), self.settings.serializer,
-                             dict(job.setup))
-        return JobRequest(self.settings.wire_name(job.name), payload,
-                          job_unique(job.unique, payload), job_priority(job.priority),
-                          background, at)
+        payload = dumps_call(
+            list(job.args), dict(job.kwargs), self.settings.serializer, dict(job.setup)
+        )
+        return JobRequest(
+            self.settings.wire_name(job.name),
+            payload,
+            job_unique(job.unique, payload),
+            job_priority(job.priority),
+            background,
+            at,
+        )
 
-    def submit_job(self, name: str, *arguments: Any, args: Sequence[Any] | None = None,
-                   kwargs: Mapping[str, Any] | None = None, background: bool = False,
-                   unique: str | bool | None = None,
-                   priority: str | int | Priority | None = None,
-                   at: dt.datetime | dt.timedelta | float | None = None,
-                   timeout: float | None = None,
-                   on_data: Callable[[bytes], None] | None = None,
-                   on_status: Callable[[int, int], None] | None = None,
-                   wait_until_complete: bool = True, poll_timeout: float | None = None,
-                   max_retries: int = 0, **extra: Any) -> Any:
+    def submit_job(
+        self,
+        name: str,
+        *arguments: Any,
+        args: Sequence[Any] | None = None,
+        kwargs: Mapping[str, Any] | None = None,
+        background: bool = False,
+        unique: str | bool | None = None,
+        priority: str | int | Priority | None = None,
+        at: dt.datetime | dt.timedelta | float | None = None,
+        timeout: float | None = None,
+        on_data: Callable[[bytes], None] | None = None,
+        on_status: Callable[[int, int], None] | None = None,
+        wait_until_complete: bool = True,
+        poll_timeout: float | None = None,
+        max_retries: int = 0,
+        **extra: Any,
+    ) -> Any:
         """Run task ``name``; returns its result, or the ``JobHandle`` of a background job.
 
         ``priority``: "high", "normal" or "low" (or uwsgi_tasks' digits, run as
@@ -145,25 +175,41 @@ class GearmanClient:
         unused: every configured server is tried in turn.
         """
         del max_retries
-        job = Job(name, [*arguments, *(args or ())], {**(kwargs or {}), **extra},
-                  unique, priority, at)
+        job = Job(
+            name, [*arguments, *(args or ())], {**(kwargs or {}), **extra}, unique, priority, at
+        )
         background = background or not wait_until_complete
         request = self._request(job, background)
         if background:
-            return self._client.submit_background(request.function, request.data,
-                                                  unique=request.unique,
-                                                  priority=request.priority, at=request.at)
+            return self._client.submit_background(
+                request.function,
+                request.data,
+                unique=request.unique,
+                priority=request.priority,
+                at=request.at,
+            )
         try:
-            result = self._client.submit(request.function, request.data, unique=request.unique,
-                                         priority=request.priority,
-                                         timeout=timeout if timeout is not None else poll_timeout,
-                                         on_data=on_data, on_status=on_status)
+            result = self._client.submit(
+                request.function,
+                request.data,
+                unique=request.unique,
+                priority=request.priority,
+                timeout=timeout if timeout is not None else poll_timeout,
+                on_data=on_data,
+                on_status=on_status,
+            )
         except JobException as exc:
             raise _failure(exc) from None
         return loads_result(result.data, self.settings.serializer)
 
-    def submit_jobs(self, jobs: Iterable[Job], *, background: bool = False,
-                    timeout: float | None = None, return_exceptions: bool = False) -> list[Any]:
+    def submit_jobs(
+        self,
+        jobs: Iterable[Job],
+        *,
+        background: bool = False,
+        timeout: float | None = None,
+        return_exceptions: bool = False,
+    ) -> list[Any]:
         """Submit a batch in one write per server; results (or handles) in the jobs' order.
 
         A failed job raises its error once the whole batch is answered, or is
@@ -184,12 +230,24 @@ class GearmanClient:
                     raise outcome
         return outcomes
 
-    def dispatch_background_task(self, name: str, arg: Any = None, uniq: str | None = None,
-                                 high_priority: bool = False, args: Sequence[Any] | None = None,
-                                 kwargs: Mapping[str, Any] | None = None) -> JobHandle:
+    def dispatch_background_task(
+        self,
+        name: str,
+        arg: Any = None,
+        uniq: str | None = None,
+        high_priority: bool = False,
+        args: Sequence[Any] | None = None,
+        kwargs: Mapping[str, Any] | None = None,
+    ) -> JobHandle:
         """jbox's helper, queuing a real background job (jbox sent a foreground one)."""
         arguments = [arg] if arg is not None else []
-        handle: JobHandle = self.submit_job(name, *arguments, args=args, kwargs=kwargs,
-                                            background=True, unique=uniq,
-                                            priority="high" if high_priority else None)
+        handle: JobHandle = self.submit_job(
+            name,
+            *arguments,
+            args=args,
+            kwargs=kwargs,
+            background=True,
+            unique=uniq,
+            priority="high" if high_priority else None,
+        )
         return handle

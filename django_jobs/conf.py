@@ -55,8 +55,7 @@ def _servers(name: str, fallback: Sequence[str]) -> tuple[str, ...]:
     if value is None:
         return tuple(fallback)
     if isinstance(value, str) or not all(isinstance(item, str) for item in value):
-        raise ImproperlyConfigured(f"{name} must be a list of 'host[:port]' strings, "
-                                   f"got {value!r}")
+        raise ImproperlyConfigured(f"{name} must be a list of 'host[:port]' strings, got {value!r}")
     if not value:
         raise ImproperlyConfigured(f"{name} is empty: give at least one 'host[:port]'")
     return tuple(value)
@@ -67,12 +66,14 @@ def job_settings() -> JobSettings:
     shared = _servers("GEARMAN_SERVERS", DEFAULT_SERVERS)
     serializer = getattr(settings, "GEARMAN_SERIALIZER", "json")
     if serializer not in SERIALIZERS:
-        raise ImproperlyConfigured(f"GEARMAN_SERIALIZER must be one of {SERIALIZERS}, "
-                                   f"got {serializer!r}")
+        raise ImproperlyConfigured(
+            f"GEARMAN_SERIALIZER must be one of {SERIALIZERS}, got {serializer!r}"
+        )
     job_name = getattr(settings, "GEARMAN_JOB_NAME", None)
     if job_name is not None and not callable(job_name):
-        raise ImproperlyConfigured("GEARMAN_JOB_NAME must be a callable from task name to "
-                                   "Gearman function name")
+        raise ImproperlyConfigured(
+            "GEARMAN_JOB_NAME must be a callable from task name to Gearman function name"
+        )
     namespace = getattr(settings, "GEARMAN_CLIENT_NAMESPACE", "") or ""
     return JobSettings(
         client_servers=_servers("GEARMAN_CLIENT_SERVERS", shared),

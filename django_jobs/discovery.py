@@ -93,17 +93,21 @@ def check_served(task: RegisteredTask) -> None:
 
 
 def unserved_message(task: RegisteredTask) -> str:
-    return (f"task {task.name!r} is defined in {task.module}, which no `manage.py "
-            f"gearman_worker -a APP -n WORKER` loads, so its jobs would never run: move it "
-            f"to APP/tasks.py or APP/gearman_workers/WORKER.py of an installed app")
+    return (
+        f"task {task.name!r} is defined in {task.module}, which no `manage.py "
+        f"gearman_worker -a APP -n WORKER` loads, so its jobs would never run: move it "
+        f"to APP/tasks.py or APP/gearman_workers/WORKER.py of an installed app"
+    )
 
 
 def import_worker(worker: WorkerModule) -> None:
     try:
         importlib.import_module(worker.module)
     except Exception as exc:
-        raise WorkerImportError(f"cannot import worker module {worker.module}: "
-                                f"{type(exc).__name__}: {exc} (its traceback is above)") from exc
+        raise WorkerImportError(
+            f"cannot import worker module {worker.module}: "
+            f"{type(exc).__name__}: {exc} (its traceback is above)"
+        ) from exc
 
 
 def discover() -> list[WorkerModule]:

@@ -37,8 +37,17 @@ from django_jobs.registry import RegisteredTask, find_task
 from django_jobs.serialization import Call
 from django_jobs.tasks import NoConsumer, QueueFull, TaskExecutor, submit_background, task
 
-__all__ = ["NoConsumer", "QueueFull", "farm", "farm_msg", "member_tasks", "mule_id", "mule_msg",
-           "mulefunc", "mulemsg"]
+__all__ = [
+    "NoConsumer",
+    "QueueFull",
+    "farm",
+    "farm_msg",
+    "member_tasks",
+    "mule_id",
+    "mule_msg",
+    "mulefunc",
+    "mulemsg",
+]
 
 MessageHandler = Callable[[Any], Any]
 _handlers: dict[str, MessageHandler] = {}
@@ -46,20 +55,21 @@ _handlers: dict[str, MessageHandler] = {}
 
 def mule_msg(message: Any, mule_id: int | None = None) -> JobHandle:
     """Send ``message`` to mule ``mule_id``, or to the first free mule."""
-    return submit_background(Job(mule_function(mule_id), [message]),
-                             job_settings().client_servers)
+    return submit_background(Job(mule_function(mule_id), [message]), job_settings().client_servers)
 
 
 def farm_msg(farm_name: str, message: Any) -> JobHandle:
     """Send ``message`` to the first free member of farm ``farm_name``."""
-    return submit_background(Job(farm_function(farm_name), [message]),
-                             job_settings().client_servers)
+    return submit_background(
+        Job(farm_function(farm_name), [message]), job_settings().client_servers
+    )
 
 
 def _handler_for(function: str) -> Callable[[MessageHandler], MessageHandler]:
     def register(handler: MessageHandler) -> MessageHandler:
         _handlers[function] = handler
         return handler
+
     return register
 
 
@@ -95,8 +105,10 @@ def _deliver(function: str, call: Call) -> Any:
     if handler is None and function.startswith(MULE_FUNCTION + "."):
         handler = _handlers.get(MULE_FUNCTION)
     if handler is None:
-        raise WorkFailed(f"a message for {function}, which has no handler: decorate one with "
-                         "@farm(NAME) or @mulemsg()")
+        raise WorkFailed(
+            f"a message for {function}, which has no handler: decorate one with "
+            "@farm(NAME) or @mulemsg()"
+        )
     return handler(call.args[0])
 
 
@@ -105,5 +117,7 @@ def member_tasks(farms: Sequence[str], mule_id: int | None) -> list[RegisteredTa
     functions = [farm_function(name) for name in farms]
     if mule_id is not None:
         functions += [MULE_FUNCTION, mule_function(mule_id)]
-    return [RegisteredTask(function, "mules", _deliver, functools.partial(_deliver, function))
-            for function in functions]
+    return [
+        RegisteredTask(function, "mules", _deliver, functools.partial(_deliver, function))
+        for function in functions
+    ]

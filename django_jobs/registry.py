@@ -49,13 +49,17 @@ _tasks: dict[str, RegisteredTask] = {}
 
 
 def default_name(function: Callable[..., Any]) -> str:
-    parts = [part for part in function.__module__.split(".")
-             if part not in (WORKERS_PACKAGE, LEGACY_JOBS_MODULE)]
+    parts = [
+        part
+        for part in function.__module__.split(".")
+        if part not in (WORKERS_PACKAGE, LEGACY_JOBS_MODULE)
+    ]
     return ".".join([*parts, function.__name__])
 
 
-def register(function: F, name: str | None, queue: str | None,
-             run: Callable[[Call], Any] | None = None) -> RegisteredTask:
+def register(
+    function: F, name: str | None, queue: str | None, run: Callable[[Call], Any] | None = None
+) -> RegisteredTask:
     """Record ``function`` as a task; returns the record."""
     task = RegisteredTask(name or default_name(function), queue or DEFAULT_QUEUE, function, run)
     try:
@@ -76,8 +80,9 @@ def gearman_task(function: F, /) -> F: ...
 def gearman_task(*, name: str | None = None, queue: str | None = None) -> Callable[[F], F]: ...
 
 
-def gearman_task(function: F | None = None, /, *, name: str | None = None,
-                 queue: str | None = None) -> F | Callable[[F], F]:
+def gearman_task(
+    function: F | None = None, /, *, name: str | None = None, queue: str | None = None
+) -> F | Callable[[F], F]:
     """Register a task; usable as ``@gearman_task`` or ``@gearman_task(name=..., queue=...)``."""
     if function is not None:
         return _register(function, None, None)

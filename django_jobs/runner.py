@@ -33,8 +33,9 @@ def current_job() -> WorkerJob:
         raise RuntimeError("current_job() is only available inside a running task") from None
 
 
-def job_runner(task: RegisteredTask, serializer: str,
-               after_job: Callable[[], None] = lambda: None) -> Callable[[WorkerJob], bytes]:
+def job_runner(
+    task: RegisteredTask, serializer: str, after_job: Callable[[], None] = lambda: None
+) -> Callable[[WorkerJob], bytes]:
     """The worker callback for ``task``; ``after_job`` runs once each job is settled."""
 
     def run(job: WorkerJob) -> bytes:
@@ -44,8 +45,13 @@ def job_runner(task: RegisteredTask, serializer: str,
         try:
             result = dumps_result(task.execute(loads_call(job.data, serializer)), serializer)
         except Exception as exc:
-            log.error("job %s %s failed after %.1f ms", task.name, job.handle,
-                      (time.monotonic() - started) * 1000, exc_info=True)
+            log.error(
+                "job %s %s failed after %.1f ms",
+                task.name,
+                job.handle,
+                (time.monotonic() - started) * 1000,
+                exc_info=True,
+            )
             if isinstance(exc, WorkFailed):
                 raise
             report = "".join(traceback.format_exception_only(exc)).strip()
@@ -54,8 +60,9 @@ def job_runner(task: RegisteredTask, serializer: str,
             _current_job.reset(token)
             close_old_connections()
             after_job()
-        log.info("job %s %s done in %.1f ms", task.name, job.handle,
-                 (time.monotonic() - started) * 1000)
+        log.info(
+            "job %s %s done in %.1f ms", task.name, job.handle, (time.monotonic() - started) * 1000
+        )
         return result
 
     return run

@@ -59,8 +59,15 @@ def timing_fields(kind: str, setup: dict[str, Any]) -> tuple[str, ...]:
 class ScheduledTask(Task):
     """A task the broker runs on a schedule; calling it registers (arms) the schedule."""
 
-    def __init__(self, function: Callable[..., Any], executor: TaskExecutor,
-                 setup: dict[str, Any], *, kind: str, lazy: bool) -> None:
+    def __init__(
+        self,
+        function: Callable[..., Any],
+        executor: TaskExecutor,
+        setup: dict[str, Any],
+        *,
+        kind: str,
+        lazy: bool,
+    ) -> None:
         # Refuse a bad timing at import, not at the first worker start; a lazy timer
         # may get its seconds from add_setup() before it is armed.
         if not (lazy and kind == "timer" and not setup.get("seconds")):
@@ -76,7 +83,8 @@ class ScheduledTask(Task):
         self.lazy = lazy
         self._takes_signum = any(
             parameter.kind in (parameter.POSITIONAL_ONLY, parameter.POSITIONAL_OR_KEYWORD)
-            for parameter in inspect.signature(function).parameters.values())
+            for parameter in inspect.signature(function).parameters.values()
+        )
         _scheduled[self.name] = self
 
     def add_setup(self, **setup: Any) -> None:
@@ -110,14 +118,17 @@ class ScheduledTask(Task):
         try:
             fields = self.fields()
         except ValueError as exc:
-            raise ValueError(f"{self.name} cannot be armed: {exc} (lazy timers take "
-                             "add_setup(seconds=...) before they are called)") from None
+            raise ValueError(
+                f"{self.name} cannot be armed: {exc} (lazy timers take "
+                "add_setup(seconds=...) before they are called)"
+            ) from None
         check_served(self._registered)
         settings = job_settings()
         payload = dumps_call([], {}, settings.serializer, self.setup)
         with Client(servers) as client:
-            return client.submit_schedule(settings.wire_name(self.name), payload,
-                                          unique=self.unique, fields=fields)
+            return client.submit_schedule(
+                settings.wire_name(self.name), payload, unique=self.unique, fields=fields
+            )
 
     def run_job(self, received: Call) -> Any:
         if not received.args and self._takes_signum:
@@ -133,9 +144,14 @@ def _arm_on_worker_start(sender: object, tasks: list[RegisteredTask], **_: Any) 
     """A starting worker registers the non-lazy schedules of the tasks it serves, in the
     background so that an unreachable broker delays the schedules, not the jobs."""
     servers = job_settings().worker_servers
-    register_in_background([(scheduled.name, functools.partial(scheduled.arm, servers))
-                            for task in tasks if (scheduled := _scheduled.get(task.name))
-                            and not scheduled.lazy], log)
+    register_in_background(
+        [
+            (scheduled.name, functools.partial(scheduled.arm, servers))
+            for task in tasks
+            if (scheduled := _scheduled.get(task.name)) and not scheduled.lazy
+        ],
+        log,
+    )
 
 
 worker_started.connect(_arm_on_worker_start, dispatch_uid="django_jobs.schedules")
@@ -144,22 +160,38 @@ worker_started.connect(_arm_on_worker_start, dispatch_uid="django_jobs.schedules
 Decorator = Callable[[Callable[..., Any]], ScheduledTask]
 
 
-def timer(seconds: int = 0, iterations: int | None = None, *, lazy: bool = False,
-          executor: TaskExecutor = TaskExecutor.AUTO, **setup: Any) -> Decorator:
+def timer(
+    seconds: int = 0,
+    iterations: int | None = None,
+    *,
+    lazy: bool = False,
+    executor: TaskExecutor = TaskExecutor.AUTO,
+    **setup: Any,
+) -> Decorator:
     """Run every ``seconds`` seconds (``iterations`` times in all, None: forever)."""
     timing = {"seconds": seconds, "iterations": iterations}
-    return lambda function: ScheduledTask(function, executor, {**setup, **timing},
-                                          kind="timer", lazy=lazy)
+    return lambda function: ScheduledTask(
+        function, executor, {**setup, **timing}, kind="timer", lazy=lazy
+    )
 
 
-def cron(minute: int | str = -1, hour: int | str = -1, day: int | str = -1,
-         month: int | str = -1, dayweek: int | str = -1, *, lazy: bool = False,
-         executor: TaskExecutor = TaskExecutor.AUTO, **setup: Any) -> Decorator:
+def cron(
+    minute: int | str = -1,
+    hour: int | str = -1,
+    day: int | str = -1,
+    month: int | str = -1,
+    dayweek: int | str = -1,
+    *,
+    lazy: bool = False,
+    executor: TaskExecutor = TaskExecutor.AUTO,
+    **setup: Any,
+) -> Decorator:
     """Run when the broker's local time matches: uWSGI's numbers (-1 any, -N every N) or
     cron text per field ("1-5", "*/10")."""
     timing = dict(zip(CRON_KEYS, (minute, hour, day, month, dayweek), strict=True))
-    return lambda function: ScheduledTask(function, executor, {**setup, **timing},
-                                          kind="cron", lazy=lazy)
+    return lambda function: ScheduledTask(
+        function, executor, {**setup, **timing}, kind="cron", lazy=lazy
+    )
 
 
 def timer_lazy(*args: Any, **kwargs: Any) -> Decorator:

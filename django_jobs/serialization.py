@@ -28,8 +28,10 @@ from typing import Any, NamedTuple
 from broker.errors import BrokerError
 
 TYPE_KEY = "__type__"
-SUPPORTED = ("None, bool, int, float, str, list, tuple, dict, datetime, date, time, "
-             "timedelta, Decimal, UUID, bytes")
+SUPPORTED = (
+    "None, bool, int, float, str, list, tuple, dict, datetime, date, time, "
+    "timedelta, Decimal, UUID, bytes"
+)
 _PICKLE_PROTOCOL = 2  # readable by the Python 2 workers of django-gearman
 
 
@@ -83,16 +85,23 @@ def to_json(value: Any, path: str = "value") -> Any:
             return {key: to_json(item, f"{path}[{key!r}]") for key, item in value.items()}
         for key in value:
             if isinstance(key, list | tuple | dict):
-                raise PayloadError(f"{path} has the key {key!r}; a payload's dict keys must "
-                                   "be scalars")
-        return _tagged("dict", [[to_json(key, f"{path} key {key!r}"),
-                                 to_json(item, f"{path}[{key!r}]")]
-                                for key, item in value.items()])
+                raise PayloadError(
+                    f"{path} has the key {key!r}; a payload's dict keys must be scalars"
+                )
+        return _tagged(
+            "dict",
+            [
+                [to_json(key, f"{path} key {key!r}"), to_json(item, f"{path}[{key!r}]")]
+                for key, item in value.items()
+            ],
+        )
     for kind, name, encode in _ENCODERS:
         if isinstance(value, kind):
             return _tagged(name, encode(value))
-    raise PayloadError(f"{path} is a {type(value).__name__}, which a job payload cannot "
-                       f"carry; supported: {SUPPORTED}")
+    raise PayloadError(
+        f"{path} is a {type(value).__name__}, which a job payload cannot "
+        f"carry; supported: {SUPPORTED}"
+    )
 
 
 def _from_tagged(obj: dict[str, Any]) -> Any:
@@ -128,8 +137,12 @@ class Call(NamedTuple):
     setup: dict[str, Any]
 
 
-def dumps_call(args: list[Any] | tuple[Any, ...], kwargs: dict[str, Any],
-               serializer: str = "json", setup: dict[str, Any] | None = None) -> bytes:
+def dumps_call(
+    args: list[Any] | tuple[Any, ...],
+    kwargs: dict[str, Any],
+    serializer: str = "json",
+    setup: dict[str, Any] | None = None,
+) -> bytes:
     """Encode a task call; raises ``PayloadError`` naming the argument that cannot go."""
     call: dict[str, Any] = {"args": list(args), "kwargs": kwargs}
     if setup:
@@ -145,17 +158,23 @@ def loads_call(data: bytes, serializer: str = "json") -> Call:
         return Call([], {}, {})
     if _looks_like_pickle(data):
         if serializer != "pickle":
-            raise PayloadError("this payload is a pickle; it is only decoded with "
-                               "GEARMAN_SERIALIZER = 'pickle', for trusted producers")
+            raise PayloadError(
+                "this payload is a pickle; it is only decoded with "
+                "GEARMAN_SERIALIZER = 'pickle', for trusted producers"
+            )
         call = pickle.loads(data, encoding="latin1")
     else:
         call = _loads_json(data)
     if not isinstance(call, dict) or set(call) - {"args", "kwargs", "setup"}:
-        raise PayloadError('a job payload is {"args": [...], "kwargs": {...}}, got '
-                           f"{call!r:.200}")
+        raise PayloadError(
+            f'a job payload is {{"args": [...], "kwargs": {{...}}}}, got {call!r:.200}'
+        )
     args, kwargs, setup = call.get("args") or [], call.get("kwargs") or {}, call.get("setup") or {}
-    if not isinstance(args, list | tuple) or not isinstance(kwargs, dict) or not isinstance(
-            setup, dict):
+    if (
+        not isinstance(args, list | tuple)
+        or not isinstance(kwargs, dict)
+        or not isinstance(setup, dict)
+    ):
         raise PayloadError(f"args must be a list, kwargs and setup dicts, got {call!r:.200}")
     return Call(list(args), kwargs, setup)
 

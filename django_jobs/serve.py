@@ -57,24 +57,32 @@ class WorkerProcess:
     def run(self) -> int:
         """Serve until stopped; returns the number of jobs done."""
         settings = job_settings()
-        gearman = Worker(settings.worker_servers, client_id=self.client_id,
-                         prefetch=self.prefetch)
+        gearman = Worker(settings.worker_servers, client_id=self.client_id, prefetch=self.prefetch)
         self._gearman = gearman
         for task in self.tasks:
-            gearman.register(settings.wire_name(task.name),
-                             job_runner(task, settings.serializer, self._after_job),
-                             timeout=self.timeout)
+            gearman.register(
+                settings.wire_name(task.name),
+                job_runner(task, settings.serializer, self._after_job),
+                timeout=self.timeout,
+            )
         previous = {sig: signal.signal(sig, self._on_signal) for sig in STOP_SIGNALS}
         try:
-            worker_started.send(WorkerProcess, app=self.worker.app, worker=self.worker.worker,
-                                tasks=self.tasks)
+            worker_started.send(
+                WorkerProcess, app=self.worker.app, worker=self.worker.worker, tasks=self.tasks
+            )
             done = gearman.work(max_jobs=self.max_jobs)
             if self.max_jobs is not None and done >= self.max_jobs:
                 self.reason = "max_jobs"
-            log.info("worker %s.%s stopping (%s) after %d jobs", self.worker.app,
-                     self.worker.worker, self.reason, done)
-            worker_stopping.send(WorkerProcess, app=self.worker.app, worker=self.worker.worker,
-                                 reason=self.reason)
+            log.info(
+                "worker %s.%s stopping (%s) after %d jobs",
+                self.worker.app,
+                self.worker.worker,
+                self.reason,
+                done,
+            )
+            worker_stopping.send(
+                WorkerProcess, app=self.worker.app, worker=self.worker.worker, reason=self.reason
+            )
         finally:
             for sig, handler in previous.items():
                 signal.signal(sig, handler)
@@ -86,19 +94,26 @@ class WorkerProcess:
             return
         resident = rss_bytes()
         if resident > self.max_memory:
-            log.warning("resident memory %d MiB is over --max-memory %d MiB; exiting for a "
-                        "fresh process", resident >> 20, self.max_memory >> 20)
+            log.warning(
+                "resident memory %d MiB is over --max-memory %d MiB; exiting for a fresh process",
+                resident >> 20,
+                self.max_memory >> 20,
+            )
             self.reason = "max_memory"
             self._gearman.stop()
 
     def _on_signal(self, signum: int, frame: FrameType | None) -> None:
         for sig in STOP_SIGNALS:
             signal.signal(sig, self._on_second_signal)
-        log.info("%s: finishing the running job, then exiting (send it again to stop now)",
-                 signal.Signals(signum).name)
+        log.info(
+            "%s: finishing the running job, then exiting (send it again to stop now)",
+            signal.Signals(signum).name,
+        )
         self._gearman.stop()
 
     def _on_second_signal(self, signum: int, frame: FrameType | None) -> None:
-        log.warning("%s again: exiting now; the broker requeues a background job cut off here",
-                    signal.Signals(signum).name)
+        log.warning(
+            "%s again: exiting now; the broker requeues a background job cut off here",
+            signal.Signals(signum).name,
+        )
         raise SystemExit(128 + signum)

@@ -61,11 +61,20 @@ def collect(host: str, *, timeout: float = 5.0) -> ServerReport:
         with AdminClient(host, timeout=timeout) as admin:
             report.version = admin.version()
             report.tasks = sorted(
-                (TaskRow(s.name, s.workers, s.running, max(s.total - s.running, 0))
-                 for s in admin.status()), key=lambda row: row.name)
+                (
+                    TaskRow(s.name, s.workers, s.running, max(s.total - s.running, 0))
+                    for s in admin.status()
+                ),
+                key=lambda row: row.name,
+            )
             report.workers = sorted(
-                (WorkerRow(w.ip, w.functions, w.client_id, w.fd)
-                 for w in admin.workers() if w.functions), key=lambda row: row.tasks)
+                (
+                    WorkerRow(w.ip, w.functions, w.client_id, w.fd)
+                    for w in admin.workers()
+                    if w.functions
+                ),
+                key=lambda row: row.tasks,
+            )
         with Client([host], timeout=timeout, connect_timeout=timeout) as client:
             report.ping = client.ping(host)
     except (BrokerError, OSError) as exc:
@@ -93,11 +102,13 @@ def render(report: ServerReport) -> str:
     tasks.align["Task Name"] = "l"
     for task in report.tasks:
         tasks.add_row([task.name, task.workers, task.running, task.queued])
-    unserved = "".join(f"\n! {task.name}: {task.queued} queued, no worker registered"
-                       for task in report.tasks if task.queued and not task.workers)
+    unserved = "".join(
+        f"\n! {task.name}: {task.queued} queued, no worker registered"
+        for task in report.tasks
+        if task.queued and not task.workers
+    )
     workers = PrettyTable(WORKER_COLUMNS)
     workers.align["Registered Tasks"] = "l"
     for worker in report.workers:
         workers.add_row([worker.ip, ",".join(worker.tasks), worker.client_id, worker.fd])
-    return "\n\n".join([server.get_string(), tasks.get_string() + unserved,
-                        workers.get_string()])
+    return "\n\n".join([server.get_string(), tasks.get_string() + unserved, workers.get_string()])

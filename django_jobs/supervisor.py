@@ -57,17 +57,23 @@ class Layout:
 
 
 def _environment(layout: Layout) -> str:
-    values = {"PYTHONUNBUFFERED": "1", "DJANGO_SETTINGS_MODULE": layout.settings_module,
-              **layout.environment}
+    values = {
+        "PYTHONUNBUFFERED": "1",
+        "DJANGO_SETTINGS_MODULE": layout.settings_module,
+        **layout.environment,
+    }
     # supervisord's syntax: KEY="value" pairs; % must be doubled (Python string expansion).
     return ",".join(f'{key}="{value.replace("%", "%%")}"' for key, value in values.items())
 
 
-def _program(name: str, command: list[str], numprocs: int, layout: Layout,
-             priority: int) -> list[str]:
-    lines = [f"[program:{name}]",
-             f"command={shlex.join(command)}",
-             f"directory={layout.project_dir}"]
+def _program(
+    name: str, command: list[str], numprocs: int, layout: Layout, priority: int
+) -> list[str]:
+    lines = [
+        f"[program:{name}]",
+        f"command={shlex.join(command)}",
+        f"directory={layout.project_dir}",
+    ]
     if numprocs > 1:
         lines += ["process_name=%(program_name)s_%(process_num)02d", f"numprocs={numprocs}"]
     log_name = "%(program_name)s_%(process_num)02d" if numprocs > 1 else "%(program_name)s"
@@ -101,12 +107,17 @@ def render(pools: Iterable[Pool], layout: Layout) -> str:
     for pool in pools:
         if pool.numprocs < 1:
             continue
-        sections.append(_program(pool.program, [layout.python, manage, *pool.arguments()],
-                                 pool.numprocs, layout, 100))
+        sections.append(
+            _program(
+                pool.program, [layout.python, manage, *pool.arguments()], pool.numprocs, layout, 100
+            )
+        )
         groups.setdefault(pool.app, []).append(pool.program)
     for app, programs in groups.items():
         sections.append([f"[group:{app}]", f"programs={','.join(programs)}"])
-    header = ["; Written by manage.py gearman_supervisor_config; include it from supervisord.conf",
-              "; ([include] files = ...). supervisorctl restart APP:* redeploys an app's pools.",
-              ""]
+    header = [
+        "; Written by manage.py gearman_supervisor_config; include it from supervisord.conf",
+        "; ([include] files = ...). supervisorctl restart APP:* redeploys an app's pools.",
+        "",
+    ]
     return "\n".join(header + ["\n".join(section) + "\n" for section in sections])

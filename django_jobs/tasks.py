@@ -46,28 +46,38 @@ from django_jobs.registry import register
 from django_jobs.serialization import Call
 
 log = logging.getLogger("django_jobs.tasks")
-__all__ = ["SPOOL_IGNORE", "SPOOL_OK", "SPOOL_RETRY", "NoConsumer", "QueueFull",
-           "RetryTaskException", "TaskCall", "TaskExecutor", "get_current_task", "task"]
+__all__ = [
+    "SPOOL_IGNORE",
+    "SPOOL_OK",
+    "SPOOL_RETRY",
+    "NoConsumer",
+    "QueueFull",
+    "RetryTaskException",
+    "TaskCall",
+    "TaskExecutor",
+    "get_current_task",
+    "task",
+]
 
 # Setup keys with a meaning here; any other key is kept and travels with the task.
 DEFAULT_SETUP: dict[str, Any] = {
-    "retry_count": 0,        # retries after the first run
-    "retry_timeout": 0.0,    # seconds before the first retry
-    "retry_backoff": 1.0,    # each further retry waits this many times longer
-    "retry_jitter": 0.0,     # +- this fraction of the delay, at random
+    "retry_count": 0,  # retries after the first run
+    "retry_timeout": 0.0,  # seconds before the first retry
+    "retry_backoff": 1.0,  # each further retry waits this many times longer
+    "retry_jitter": 0.0,  # +- this fraction of the delay, at random
     "spooler_return": False,  # the function returns SPOOL_OK / SPOOL_RETRY / SPOOL_IGNORE
     "working_dir": None,
-    "priority": None,        # "high", "normal", "low" or digits (run as high); delayed: normal
+    "priority": None,  # "high", "normal", "low" or digits (run as high); delayed: normal
     "queue": None,
-    "mule": None,            # MULE executor: this mule's id (None: the first free mule)
-    "farm": None,            # MULE executor: this farm instead of a mule
+    "mule": None,  # MULE executor: this mule's id (None: the first free mule)
+    "farm": None,  # MULE executor: this farm instead of a mule
 }
 
 
 # uwsgi_tasks setup keys about uWSGI's spool files, which a task here does not have.
 REFUSED_SETUP = {
     "spooler": "a task goes to the workers serving its name; pick them with queue=... "
-               "and gearman_worker -q",
+    "and gearman_worker -q",
     "message_dict": "a task's arguments travel as JSON; pass them as arguments",
 }
 
@@ -102,8 +112,9 @@ class RetryTaskException(BrokerError):
     """Raised by a task to run again later: ``count`` sets the retry budget (retries after
     the first run), ``timeout`` the delay before this retry (seconds or a timedelta)."""
 
-    def __init__(self, count: int | None = None,
-                 timeout: float | dt.timedelta | None = None) -> None:
+    def __init__(
+        self, count: int | None = None, timeout: float | dt.timedelta | None = None
+    ) -> None:
         super().__init__(f"retry requested (count={count}, timeout={timeout})")
         self.count = count
         self.timeout = timeout
@@ -133,8 +144,9 @@ def get_current_task() -> TaskCall | None:
 class TaskCall:
     """One call of a task: what calling a task returns and ``get_current_task()`` gives."""
 
-    def __init__(self, task: Task, args: list[Any], kwargs: dict[str, Any],
-                 setup: dict[str, Any]) -> None:
+    def __init__(
+        self, task: Task, args: list[Any], kwargs: dict[str, Any], setup: dict[str, Any]
+    ) -> None:
         self.task = task
         self.args = args
         self.kwargs = kwargs
@@ -190,8 +202,9 @@ class TaskCall:
 
     def __call__(self, *args: Any, **kwargs: Any) -> TaskCall:
         """Queue the same task again with new arguments, this call's setup and buffer."""
-        again = TaskCall(self.task, list(args), kwargs,
-                         {**self.setup, "attempt": 1, "buffer": dict(self.buffer)})
+        again = TaskCall(
+            self.task, list(args), kwargs, {**self.setup, "attempt": 1, "buffer": dict(self.buffer)}
+        )
         return self.task.enqueue(again)
 
     def retries_left(self) -> int:
@@ -206,20 +219,24 @@ class TaskCall:
 class Task:
     """What ``@task`` returns: call it (or ``.delay``) to queue, ``.apply`` to run inline."""
 
-    served_by = ("it is a django_jobs task, which `manage.py gearman_worker` serves (for a "
-                 "timer beside spool handlers use broker.uwsgidecorators.timer)")
+    served_by = (
+        "it is a django_jobs task, which `manage.py gearman_worker` serves (for a "
+        "timer beside spool handlers use broker.uwsgidecorators.timer)"
+    )
     """Why ``spoolgear spooler`` refuses to treat it as a uwsgi_tasks handler."""
 
-    def __init__(self, function: Callable[..., Any], executor: TaskExecutor,
-                 setup: dict[str, Any]) -> None:
+    def __init__(
+        self, function: Callable[..., Any], executor: TaskExecutor, setup: dict[str, Any]
+    ) -> None:
         try:  # a bad setup fails the import, not a web request
             check_setup(setup)
         except ValueError as exc:
             raise ValueError(f"@task {function.__qualname__}: {exc}") from None
         self.function = function
         self.executor = executor
-        self._registered = register(function, setup.get("name"), setup.get("queue"),
-                                    run=self.run_job)
+        self._registered = register(
+            function, setup.get("name"), setup.get("queue"), run=self.run_job
+        )
         self.name = self._registered.name
         self.setup = {key: value for key, value in setup.items() if key != "name"}
         if "retry_timeout" in self.setup:
@@ -248,7 +265,8 @@ class Task:
             call.handle = _submit(call, job_settings().client_servers)
         except ConnectionFailed:
             if self.executor is TaskExecutor.SPOOLER or not getattr(
-                    settings, "GEARMAN_TASKS_INLINE_FALLBACK", True):
+                settings, "GEARMAN_TASKS_INLINE_FALLBACK", True
+            ):
                 raise
             log.warning("no Gearman server answered; running %s inline", self.name)
             self._run_inline(call)
@@ -267,8 +285,9 @@ class Task:
         except RetryTaskException as exc:
             if exc.count is not None:  # the whole budget, so raising it again always ends
                 call.retry_count = exc.count
-            self._retry(call, "RetryTaskException",
-                        None if exc.timeout is None else _seconds(exc.timeout))
+            self._retry(
+                call, "RetryTaskException", None if exc.timeout is None else _seconds(exc.timeout)
+            )
             return None
         except Exception:
             self._retry(call, traceback.format_exc(), None)
@@ -279,8 +298,10 @@ class Task:
             self._retry(call, "returned SPOOL_RETRY", None)
             return None
         if call.setup["spooler_return"] and result not in (SPOOL_OK, SPOOL_IGNORE):
-            raise WorkFailed(f"{self.name} has spooler_return=True but returned {result!r}, "
-                             "not SPOOL_OK, SPOOL_RETRY or SPOOL_IGNORE")
+            raise WorkFailed(
+                f"{self.name} has spooler_return=True but returned {result!r}, "
+                "not SPOOL_OK, SPOOL_RETRY or SPOOL_IGNORE"
+            )
         return result
 
     def _retry(self, call: TaskCall, reason: str, delay: float | None) -> None:
@@ -290,11 +311,18 @@ class Task:
         success: a crash in between runs the attempt twice, never zero times.
         """
         if call.retries_left() <= 0:
-            raise WorkFailed(f"{self.name} failed on attempt {call.attempt} of "
-                             f"{call.retry_count + 1}: {reason}")
+            raise WorkFailed(
+                f"{self.name} failed on attempt {call.attempt} of {call.retry_count + 1}: {reason}"
+            )
         delay = call.retry_delay() if delay is None else delay
-        log.warning("%s attempt %d of %d: %s; again in %.1f s", self.name, call.attempt,
-                    call.retry_count + 1, reason.strip().splitlines()[-1], delay)
+        log.warning(
+            "%s attempt %d of %d: %s; again in %.1f s",
+            self.name,
+            call.attempt,
+            call.retry_count + 1,
+            reason.strip().splitlines()[-1],
+            delay,
+        )
         call.setup["attempt"] = call.attempt + 1
         call.handle = _submit(call, job_settings().worker_servers, delay)
 
@@ -328,12 +356,16 @@ def submit_background(job: Job, servers: tuple[str, ...]) -> JobHandle:
         handle: JobHandle = client.submit_jobs([job], background=True)[0]
     except ServerError as exc:
         if exc.code == "QUEUE_ERROR":
-            raise QueueFull(f"{job.name} refused the job: its queue is full (the broker's "
-                            "--transient-max-queue or maxqueue); its consumers are behind, "
-                            "add workers or retry later") from None
+            raise QueueFull(
+                f"{job.name} refused the job: its queue is full (the broker's "
+                "--transient-max-queue or maxqueue); its consumers are behind, "
+                "add workers or retry later"
+            ) from None
         if exc.code == "NO_WORKERS":
-            raise NoConsumer(f"{job.name} refused the job: no process serves it (start "
-                             "`manage.py gearman_worker --farm NAME` or `--mule ID`)") from None
+            raise NoConsumer(
+                f"{job.name} refused the job: no process serves it (start "
+                "`manage.py gearman_worker --farm NAME` or `--mule ID`)"
+            ) from None
         raise
     return handle
 
@@ -354,22 +386,34 @@ def _submit(call: TaskCall, servers: tuple[str, ...], delay: float | None = None
     if call.task.executor is TaskExecutor.MULE:
         name = farm_function(setup["farm"]) if setup["farm"] else mule_function(setup["mule"])
         setup["task"] = call.task.name
-    job = Job(name, call.args, call.kwargs,
-              priority=None if at is not None else setup.get("priority"), at=at, setup=setup)
+    job = Job(
+        name,
+        call.args,
+        call.kwargs,
+        priority=None if at is not None else setup.get("priority"),
+        at=at,
+        setup=setup,
+    )
     return submit_background(job, servers)
 
 
 @overload
-def task(function: Callable[..., Any], /, *, executor: TaskExecutor = ...,
-         **setup: Any) -> Task: ...
+def task(
+    function: Callable[..., Any], /, *, executor: TaskExecutor = ..., **setup: Any
+) -> Task: ...
 @overload
-def task(function: None = None, /, *, executor: TaskExecutor = ...,
-         **setup: Any) -> Callable[[Callable[..., Any]], Task]: ...
+def task(
+    function: None = None, /, *, executor: TaskExecutor = ..., **setup: Any
+) -> Callable[[Callable[..., Any]], Task]: ...
 
 
-def task(function: Callable[..., Any] | None = None, /, *,
-         executor: TaskExecutor = TaskExecutor.AUTO,
-         **setup: Any) -> Task | Callable[[Callable[..., Any]], Task]:
+def task(
+    function: Callable[..., Any] | None = None,
+    /,
+    *,
+    executor: TaskExecutor = TaskExecutor.AUTO,
+    **setup: Any,
+) -> Task | Callable[[Callable[..., Any]], Task]:
     """``@task`` or ``@task(executor=..., retry_count=..., at=..., queue=..., name=...)``."""
     if function is not None:
         return Task(function, executor, setup)

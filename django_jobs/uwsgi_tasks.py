@@ -25,9 +25,21 @@ from django_jobs.tasks import (
     task,
 )
 
-__all__ = ["SPOOL_IGNORE", "SPOOL_OK", "SPOOL_RETRY", "RetryTaskException", "TaskExecutor",
-           "cron", "cron_lazy", "django_setup", "get_current_task", "set_uwsgi_callbacks",
-           "task", "timer", "timer_lazy"]
+__all__ = [
+    "SPOOL_IGNORE",
+    "SPOOL_OK",
+    "SPOOL_RETRY",
+    "RetryTaskException",
+    "TaskExecutor",
+    "cron",
+    "cron_lazy",
+    "django_setup",
+    "get_current_task",
+    "set_uwsgi_callbacks",
+    "task",
+    "timer",
+    "timer_lazy",
+]
 
 
 def set_uwsgi_callbacks() -> None:

@@ -34,8 +34,11 @@ from broker.uwsgi_client import send_spool  # noqa: E402
 
 # Programs the generated config runs: mail x2, video, reports, spooler.
 EXPECTED_WORKERS = 5
-SIGNUPS = [("ada@example.com", "Ada"), ("grace@example.com", "Grace"),
-           ("linus@example.com", "Linus")]
+SIGNUPS = [
+    ("ada@example.com", "Ada"),
+    ("grace@example.com", "Grace"),
+    ("linus@example.com", "Linus"),
+]
 
 
 def step(title: str) -> None:
@@ -52,9 +55,22 @@ def wait_for(what: str, condition: Callable[[], bool], timeout: float = 30.0) ->
 
 def start_broker(run_dir: Path) -> tuple[subprocess.Popen[str], str, str]:
     broker = subprocess.Popen(
-        [sys.executable, "-m", "broker.cli", "serve", "--port", "0",
-         "--store", f"sqlite:{run_dir / 'jobs.db'}", "--uwsgi-socket", "127.0.0.1:0"],
-        cwd=ROOT, stdout=subprocess.PIPE, text=True)
+        [
+            sys.executable,
+            "-m",
+            "broker.cli",
+            "serve",
+            "--port",
+            "0",
+            "--store",
+            f"sqlite:{run_dir / 'jobs.db'}",
+            "--uwsgi-socket",
+            "127.0.0.1:0",
+        ],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
     assert broker.stdout is not None
     banner = broker.stdout.readline().strip()
     print(banner)
@@ -63,8 +79,13 @@ def start_broker(run_dir: Path) -> tuple[subprocess.Popen[str], str, str]:
 
 
 def manage(*args: str) -> str:
-    done = subprocess.run([sys.executable, "manage.py", *args], cwd=PROJECT, text=True,
-                          capture_output=True, timeout=120)
+    done = subprocess.run(
+        [sys.executable, "manage.py", *args],
+        cwd=PROJECT,
+        text=True,
+        capture_output=True,
+        timeout=120,
+    )
     if done.returncode != 0:
         raise SystemExit(f"manage.py {' '.join(args)} failed:\n{done.stderr}")
     return done.stdout
@@ -95,12 +116,17 @@ def submit_jobs(uwsgi_address: str) -> None:
         print(f"  queued send_welcome_mail({address!r}) as {call.handle.handle}")
     step("a long foreground job reporting progress (WORK_STATUS)")
     with GearmanClient() as client:
-        result = client.submit_job("store.video.transcode", "intro.mov", steps=20,
-                                   step_seconds=0.05, on_status=progress_bar, timeout=60)
+        result = client.submit_job(
+            "store.video.transcode",
+            "intro.mov",
+            steps=20,
+            step_seconds=0.05,
+            on_status=progress_bar,
+            timeout=60,
+        )
     print(f"{chr(10) if sys.stdout.isatty() else ''}  result: {result}")
     step("a uWSGI spool packet (modifier1 17) on the uWSGI front door")
-    send_spool(uwsgi_address, {b"ud_spool_func": b"import_products",
-                               b"file": b"catalogue.csv"})
+    send_spool(uwsgi_address, {b"ud_spool_func": b"import_products", b"file": b"catalogue.csv"})
     print("  spooled import_products(file=catalogue.csv): acknowledged once stored")
 
 
@@ -111,16 +137,22 @@ def show_results(run_dir: Path, address: str) -> None:
     wait_for("three mails", lambda: mail_dir.exists() and len(list(mail_dir.iterdir())) == 3)
     wait_for("the spool import", imported.exists)
     wait_for("a timer firing", stock.exists)
-    recipients = sorted(line.split(": ", 1)[1] for message in mail_dir.iterdir()
-                        for line in message.read_text().splitlines() if line.startswith("To: "))
+    recipients = sorted(
+        line.split(": ", 1)[1]
+        for message in mail_dir.iterdir()
+        for line in message.read_text().splitlines()
+        if line.startswith("To: ")
+    )
     print(f"  mail written by the file backend to: {', '.join(recipients)}")
     print(f"  spool handler: {imported.read_text().strip()}")
     print(f"  timer: {stock.read_text().splitlines()[0]}")
     with AdminClient(address) as admin:
         for schedule in admin.show_schedules():
             next_run = time.strftime("%H:%M:%S", time.localtime(schedule.next_run))
-            print(f"  schedule {schedule.function}: {schedule.spec}, fired {schedule.fired} "
-                  f"time(s), next at {next_run}")
+            print(
+                f"  schedule {schedule.function}: {schedule.spec}, fired {schedule.fired} "
+                f"time(s), next at {next_run}"
+            )
 
 
 def main() -> int:
@@ -129,19 +161,39 @@ def main() -> int:
     (run_dir / "logs").mkdir()
     step("the broker")
     broker, address, uwsgi_address = start_broker(run_dir)
-    os.environ.update(GEARMAN_SERVERS=address, EXAMPLE_RUN_DIR=str(run_dir),
-                      DJANGO_SETTINGS_MODULE="exampleshop.settings")
+    os.environ.update(
+        GEARMAN_SERVERS=address,
+        EXAMPLE_RUN_DIR=str(run_dir),
+        DJANGO_SETTINGS_MODULE="exampleshop.settings",
+    )
     try:
         step("worker pools under supervisord (manage.py gearman_supervisor_config)")
         programs = run_dir / "programs.conf"
-        manage("gearman_supervisor_config", "--numprocs", "1", "--pool", "store.mail=2",
-               "--log-dir", str(run_dir / "logs"), "--env", f"GEARMAN_SERVERS={address}",
-               "--env", f"EXAMPLE_RUN_DIR={run_dir}", "--spooler", "store.spool",
-               "-o", str(programs))
+        manage(
+            "gearman_supervisor_config",
+            "--numprocs",
+            "1",
+            "--pool",
+            "store.mail=2",
+            "--log-dir",
+            str(run_dir / "logs"),
+            "--env",
+            f"GEARMAN_SERVERS={address}",
+            "--env",
+            f"EXAMPLE_RUN_DIR={run_dir}",
+            "--spooler",
+            "store.spool",
+            "-o",
+            str(programs),
+        )
         with Supervisord(run_dir, programs) as supervisord, AdminClient(address) as admin:
-            wait_for("the workers registering and staying up",
-                     lambda: len(admin.workers()) >= EXPECTED_WORKERS
-                     and len(supervisord.pids()) == EXPECTED_WORKERS)
+            wait_for(
+                "the workers registering and staying up",
+                lambda: (
+                    len(admin.workers()) >= EXPECTED_WORKERS
+                    and len(supervisord.pids()) == EXPECTED_WORKERS
+                ),
+            )
             print(supervisord.ctl("status").stdout.rstrip())
             submit_jobs(uwsgi_address)
             show_results(run_dir, address)

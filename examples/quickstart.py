@@ -44,8 +44,11 @@ def show_status(admin: AdminClient, title: str) -> None:
 
 def main() -> int:
     store = Path(tempfile.mkdtemp(prefix="spoolgear-demo-")) / "jobs.db"
-    broker = subprocess.Popen([sys.executable, "-m", "broker.cli", "serve", "--port", "0",
-                               "--store", f"sqlite:{store}"], stdout=subprocess.PIPE, text=True)
+    broker = subprocess.Popen(
+        [sys.executable, "-m", "broker.cli", "serve", "--port", "0", "--store", f"sqlite:{store}"],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
     assert broker.stdout is not None
     banner = broker.stdout.readline().strip()
     print(banner)

@@ -43,13 +43,17 @@ class Supervisord:
         # A unix socket path must stay under ~100 bytes, so it lives in a short directory.
         self._socket_dir = Path(tempfile.mkdtemp(prefix="sg-"))
         self.config = run_dir / "supervisord.conf"
-        self.config.write_text(MAIN_CONFIG.format(socket=self._socket_dir / "sock",
-                                                  run_dir=run_dir, programs=programs))
+        self.config.write_text(
+            MAIN_CONFIG.format(socket=self._socket_dir / "sock", run_dir=run_dir, programs=programs)
+        )
         self.process: subprocess.Popen[bytes] | None = None
 
     def __enter__(self) -> Supervisord:
-        self.process = subprocess.Popen([BIN / "supervisord", "-c", self.config],
-                                        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        self.process = subprocess.Popen(
+            [BIN / "supervisord", "-c", self.config],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
         deadline = time.monotonic() + 20
         while self.ctl("pid").returncode != 0:
             if self.process.poll() is not None or time.monotonic() > deadline:
@@ -57,13 +61,21 @@ class Supervisord:
             time.sleep(0.1)
         return self
 
-    def __exit__(self, kind: type[BaseException] | None, error: BaseException | None,
-                 traceback: TracebackType | None) -> None:
+    def __exit__(
+        self,
+        kind: type[BaseException] | None,
+        error: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
         self.shutdown()
 
     def ctl(self, *args: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run([BIN / "supervisorctl", "-c", self.config, *args],
-                              capture_output=True, text=True, timeout=120)
+        return subprocess.run(
+            [BIN / "supervisorctl", "-c", self.config, *args],
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
 
     def shutdown(self, timeout: float = 120) -> int:
         """Stop every program (gracefully: their stopsignal) and supervisord itself."""

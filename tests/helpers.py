@@ -46,8 +46,9 @@ class RunningBroker:
         """``listening`` is the broker's ``spoolgear listening gearman=... uwsgi=...`` line."""
         self.process = process
         bound = [word.split("=", 1) for word in listening.split()[2:]]
-        self.port = int(next(address for name, address in bound if name == "gearman")
-                        .rsplit(":", 1)[1])
+        self.port = int(
+            next(address for name, address in bound if name == "gearman").rsplit(":", 1)[1]
+        )
         self.address = f"127.0.0.1:{self.port}"
         self.uwsgi = [address for name, address in bound if name == "uwsgi"]
 
@@ -57,8 +58,13 @@ def run_broker(*args: str) -> Iterator[RunningBroker]:
     """A real ``spoolgear serve`` on a free port; fails the test if it logged a traceback."""
     if "--store" not in args:
         args = ("--store", "memory:", *args)
-    process = subprocess.Popen([*SPOOLGEAR, "serve", "--port", "0", *args], cwd=ROOT,
-                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    process = subprocess.Popen(
+        [*SPOOLGEAR, "serve", "--port", "0", *args],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     assert process.stdout is not None
     line = process.stdout.readline()
     if not line.startswith("spoolgear listening"):
@@ -81,9 +87,11 @@ def run_gearmand(*args: str) -> Iterator[int]:
     """Debian's gearmand 1.1.20 on a free port (single I/O thread), for differential tests."""
     binary = require_peer("gearmand")
     port = free_port()
-    process = subprocess.Popen([binary, "-p", str(port), "-L", "127.0.0.1", "-t", "1",
-                                "--log-file=none", *args],
-                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    process = subprocess.Popen(
+        [binary, "-p", str(port), "-L", "127.0.0.1", "-t", "1", "--log-file=none", *args],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     try:
         wait_for_port(port)
         yield port

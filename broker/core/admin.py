@@ -56,8 +56,9 @@ class AdminCommands:
     commands; ``verbose`` is the log level name reported by ``verbose``.
     """
 
-    def __init__(self, broker: Broker, *, verbose: str,
-                 request_shutdown: Callable[[bool], None]) -> None:
+    def __init__(
+        self, broker: Broker, *, verbose: str, request_shutdown: Callable[[bool], None]
+    ) -> None:
         self.broker = broker
         self.verbose = verbose.upper().encode()
         self.request_shutdown = request_shutdown
@@ -87,8 +88,10 @@ class AdminCommands:
         return command(session, words)
 
     def _status(self, session: Session, words: list[bytes]) -> bytes:
-        lines = [b"%s\t%d\t%d\t%d\n" % (f.name, f.total, f.running, len(f.workers))
-                 for f in self.broker.functions.values()]
+        lines = [
+            b"%s\t%d\t%d\t%d\n" % (f.name, f.total, f.running, len(f.workers))
+            for f in self.broker.functions.values()
+        ]
         lines.append(b".\n")
         return b"".join(lines)
 
@@ -96,8 +99,9 @@ class AdminCommands:
         lines = []
         for f in self.broker.functions.values():
             high, normal, low = (f.waiting(priority) for priority in Priority)
-            lines.append(b"%s\t%d\t%d\t%d\t%d\n"
-                         % (f.name, high, normal + f.delayed, low, len(f.workers)))
+            lines.append(
+                b"%s\t%d\t%d\t%d\t%d\n" % (f.name, high, normal + f.delayed, low, len(f.workers))
+            )
         lines.append(b".\n")
         return b"".join(lines)
 
@@ -114,18 +118,24 @@ class AdminCommands:
         if not what:
             return _unknown(words[0])
         if what == [b"jobs"]:
-            lines = [b"%s\t%d\t%d\t%d\n" % (job.handle, job.retries, job.ignored, job.background)
-                     for job in self.broker.jobs.values()]
+            lines = [
+                b"%s\t%d\t%d\t%d\n" % (job.handle, job.retries, job.ignored, job.background)
+                for job in self.broker.jobs.values()
+            ]
         elif what == [b"unique", b"jobs"]:
             lines = [job.unique + b"\n" for job in self.broker.jobs.values()]
         elif what == [b"failed"]:
-            lines = [b"%s\t%s\t%d\t%d\t%s\n" % (handle, f.function, f.attempts, f.failed_at,
-                                                 _one_line(f.error))
-                     for handle, f in self.broker.failed.items()]
+            lines = [
+                b"%s\t%s\t%d\t%d\t%s\n"
+                % (handle, f.function, f.attempts, f.failed_at, _one_line(f.error))
+                for handle, f in self.broker.failed.items()
+            ]
         elif what == [b"schedules"]:
-            lines = [b"%s\t%s\t%s\t%s\t%d\t%d\n" % (s.handle, s.function, s.unique,
-                                                   s.spec.text.encode(), s.next_run, s.fired)
-                     for s in self.broker.schedules.values()]
+            lines = [
+                b"%s\t%s\t%s\t%s\t%d\t%d\n"
+                % (s.handle, s.function, s.unique, s.spec.text.encode(), s.next_run, s.fired)
+                for s in self.broker.schedules.values()
+            ]
         else:
             return b"ERR UNKNOWN_SHOW_ARGUMENTS\r\n"
         lines.append(b".\n")

@@ -346,8 +346,9 @@ class Broker:
 
     def _submit_epoch(self, session: Session, packet: Packet) -> None:
         name, unique, epoch, data = packet.args
-        self.submit(session, name, unique, data, Priority.NORMAL, True,
-                    when=float(leading_int(epoch)))
+        self.submit(
+            session, name, unique, data, Priority.NORMAL, True, when=float(leading_int(epoch))
+        )
 
     def submit(
         self,
@@ -394,9 +395,13 @@ class Broker:
         if limit > 0 and function.total >= limit:
             self._refuse(session, b"QUEUE_ERROR", b"Job queue is full")
             return None
-        if (not when and self.queued_bytes + len(data) > self.settings.max_queued_bytes
-                and not (self.pager is not None and background and not function.transient
-                         and unique != b"-")):
+        if (
+            not when
+            and self.queued_bytes + len(data) > self.settings.max_queued_bytes
+            and not (
+                self.pager is not None and background and not function.transient and unique != b"-"
+            )
+        ):
             self._refuse(session, b"QUEUE_ERROR", b"Job queue is full")
             return None
         if function.transient and self._unserved(function):
@@ -444,10 +449,16 @@ class Broker:
         rank = job.priority
         queue = self._queue(function, rank)
         pager = self.pager
-        if (pager is not None and self._spillable(job)
-                and (function.spilled.get(rank) or len(queue) >= pager.window
-                     or function.held_bytes.get(rank, 0) >= pager.store.page_bytes
-                     or self.queued_bytes >= self.settings.max_queued_bytes)):
+        if (
+            pager is not None
+            and self._spillable(job)
+            and (
+                function.spilled.get(rank)
+                or len(queue) >= pager.window
+                or function.held_bytes.get(rank, 0) >= pager.store.page_bytes
+                or self.queued_bytes >= self.settings.max_queued_bytes
+            )
+        ):
             self._spill(job)
             return
         queue.append(job)
@@ -519,8 +530,14 @@ class Broker:
             self._refuse(session, b"ARGUMENT_TOO_LARGE", b"Unique value too large")
             return
         spec = parse_fields([field.decode("ascii", "replace") for field in fields])
-        existing = next((s for s in self.schedules.values()
-                         if unique and (s.function, s.unique) == (name, unique)), None)
+        existing = next(
+            (
+                s
+                for s in self.schedules.values()
+                if unique and (s.function, s.unique) == (name, unique)
+            ),
+            None,
+        )
         if existing is None or (existing.spec.text, existing.data) != (spec.text, data):
             next_run = spec.next_after(self.clock())  # may refuse: then nothing changed
             handle = self._new_handle() if existing is None else existing.handle
@@ -541,9 +558,17 @@ class Broker:
 
     def _store_schedule(self, schedule: Schedule) -> None:
         if self.journal is not None:
-            self.journal.schedule_added(StoredSchedule(
-                handle_number(schedule.handle), schedule.function, schedule.unique,
-                schedule.data, schedule.spec.text, schedule.next_run, schedule.fired))
+            self.journal.schedule_added(
+                StoredSchedule(
+                    handle_number(schedule.handle),
+                    schedule.function,
+                    schedule.unique,
+                    schedule.data,
+                    schedule.spec.text,
+                    schedule.next_run,
+                    schedule.fired,
+                )
+            )
 
     def _on_due(self, item: Job | Schedule, now: float) -> None:
         """A delayed job became runnable, or a schedule's time came."""
@@ -561,8 +586,7 @@ class Broker:
         in the same batch, so a crash can neither repeat nor lose a firing."""
         if schedule.cancelled:
             return
-        self.submit(None, schedule.function, schedule.unique, schedule.data,
-                    Priority.NORMAL, True)
+        self.submit(None, schedule.function, schedule.unique, schedule.data, Priority.NORMAL, True)
         schedule.fired += 1
         if schedule.fired == iterations(schedule.spec):
             self.cancel(schedule.handle)
@@ -659,8 +683,10 @@ class Broker:
         limit = self.settings.job_retries if limit is None else limit
         if limit and job.retries >= limit:
             # One attempt needs no count: a task's own "attempt 4 of 4" stays unambiguous.
-            self._give_up(job, reason if job.retries == 1
-                          else f"{reason}; gave up after {job.retries} attempts")
+            self._give_up(
+                job,
+                reason if job.retries == 1 else f"{reason}; gave up after {job.retries} attempts",
+            )
             return
         log.info("requeueing job %s (%s)", job.handle.decode(), reason)
         if not job.clients and not job.background:
@@ -670,12 +696,16 @@ class Broker:
         self._enqueue(job)
 
     def _give_up(self, job: Job, error: str) -> None:
-        log.warning("job %s of %s failed: %s", job.handle.decode(),
-                    job.function.name.decode(), error)
+        log.warning(
+            "job %s of %s failed: %s", job.handle.decode(), job.function.name.decode(), error
+        )
         if job.background:
             self._record_failure(job, error)
-        self._finish(job, [(client, encode_packet(T.WORK_FAIL, job.handle))
-                           for client in job.clients], stored=not job.background)
+        self._finish(
+            job,
+            [(client, encode_packet(T.WORK_FAIL, job.handle)) for client in job.clients],
+            stored=not job.background,
+        )
 
     def _detach(self, job: Job) -> None:
         """Take a job away from the worker holding it."""
@@ -723,11 +753,13 @@ class Broker:
         if kind is T.GRAB_JOB:
             reply = encode_packet(T.JOB_ASSIGN, job.handle, function.name, job.data)
         elif kind is T.GRAB_JOB_ALL and job.reducer:
-            reply = encode_packet(T.JOB_ASSIGN_ALL, job.handle, function.name, job.unique,
-                                  job.reducer, job.data)
+            reply = encode_packet(
+                T.JOB_ASSIGN_ALL, job.handle, function.name, job.unique, job.reducer, job.data
+            )
         else:
-            reply = encode_packet(T.JOB_ASSIGN_UNIQ, job.handle, function.name, job.unique,
-                                  job.data)
+            reply = encode_packet(
+                T.JOB_ASSIGN_UNIQ, job.handle, function.name, job.unique, job.data
+            )
         self.send(session, reply)
 
     def _take_job(self, session: Session) -> Job | None:
@@ -761,11 +793,13 @@ class Broker:
 
     def _spilling(self, session: Session) -> bool:
         """Whether jobs of the worker's functions wait in the store (a page may come)."""
-        return any(function.spilled.get(rank) for rank, candidates in self._candidates(session)
-                   for _, function in candidates)
+        return any(
+            function.spilled.get(rank)
+            for rank, candidates in self._candidates(session)
+            for _, function in candidates
+        )
 
-    def _candidates(self, session: Session) -> Iterator[
-            tuple[int, Iterator[tuple[int, Function]]]]:
+    def _candidates(self, session: Session) -> Iterator[tuple[int, Iterator[tuple[int, Function]]]]:
         """Per rank in priority order, the worker's functions that may have work there, in
         round-robin order from where it left off. Each rank costs the smaller of its
         ready functions and the worker's functions, never their product."""
@@ -777,18 +811,25 @@ class Broker:
             if ready:
                 yield rank, self._ready_abilities(session, rank, ready, count)
 
-    def _ready_abilities(self, session: Session, rank: int, ready: dict[Function, None],
-                         count: int) -> Iterator[tuple[int, Function]]:
+    def _ready_abilities(
+        self, session: Session, rank: int, ready: dict[Function, None], count: int
+    ) -> Iterator[tuple[int, Function]]:
         start = session.round_robin
         positions = session.positions
         if len(ready) < count:
-            mine = [(index, function) for function in list(ready)
-                    if (index := positions.get(function)) is not None]
+            mine = [
+                (index, function)
+                for function in list(ready)
+                if (index := positions.get(function)) is not None
+            ]
             mine.sort(key=lambda pair: (pair[0] - start) % count)
         else:
             abilities = session.abilities
-            mine = [(index, abilities[index]) for offset in range(count)
-                    if abilities[index := (start + offset) % count] in ready]
+            mine = [
+                (index, abilities[index])
+                for offset in range(count)
+                if abilities[index := (start + offset) % count] in ready
+            ]
         for index, function in mine:
             if function.queues.get(rank) or function.spilled.get(rank):
                 yield index, function
@@ -816,7 +857,8 @@ class Broker:
         if first and job.worker is worker and worker.has_input():
             # The answer may be in there (the broker was paused, say): read it first, once.
             job.timer = self.call_later(
-                TIMEOUT_RECHECK, lambda: self._on_job_timeout(job, worker, first=False))
+                TIMEOUT_RECHECK, lambda: self._on_job_timeout(job, worker, first=False)
+            )
             return
         if job.worker is worker and self.jobs.get(job.handle) is job:
             log.warning("job %s exceeded its CAN_DO_TIMEOUT", job.handle.decode())
@@ -860,10 +902,16 @@ class Broker:
             return
         if kind is not T.WORK_COMPLETE and job.background:
             # Run again while attempts are left, then keep it in the failed list.
-            error = (packet.args[1].decode("utf-8", "replace") if kind is T.WORK_EXCEPTION
-                     else "WORK_FAIL")
-            self.requeue(job, reason=error or "WORK_EXCEPTION",
-                         limit=self._failure_attempts(job.function.name))
+            error = (
+                packet.args[1].decode("utf-8", "replace")
+                if kind is T.WORK_EXCEPTION
+                else "WORK_FAIL"
+            )
+            self.requeue(
+                job,
+                reason=error or "WORK_EXCEPTION",
+                limit=self._failure_attempts(job.function.name),
+            )
             return
         data = encode_packet(kind, *packet.args)
         if kind is T.WORK_EXCEPTION:
@@ -876,8 +924,9 @@ class Broker:
         retries = self.settings.retry_failures
         return retries.get(name) or retries.get(b"*", 1) if retries else 1
 
-    def _finish(self, job: Job, replies: list[tuple[Session, bytes]], *,
-                stored: bool = True) -> None:
+    def _finish(
+        self, job: Job, replies: list[tuple[Session, bytes]], *, stored: bool = True
+    ) -> None:
         """End a job: send the final packets, then remove every trace of it
         (from the store too, unless ``stored`` is false because that was done)."""
         for client, data in replies:
@@ -926,8 +975,9 @@ class Broker:
             else:
                 job.function.queues[job.priority].remove(job)
                 self._hold(job.function, job.priority, -len(job.data))
-        self._finish(job, [(client, encode_packet(T.WORK_FAIL, job.handle))
-                           for client in job.clients])
+        self._finish(
+            job, [(client, encode_packet(T.WORK_FAIL, job.handle)) for client in job.clients]
+        )
         return True
 
     def _is_delayed(self, job: Job) -> bool:
@@ -936,9 +986,19 @@ class Broker:
     # ------------------------------------------------------------------ the failed list
 
     def _record_failure(self, job: Job, error: str) -> None:
-        self.failed.add(job.handle, FailedJob(handle_number(job.handle), job.function.name,
-                                              job.unique, job.data, job.priority, job.retries,
-                                              error, self.clock()))
+        self.failed.add(
+            job.handle,
+            FailedJob(
+                handle_number(job.handle),
+                job.function.name,
+                job.unique,
+                job.data,
+                job.priority,
+                job.retries,
+                error,
+                self.clock(),
+            ),
+        )
 
     def retry_failed(self, handle: bytes | None) -> int:
         """Queue failed jobs again as new background jobs (all when ``handle`` is None)."""
@@ -996,9 +1056,15 @@ class Broker:
         one run at start-up, then the schedule resumes from now."""
         spec = parse_stored(stored.spec)
         # A past next run is due at once; 0 was written before next runs were stored.
-        schedule = Schedule(self._stored_handle(stored.number), stored.function, stored.unique,
-                            stored.data, spec, stored.next_run or spec.next_after(now),
-                            stored.fired)
+        schedule = Schedule(
+            self._stored_handle(stored.number),
+            stored.function,
+            stored.unique,
+            stored.data,
+            spec,
+            stored.next_run or spec.next_after(now),
+            stored.fired,
+        )
         self._add_schedule(schedule)
 
     def _stored_handle(self, number: int) -> bytes:
@@ -1006,8 +1072,16 @@ class Broker:
 
     def _adopt(self, function: Function, stored: StoredJob, when: float) -> Job:
         """A job object, indexed, for a job read from the store."""
-        job = Job(self._stored_handle(stored.number), function, stored.unique,
-                  stored.data, stored.priority, True, when, stored.reducer)
+        job = Job(
+            self._stored_handle(stored.number),
+            function,
+            stored.unique,
+            stored.data,
+            stored.priority,
+            True,
+            when,
+            stored.reducer,
+        )
         job.retries = stored.attempts
         key = coalesce_key(stored.function, stored.unique, stored.data)
         self._index(job, None if key in self.uniques else key)
@@ -1033,10 +1107,13 @@ class Broker:
         assert self.pager is not None
         held = len(self._queue(function, priority))
         window = self.pager.window
-        if (function.spilled[priority] and held <= window // 2
-                and function.held_bytes.get(priority, 0) <= self.pager.store.page_bytes // 2
-                and self.pager.want_page((function.name, priority), window - held)
-                and self.on_output is not None):
+        if (
+            function.spilled[priority]
+            and held <= window // 2
+            and function.held_bytes.get(priority, 0) <= self.pager.store.page_bytes // 2
+            and self.pager.want_page((function.name, priority), window - held)
+            and self.on_output is not None
+        ):
             self.on_output()  # end the turn, where the committer sends the request out
 
     def take_page_requests(self) -> list[PageRequest]:
@@ -1089,7 +1166,7 @@ class Broker:
         prefix = self._handle_prefix
         if self.pager is None or not handle.startswith(prefix):
             return None
-        number = handle[len(prefix):]
+        number = handle[len(prefix) :]
         if not number.isdigit() or len(number) > 18:  # no handle number is that long
             return None
         return self._spilled_row(self.pager.store.find(int(number)))
@@ -1126,8 +1203,9 @@ class Broker:
             reply = encode_packet(T.STATUS_RES, handle, known, b"0", b"0", b"0")
         else:
             running = b"1" if job.worker is not None else b"0"
-            reply = encode_packet(T.STATUS_RES, handle, b"1", running, job.numerator,
-                                  job.denominator)
+            reply = encode_packet(
+                T.STATUS_RES, handle, b"1", running, job.numerator, job.denominator
+            )
         self.send(session, reply)
 
     def _get_status_unique(self, session: Session, packet: Packet) -> None:
@@ -1141,8 +1219,15 @@ class Broker:
             reply = encode_packet(T.STATUS_RES_UNIQUE, unique, known, b"0", b"0", b"0", b"0")
         else:
             running = b"1" if job.worker is not None else b"0"
-            reply = encode_packet(T.STATUS_RES_UNIQUE, unique, b"1", running, job.numerator,
-                                  job.denominator, b"%d" % len(job.clients))
+            reply = encode_packet(
+                T.STATUS_RES_UNIQUE,
+                unique,
+                b"1",
+                running,
+                job.numerator,
+                job.denominator,
+                b"%d" % len(job.clients),
+            )
         self.send(session, reply)
 
     def _echo(self, session: Session, packet: Packet) -> None:
@@ -1154,8 +1239,9 @@ class Broker:
             session.exceptions = True
             self.send(session, encode_packet(T.OPTION_RES, name))
         else:
-            self.send(session, error_packet(b"UNKNOWN_OPTION",
-                                            b"Server does not recognize given option"))
+            self.send(
+                session, error_packet(b"UNKNOWN_OPTION", b"Server does not recognize given option")
+            )
 
     def _set_client_id(self, session: Session, packet: Packet) -> None:
         session.client_id = packet.args[0][:MAX_CLIENT_ID_SIZE] or b"-"

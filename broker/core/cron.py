@@ -13,8 +13,13 @@ from dataclasses import dataclass
 
 from broker.errors import ProtocolError
 
-_FIELDS = (("minute", 0, 59), ("hour", 0, 23), ("day of month", 1, 31), ("month", 1, 12),
-           ("day of week", 0, 7))
+_FIELDS = (
+    ("minute", 0, 59),
+    ("hour", 0, 23),
+    ("day of month", 1, 31),
+    ("month", 1, 12),
+    ("day of week", 0, 7),
+)
 # Searching further than this for a matching day means the expression never fires.
 _MAX_DAYS_AHEAD = 366 * 5
 
@@ -33,11 +38,15 @@ def _parse_field(text: str, name: str, low: int, high: int) -> frozenset[int]:
             else:
                 start = end = int(span)
         except ValueError:
-            raise ProtocolError(f"bad cron {name} field {text!r}", code=b"INVALID_ARGUMENTS",
-                                close=False) from None
+            raise ProtocolError(
+                f"bad cron {name} field {text!r}", code=b"INVALID_ARGUMENTS", close=False
+            ) from None
         if step < 1 or start < low or end > high or start > end:
-            raise ProtocolError(f"cron {name} field {text!r} is out of range {low}-{high}",
-                                code=b"INVALID_ARGUMENTS", close=False)
+            raise ProtocolError(
+                f"cron {name} field {text!r} is out of range {low}-{high}",
+                code=b"INVALID_ARGUMENTS",
+                close=False,
+            )
         values.update(range(start, end + 1, step))
     return frozenset(values)
 
@@ -56,14 +65,21 @@ class CronSpec:
     @classmethod
     def parse(cls, fields: list[str]) -> CronSpec:
         if len(fields) != 5:
-            raise ProtocolError("a cron schedule has five fields", code=b"INVALID_ARGUMENTS",
-                                close=False)
+            raise ProtocolError(
+                "a cron schedule has five fields", code=b"INVALID_ARGUMENTS", close=False
+            )
         parsed = [_parse_field(text, *spec) for text, spec in zip(fields, _FIELDS, strict=True)]
         weekdays = frozenset(7 if d == 0 else d for d in parsed[4]) | parsed[4]
-        return cls(parsed[0], parsed[1], parsed[2], parsed[3], weekdays,
-                   days_restricted=fields[2] not in ("", "*"),
-                   weekdays_restricted=fields[4] not in ("", "*"),
-                   text=" ".join(f or "*" for f in fields))
+        return cls(
+            parsed[0],
+            parsed[1],
+            parsed[2],
+            parsed[3],
+            weekdays,
+            days_restricted=fields[2] not in ("", "*"),
+            weekdays_restricted=fields[4] not in ("", "*"),
+            text=" ".join(f or "*" for f in fields),
+        )
 
     def _day_matches(self, day: dt.date) -> bool:
         if day.month not in self.months:
@@ -88,5 +104,6 @@ class CronSpec:
                             continue
                         return dt.datetime.combine(day, dt.time(hour, minute)).timestamp()
             day += dt.timedelta(days=1)
-        raise ProtocolError(f"cron schedule {self.text!r} never fires", code=b"INVALID_ARGUMENTS",
-                            close=False)
+        raise ProtocolError(
+            f"cron schedule {self.text!r} never fires", code=b"INVALID_ARGUMENTS", close=False
+        )

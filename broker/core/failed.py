@@ -37,8 +37,9 @@ class FailedList:
             self.journal.job_failed(record)
         if len(self._records) > self.limit:
             oldest = next(iter(self._records))
-            log.warning("failed list is full (%d): forgetting the oldest, %s", self.limit,
-                        oldest.decode())
+            log.warning(
+                "failed list is full (%d): forgetting the oldest, %s", self.limit, oldest.decode()
+            )
             self.pop(oldest)
 
     def pop(self, handle: bytes) -> FailedJob:

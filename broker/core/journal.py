@@ -64,9 +64,18 @@ class Journal:
         return seq
 
     def job_added(self, job: Job) -> None:
-        stored = ops.StoredJob(handle_number(job.handle), job.function.name, job.unique,
-                               job.data, job.priority, job.when, job.reducer, job.retries,
-                               False, self._next_seq())
+        stored = ops.StoredJob(
+            handle_number(job.handle),
+            job.function.name,
+            job.unique,
+            job.data,
+            job.priority,
+            job.when,
+            job.reducer,
+            job.retries,
+            False,
+            self._next_seq(),
+        )
         self.record(ops.AddJob(stored))
 
     def job_running(self, job: Job) -> None:

@@ -104,9 +104,21 @@ class Job:
 class Function:
     """A function name with its queues (one per rank in use) and registered workers."""
 
-    __slots__ = ("delayed", "held_bytes", "idle_since", "kept", "max_queue", "name", "queues",
-                 "running", "spilled", "transient", "wake_position", "workers",
-                 "workers_left_at")
+    __slots__ = (
+        "delayed",
+        "held_bytes",
+        "idle_since",
+        "kept",
+        "max_queue",
+        "name",
+        "queues",
+        "running",
+        "spilled",
+        "transient",
+        "wake_position",
+        "workers",
+        "workers_left_at",
+    )
 
     def __init__(self, name: bytes) -> None:
         self.name = name
@@ -133,8 +145,11 @@ class Function:
 
     def waiting(self, priority: Priority) -> int:
         """Queued jobs reported under one Gearman priority, in memory or left in the store."""
-        return sum(len(queue) + self.spilled[rank] for rank, queue in self.queues.items()
-                   if gearman_priority(rank) is priority)
+        return sum(
+            len(queue) + self.spilled[rank]
+            for rank, queue in self.queues.items()
+            if gearman_priority(rank) is priority
+        )
 
     def limit(self, rank: int) -> int:
         return self.max_queue[gearman_priority(rank)]

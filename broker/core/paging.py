@@ -92,8 +92,14 @@ class Pager:
         """Whether a stored row is one of the ``spilled`` jobs of its queue (not a job
         in memory, running, delayed, or ended with its deletion still uncommitted)."""
         first = self.first_seq.get((row.function, row.priority))
-        return (spilled > 0 and first is not None and row.seq >= first and not row.running
-                and row.run_at == 0 and row.number not in self.vanished)
+        return (
+            spilled > 0
+            and first is not None
+            and row.seq >= first
+            and not row.running
+            and row.run_at == 0
+            and row.number not in self.vanished
+        )
 
     def paged(self, key: QueueKey, last_seq: int | None) -> None:
         """A page for ``key`` arrived; the next one starts after ``last_seq``."""
@@ -102,5 +108,8 @@ class Pager:
             return
         self.first_seq[key] = last_seq + 1
         if self.vanished:
-            self.vanished = {number: (queue, seq) for number, (queue, seq)
-                             in self.vanished.items() if queue != key or seq > last_seq}
+            self.vanished = {
+                number: (queue, seq)
+                for number, (queue, seq) in self.vanished.items()
+                if queue != key or seq > last_seq
+            }

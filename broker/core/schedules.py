@@ -43,12 +43,17 @@ class IntervalSpec:
             seconds = int(words[1])
             iterations = int(words[2].removeprefix("x")) if len(words) == 3 else None
         except (ValueError, IndexError):
-            raise _invalid(f"bad timer {text[:60]!r}: expected '@every SECONDS' or "
-                           "'@every SECONDS xITERATIONS'") from None
+            raise _invalid(
+                f"bad timer {text[:60]!r}: expected '@every SECONDS' or "
+                "'@every SECONDS xITERATIONS'"
+            ) from None
         if not (MIN_INTERVAL_SECONDS <= seconds <= MAX_TIMER_COUNT) or (
-                iterations is not None and not 1 <= iterations <= MAX_TIMER_COUNT):
-            raise _invalid(f"timer {text[:60]!r}: seconds must be {MIN_INTERVAL_SECONDS} to "
-                           f"{MAX_TIMER_COUNT} and iterations 1 to {MAX_TIMER_COUNT}")
+            iterations is not None and not 1 <= iterations <= MAX_TIMER_COUNT
+        ):
+            raise _invalid(
+                f"timer {text[:60]!r}: seconds must be {MIN_INTERVAL_SECONDS} to "
+                f"{MAX_TIMER_COUNT} and iterations 1 to {MAX_TIMER_COUNT}"
+            )
         return cls(seconds, iterations, " ".join(words))
 
     def next_after(self, after: float) -> float:

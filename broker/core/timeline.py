@@ -21,8 +21,12 @@ MAX_TIMER_WAIT = 3600.0
 
 
 class Timeline(Generic[Item]):
-    def __init__(self, call_later: CallLater, clock: Callable[[], float],
-                 on_due: Callable[[Item, float], None]) -> None:
+    def __init__(
+        self,
+        call_later: CallLater,
+        clock: Callable[[], float],
+        on_due: Callable[[Item, float], None],
+    ) -> None:
         self.call_later = call_later
         self.clock = clock
         self.on_due = on_due

@@ -91,7 +91,7 @@ class PacketReader:
             return None
         if buf[pos] != 0:
             if not self.accept_text:
-                raise ProtocolError(f"expected a packet, got text {bytes(buf[pos:pos + 16])!r}")
+                raise ProtocolError(f"expected a packet, got text {bytes(buf[pos : pos + 16])!r}")
             return self._next_line(buf, pos, available)
         if available < HEADER_SIZE:
             return None

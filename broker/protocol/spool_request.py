@@ -66,8 +66,10 @@ def spool_job(block: bytes, body: bytes, *, default_function: bytes) -> SpoolJob
     queue = found.get(b"spooler")
     if queue is not None and queue != DEFAULT_QUEUE.encode():
         if b":" in queue and not queue.startswith(b"/"):
-            raise SpoolRefused(f"spooler {queue[:60]!r} is an address, not a spooler's name: "
-                               "send the request to that address")
+            raise SpoolRefused(
+                f"spooler {queue[:60]!r} is an address, not a spooler's name: "
+                "send the request to that address"
+            )
         name += QUEUE_SEPARATOR + _checked_name(queue, "spooler")
     payload = HEADER.pack(SPOOL_MODIFIER, len(block), 0) + block + body
     return SpoolJob(name, _priority(found.get(b"priority")), _when(found.get(b"at")), payload)
@@ -85,8 +87,9 @@ def _checked_name(value: bytes, what: str) -> bytes:
     if not value or len(value) > MAX_NAME_LENGTH:
         raise SpoolRefused(f"{what} must be 1-{MAX_NAME_LENGTH} bytes, got {len(value)}")
     if not value.isascii() or not value.decode().isprintable() or QUEUE_SEPARATOR in value:
-        raise SpoolRefused(f"{what} {value[:60]!r} must be printable ASCII without "
-                           f"{QUEUE_SEPARATOR.decode()!r}")
+        raise SpoolRefused(
+            f"{what} {value[:60]!r} must be printable ASCII without {QUEUE_SEPARATOR.decode()!r}"
+        )
     return value
 
 
@@ -94,8 +97,9 @@ def _priority(value: bytes | None) -> int | None:
     if value is None:
         return None
     if not value.isdigit() or len(value) > 3 or int(value) > MAX_SPOOL_PRIORITY:
-        raise SpoolRefused(f"priority {value[:60]!r} is not a number from 0 to "
-                           f"{MAX_SPOOL_PRIORITY}")
+        raise SpoolRefused(
+            f"priority {value[:60]!r} is not a number from 0 to {MAX_SPOOL_PRIORITY}"
+        )
     return int(value)
 
 

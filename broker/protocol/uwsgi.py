@@ -60,8 +60,10 @@ def encode_spool(pairs: Iterable[tuple[bytes, bytes]], body: bytes = b"") -> byt
     """A spool file (or, with an empty body, a modifier1 17 packet)."""
     block = encode_vars(pairs)
     if len(block) > MAX_VARS_SIZE:
-        raise ValueError(f"uwsgi vars take {len(block)} bytes, the limit is {MAX_VARS_SIZE}; "
-                         "put large values in the body")
+        raise ValueError(
+            f"uwsgi vars take {len(block)} bytes, the limit is {MAX_VARS_SIZE}; "
+            "put large values in the body"
+        )
     return HEADER.pack(SPOOL_MODIFIER, len(block), 0) + block + body
 
 
@@ -80,6 +82,7 @@ def split_spool(data: bytes) -> tuple[bytes, bytes]:
         raise ProtocolError(f"spool file starts with modifier1 {modifier1}, not 17")
     end = HEADER.size + size
     if len(data) < end:
-        raise ProtocolError(f"spool file is truncated: vars need {size} bytes, "
-                            f"{len(data) - HEADER.size} present")
+        raise ProtocolError(
+            f"spool file is truncated: vars need {size} bytes, {len(data) - HEADER.size} present"
+        )
     return data[HEADER.size : end], data[end:]

@@ -29,8 +29,14 @@ log = logging.getLogger("spoolgear.store")
 
 
 class Committer:
-    def __init__(self, broker: Broker, store: Store, *, commit_delay: float,
-                 on_failure: Callable[[BaseException], None]) -> None:
+    def __init__(
+        self,
+        broker: Broker,
+        store: Store,
+        *,
+        commit_delay: float,
+        on_failure: Callable[[BaseException], None],
+    ) -> None:
         self.broker = broker
         self.store = store
         self.commit_delay = commit_delay
@@ -60,8 +66,7 @@ class Committer:
         self._in_flight = future
         future.add_done_callback(lambda done: self._done(number, requests, done))
 
-    def _write(self, batch: list[Operation],
-               requests: list[PageRequest]) -> list[Page]:
+    def _write(self, batch: list[Operation], requests: list[PageRequest]) -> list[Page]:
         if batch:
             self.store.write(batch)
         if not requests:
@@ -73,13 +78,18 @@ class Committer:
         self._delayed = None
         self.kick()
 
-    def _done(self, number: int, requests: list[PageRequest],
-              future: asyncio.Future[list[Page]]) -> None:
+    def _done(
+        self, number: int, requests: list[PageRequest], future: asyncio.Future[list[Page]]
+    ) -> None:
         self._in_flight = None
         error = future.exception()
         if error is not None:
-            log.critical("%s", error if isinstance(error, StoreUnavailable)
-                         else f"writing to {self.store.describe()} failed: {error}")
+            log.critical(
+                "%s",
+                error
+                if isinstance(error, StoreUnavailable)
+                else f"writing to {self.store.describe()} failed: {error}",
+            )
             self.on_failure(error)
             return
         self.broker.batch_committed(number)

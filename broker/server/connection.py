@@ -36,15 +36,15 @@ class GearmanConnection(asyncio.Protocol):
     """One accepted connection. Reading pauses while the peer does not read our replies,
     and a peer that lets them pile up past ``--max-unread-output`` is cut off."""
 
-    __slots__ = ("broker", "buffered", "partial_since", "reader", "server", "session",
-                 "transport")
+    __slots__ = ("broker", "buffered", "partial_since", "reader", "server", "session", "transport")
 
     def __init__(self, server: BrokerServer) -> None:
         self.server = server
         self.broker = server.broker
         config = server.config
-        self.reader = PacketReader(max_packet_size=config.max_packet_size,
-                                   max_line_length=config.max_admin_line)
+        self.reader = PacketReader(
+            max_packet_size=config.max_packet_size, max_line_length=config.max_admin_line
+        )
         self.partial_since: float | None = None
         """Since when (loop time) a started packet or line has waited for its end."""
         self.buffered = 0
@@ -73,8 +73,11 @@ class GearmanConnection(asyncio.Protocol):
             return
         transport.write(data)
         if transport.get_write_buffer_size() > self.server.config.max_unread_output:
-            log.warning("cutting off %s: %d reply bytes unread (--max-unread-output)",
-                        self.session.host, transport.get_write_buffer_size())
+            log.warning(
+                "cutting off %s: %d reply bytes unread (--max-unread-output)",
+                self.session.host,
+                transport.get_write_buffer_size(),
+            )
             transport.abort()
 
     def data_received(self, data: bytes) -> None:
@@ -117,8 +120,12 @@ class GearmanConnection(asyncio.Protocol):
         server.buffered += pending - self.buffered
         self.buffered = pending
         if pending and server.buffered > server.config.max_pending_bytes:
-            log.warning("closing connection from %s: started packets hold %d bytes in all "
-                        "(--max-pending-bytes)", self.session.host, server.buffered)
+            log.warning(
+                "closing connection from %s: started packets hold %d bytes in all "
+                "(--max-pending-bytes)",
+                self.session.host,
+                server.buffered,
+            )
             self._account(0)
             self.transport.abort()
 
@@ -128,8 +135,11 @@ class GearmanConnection(asyncio.Protocol):
         return started is not None and now - started > self.server.config.packet_timeout
 
     def close_overdue(self) -> None:
-        log.warning("closing connection from %s: no complete packet within %s s "
-                    "(--packet-timeout)", self.session.host, self.server.config.packet_timeout)
+        log.warning(
+            "closing connection from %s: no complete packet within %s s (--packet-timeout)",
+            self.session.host,
+            self.server.config.packet_timeout,
+        )
         self.transport.abort()
 
     def _protocol_error(self, exc: ProtocolError) -> bool:

@@ -43,13 +43,20 @@ class BrokerServer:
         pager = None
         if isinstance(store, PagingStore) and config.queue_window:
             pager = Pager(store, config.queue_window)
-        self.broker = Broker(settings, call_later=self.loop.call_later,
-                             on_output=self._end_turn_soon, journal=journal, pager=pager)
+        self.broker = Broker(
+            settings,
+            call_later=self.loop.call_later,
+            on_output=self._end_turn_soon,
+            journal=journal,
+            pager=pager,
+        )
         self.broker.restore(state)
-        self.committer = Committer(self.broker, store, commit_delay=config.commit_delay,
-                                   on_failure=self._store_failed)
-        self.admin = AdminCommands(self.broker, verbose=config.verbose,
-                                   request_shutdown=self.request_shutdown)
+        self.committer = Committer(
+            self.broker, store, commit_delay=config.commit_delay, on_failure=self._store_failed
+        )
+        self.admin = AdminCommands(
+            self.broker, verbose=config.verbose, request_shutdown=self.request_shutdown
+        )
         self.connections: set[GearmanConnection] = set()
         self._listeners: list[asyncio.Server] = []
         self._ingests: list[SpoolIngest] = []
@@ -96,8 +103,12 @@ class BrokerServer:
         self._sweep_interval = min(1.0, self.config.packet_timeout / 4)
         self.loop.call_later(self._sweep_interval, self._sweep)
         listener = await self.loop.create_server(
-            lambda: GearmanConnection(self), self.config.listen, self.config.port,
-            reuse_address=True, backlog=1024)
+            lambda: GearmanConnection(self),
+            self.config.listen,
+            self.config.port,
+            reuse_address=True,
+            backlog=1024,
+        )
         self._listeners.append(listener)
         host, port = listener.sockets[0].getsockname()[:2]
         bound = [f"gearman={host}:{port}"]
@@ -114,12 +125,14 @@ class BrokerServer:
         if isinstance(target, str):
             if os.path.exists(target) and stat.S_ISSOCK(os.stat(target).st_mode):
                 os.unlink(target)  # left by a previous run
-            listener = await self.loop.create_unix_server(lambda: SpoolConnection(self), target,
-                                                          backlog=1024)
+            listener = await self.loop.create_unix_server(
+                lambda: SpoolConnection(self), target, backlog=1024
+            )
             self._listeners.append(listener)
             return target
-        listener = await self.loop.create_server(lambda: SpoolConnection(self), *target,
-                                                 reuse_address=True, backlog=1024)
+        listener = await self.loop.create_server(
+            lambda: SpoolConnection(self), *target, reuse_address=True, backlog=1024
+        )
         self._listeners.append(listener)
         host, port = listener.sockets[0].getsockname()[:2]
         return f"{host}:{port}"
@@ -167,13 +180,18 @@ class BrokerServer:
 async def serve(config: ServerConfig, out: TextIO = sys.stdout) -> None:
     """Run a broker until it is asked to stop (signal or admin ``shutdown``)."""
     store = open_store(config.store, page_bytes=config.page_bytes)
-    state = await asyncio.get_running_loop().run_in_executor(None, store.load,
-                                                             config.queue_window)
+    state = await asyncio.get_running_loop().run_in_executor(None, store.load, config.queue_window)
     for problem in state.problems:
         log.error("%s", problem)
-    log.info("loaded %d jobs (%d more left in the store until needed), %d schedules and "
-             "%d failed jobs from %s", len(state.jobs), sum(q.count for q in state.spilled),
-             len(state.schedules), len(state.failed), store.describe())
+    log.info(
+        "loaded %d jobs (%d more left in the store until needed), %d schedules and "
+        "%d failed jobs from %s",
+        len(state.jobs),
+        sum(q.count for q in state.spilled),
+        len(state.schedules),
+        len(state.failed),
+        store.describe(),
+    )
     server = BrokerServer(config, store, state)
     bound = await server.start()
     server.install_signal_handlers()

@@ -33,8 +33,9 @@ SPOOLED = bytes([255, 0, 0, 1])
 REFUSED = bytes([255, 0, 0, 0])
 
 
-def submit_spool_job(server: BrokerServer, job: SpoolJob, fd: int, host: str,
-                     answer: Callable[[bytes | None], None]) -> Session:
+def submit_spool_job(
+    server: BrokerServer, job: SpoolJob, fd: int, host: str, answer: Callable[[bytes | None], None]
+) -> Session:
     """Submit ``job`` on a session of its own; ``answer(handle)`` once the broker has
     stored it, ``answer(None)`` if the broker refused it (a full queue)."""
     broker = server.broker
@@ -43,11 +44,12 @@ def submit_spool_job(server: BrokerServer, job: SpoolJob, fd: int, host: str,
         broker.disconnect(session)
         _magic, kind, _size = packets.HEADER.unpack_from(data)
         stored = kind == packets.PacketType.JOB_CREATED
-        answer(data[packets.HEADER_SIZE:] if stored else None)
+        answer(data[packets.HEADER_SIZE :] if stored else None)
 
     session = broker.connect(on_reply, fd, host)
-    broker.submit(session, job.function, b"", job.payload, spool_rank(job.priority), True,
-                  when=job.when)
+    broker.submit(
+        session, job.function, b"", job.payload, spool_rank(job.priority), True, when=job.when
+    )
     return session
 
 
@@ -68,8 +70,9 @@ class SpoolConnection(asyncio.Protocol):
         peer = transport.get_extra_info("peername")
         if isinstance(peer, tuple):
             self.host = f"{peer[0]}:{peer[1]}"
-        self.timer = asyncio.get_running_loop().call_later(self.config.uwsgi_timeout,
-                                                           self._timed_out)
+        self.timer = asyncio.get_running_loop().call_later(
+            self.config.uwsgi_timeout, self._timed_out
+        )
 
     def data_received(self, data: bytes) -> None:
         if self.answered or self.session is not None:
@@ -83,8 +86,10 @@ class SpoolConnection(asyncio.Protocol):
                 self._drop(f"modifier1 {modifier1} is not a spool request (17)")
                 return
             if size > self.config.uwsgi_max_size:
-                self._drop(f"request block of {size} bytes is over the limit of "
-                           f"{self.config.uwsgi_max_size} (--uwsgi-max-size)")
+                self._drop(
+                    f"request block of {size} bytes is over the limit of "
+                    f"{self.config.uwsgi_max_size} (--uwsgi-max-size)"
+                )
                 return
             self.size = size
         end = HEADER.size + self.size
@@ -92,7 +97,7 @@ class SpoolConnection(asyncio.Protocol):
             return
         self.timer.cancel()
         self.transport.pause_reading()
-        block = bytes(self.buffer[HEADER.size:end])
+        block = bytes(self.buffer[HEADER.size : end])
         self.buffer.clear()
         try:
             job = spool_job(block, b"", default_function=self.config.spool_function.encode())
@@ -101,8 +106,7 @@ class SpoolConnection(asyncio.Protocol):
             self._answer(None)
             return
         sock = self.transport.get_extra_info("socket")
-        self.session = submit_spool_job(self.server, job, sock.fileno(), self.host,
-                                        self._answer)
+        self.session = submit_spool_job(self.server, job, sock.fileno(), self.host, self._answer)
 
     def _answer(self, handle: bytes | None) -> None:
         """Answer, then end our side and read until the sender closes: closing with its
@@ -115,8 +119,9 @@ class SpoolConnection(asyncio.Protocol):
         if self.transport.can_write_eof():
             self.transport.write_eof()
             self.transport.resume_reading()
-            self.timer = asyncio.get_running_loop().call_later(self.config.uwsgi_timeout,
-                                                               self.transport.close)
+            self.timer = asyncio.get_running_loop().call_later(
+                self.config.uwsgi_timeout, self.transport.close
+            )
         else:
             self.transport.close()
 
@@ -124,8 +129,9 @@ class SpoolConnection(asyncio.Protocol):
         return False  # the sender is done: close
 
     def _timed_out(self) -> None:
-        self._drop(f"no complete spool packet within {self.config.uwsgi_timeout} s "
-                   "(--uwsgi-timeout)")
+        self._drop(
+            f"no complete spool packet within {self.config.uwsgi_timeout} s (--uwsgi-timeout)"
+        )
 
     def _drop(self, reason: str) -> None:
         log.warning("closing uwsgi connection from %s without an answer: %s", self.host, reason)
@@ -136,6 +142,7 @@ class SpoolConnection(asyncio.Protocol):
         self.timer.cancel()
         session = self.session
         if session is not None and not session.closed:
-            log.warning("spool request from %s stored, but the sender left before its "
-                        "answer", self.host)
+            log.warning(
+                "spool request from %s stored, but the sender left before its answer", self.host
+            )
             self.server.broker.disconnect(session)

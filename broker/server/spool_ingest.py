@@ -59,8 +59,9 @@ class TakenFile:
     problem: str = ""
 
 
-def take_files(directory: str, skip: set[str], *, limit: int, max_size: int,
-               default_function: bytes) -> list[TakenFile]:
+def take_files(
+    directory: str, skip: set[str], *, limit: int, max_size: int, default_function: bytes
+) -> list[TakenFile]:
     """Lock and read up to ``limit`` spool files not in ``skip`` (blocking: run on a thread).
 
     ``skip`` must hold the files this process already has locked: fcntl locks
@@ -149,10 +150,15 @@ class SpoolIngest:
         while True:
             try:
                 taken = await loop.run_in_executor(
-                    None, lambda: take_files(self.directory, set(self.in_flight),
-                                             limit=config.ingest_batch,
-                                             max_size=config.max_packet_size,
-                                             default_function=config.spool_function.encode()))
+                    None,
+                    lambda: take_files(
+                        self.directory,
+                        set(self.in_flight),
+                        limit=config.ingest_batch,
+                        max_size=config.max_packet_size,
+                        default_function=config.spool_function.encode(),
+                    ),
+                )
             except OSError as exc:
                 log.error("cannot read spool directory %s: %s", self.directory, exc)
                 taken = []
@@ -165,15 +171,17 @@ class SpoolIngest:
             self._reject(item)
             return
         self.in_flight.add(item.path)
-        submit_spool_job(self.server, item.job, item.fd, "spool-dir",
-                         lambda handle: self._stored(item, handle))
+        submit_spool_job(
+            self.server, item.job, item.fd, "spool-dir", lambda handle: self._stored(item, handle)
+        )
 
     def _stored(self, item: TakenFile, handle: bytes | None) -> None:
         self.in_flight.discard(item.path)
         try:
             if handle is None:
-                log.warning("spool file %s refused for now (queue full); trying again later",
-                            item.path)
+                log.warning(
+                    "spool file %s refused for now (queue full); trying again later", item.path
+                )
                 return
             os.unlink(item.path)
             log.info("spool file %s stored as job %s", item.path, handle.decode())
@@ -187,7 +195,11 @@ class SpoolIngest:
             os.rename(item.path, os.path.join(rejected, os.path.basename(item.path)))
             log.error("spool file %s moved to %s: %s", item.path, rejected, item.problem)
         except OSError as exc:
-            log.error("spool file %s cannot become a job (%s) and cannot be moved aside: %s",
-                      item.path, item.problem, exc)
+            log.error(
+                "spool file %s cannot become a job (%s) and cannot be moved aside: %s",
+                item.path,
+                item.problem,
+                exc,
+            )
         finally:
             os.close(item.fd)

@@ -149,13 +149,16 @@ def check_store_url(url: str) -> None:
     scheme, sep, rest = url.partition(":")
     if not sep or scheme not in ("memory", "sqlite", "spool"):
         raise ConfigurationError(
-            f"--store {url!r}: expected memory:, sqlite:PATH or spool:DIRECTORY")
+            f"--store {url!r}: expected memory:, sqlite:PATH or spool:DIRECTORY"
+        )
     if scheme == "sqlite" and not rest:
         raise ConfigurationError(
-            "--store sqlite: needs a file path, e.g. sqlite:/var/lib/spoolgear/jobs.db")
+            "--store sqlite: needs a file path, e.g. sqlite:/var/lib/spoolgear/jobs.db"
+        )
     if scheme == "spool" and not rest:
         raise ConfigurationError(
-            "--store spool: needs a directory, e.g. spool:/var/spool/spoolgear")
+            "--store spool: needs a directory, e.g. spool:/var/spool/spoolgear"
+        )
 
 
 def open_store(url: str, *, page_bytes: int = PAGE_BYTES) -> Store:

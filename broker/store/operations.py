@@ -95,8 +95,17 @@ class ReserveHandles(NamedTuple):
     upto: int
 
 
-Operation = (AddJob | MarkRunning | Requeue | DeleteJob | FailJob | DeleteFailed | AddSchedule
-             | DeleteSchedule | ReserveHandles)
+Operation = (
+    AddJob
+    | MarkRunning
+    | Requeue
+    | DeleteJob
+    | FailJob
+    | DeleteFailed
+    | AddSchedule
+    | DeleteSchedule
+    | ReserveHandles
+)
 
 
 def compact(batch: Sequence[Operation]) -> list[Operation]:

@@ -35,9 +35,13 @@ UWSGI_PREFIX = "uwsgi_spoolfile_on_"
 
 
 def _job_vars(job: ops.StoredJob) -> list[tuple[bytes, bytes]]:
-    pairs = [(b"spoolgear_function", job.function), (b"spoolgear_unique", job.unique),
-             (b"spoolgear_priority", b"%d" % job.priority), (b"spoolgear_seq", b"%d" % job.seq),
-             (b"spoolgear_attempts", b"%d" % job.attempts)]
+    pairs = [
+        (b"spoolgear_function", job.function),
+        (b"spoolgear_unique", job.unique),
+        (b"spoolgear_priority", b"%d" % job.priority),
+        (b"spoolgear_seq", b"%d" % job.seq),
+        (b"spoolgear_attempts", b"%d" % job.attempts),
+    ]
     if job.reducer:
         pairs.append((b"spoolgear_reducer", job.reducer))
     if job.run_at:
@@ -58,25 +62,43 @@ def _priority(values: Vars) -> int:
 
 def _decode_job(path: Path, values: Vars, body: bytes, running: set[int]) -> ops.StoredJob:
     number = int(path.name.removeprefix(JOB_PREFIX))
-    return ops.StoredJob(number, values[b"spoolgear_function"], values[b"spoolgear_unique"],
-                         body, _priority(values), float(values.get(b"at", b"0")),
-                         values.get(b"spoolgear_reducer", b""),
-                         int(values[b"spoolgear_attempts"]), number in running,
-                         int(values[b"spoolgear_seq"]))
+    return ops.StoredJob(
+        number,
+        values[b"spoolgear_function"],
+        values[b"spoolgear_unique"],
+        body,
+        _priority(values),
+        float(values.get(b"at", b"0")),
+        values.get(b"spoolgear_reducer", b""),
+        int(values[b"spoolgear_attempts"]),
+        number in running,
+        int(values[b"spoolgear_seq"]),
+    )
 
 
 def _decode_schedule(path: Path, values: Vars, body: bytes) -> ops.StoredSchedule:
-    return ops.StoredSchedule(int(path.name), values[b"spoolgear_function"],
-                              values[b"spoolgear_unique"], body, values[b"cron"].decode(),
-                              float(values.get(b"next_run", b"0")),
-                              int(values.get(b"fired", b"0")))
+    return ops.StoredSchedule(
+        int(path.name),
+        values[b"spoolgear_function"],
+        values[b"spoolgear_unique"],
+        body,
+        values[b"cron"].decode(),
+        float(values.get(b"next_run", b"0")),
+        int(values.get(b"fired", b"0")),
+    )
 
 
 def _decode_failed(path: Path, values: Vars, body: bytes) -> ops.FailedJob:
-    return ops.FailedJob(int(path.name), values[b"spoolgear_function"],
-                         values[b"spoolgear_unique"], body, _priority(values),
-                         int(values[b"spoolgear_attempts"]), values[b"error"].decode(),
-                         float(values[b"failed_at"]))
+    return ops.FailedJob(
+        int(path.name),
+        values[b"spoolgear_function"],
+        values[b"spoolgear_unique"],
+        body,
+        _priority(values),
+        int(values[b"spoolgear_attempts"]),
+        values[b"error"].decode(),
+        float(values[b"failed_at"]),
+    )
 
 
 class SpoolStore(Store):
@@ -108,17 +130,21 @@ class SpoolStore(Store):
             if path.name.startswith(JOB_PREFIX):
                 job_paths.append(path)
             else:
-                state.problems.append(f"{path}: a uWSGI task, not a spoolgear job; left in "
-                                      "place (use --spool-ingest to take such files)")
+                state.problems.append(
+                    f"{path}: a uWSGI task, not a spoolgear job; left in "
+                    "place (use --spool-ingest to take such files)"
+                )
         state.jobs = self._records(
-            job_paths, lambda path, values, body: _decode_job(path, values, body, running),
-            state.problems)
+            job_paths,
+            lambda path, values, body: _decode_job(path, values, body, running),
+            state.problems,
+        )
         state.jobs.sort(key=lambda job: (job.priority, job.seq))
         state.next_seq = max((job.seq for job in state.jobs), default=0) + 1
-        state.schedules = self._records(sorted(self.schedules.iterdir()), _decode_schedule,
-                                        state.problems)
-        state.failed = self._records(sorted(self.failed.iterdir()), _decode_failed,
-                                     state.problems)
+        state.schedules = self._records(
+            sorted(self.schedules.iterdir()), _decode_schedule, state.problems
+        )
+        state.failed = self._records(sorted(self.failed.iterdir()), _decode_failed, state.problems)
         state.failed.sort(key=lambda failed: failed.failed_at)
         try:
             reserved = int((self.directory / "next_number").read_text())
@@ -127,8 +153,9 @@ class SpoolStore(Store):
         state.next_number = max(reserved, max((j.number for j in state.jobs), default=0) + 1)
         return state
 
-    def _records(self, paths: list[Path], decode: Callable[[Path, Vars, bytes], Record],
-                 problems: list[str]) -> list[Record]:
+    def _records(
+        self, paths: list[Path], decode: Callable[[Path, Vars, bytes], Record], problems: list[str]
+    ) -> list[Record]:
         """Decode each file; one that lacks a field or holds a bad value is set aside."""
         records = []
         for path in paths:
@@ -185,12 +212,19 @@ class SpoolStore(Store):
                 self._remove(self.failed / str(op.number))
             elif isinstance(op, ops.AddSchedule):
                 schedule = op.schedule
-                self._put(self.schedules / str(schedule.number), encode_spool(
-                    [(b"spoolgear_function", schedule.function),
-                     (b"spoolgear_unique", schedule.unique),
-                     (b"cron", schedule.spec.encode()),
-                     (b"next_run", repr(schedule.next_run).encode()),
-                     (b"fired", b"%d" % schedule.fired)], schedule.data))
+                self._put(
+                    self.schedules / str(schedule.number),
+                    encode_spool(
+                        [
+                            (b"spoolgear_function", schedule.function),
+                            (b"spoolgear_unique", schedule.unique),
+                            (b"cron", schedule.spec.encode()),
+                            (b"next_run", repr(schedule.next_run).encode()),
+                            (b"fired", b"%d" % schedule.fired),
+                        ],
+                        schedule.data,
+                    ),
+                )
             elif isinstance(op, ops.DeleteSchedule):
                 self._remove(self.schedules / str(op.number))
             elif isinstance(op, ops.ReserveHandles):
@@ -207,8 +241,9 @@ class SpoolStore(Store):
         return self.directory / f"{JOB_PREFIX}{number}"
 
     def _write_job(self, job: ops.StoredJob) -> None:
-        self._put(self._job_path(job.number), encode_spool(_job_vars(job), job.data),
-                  mtime=job.run_at)
+        self._put(
+            self._job_path(job.number), encode_spool(_job_vars(job), job.data), mtime=job.run_at
+        )
 
     def _remove_job(self, number: int) -> None:
         self._remove(self._job_path(number))
@@ -228,12 +263,20 @@ class SpoolStore(Store):
         self._remove(self.running / str(op.number))
 
     def _write_failed(self, failed: ops.FailedJob) -> None:
-        self._put(self.failed / str(failed.number), encode_spool(
-            [(b"spoolgear_function", failed.function), (b"spoolgear_unique", failed.unique),
-             (b"spoolgear_priority", b"%d" % failed.priority),
-             (b"spoolgear_attempts", b"%d" % failed.attempts),
-             (b"error", failed.error.encode()), (b"failed_at", repr(failed.failed_at).encode())],
-            failed.data))
+        self._put(
+            self.failed / str(failed.number),
+            encode_spool(
+                [
+                    (b"spoolgear_function", failed.function),
+                    (b"spoolgear_unique", failed.unique),
+                    (b"spoolgear_priority", b"%d" % failed.priority),
+                    (b"spoolgear_attempts", b"%d" % failed.attempts),
+                    (b"error", failed.error.encode()),
+                    (b"failed_at", repr(failed.failed_at).encode()),
+                ],
+                failed.data,
+            ),
+        )
 
     def _put(self, path: Path, content: bytes, *, mtime: float = 0.0) -> None:
         """Write ``path`` atomically: locked temporary file, fsync, rename."""

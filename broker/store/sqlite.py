@@ -68,15 +68,20 @@ _JOB_ROW = "(?,?,?,?,?,?,?,?,?,?)"
 # SQL and parameters for the other operations; consecutive operations of one kind go
 # through one executemany.
 _WRITES: dict[type, tuple[str, Callable[[Any], tuple[Any, ...]]]] = {
-    ops.Requeue: ("UPDATE jobs SET running = 0, run_at = 0, attempts = ?, seq = ?"
-                  " WHERE number = ?",
-              lambda op: (op.attempts, op.seq, op.number)),
+    ops.Requeue: (
+        "UPDATE jobs SET running = 0, run_at = 0, attempts = ?, seq = ? WHERE number = ?",
+        lambda op: (op.attempts, op.seq, op.number),
+    ),
     ops.DeleteFailed: ("DELETE FROM failed WHERE number = ?", lambda op: (op.number,)),
-    ops.AddSchedule: ("INSERT OR REPLACE INTO schedules VALUES (?,?,?,?,?,?,?)",
-                  lambda op: tuple(op.schedule)),
+    ops.AddSchedule: (
+        "INSERT OR REPLACE INTO schedules VALUES (?,?,?,?,?,?,?)",
+        lambda op: tuple(op.schedule),
+    ),
     ops.DeleteSchedule: ("DELETE FROM schedules WHERE number = ?", lambda op: (op.number,)),
-    ops.ReserveHandles: ("INSERT OR REPLACE INTO meta VALUES ('next_number', ?)",
-                     lambda op: (op.upto,)),
+    ops.ReserveHandles: (
+        "INSERT OR REPLACE INTO meta VALUES ('next_number', ?)",
+        lambda op: (op.upto,),
+    ),
 }
 
 
@@ -85,12 +90,12 @@ _BLOBS = "typeof(function) = 'blob' AND typeof(unique_key) = 'blob' AND typeof(d
 _RANK = f"typeof(priority) = 'integer' AND priority BETWEEN {MIN_RANK} AND {MAX_RANK}"
 _VALID_ROW = {
     "jobs": f"{_BLOBS} AND typeof(reducer) = 'blob' AND {_RANK}"
-            " AND typeof(run_at) IN ('integer', 'real') AND typeof(attempts) = 'integer'"
-            " AND running IN (0, 1) AND typeof(seq) = 'integer'",
+    " AND typeof(run_at) IN ('integer', 'real') AND typeof(attempts) = 'integer'"
+    " AND running IN (0, 1) AND typeof(seq) = 'integer'",
     "schedules": f"{_BLOBS} AND typeof(cron) = 'text'"
-                 " AND typeof(next_run) IN ('integer', 'real') AND typeof(fired) = 'integer'",
+    " AND typeof(next_run) IN ('integer', 'real') AND typeof(fired) = 'integer'",
     "failed": f"{_BLOBS} AND {_RANK} AND typeof(attempts) = 'integer'"
-              " AND typeof(error) = 'text' AND typeof(failed_at) IN ('integer', 'real')",
+    " AND typeof(error) = 'text' AND typeof(failed_at) IN ('integer', 'real')",
 }
 
 
@@ -142,8 +147,9 @@ class SQLiteStore(PagingStore):
             self.reader.row_factory = lambda _cursor, row: ops.StoredJob._make(row)
             self._inode = os.stat(path).st_ino
         except (OSError, sqlite3.Error) as exc:
-            raise StoreUnavailable(f"cannot open the store {path}: {exc}; nothing was moved "
-                                   "or deleted") from exc
+            raise StoreUnavailable(
+                f"cannot open the store {path}: {exc}; nothing was moved or deleted"
+            ) from exc
 
     def _take_lock(self) -> int:
         """One broker per store file: a second one would serve every job twice."""
@@ -152,8 +158,10 @@ class SQLiteStore(PagingStore):
             fcntl.lockf(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError:
             os.close(fd)
-            raise StoreUnavailable(f"cannot open the store {self.path}: another broker is "
-                                   f"using it (it holds {self.path}.lock)") from None
+            raise StoreUnavailable(
+                f"cannot open the store {self.path}: another broker is "
+                f"using it (it holds {self.path}.lock)"
+            ) from None
         return fd
 
     def _damage(self) -> sqlite3.DatabaseError | None:
@@ -165,8 +173,7 @@ class SQLiteStore(PagingStore):
         if not self.path.exists():
             return None
         try:
-            db = sqlite3.connect(f"{self.path.resolve().as_uri()}?mode=ro&immutable=1",
-                                 uri=True)
+            db = sqlite3.connect(f"{self.path.resolve().as_uri()}?mode=ro&immutable=1", uri=True)
         except sqlite3.DatabaseError as exc:
             return exc if _damaged(exc) else None
         try:
@@ -181,8 +188,13 @@ class SQLiteStore(PagingStore):
         """Keep a damaged file and its journal files for recovery, under new names."""
         stamp = int(time.time())
         aside = self.path.with_name(f"{self.path.name}.corrupt-{stamp}")
-        log.error("store %s is damaged (%s); moved it and its -wal/-shm files to %s* and "
-                  "started an empty store", self.path, exc, aside)
+        log.error(
+            "store %s is damaged (%s); moved it and its -wal/-shm files to %s* and "
+            "started an empty store",
+            self.path,
+            exc,
+            aside,
+        )
         for suffix in ("", "-wal", "-shm"):
             source = Path(f"{self.path}{suffix}")
             if source.exists():
@@ -227,9 +239,11 @@ class SQLiteStore(PagingStore):
         try:
             return self._load(window)
         except sqlite3.Error as exc:
-            raise StoreUnavailable(f"cannot read the store {self.path}: {exc}; it was left "
-                                   "as it is (sqlite3's .recover can salvage a damaged "
-                                   "file)") from exc
+            raise StoreUnavailable(
+                f"cannot read the store {self.path}: {exc}; it was left "
+                "as it is (sqlite3's .recover can salvage a damaged "
+                "file)"
+            ) from exc
 
     def _load(self, window: int) -> StoredState:
         state = StoredState()
@@ -238,27 +252,32 @@ class SQLiteStore(PagingStore):
         state.next_seq = (self.db.execute("SELECT max(seq) FROM jobs").fetchone()[0] or 0) + 1
         # With a window, runnable jobs come per queue from _load_windows instead.
         others = f"AND NOT ({_RUNNABLE}) " if window else ""
-        state.jobs = self._valid_rows("jobs", ops.StoredJob, others + "ORDER BY priority, seq",
-                                      state.problems)
+        state.jobs = self._valid_rows(
+            "jobs", ops.StoredJob, others + "ORDER BY priority, seq", state.problems
+        )
         if window:
             self._load_windows(window, state)
-        state.schedules = self._valid_rows("schedules", ops.StoredSchedule, "ORDER BY number",
-                                           state.problems)
-        state.failed = self._valid_rows("failed", ops.FailedJob, "ORDER BY failed_at, number",
-                                        state.problems)
+        state.schedules = self._valid_rows(
+            "schedules", ops.StoredSchedule, "ORDER BY number", state.problems
+        )
+        state.failed = self._valid_rows(
+            "failed", ops.FailedJob, "ORDER BY failed_at, number", state.problems
+        )
         return state
 
     def _load_windows(self, window: int, state: StoredState) -> None:
         """The first ``window`` runnable jobs of each queue; the rest are counted."""
         queues = self.db.execute(
             f"SELECT function, priority, count(*) FROM jobs WHERE {_VALID_ROW['jobs']}"
-            f" AND {_RUNNABLE} GROUP BY function, priority").fetchall()
+            f" AND {_RUNNABLE} GROUP BY function, priority"
+        ).fetchall()
         for function, priority, count in queues:
             jobs = self.page(function, priority, 0, window).rows
             state.jobs.extend(jobs)
             if count > len(jobs):
-                state.spilled.append(SpilledQueue(function, priority, count - len(jobs),
-                                                  jobs[-1].seq + 1))
+                state.spilled.append(
+                    SpilledQueue(function, priority, count - len(jobs), jobs[-1].seq + 1)
+                )
 
     def page(self, function: bytes, priority: int, first_seq: int, limit: int) -> Page:
         # One row holding the whole page as JSON: fetching row by row would hand the
@@ -276,38 +295,55 @@ class SQLiteStore(PagingStore):
             " SELECT (SELECT json_group_array(json_array(number, hex(unique_key), hex(data),"
             " run_at, hex(reducer), attempts, seq)) FROM jobs WHERE number IN chosen),"
             " (SELECT count(*) FROM sized)",
-            (function, priority, first_seq, limit + 1, limit, self.page_bytes)).fetchone()
-        jobs = [ops.StoredJob(number, function, bytes.fromhex(unique), bytes.fromhex(data),
-                              priority, run_at, bytes.fromhex(reducer), attempts, False, seq)
-                for number, unique, data, run_at, reducer, attempts, seq in json.loads(page)]
+            (function, priority, first_seq, limit + 1, limit, self.page_bytes),
+        ).fetchone()
+        jobs = [
+            ops.StoredJob(
+                number,
+                function,
+                bytes.fromhex(unique),
+                bytes.fromhex(data),
+                priority,
+                run_at,
+                bytes.fromhex(reducer),
+                attempts,
+                False,
+                seq,
+            )
+            for number, unique, data, run_at, reducer, attempts, seq in json.loads(page)
+        ]
         jobs.sort(key=lambda job: job.seq)  # aggregation order is not guaranteed
         return Page(jobs, more=fetched > len(jobs))
 
     def find(self, number: int) -> ops.StoredJob | None:
         row: ops.StoredJob | None = self.reader.execute(
-            f"SELECT * FROM jobs WHERE number = ? AND {_VALID_ROW['jobs']}",
-            (number,)).fetchone()
+            f"SELECT * FROM jobs WHERE number = ? AND {_VALID_ROW['jobs']}", (number,)
+        ).fetchone()
         return row
 
     def find_unique(self, unique: bytes, function: bytes | None) -> ops.StoredJob | None:
         # "unique_key != x''" lets SQLite use the partial index.
-        sql = (f"SELECT * FROM jobs WHERE unique_key = ? AND unique_key != x''"
-               f" AND {_VALID_ROW['jobs']}")
+        sql = (
+            f"SELECT * FROM jobs WHERE unique_key = ? AND unique_key != x''"
+            f" AND {_VALID_ROW['jobs']}"
+        )
         params: tuple[bytes, ...] = (unique,)
         if function is not None:
             sql += " AND function = ?"
             params += (function,)
-        row: ops.StoredJob | None = self.reader.execute(sql + " ORDER BY seq LIMIT 1",
-                                                        params).fetchone()
+        row: ops.StoredJob | None = self.reader.execute(
+            sql + " ORDER BY seq LIMIT 1", params
+        ).fetchone()
         return row
 
     def _valid_rows(self, table: str, record: Any, order: str, problems: list[str]) -> Any:
         """Rows whose columns hold the right types (checked by SQLite, fast enough for
         millions of rows); the others are reported by number and skipped."""
         valid = _VALID_ROW[table]
-        for number, in self.db.execute(f"SELECT number FROM {table} WHERE NOT ({valid})"):
-            problems.append(f"{self.path}: skipped a {table} row with bad values "
-                            f"(number {number!r})")
+        for (number,) in self.db.execute(f"SELECT number FROM {table} WHERE NOT ({valid})"):
+            problems.append(
+                f"{self.path}: skipped a {table} row with bad values (number {number!r})"
+            )
         cursor = self.db.execute(f"SELECT * FROM {table} WHERE ({valid}) {order}")
         cursor.row_factory = lambda _cursor, row: record._make(row)
         return cursor.fetchall()
@@ -334,12 +370,15 @@ class SQLiteStore(PagingStore):
         try:
             inode = os.stat(self.path).st_ino
         except OSError as exc:
-            raise StoreUnavailable(f"the store {self.path} is gone ({exc.strerror}): it was "
-                                   "deleted while in use, so nothing written now would "
-                                   "survive a restart") from None
+            raise StoreUnavailable(
+                f"the store {self.path} is gone ({exc.strerror}): it was "
+                "deleted while in use, so nothing written now would "
+                "survive a restart"
+            ) from None
         if inode != self._inode:
-            raise StoreUnavailable(f"the store {self.path} was replaced by another file while "
-                                   "in use")
+            raise StoreUnavailable(
+                f"the store {self.path} was replaced by another file while in use"
+            )
 
     def _apply(self, kind: type, group: list[Any]) -> None:
         """A run of operations of one kind; the frequent ones as multi-row statements."""
@@ -352,24 +391,26 @@ class SQLiteStore(PagingStore):
         elif kind is ops.FailJob:
             for op in group:
                 self.db.execute("DELETE FROM jobs WHERE number = ?", (op.failed.number,))
-                self.db.execute("INSERT OR REPLACE INTO failed VALUES (?,?,?,?,?,?,?,?)",
-                                tuple(op.failed))
+                self.db.execute(
+                    "INSERT OR REPLACE INTO failed VALUES (?,?,?,?,?,?,?,?)", tuple(op.failed)
+                )
         else:
             sql, params = _WRITES[kind]
             self.db.executemany(sql, [params(op) for op in group])
 
     def _insert_jobs(self, rows: list[tuple[Any, ...]]) -> None:
         for start in range(0, len(rows), _ROWS_PER_STATEMENT):
-            chunk = rows[start:start + _ROWS_PER_STATEMENT]
-            self.db.execute(_INSERT_JOBS + ",".join([_JOB_ROW] * len(chunk)),
-                            [value for row in chunk for value in row])
+            chunk = rows[start : start + _ROWS_PER_STATEMENT]
+            self.db.execute(
+                _INSERT_JOBS + ",".join([_JOB_ROW] * len(chunk)),
+                [value for row in chunk for value in row],
+            )
 
     def _by_numbers(self, statement: str, numbers: list[int]) -> None:
         """``statement WHERE number IN (...)`` over ``numbers``, a chunk at a time."""
         for start in range(0, len(numbers), _ROWS_PER_STATEMENT):
-            chunk = numbers[start:start + _ROWS_PER_STATEMENT]
-            self.db.execute(f"{statement} WHERE number IN ({','.join('?' * len(chunk))})",
-                            chunk)
+            chunk = numbers[start : start + _ROWS_PER_STATEMENT]
+            self.db.execute(f"{statement} WHERE number IN ({','.join('?' * len(chunk))})", chunk)
 
     def close(self) -> None:
         self.reader.close()

@@ -26,8 +26,9 @@ def drain(address: str) -> list[bytes]:
     return [data for _, data in burst_drain(address, "f")]
 
 
-def submit_until_killed(port: int, prefix: bytes, acked: list[bytes],
-                        stop: threading.Event) -> None:
+def submit_until_killed(
+    port: int, prefix: bytes, acked: list[bytes], stop: threading.Event
+) -> None:
     """Pipeline background submits; a payload counts once its JOB_CREATED arrived."""
     sock = socket.create_connection(("127.0.0.1", port))
     sock.settimeout(5)
@@ -37,8 +38,11 @@ def submit_until_killed(port: int, prefix: bytes, acked: list[bytes],
         batch = 0
         while not stop.is_set():
             payloads = [b"%s-%d-%d" % (prefix, batch, i) for i in range(50)]
-            sock.sendall(b"".join(encode_packet(T.SUBMIT_JOB_BG, b"f", b"", p, magic=MAGIC_REQ)
-                                  for p in payloads))
+            sock.sendall(
+                b"".join(
+                    encode_packet(T.SUBMIT_JOB_BG, b"f", b"", p, magic=MAGIC_REQ) for p in payloads
+                )
+            )
             sent.extend(payloads)
             while len(acked) < len(sent):
                 data = sock.recv(65536)
@@ -51,7 +55,7 @@ def submit_until_killed(port: int, prefix: bytes, acked: list[bytes],
                         break
                     assert buffer[4:8] == T.JOB_CREATED.to_bytes(4, "big")
                     acked.append(sent[len(acked)])
-                    buffer = buffer[12 + size:]
+                    buffer = buffer[12 + size :]
             batch += 1
     except OSError:
         return  # the broker died: whatever was not acknowledged is the client's to resend
@@ -69,9 +73,12 @@ def test_kill_9_loses_no_acknowledged_job(store: str) -> None:
     acked: list[list[bytes]] = [[] for _ in range(4)]
     stop = threading.Event()
     with run_broker("--store", store) as broker:
-        threads = [threading.Thread(target=submit_until_killed,
-                                    args=(broker.port, b"c%d" % i, acked[i], stop))
-                   for i in range(4)]
+        threads = [
+            threading.Thread(
+                target=submit_until_killed, args=(broker.port, b"c%d" % i, acked[i], stop)
+            )
+            for i in range(4)
+        ]
         for thread in threads:
             thread.start()
         while sum(map(len, acked)) < 2000:
@@ -111,8 +118,21 @@ def test_sigterm_and_restart_keep_queue_order_schedules_and_handles(store: str) 
 def test_a_job_whose_worker_is_killed_runs_on_another(tmp_path: Path) -> None:
     gearman = require_peer("gearman")
     with run_broker("--store", f"sqlite:{tmp_path / 'jobs.db'}") as broker:
-        stuck = subprocess.Popen([gearman, "-h", "127.0.0.1", "-p", str(broker.port), "-w",
-                                  "-f", "f", "--", "sleep", "30"])
+        stuck = subprocess.Popen(
+            [
+                gearman,
+                "-h",
+                "127.0.0.1",
+                "-p",
+                str(broker.port),
+                "-w",
+                "-f",
+                "f",
+                "--",
+                "sleep",
+                "30",
+            ]
+        )
         try:
             with Client([broker.address]) as client:
                 handle = client.submit_background("f", "payload")
@@ -144,12 +164,17 @@ def test_a_job_running_when_the_broker_dies_is_requeued_with_an_attempt(store: s
 
 
 def test_a_corrupt_store_is_set_aside_with_its_journal_and_the_broker_starts(
-        tmp_path: Path) -> None:
+    tmp_path: Path,
+) -> None:
     path = tmp_path / "jobs.db"
     path.write_bytes(b"garbage" * 1000)
     Path(f"{path}-wal").write_bytes(b"a journal worth keeping")
-    process = subprocess.Popen([*SPOOLGEAR, "serve", "--port", "0", "--store", f"sqlite:{path}"],
-                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    process = subprocess.Popen(
+        [*SPOOLGEAR, "serve", "--port", "0", "--store", f"sqlite:{path}"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     assert process.stdout is not None and process.stderr is not None
     try:
         assert process.stdout.readline().startswith("spoolgear listening")
@@ -164,8 +189,10 @@ def test_a_corrupt_store_is_set_aside_with_its_journal_and_the_broker_starts(
 
 
 def test_failed_jobs_from_the_command_line(tmp_path: Path) -> None:
-    with run_broker("--store", f"sqlite:{tmp_path / 'jobs.db'}",
-                    "--retry-failures", "f=2") as broker:
+    with run_broker(
+        "--store", f"sqlite:{tmp_path / 'jobs.db'}", "--retry-failures", "f=2"
+    ) as broker:
+
         def explode(job: WorkerJob) -> None:
             raise RuntimeError("disk full")
 
@@ -175,8 +202,12 @@ def test_failed_jobs_from_the_command_line(tmp_path: Path) -> None:
             worker.work(burst=True)
 
         def cli(*args: str) -> str:
-            result = subprocess.run([*SPOOLGEAR, "failed", "--server", broker.address, *args],
-                                    capture_output=True, text=True, timeout=30)
+            result = subprocess.run(
+                [*SPOOLGEAR, "failed", "--server", broker.address, *args],
+                capture_output=True,
+                text=True,
+                timeout=30,
+            )
             assert result.returncode == 0, result.stderr
             return result.stdout
 
@@ -214,8 +245,12 @@ def test_queues_of_large_jobs_restart_and_page_in_within_the_byte_budget(tmp_pat
     payloads = [b"%05d" % n + b"x" * (64 << 10) for n in range(1500)]
     with run_broker("--store", store) as broker, Client([broker.address]) as client:
         for start in range(0, len(payloads), 100):
-            client.submit_many([JobRequest("big", payload, background=True)
-                                for payload in payloads[start:start + 100]])
+            client.submit_many(
+                [
+                    JobRequest("big", payload, background=True)
+                    for payload in payloads[start : start + 100]
+                ]
+            )
     with run_broker("--store", store, "--page-bytes", str(256 << 10)) as broker:
         with AdminClient(broker.address) as admin:
             assert [(s.name, s.total) for s in admin.status()] == [("big", 1500)]
@@ -227,18 +262,26 @@ def test_queues_of_large_jobs_restart_and_page_in_within_the_byte_budget(tmp_pat
 
 
 @pytest.mark.timeout(600)  # 2.6 GB through the store: a minute or two
-@pytest.mark.parametrize(("count", "size"), [(10_000, 64 << 10), (80_000, 24 << 10)],
-                         ids=["10k x 64 KiB", "80k x 24 KiB"])
+@pytest.mark.parametrize(
+    ("count", "size"),
+    [(10_000, 64 << 10), (80_000, 24 << 10)],
+    ids=["10k x 64 KiB", "80k x 24 KiB"],
+)
 def test_a_broker_restarts_with_large_queues_and_serves_them_all_in_order(
-        tmp_path: Path, count: int, size: int) -> None:
+    tmp_path: Path, count: int, size: int
+) -> None:
     """The sizes that used to make a restart fail (a window read as one string: MemoryError,
     "string or blob too big"), with the default budgets."""
     store = f"sqlite:{tmp_path / 'jobs.db'}"
     filler = b"x" * (size - 6)
     with run_broker("--store", store) as broker, Client([broker.address]) as client:
         for start in range(0, count, 500):
-            client.submit_many([JobRequest("big", b"%06d" % n + filler, background=True)
-                                for n in range(start, start + 500)])
+            client.submit_many(
+                [
+                    JobRequest("big", b"%06d" % n + filler, background=True)
+                    for n in range(start, start + 500)
+                ]
+            )
     with run_broker("--store", store) as broker:
         with AdminClient(broker.address) as admin:
             assert [(s.name, s.total) for s in admin.status()] == [("big", count)]

@@ -30,12 +30,44 @@ SEED = 20261129
 HONEST = "honest.echo"
 # Admin commands the fuzzer may send: not shutdown, nothing that cancels or drops what
 # the honest pair owns (its jobs and function are never named; handles are guessed).
-ADMIN = [b"status", b"prioritystatus", b"workers", b"version", b"verbose", b"getpid",
-         b"show jobs", b"show unique jobs", b"show schedules", b"show failed",
-         b"maxqueue fuzz", b"create function fuzz", b"drop function fuzz", b"cancel job H:x:",
-         b"retry failed", b"drop failed", b"show", b"nonsense"]
-WORDS = [b"", b"0", b"-1", b"9" * 25, b"9" * 400, b"1.5", b"@every 1", b"@every " + b"9" * 30,
-         b"*/5", b"1-3", b"H:fuzz:1", b"fuzz", b"fuzz.f", b"\x00", b"\xff" * 3, b"a" * 70]
+ADMIN = [
+    b"status",
+    b"prioritystatus",
+    b"workers",
+    b"version",
+    b"verbose",
+    b"getpid",
+    b"show jobs",
+    b"show unique jobs",
+    b"show schedules",
+    b"show failed",
+    b"maxqueue fuzz",
+    b"create function fuzz",
+    b"drop function fuzz",
+    b"cancel job H:x:",
+    b"retry failed",
+    b"drop failed",
+    b"show",
+    b"nonsense",
+]
+WORDS = [
+    b"",
+    b"0",
+    b"-1",
+    b"9" * 25,
+    b"9" * 400,
+    b"1.5",
+    b"@every 1",
+    b"@every " + b"9" * 30,
+    b"*/5",
+    b"1-3",
+    b"H:fuzz:1",
+    b"fuzz",
+    b"fuzz.f",
+    b"\x00",
+    b"\xff" * 3,
+    b"a" * 70,
+]
 
 
 class Honest:
@@ -49,8 +81,10 @@ class Honest:
         self.stop = threading.Event()
         self.worker = Worker([address])
         self.worker.register(HONEST, self.echo)
-        self.threads = [threading.Thread(target=self.worker.work),
-                        threading.Thread(target=self.submit)]
+        self.threads = [
+            threading.Thread(target=self.worker.work),
+            threading.Thread(target=self.submit),
+        ]
 
     def echo(self, job: WorkerJob) -> bytes:
         return job.data
@@ -89,8 +123,10 @@ def gearman_frames(rng: random.Random, count: int) -> Iterator[bytes]:
         if roll < 0.1:
             yield rng.choice(ADMIN) + b" " + rng.choice(WORDS) + b"\n"
             continue
-        args = [rng.choice(WORDS) if rng.random() < 0.7 else rng.randbytes(rng.randrange(12))
-                for _ in range(rng.randrange(8))]
+        args = [
+            rng.choice(WORDS) if rng.random() < 0.7 else rng.randbytes(rng.randrange(12))
+            for _ in range(rng.randrange(8))
+        ]
         body = b"\x00".join(args)
         kind = rng.randrange(1, 46) if roll < 0.97 else rng.randrange(46, 1000)
         magic = MAGIC_REQ if roll < 0.99 else rng.randbytes(4)
@@ -128,16 +164,23 @@ def _discard(sock: socket.socket) -> None:
 def spool_packets(rng: random.Random, count: int) -> Iterator[bytes]:
     keys = [b"ud_spool_func", b"function_name", b"spooler", b"priority", b"at", b"body", b"k"]
     for _ in range(count):
-        pairs = [(rng.choice(keys) if rng.random() < 0.8 else rng.randbytes(rng.randrange(1, 6)),
-                  rng.choice(WORDS) if rng.random() < 0.8 else rng.randbytes(rng.randrange(20)))
-                 for _ in range(rng.randrange(5))]
+        pairs = [
+            (
+                rng.choice(keys) if rng.random() < 0.8 else rng.randbytes(rng.randrange(1, 6)),
+                rng.choice(WORDS) if rng.random() < 0.8 else rng.randbytes(rng.randrange(20)),
+            )
+            for _ in range(rng.randrange(5))
+        ]
         block = encode_vars(pairs)
         modifier1 = 17 if rng.random() < 0.95 else rng.randrange(256)
         size = len(block) if rng.random() < 0.95 else rng.randrange(0x10000)
         packet = struct.pack("<BHB", modifier1, size, 0) + block
         cut = rng.random()
-        yield packet[:rng.randrange(len(packet))] if cut < 0.02 else (
-            packet + rng.randbytes(rng.randrange(40)) if cut < 0.1 else packet)
+        yield (
+            packet[: rng.randrange(len(packet))]
+            if cut < 0.02
+            else (packet + rng.randbytes(rng.randrange(40)) if cut < 0.1 else packet)
+        )
 
 
 def fuzz_uwsgi(address: str, count: int, senders: int = 32) -> int:

@@ -37,8 +37,14 @@ def still_serves(broker: RunningBroker) -> None:
 
 @pytest.fixture
 def sqlite_broker(tmp_path: Path) -> RunningBroker:
-    with run_broker("--store", f"sqlite:{tmp_path / 'jobs.db'}", "--queue-window", "2",
-                    "--uwsgi-socket", "127.0.0.1:0") as broker:
+    with run_broker(
+        "--store",
+        f"sqlite:{tmp_path / 'jobs.db'}",
+        "--queue-window",
+        "2",
+        "--uwsgi-socket",
+        "127.0.0.1:0",
+    ) as broker:
         yield broker
 
 
@@ -68,13 +74,21 @@ def sqlite_broker_prefix(raw: RawConnection) -> bytes:
     """This broker's handle prefix, from a job it creates."""
     raw.send(T.SUBMIT_JOB_BG, b"probe", b"", b"")
     handle = raw.packet().args[0]
-    return handle[:handle.rindex(b":") + 1]
+    return handle[: handle.rindex(b":") + 1]
 
 
-@pytest.mark.parametrize("pairs", [[(b"at", HUGE)], [(b"at", ENORMOUS)], [(b"priority", HUGE)],
-                                   [(b"spooler", b"127.0.0.1:10001")]])
-def test_spool_packets_with_unusable_values_are_refused(sqlite_broker: RunningBroker,
-                                                        pairs: list[tuple[bytes, bytes]]) -> None:
+@pytest.mark.parametrize(
+    "pairs",
+    [
+        [(b"at", HUGE)],
+        [(b"at", ENORMOUS)],
+        [(b"priority", HUGE)],
+        [(b"spooler", b"127.0.0.1:10001")],
+    ],
+)
+def test_spool_packets_with_unusable_values_are_refused(
+    sqlite_broker: RunningBroker, pairs: list[tuple[bytes, bytes]]
+) -> None:
     with connect(sqlite_broker.uwsgi[0], 5.0) as sock:
         sock.sendall(encode_spool(pairs))
         assert sock.recv(4) == b"\xff\x00\x00\x00"
@@ -82,7 +96,8 @@ def test_spool_packets_with_unusable_values_are_refused(sqlite_broker: RunningBr
 
 
 def test_a_valid_spool_packet_followed_by_more_bytes_gets_its_answer_and_a_clean_close(
-        sqlite_broker: RunningBroker) -> None:
+    sqlite_broker: RunningBroker,
+) -> None:
     """Closing with the extra bytes unread would reset the connection, and a sender that
     lost the answer to the reset would send the job again."""
     for _ in range(20):
@@ -97,8 +112,10 @@ def test_a_valid_spool_packet_followed_by_more_bytes_gets_its_answer_and_a_clean
 
 
 def test_peers_that_reset_at_once_leave_no_trace(sqlite_broker: RunningBroker) -> None:
-    for address in (("127.0.0.1", sqlite_broker.port),
-                    tuple(sqlite_broker.uwsgi[0].rsplit(":", 1))):
+    for address in (
+        ("127.0.0.1", sqlite_broker.port),
+        tuple(sqlite_broker.uwsgi[0].rsplit(":", 1)),
+    ):
         for _ in range(200):
             sock = socket.create_connection((address[0], int(address[1])))
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
@@ -107,8 +124,11 @@ def test_peers_that_reset_at_once_leave_no_trace(sqlite_broker: RunningBroker) -
 
 
 def test_a_started_packet_that_never_completes_is_cut_off_and_idle_peers_stay() -> None:
-    with run_broker("--packet-timeout", "1") as broker, RawConnection(broker.port) as idle, \
-            RawConnection(broker.port) as stalled:
+    with (
+        run_broker("--packet-timeout", "1") as broker,
+        RawConnection(broker.port) as idle,
+        RawConnection(broker.port) as stalled,
+    ):
         stalled.send_raw(b"\x00REQ\x00\x00\x00\x07\x00\x00\x10\x00partial")  # 4 KiB declared
         assert stalled.closed_by_peer(wait=10)
         idle.send(T.ECHO_REQ, b"still here")
@@ -119,8 +139,10 @@ def test_a_started_packet_that_never_completes_is_cut_off_and_idle_peers_stay() 
 def test_a_client_that_never_reads_its_results_is_cut_off(tmp_path: Path) -> None:
     """200 results of 100 KiB for a client that reads none: the broker stops it at
     --max-unread-output instead of holding 20 MB, and the worker carries on."""
-    with run_broker("--max-output-buffer", "65536", "--max-unread-output", "1000000") as broker, \
-            RawConnection(broker.port) as greedy:
+    with (
+        run_broker("--max-output-buffer", "65536", "--max-unread-output", "1000000") as broker,
+        RawConnection(broker.port) as greedy,
+    ):
         for number in range(200):
             greedy.send(T.SUBMIT_JOB, b"big", b"", b"%d" % number)
         with Client([broker.address]) as probe:
@@ -154,13 +176,20 @@ def test_a_worker_with_20000_functions_and_1000_priorities_does_not_freeze_the_b
     with run_broker("--uwsgi-socket", "127.0.0.1:0") as broker:
         for priority in range(1000):  # a queue at every spool priority level
             with connect(broker.uwsgi[0], 5.0) as sock:
-                sock.sendall(encode_spool([(b"ud_spool_func", b"spooled"),
-                                           (b"priority", b"%d" % priority)]))
+                sock.sendall(
+                    encode_spool([(b"ud_spool_func", b"spooled"), (b"priority", b"%d" % priority)])
+                )
                 assert sock.recv(4) == SPOOLED
-        with RawConnection(broker.port) as heavy, Worker([broker.address]) as honest, \
-                Client([broker.address], timeout=10) as client:
-            heavy.send_raw(b"".join(encode_packet(T.CAN_DO, b"fn%d" % n, magic=MAGIC_REQ)
-                                    for n in range(20_000)))
+        with (
+            RawConnection(broker.port) as heavy,
+            Worker([broker.address]) as honest,
+            Client([broker.address], timeout=10) as client,
+        ):
+            heavy.send_raw(
+                b"".join(
+                    encode_packet(T.CAN_DO, b"fn%d" % n, magic=MAGIC_REQ) for n in range(20_000)
+                )
+            )
             heavy.send_raw(encode_packet(T.GRAB_JOB, magic=MAGIC_REQ) * 50)
             honest.register("echo", lambda job: job.data)
             serving = threading.Thread(target=honest.work, kwargs={"max_jobs": 1})
@@ -174,8 +203,12 @@ def test_a_worker_with_20000_functions_and_1000_priorities_does_not_freeze_the_b
 def test_an_answer_sent_while_the_broker_was_paused_beats_the_job_timeout() -> None:
     """SIGSTOP past a job's CAN_DO_TIMEOUT, the worker answers meanwhile, SIGCONT: the
     answer counts and the job does not run again."""
-    with run_broker("--job-retries", "5") as broker, RawConnection(broker.port) as worker, \
-            RawConnection(broker.port) as client, RawConnection(broker.port) as other:
+    with (
+        run_broker("--job-retries", "5") as broker,
+        RawConnection(broker.port) as worker,
+        RawConnection(broker.port) as client,
+        RawConnection(broker.port) as other,
+    ):
         worker.send(T.CAN_DO_TIMEOUT, b"slow", b"1000")
         client.send(T.SUBMIT_JOB, b"slow", b"", b"data")
         handle = client.packet().args[0]
@@ -227,8 +260,7 @@ def test_queued_payloads_have_a_memory_budget(tmp_path: Path) -> None:
     """Past --max-queued-bytes the memory store refuses (QUEUE_ERROR, nothing lost), and
     SQLite keeps the rest in the store, bringing it back in order."""
     payload = b"x" * (64 << 10)
-    with run_broker("--max-queued-bytes", "1000000") as broker, \
-            Client([broker.address]) as client:
+    with run_broker("--max-queued-bytes", "1000000") as broker, Client([broker.address]) as client:
         accepted = 0
         with pytest.raises(BrokerError, match="QUEUE_ERROR"):
             for _ in range(100):
@@ -238,12 +270,18 @@ def test_queued_payloads_have_a_memory_budget(tmp_path: Path) -> None:
         assert len(burst_drain(broker.address, "big")) == accepted
         client.submit_background("big", payload)  # room again once drained
     store = f"sqlite:{tmp_path / 'jobs.db'}"
-    with run_broker("--store", store, "--max-queued-bytes", "2000000") as broker, \
-            Client([broker.address]) as client:
+    with (
+        run_broker("--store", store, "--max-queued-bytes", "2000000") as broker,
+        Client([broker.address]) as client,
+    ):
         idle = int(Path(f"/proc/{broker.process.pid}/statm").read_text().split()[1]) * 4096
         for start in range(0, 1200, 100):
-            client.submit_many([JobRequest("big", b"%05d" % n + payload, background=True)
-                                for n in range(start, start + 100)])
+            client.submit_many(
+                [
+                    JobRequest("big", b"%05d" % n + payload, background=True)
+                    for n in range(start, start + 100)
+                ]
+            )
         grown = int(Path(f"/proc/{broker.process.pid}/statm").read_text().split()[1]) * 4096
         assert grown - idle < 40 << 20, "75 MiB queued, about a budget's worth held"
         seen = [data[:5] for _, data in burst_drain(broker.address, "big")]

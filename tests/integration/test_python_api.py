@@ -19,8 +19,9 @@ from tests.helpers import RunningBroker, free_port, run_broker, wait_until
 
 
 @contextmanager
-def running_worker(servers: list[str], tasks: dict[str, TaskFunction],
-                   **options: float | None) -> Iterator[Worker]:
+def running_worker(
+    servers: list[str], tasks: dict[str, TaskFunction], **options: float | None
+) -> Iterator[Worker]:
     worker = Worker(servers, client_id="test-worker")
     for name, function in tasks.items():
         worker.register(name, function, timeout=options.get(name))
@@ -84,7 +85,11 @@ def test_background_job_and_its_status(broker: RunningBroker) -> None:
             time.sleep(0.1)
             status = client.get_status(handle)
             assert (status.known, status.running, status.numerator, status.denominator) == (
-                True, True, 3, 7)
+                True,
+                True,
+                3,
+                7,
+            )
             assert client.get_status_unique("the-one").running
             release.set()
             wait_until(lambda: not client.get_status(handle).known)
@@ -153,8 +158,7 @@ def test_same_unique_goes_to_the_same_server_of_several() -> None:
         servers = [first.address, second.address]
         with Client(servers) as client:
             handles = {client.submit_background("f", f"d{i}", unique="k") for i in range(5)}
-            spread = {client.submit_background("f", "d", unique=f"k{i}").server
-                      for i in range(20)}
+            spread = {client.submit_background("f", "d", unique=f"k{i}").server for i in range(20)}
         assert len(handles) == 1
         assert spread == set(servers)
 
@@ -204,12 +208,17 @@ def test_stop_lets_the_running_job_finish(broker: RunningBroker) -> None:
 
 
 def test_admin_client_records(broker: RunningBroker) -> None:
-    with running_worker([broker.address], {"a": reverse, "b": reverse}), \
-            AdminClient(broker.address) as admin:
+    with (
+        running_worker([broker.address], {"a": reverse, "b": reverse}),
+        AdminClient(broker.address) as admin,
+    ):
         wait_until(lambda: any(w.functions for w in admin.workers()))
         (worker,) = [w for w in admin.workers() if w.functions]
-        assert (worker.ip, worker.client_id, worker.functions) == ("127.0.0.1", "test-worker",
-                                                                   ("a", "b"))
+        assert (worker.ip, worker.client_id, worker.functions) == (
+            "127.0.0.1",
+            "test-worker",
+            ("a", "b"),
+        )
         assert {s.name: s.workers for s in admin.status()} == {"a": 1, "b": 1}
         assert admin.version().startswith("1.1.20")
         assert admin.getpid() == broker.process.pid
@@ -242,6 +251,7 @@ def test_prefetch_never_leaves_a_job_held_past_max_jobs_or_stop(broker: RunningB
         assert (status.total, status.running) == (6, 0)
 
         with Worker([broker.address], prefetch=3) as worker:
+
             def stop_after_first(job: WorkerJob) -> bytes:
                 worker.stop()
                 return record(job)
@@ -261,6 +271,8 @@ def test_a_server_given_without_a_port_is_named_with_its_port_in_errors() -> Non
             holder.bind(("127.0.0.1", 4730))
         except OSError:
             pytest.skip("port 4730 is in use on this machine")
-        with Client(["127.0.0.1"]) as client, \
-                pytest.raises(ConnectionFailed, match=r"cannot connect to 127\.0\.0\.1:4730"):
+        with (
+            Client(["127.0.0.1"]) as client,
+            pytest.raises(ConnectionFailed, match=r"cannot connect to 127\.0\.0\.1:4730"),
+        ):
             client.submit_background("f", b"")

@@ -22,12 +22,16 @@ def assert_still_serving(broker: RunningBroker) -> None:
         assert other.packet().args == (b"alive",)
 
 
-@pytest.mark.parametrize("garbage", [
-    b"\0XXX\x00\x00\x00\x10\x00\x00\x00\x00",  # bad magic
-    b"\0REQ\x00\x00\x00\x2b\x00\x00\x00\x00",  # packet type 43
-    b"x" * 9000,  # an admin line longer than 8 KiB
-    b"workers a b c d e\n",  # more than five admin words
-], ids=["bad-magic", "unknown-type", "long-admin-line", "six-admin-words"])
+@pytest.mark.parametrize(
+    "garbage",
+    [
+        b"\0XXX\x00\x00\x00\x10\x00\x00\x00\x00",  # bad magic
+        b"\0REQ\x00\x00\x00\x2b\x00\x00\x00\x00",  # packet type 43
+        b"x" * 9000,  # an admin line longer than 8 KiB
+        b"workers a b c d e\n",  # more than five admin words
+    ],
+    ids=["bad-magic", "unknown-type", "long-admin-line", "six-admin-words"],
+)
 def test_garbage_closes_only_that_connection(broker: RunningBroker, garbage: bytes) -> None:
     with RawConnection(broker.port) as bad:
         bad.send_raw(garbage)
@@ -129,24 +133,37 @@ def test_sigterm_stops_cleanly(broker: RunningBroker) -> None:
 
 
 def run_cli(*args: str, stdin: str = "") -> subprocess.CompletedProcess[str]:
-    return subprocess.run([*SPOOLGEAR, *args], input=stdin, capture_output=True, text=True,
-                          timeout=30)
+    return subprocess.run(
+        [*SPOOLGEAR, *args], input=stdin, capture_output=True, text=True, timeout=30
+    )
 
 
 def test_cli_submit_status_and_workers(broker: RunningBroker) -> None:
     server = ["--server", broker.address]
     background = run_cli("submit", *server, "resize", "img-1", "--background")
     assert background.returncode == 0 and background.stdout.startswith("H:")
-    delayed = run_cli("submit", *server, "resize", "img-2", "--at", str(time.time() + 3600),
-                      "--json")
+    delayed = run_cli(
+        "submit", *server, "resize", "img-2", "--at", str(time.time() + 3600), "--json"
+    )
     assert json.loads(delayed.stdout)["handle"].startswith("H:")
     status = run_cli("status", *server, "--json")
-    assert json.loads(status.stdout) == [{"name": "resize", "total": 2, "running": 0,
-                                          "workers": 0, "queued": 2, "unserved": True}]
+    assert json.loads(status.stdout) == [
+        {"name": "resize", "total": 2, "running": 0, "workers": 0, "queued": 2, "unserved": True}
+    ]
     table = run_cli("status", *server).stdout.splitlines()
     assert table[0].split() == ["FUNCTION", "QUEUED", "RUNNING", "WORKERS"]
-    assert table[1].split() == ["resize", "2", "0", "0", "!", "no", "worker:", "these", "jobs",
-                                "wait"]
+    assert table[1].split() == [
+        "resize",
+        "2",
+        "0",
+        "0",
+        "!",
+        "no",
+        "worker:",
+        "these",
+        "jobs",
+        "wait",
+    ]
     workers = json.loads(run_cli("workers", *server, "--json").stdout)
     assert all(set(w) == {"fd", "ip", "client_id", "functions"} for w in workers)
 
@@ -154,8 +171,12 @@ def test_cli_submit_status_and_workers(broker: RunningBroker) -> None:
 def test_cli_foreground_submit_shows_progress_and_the_result(broker: RunningBroker) -> None:
     with RawConnection(broker.port) as worker:
         worker.send(T.CAN_DO, b"work")
-        cli = subprocess.Popen([*SPOOLGEAR, "submit", "--server", broker.address, "work", "in"],
-                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        cli = subprocess.Popen(
+            [*SPOOLGEAR, "submit", "--server", broker.address, "work", "in"],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
         worker.send(T.PRE_SLEEP)
         assert worker.packet(10).type is T.NOOP
         worker.send(T.GRAB_JOB)

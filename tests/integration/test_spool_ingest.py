@@ -35,24 +35,35 @@ def drain(address: str, function: str) -> list[tuple[list[tuple[bytes, bytes]], 
 
 
 def ingesting(tmp_path: Path, spool: Path) -> AbstractContextManager[RunningBroker]:
-    return run_broker("--store", f"sqlite:{tmp_path / 'db'}", "--spool-ingest", str(spool),
-                      "--ingest-interval", "0.05")
+    return run_broker(
+        "--store",
+        f"sqlite:{tmp_path / 'db'}",
+        "--spool-ingest",
+        str(spool),
+        "--ingest-interval",
+        "0.05",
+    )
 
 
 def test_files_become_jobs_and_are_deleted_once_stored(tmp_path: Path) -> None:
     spool = tmp_path / "spool"
     (spool / "3").mkdir(parents=True)
-    write_spool_file(spool / SPOOL_NAME.format(1), [(b"ud_spool_func", b"f"), (b"n", b"1")],
-                     b"\x00binary body")
-    write_spool_file(spool / "3" / SPOOL_NAME.format(2),
-                     [(b"ud_spool_func", b"f"), (b"priority", b"3"), (b"n", b"2")])
+    write_spool_file(
+        spool / SPOOL_NAME.format(1), [(b"ud_spool_func", b"f"), (b"n", b"1")], b"\x00binary body"
+    )
+    write_spool_file(
+        spool / "3" / SPOOL_NAME.format(2),
+        [(b"ud_spool_func", b"f"), (b"priority", b"3"), (b"n", b"2")],
+    )
     with ingesting(tmp_path, spool) as broker:
         wait_until(lambda: totals(broker) == {"f": 2})
         assert sorted(path.name for path in spool.rglob("*") if path.is_file()) == []
         seen = drain(broker.address, "f")
     # The priority-3 file runs first; the body and every var are kept.
-    assert seen == [([(b"ud_spool_func", b"f"), (b"priority", b"3"), (b"n", b"2")], b""),
-                    ([(b"ud_spool_func", b"f"), (b"n", b"1")], b"\x00binary body")]
+    assert seen == [
+        ([(b"ud_spool_func", b"f"), (b"priority", b"3"), (b"n", b"2")], b""),
+        ([(b"ud_spool_func", b"f"), (b"n", b"1")], b"\x00binary body"),
+    ]
 
 
 def test_a_file_still_being_written_waits_for_its_writer(tmp_path: Path) -> None:
@@ -84,14 +95,19 @@ def test_unusable_files_are_set_aside_and_foreign_ones_left_alone(tmp_path: Path
         wait_until(lambda: totals(broker) == {"uwsgi_spooler": 1})
         rejected = spool / "spoolgear-rejected"
         wait_until(lambda: rejected.is_dir() and len(list(rejected.iterdir())) == 2)
-    assert sorted(path.name for path in rejected.iterdir()) == [SPOOL_NAME.format(1),
-                                                                SPOOL_NAME.format(2)]
+    assert sorted(path.name for path in rejected.iterdir()) == [
+        SPOOL_NAME.format(1),
+        SPOOL_NAME.format(2),
+    ]
     assert (spool / "notes.txt").read_text() == "not a spool file"
 
 
 def test_ingest_needs_a_durable_store(tmp_path: Path) -> None:
-    result = subprocess.run([*SPOOLGEAR, "serve", "--port", "0", "--store", "memory:",
-                             "--spool-ingest", str(tmp_path)], capture_output=True, text=True,
-                            timeout=30)
+    result = subprocess.run(
+        [*SPOOLGEAR, "serve", "--port", "0", "--store", "memory:", "--spool-ingest", str(tmp_path)],
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
     assert result.returncode != 0
     assert "--spool-ingest needs a durable --store" in result.stderr

@@ -19,7 +19,7 @@ from broker.protocol.uwsgi import encode_spool
 from broker.uwsgi_client import send_spool
 from tests.helpers import ROOT, SPOOLGEAR, run_broker
 
-HANDLERS = '''
+HANDLERS = """
     import os
     from broker.uwsgidecorators import SPOOL_IGNORE, SPOOL_OK, SPOOL_RETRY, spool, spoolraw
 
@@ -49,9 +49,9 @@ HANDLERS = '''
     def spooler(env):
         note("first", sorted((k, v) for k, v in env.items() if k != "spooler_task_name"))
         return SPOOL_IGNORE if b"pass" in env else SPOOL_OK
-'''
+"""
 
-SECOND = '''
+SECOND = """
     import os
     from broker.uwsgidecorators import SPOOL_OK
 
@@ -59,7 +59,7 @@ SECOND = '''
         with open(os.environ["SPOOL_LOG"], "a") as log:
             log.write(repr(("second", env[b"pass"])) + "\\n")
         return SPOOL_OK
-'''
+"""
 
 
 @pytest.fixture
@@ -81,9 +81,26 @@ def run_spooler(tmp_path: Path, address: str, *args: str) -> list[tuple[object, 
     log = tmp_path / "log"
     log.unlink(missing_ok=True)
     result = subprocess.run(
-        [*SPOOLGEAR, "spooler", "--import", "handlers", "--import", "second.py", "-s", address,
-         "--burst", "--retry-delay", "0", *args], cwd=tmp_path, capture_output=True, text=True,
-        timeout=60, env={"SPOOL_LOG": str(log), "PYTHONPATH": str(ROOT)})
+        [
+            *SPOOLGEAR,
+            "spooler",
+            "--import",
+            "handlers",
+            "--import",
+            "second.py",
+            "-s",
+            address,
+            "--burst",
+            "--retry-delay",
+            "0",
+            *args,
+        ],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={"SPOOL_LOG": str(log), "PYTHONPATH": str(ROOT)},
+    )
     assert result.returncode == 0, result.stderr
     return [eval(line) for line in log.read_text().splitlines()] if log.exists() else []
 
@@ -95,8 +112,10 @@ def failed(address: str) -> dict[str, str]:
 
 def test_handlers_get_what_uwsgi_would_pass_them(tmp_path: Path, handlers: ModuleType) -> None:
     with run_broker("--uwsgi-socket", "127.0.0.1:0") as broker:
-        send_spool(broker.uwsgi[0], {b"ud_spool_func": b"mail", b"to": b"a@example.org",
-                                     b"blob": b"\xff\xfe"})
+        send_spool(
+            broker.uwsgi[0],
+            {b"ud_spool_func": b"mail", b"to": b"a@example.org", b"blob": b"\xff\xfe"},
+        )
         send_spool(broker.uwsgi[0], {b"REQUEST_METHOD": b"GET", b"QUERY_STRING": b"id=7"})
         uwsgidecorators.configure([broker.address])
         handlers.add.spool(1, 2, c=3)
@@ -104,16 +123,21 @@ def test_handlers_get_what_uwsgi_would_pass_them(tmp_path: Path, handlers: Modul
         notes = run_spooler(tmp_path, broker.address)
         assert failed(broker.address) == {}
     assert len(notes) == 4  # each job once; functions are served round-robin
-    assert ("mail", [("blob", b"\xff\xfe"), ("to", "a@example.org"),
-                     ("ud_spool_func", "mail")]) in notes
+    assert (
+        "mail",
+        [("blob", b"\xff\xfe"), ("to", "a@example.org"), ("ud_spool_func", "mail")],
+    ) in notes
     assert ("first", [(b"QUERY_STRING", b"id=7"), (b"REQUEST_METHOD", b"GET")]) in notes
     assert ("add", 6) in notes
-    assert ("mail", [("n", "5"), ("to", "b@example.org"), ("ud_spool_func", "mail"),
-                     ("ud_spool_ret", "-2")]) in notes
+    assert (
+        "mail",
+        [("n", "5"), ("to", "b@example.org"), ("ud_spool_func", "mail"), ("ud_spool_ret", "-2")],
+    ) in notes
 
 
-def test_retries_are_bounded_and_end_in_the_failed_list(tmp_path: Path,
-                                                         handlers: ModuleType) -> None:
+def test_retries_are_bounded_and_end_in_the_failed_list(
+    tmp_path: Path, handlers: ModuleType
+) -> None:
     with run_broker("--uwsgi-socket", "127.0.0.1:0") as broker:
         for name in (b"flaky", b"explode"):
             send_spool(broker.uwsgi[0], {b"ud_spool_func": name})
@@ -134,8 +158,14 @@ def test_ignored_jobs_go_to_the_next_handler(tmp_path: Path, handlers: ModuleTyp
 
 def test_pickled_arguments_need_an_explicit_opt_in(tmp_path: Path, handlers: ModuleType) -> None:
     """A job as the real uwsgidecorators writes it with pass_arguments=True."""
-    payload = encode_spool([(b"ud_spool_func", b"add"), (b"ud_spool_ret", b"-2"),
-                            (b"args", pickle.dumps((1, 2))), (b"kwargs", pickle.dumps({"c": 4}))])
+    payload = encode_spool(
+        [
+            (b"ud_spool_func", b"add"),
+            (b"ud_spool_ret", b"-2"),
+            (b"args", pickle.dumps((1, 2))),
+            (b"kwargs", pickle.dumps({"c": 4})),
+        ]
+    )
     with run_broker() as broker:
         with Client([broker.address]) as client:
             client.submit_background("add", payload)
@@ -152,20 +182,27 @@ def test_named_spoolers_are_served_only_when_asked(tmp_path: Path, handlers: Mod
         send_spool(broker.uwsgi[0], {b"ud_spool_func": b"mail", b"spooler": b"/var/spool/x"})
         send_spool(broker.uwsgi[0], {b"ud_spool_func": b"mail", b"to": b"unnamed"})
         assert run_spooler(tmp_path, broker.address, "--queue", "bulk") == [
-            ("mail", [("spooler", "bulk"), ("ud_spool_func", "mail")])], "bulk only"
+            ("mail", [("spooler", "bulk"), ("ud_spool_func", "mail")])
+        ], "bulk only"
         assert run_spooler(tmp_path, broker.address) == [
-            ("mail", [("to", "unnamed"), ("ud_spool_func", "mail")])], "the unnamed only"
-        assert run_spooler(tmp_path, broker.address, "--queue", "/var/spool/x",
-                           "--queue", "default") == [
-            ("mail", [("spooler", "/var/spool/x"), ("ud_spool_func", "mail")])]
+            ("mail", [("to", "unnamed"), ("ud_spool_func", "mail")])
+        ], "the unnamed only"
+        assert run_spooler(
+            tmp_path, broker.address, "--queue", "/var/spool/x", "--queue", "default"
+        ) == [("mail", [("spooler", "/var/spool/x"), ("ud_spool_func", "mail")])]
 
 
 def test_django_tasks_in_a_handler_module_are_refused_and_handlers_may_use_the_orm(
-        tmp_path: Path) -> None:
+    tmp_path: Path,
+) -> None:
     project = ROOT / "tests" / "django_project"
-    env = {"PYTHONPATH": f"{ROOT}:{project}", "DJANGO_SETTINGS_MODULE": "testsite.settings",
-           "SPOOL_LOG": str(tmp_path / "log")}
-    (tmp_path / "orm_handlers.py").write_text(textwrap.dedent('''
+    env = {
+        "PYTHONPATH": f"{ROOT}:{project}",
+        "DJANGO_SETTINGS_MODULE": "testsite.settings",
+        "SPOOL_LOG": str(tmp_path / "log"),
+    }
+    (tmp_path / "orm_handlers.py").write_text(
+        textwrap.dedent("""
         import os
         import uwsgi
         from django.db import connection
@@ -177,8 +214,10 @@ def test_django_tasks_in_a_handler_module_are_refused_and_handlers_may_use_the_o
             with open(os.environ["SPOOL_LOG"], "a") as log:
                 log.write(repr(("orm", answer)) + "\\n")
             return uwsgi.SPOOL_OK
-    '''))
-    (tmp_path / "mixed.py").write_text(textwrap.dedent('''
+    """)
+    )
+    (tmp_path / "mixed.py").write_text(
+        textwrap.dedent("""
         from broker.uwsgidecorators import spool
         from django_jobs.schedules import timer
 
@@ -187,15 +226,26 @@ def test_django_tasks_in_a_handler_module_are_refused_and_handlers_may_use_the_o
 
         @timer(seconds=30)
         def refresh(): ...
-    '''))
+    """)
+    )
     with run_broker("--uwsgi-socket", "127.0.0.1:0") as broker:
         send_spool(broker.uwsgi[0], {b"k": b"v"})
-        served = subprocess.run([*SPOOLGEAR, "spooler", "--import", "orm_handlers", "-s",
-                                 broker.address, "--burst"], cwd=tmp_path, env=env,
-                                capture_output=True, text=True, timeout=60)
-        refused = subprocess.run([*SPOOLGEAR, "spooler", "--import", "mixed", "-s",
-                                  broker.address, "--burst"], cwd=tmp_path, env=env,
-                                 capture_output=True, text=True, timeout=60)
+        served = subprocess.run(
+            [*SPOOLGEAR, "spooler", "--import", "orm_handlers", "-s", broker.address, "--burst"],
+            cwd=tmp_path,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        refused = subprocess.run(
+            [*SPOOLGEAR, "spooler", "--import", "mixed", "-s", broker.address, "--burst"],
+            cwd=tmp_path,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
     assert served.returncode == 0, served.stderr
     assert (tmp_path / "log").read_text() == "('orm', 42)\n"
     assert refused.returncode != 0
@@ -205,9 +255,14 @@ def test_django_tasks_in_a_handler_module_are_refused_and_handlers_may_use_the_o
 
 def test_a_module_without_handlers_is_a_clear_error(tmp_path: Path) -> None:
     (tmp_path / "empty.py").write_text("x = 1\n")
-    result = subprocess.run([*SPOOLGEAR, "spooler", "--import", "empty"], cwd=tmp_path,
-                            capture_output=True, text=True, timeout=30,
-                            env={"PYTHONPATH": str(ROOT)})
+    result = subprocess.run(
+        [*SPOOLGEAR, "spooler", "--import", "empty"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=30,
+        env={"PYTHONPATH": str(ROOT)},
+    )
     assert result.returncode == 1
     assert "define no spool handler" in result.stderr
     assert "Traceback" not in result.stderr

@@ -34,10 +34,13 @@ def drained(store: Path) -> set[bytes]:
         return {data for _, data in burst_drain(broker.address, "work")}
 
 
-def refused_start(store: Path, *, prefix: tuple[str, ...] = ()
-                  ) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([*prefix, *SPOOLGEAR, "serve", "--port", "0", "--store",
-                           f"sqlite:{store}"], capture_output=True, text=True, timeout=30)
+def refused_start(store: Path, *, prefix: tuple[str, ...] = ()) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [*prefix, *SPOOLGEAR, "serve", "--port", "0", "--store", f"sqlite:{store}"],
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
 
 
 def test_a_locked_store_is_refused_and_left_as_it_was(tmp_path: Path) -> None:
@@ -51,8 +54,7 @@ def test_a_locked_store_is_refused_and_left_as_it_was(tmp_path: Path) -> None:
         holder.execute("ROLLBACK")
         holder.close()
     assert result.returncode != 0 and result.stdout == ""
-    assert f"cannot open the store {store}: database is locked; nothing was moved" in \
-        result.stderr
+    assert f"cannot open the store {store}: database is locked; nothing was moved" in result.stderr
     assert "Traceback" not in result.stderr
     assert not list(tmp_path.glob("*corrupt*"))
     assert drained(store) == queued
@@ -97,12 +99,17 @@ def test_a_read_only_store_or_directory_is_refused_and_left_as_it_was(tmp_path: 
 
 
 @contextmanager
-def broker_process(store: Path, preexec: Callable[[], None] | None = None
-                   ) -> Iterator[tuple[subprocess.Popen[str], str]]:
+def broker_process(
+    store: Path, preexec: Callable[[], None] | None = None
+) -> Iterator[tuple[subprocess.Popen[str], str]]:
     """A broker expected to stop by itself: the process and its address."""
-    process = subprocess.Popen([*SPOOLGEAR, "serve", "--port", "0", "--store", f"sqlite:{store}"],
-                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                               preexec_fn=preexec)
+    process = subprocess.Popen(
+        [*SPOOLGEAR, "serve", "--port", "0", "--store", f"sqlite:{store}"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        preexec_fn=preexec,
+    )
     assert process.stdout is not None
     try:
         yield process, process.stdout.readline().split()[2].removeprefix("gearman=")
@@ -127,7 +134,8 @@ def test_a_store_deleted_while_running_stops_the_acknowledgements(tmp_path: Path
 
 
 def test_a_full_disk_stops_the_broker_and_a_restart_serves_every_acknowledged_job(
-        tmp_path: Path) -> None:
+    tmp_path: Path,
+) -> None:
     """The store may grow to 2 MiB (RLIMIT_FSIZE: writes past it fail as on a full disk)."""
     store = tmp_path / "jobs.db"
     limit = 2 << 20
@@ -158,8 +166,12 @@ def test_the_store_file_shrinks_once_its_queue_drains(tmp_path: Path) -> None:
     store = tmp_path / "jobs.db"
     with run_broker("--store", f"sqlite:{store}") as broker, Client([broker.address]) as client:
         for start in range(0, 3000, 100):
-            client.submit_many([JobRequest("work", b"%05d" % n + b"x" * 16_000, background=True)
-                                for n in range(start, start + 100)])
+            client.submit_many(
+                [
+                    JobRequest("work", b"%05d" % n + b"x" * 16_000, background=True)
+                    for n in range(start, start + 100)
+                ]
+            )
         full = store.stat().st_size
         assert len(burst_drain(broker.address, "work")) == 3000
         with Client([broker.address]) as more:  # a few more commits after the drain
@@ -169,8 +181,7 @@ def test_the_store_file_shrinks_once_its_queue_drains(tmp_path: Path) -> None:
     assert store.stat().st_size < 16 << 20, "the drained queue's pages went back"
 
 
-def test_a_store_damaged_inside_is_refused_at_start_and_left_for_recovery(
-        tmp_path: Path) -> None:
+def test_a_store_damaged_inside_is_refused_at_start_and_left_for_recovery(tmp_path: Path) -> None:
     store = tmp_path / "jobs.db"
     fill(store, 200)
     with store.open("r+b") as damaged:  # scribble over the middle of the table's pages

@@ -17,8 +17,14 @@ from tests.helpers import burst_drain, run_broker, uwsgi_exchange
 
 
 def test_a_stored_request_is_answered_ff000001_and_closed(tmp_path: Path) -> None:
-    with run_broker("--store", f"sqlite:{tmp_path / 'db'}", "--uwsgi-socket", "127.0.0.1:0",
-                    "--uwsgi-socket", str(tmp_path / "uwsgi.sock")) as broker:
+    with run_broker(
+        "--store",
+        f"sqlite:{tmp_path / 'db'}",
+        "--uwsgi-socket",
+        "127.0.0.1:0",
+        "--uwsgi-socket",
+        str(tmp_path / "uwsgi.sock"),
+    ) as broker:
         tcp, unix = broker.uwsgi
         pairs = [(b"ud_spool_func", b"mail"), (b"to", b"a@example.org")]
         # Trailing bytes after the vars block are not read, as in uWSGI.
@@ -28,16 +34,22 @@ def test_a_stored_request_is_answered_ff000001_and_closed(tmp_path: Path) -> Non
         assert uwsgi_exchange(tcp, empty_with_modifier2) == SPOOLED
         seen = burst_drain(broker.address, "mail", "uwsgi_spooler")
     assert [(name, decode_spool(data)[0]) for name, data in seen] == [
-        ("mail", pairs), ("uwsgi_spooler", [(b"k", b"v")]), ("uwsgi_spooler", [])]
+        ("mail", pairs),
+        ("uwsgi_spooler", [(b"k", b"v")]),
+        ("uwsgi_spooler", []),
+    ]
 
 
-@pytest.mark.parametrize("vars_block", [
-    encode_vars([(b"priority", b"../../etc")]),
-    encode_vars([(b"at", b"tomorrow")]),
-    encode_vars([(b"ud_spool_func", b"a\x00b")]),
-    b"\x00\x00\x01\x00x",       # zero-length key
-    b"\x01\x00k\xff\x00v",      # value runs past the block
-])
+@pytest.mark.parametrize(
+    "vars_block",
+    [
+        encode_vars([(b"priority", b"../../etc")]),
+        encode_vars([(b"at", b"tomorrow")]),
+        encode_vars([(b"ud_spool_func", b"a\x00b")]),
+        b"\x00\x00\x01\x00x",  # zero-length key
+        b"\x01\x00k\xff\x00v",  # value runs past the block
+    ],
+)
 def test_requests_that_cannot_become_jobs_are_refused_ff000000(vars_block: bytes) -> None:
     with run_broker("--uwsgi-socket", "127.0.0.1:0") as broker:
         packet = struct.pack("<BHB", 17, len(vars_block), 0) + vars_block
@@ -47,8 +59,9 @@ def test_requests_that_cannot_become_jobs_are_refused_ff000000(vars_block: bytes
 
 
 def test_oversized_other_modifiers_and_slow_senders_are_closed_unanswered() -> None:
-    with run_broker("--uwsgi-socket", "127.0.0.1:0", "--uwsgi-max-size", "100",
-                    "--uwsgi-timeout", "0.3") as broker:
+    with run_broker(
+        "--uwsgi-socket", "127.0.0.1:0", "--uwsgi-max-size", "100", "--uwsgi-timeout", "0.3"
+    ) as broker:
         address = broker.uwsgi[0]
         exactly = encode_spool([(b"k", b"v" * (100 - 7))])
         assert uwsgi_exchange(address, exactly) == SPOOLED
@@ -87,7 +100,8 @@ def test_named_spoolers_are_queues_and_the_client_reports_refusals() -> None:
             send_spool(broker.uwsgi[0], {b"priority": b"high"})
         assert [name for name, _ in burst_drain(broker.address, "mail")] == []
         assert [name for name, _ in burst_drain(broker.address, "mail@/spool/bulk")] == [
-            "mail@/spool/bulk"]
+            "mail@/spool/bulk"
+        ]
 
 
 def test_a_sender_that_leaves_early_does_not_disturb_the_broker() -> None:

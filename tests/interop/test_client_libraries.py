@@ -65,16 +65,21 @@ def stop(worker: Worker, thread: threading.Thread) -> None:
     worker.close()
 
 
-PHP_EXPECTED = ("normal:olleh\nhigh:hgih\nlow:wol\nchunks:abc\nexception:yes\n"
-                "background:handle\nstatus:4\n")
+PHP_EXPECTED = (
+    "normal:olleh\nhigh:hgih\nlow:wol\nchunks:abc\nexception:yes\nbackground:handle\nstatus:4\n"
+)
 
 
 def run_client_script(binary: str, script: str, broker: RunningBroker) -> str:
     """Run a peer's client script while a spoolgear worker serves its functions."""
     worker, thread = serve_in_thread(broker.address)
     try:
-        result = subprocess.run([binary, str(PEERS / script), str(broker.port)],
-                                capture_output=True, text=True, timeout=60)
+        result = subprocess.run(
+            [binary, str(PEERS / script), str(broker.port)],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
     finally:
         stop(worker, thread)
     assert result.returncode == 0, result.stderr
@@ -89,8 +94,12 @@ def test_php_worker_and_php_client(broker: RunningBroker) -> None:
     binary = php()
     worker = subprocess.Popen([binary, str(PEERS / "worker.php"), str(broker.port), "6"])
     try:
-        result = subprocess.run([binary, str(PEERS / "client.php"), str(broker.port)],
-                                capture_output=True, text=True, timeout=60)
+        result = subprocess.run(
+            [binary, str(PEERS / "client.php"), str(broker.port)],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
         assert result.stdout == PHP_EXPECTED, result.stderr
         assert worker.wait(20) == 0
     finally:
@@ -115,7 +124,8 @@ def test_php_worker_serves_spoolgear_client(broker: RunningBroker) -> None:
 
 def test_perl_client_against_spoolgear_worker(broker: RunningBroker) -> None:
     assert run_client_script(perl(), "client.pl", broker) == (
-        "normal:lrep\nunique:euqinu\nfail:undef\nbackground:handle\n")
+        "normal:lrep\nunique:euqinu\nfail:undef\nbackground:handle\n"
+    )
 
 
 def test_perl_worker_serves_spoolgear_client(broker: RunningBroker) -> None:

@@ -30,8 +30,9 @@ class Recorder:
         self.connections.append(conn)
         return conn
 
-    def send(self, conn: RawConnection, packet_type: PacketType, *args: bytes,
-             replies: int = 0) -> None:
+    def send(
+        self, conn: RawConnection, packet_type: PacketType, *args: bytes, replies: int = 0
+    ) -> None:
         conn.send(packet_type, *args)
         self.expect(conn, replies)
 
@@ -149,16 +150,34 @@ def admin_commands(r: Recorder) -> None:
     r.send(conn, T.SUBMIT_JOB_HIGH_BG, b"b", b"ub", b"", replies=1)
     r.send(worker, T.CAN_DO, b"a")
     r.send(worker, T.GRAB_JOB, replies=1)
-    for line in (b"status\n", b"prioritystatus\n", b"show jobs\n", b"show unique jobs\n",
-                 b"STATUS extra words\n"):
+    for line in (
+        b"status\n",
+        b"prioritystatus\n",
+        b"show jobs\n",
+        b"show unique jobs\n",
+        b"STATUS extra words\n",
+    ):
         r.admin(conn, line, table=True)
     # (what follows a cancel differs on purpose: gearmand cancels queued jobs lazily, so a
     # second cancel answers OK again and `status` still counts the job; spoolgear removes it)
-    for line in (b"cancel job H:%s:2\n" % HOST, b"cancel x y\n",
-                 b"cancel\n", b"show\n", b"show foo\n", b"bogus\n", b"\n", b" status\n",
-                 b"create function made\r\n", b"create\n", b"drop function\n",
-                 b"drop function missing\n", b"drop function a\n", b"maxqueue\n",
-                 b"maxqueue a 1 2\n", b"verbose\n"):
+    for line in (
+        b"cancel job H:%s:2\n" % HOST,
+        b"cancel x y\n",
+        b"cancel\n",
+        b"show\n",
+        b"show foo\n",
+        b"bogus\n",
+        b"\n",
+        b" status\n",
+        b"create function made\r\n",
+        b"create\n",
+        b"drop function\n",
+        b"drop function missing\n",
+        b"drop function a\n",
+        b"maxqueue\n",
+        b"maxqueue a 1 2\n",
+        b"verbose\n",
+    ):
         r.admin(conn, line)
 
 
@@ -198,8 +217,15 @@ def text_and_binary_mixed(r: Recorder) -> None:
 
 HOST = b""
 SCENARIOS: list[Callable[[Recorder], None]] = [
-    minimal_session, coalescing, priorities_in_one_function, errors, maxqueue,
-    admin_commands, requeue_on_disconnect, reduce_and_grab_all, text_and_binary_mixed,
+    minimal_session,
+    coalescing,
+    priorities_in_one_function,
+    errors,
+    maxqueue,
+    admin_commands,
+    requeue_on_disconnect,
+    reduce_and_grab_all,
+    text_and_binary_mixed,
 ]
 
 

@@ -27,9 +27,11 @@ def gearadmin() -> str:
 
 @pytest.fixture
 def reverse_worker(broker: RunningBroker, gearman: str) -> Iterator[None]:
-    worker = subprocess.Popen([gearman, "-h", "127.0.0.1", "-p", str(broker.port), "-w",
-                               "-f", "rev", "--", "rev"],
-                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    worker = subprocess.Popen(
+        [gearman, "-h", "127.0.0.1", "-p", str(broker.port), "-w", "-f", "rev", "--", "rev"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     wait_for_workers(broker.port, b"rev")
     yield
     worker.terminate()
@@ -40,21 +42,28 @@ def wait_for_workers(port: int, function: bytes) -> None:
     with RawConnection(port) as admin:
         for _ in range(200):
             if b"%s\t" % function in admin.admin(b"status\n") and re.search(
-                    rb"\t[1-9]\d*\n", admin.admin(b"status\n")):
+                rb"\t[1-9]\d*\n", admin.admin(b"status\n")
+            ):
                 return
     raise AssertionError("worker never registered")
 
 
 def gearman_client(gearman: str, port: int, *args: str, stdin: str = "") -> str:
-    result = subprocess.run([gearman, "-h", "127.0.0.1", "-p", str(port), *args], input=stdin,
-                            capture_output=True, text=True, timeout=20)
+    result = subprocess.run(
+        [gearman, "-h", "127.0.0.1", "-p", str(port), *args],
+        input=stdin,
+        capture_output=True,
+        text=True,
+        timeout=20,
+    )
     assert result.returncode == 0, result.stderr
     return result.stdout
 
 
 @pytest.mark.usefixtures("reverse_worker")
-def test_gearman_client_foreground_priorities_and_unique(broker: RunningBroker,
-                                                         gearman: str) -> None:
+def test_gearman_client_foreground_priorities_and_unique(
+    broker: RunningBroker, gearman: str
+) -> None:
     assert gearman_client(gearman, broker.port, "-f", "rev", stdin="hello") == "olleh"
     assert gearman_client(gearman, broker.port, "-I", "-f", "rev", stdin="high") == "hgih"
     assert gearman_client(gearman, broker.port, "-L", "-f", "rev", stdin="low") == "wol"
@@ -62,22 +71,54 @@ def test_gearman_client_foreground_priorities_and_unique(broker: RunningBroker,
     assert gearman_client(gearman, broker.port, "-n", "-f", "rev", stdin="ab\ncd\n") == "ba\ndc\n"
 
 
-def test_gearman_client_background_and_a_counted_worker(broker: RunningBroker,
-                                                        gearman: str) -> None:
+def test_gearman_client_background_and_a_counted_worker(
+    broker: RunningBroker, gearman: str
+) -> None:
     for payload in ("one", "two"):
         gearman_client(gearman, broker.port, "-b", "-f", "bg", payload)
     with RawConnection(broker.port) as admin:
         assert admin.admin(b"status\n") == b"bg\t2\t0\t0\n.\n"
-    done = subprocess.run([gearman, "-h", "127.0.0.1", "-p", str(broker.port), "-w", "-c", "2",
-                           "-f", "bg", "--", "cat"], capture_output=True, timeout=20)
+    done = subprocess.run(
+        [
+            gearman,
+            "-h",
+            "127.0.0.1",
+            "-p",
+            str(broker.port),
+            "-w",
+            "-c",
+            "2",
+            "-f",
+            "bg",
+            "--",
+            "cat",
+        ],
+        capture_output=True,
+        timeout=20,
+    )
     assert done.returncode == 0
     with RawConnection(broker.port) as admin:
         assert admin.admin(b"status\n") == b"bg\t0\t0\t0\n.\n"
 
 
 def test_gearman_worker_streams_work_data(broker: RunningBroker, gearman: str) -> None:
-    worker = subprocess.Popen([gearman, "-h", "127.0.0.1", "-p", str(broker.port), "-w", "-n",
-                               "-c", "1", "-f", "lines", "--", "cat"])
+    worker = subprocess.Popen(
+        [
+            gearman,
+            "-h",
+            "127.0.0.1",
+            "-p",
+            str(broker.port),
+            "-w",
+            "-n",
+            "-c",
+            "1",
+            "-f",
+            "lines",
+            "--",
+            "cat",
+        ]
+    )
     try:
         wait_for_workers(broker.port, b"lines")
         # libgearman prints each WORK_DATA chunk, then the final result (here the first
@@ -105,8 +146,12 @@ def prepare_state(port: int) -> list[RawConnection]:
 
 
 def run_gearadmin(gearadmin: str, port: int, *options: str) -> tuple[str, str]:
-    result = subprocess.run([gearadmin, "-h", "127.0.0.1", "-p", str(port), *options],
-                            capture_output=True, text=True, timeout=20)
+    result = subprocess.run(
+        [gearadmin, "-h", "127.0.0.1", "-p", str(port), *options],
+        capture_output=True,
+        text=True,
+        timeout=20,
+    )
     assert result.returncode == 0
     return result.stdout, result.stderr
 
@@ -118,17 +163,23 @@ def normalise(text: str) -> str:
 
 
 GEARADMIN_OPTIONS = [
-    ["--status"], ["--priority-status"], ["--workers"], ["--show-jobs"],
-    ["--show-unique-jobs"], ["--server-verbose"], ["--create-function", "made"],
-    ["--cancel-job", f"H:{socket.gethostname()}:2"], ["--cancel-job", "H:none:1"],
-    ["--drop-function", "nonexistent"], ["--drop-function", "busy"],
+    ["--status"],
+    ["--priority-status"],
+    ["--workers"],
+    ["--show-jobs"],
+    ["--show-unique-jobs"],
+    ["--server-verbose"],
+    ["--create-function", "made"],
+    ["--cancel-job", f"H:{socket.gethostname()}:2"],
+    ["--cancel-job", "H:none:1"],
+    ["--drop-function", "nonexistent"],
+    ["--drop-function", "busy"],
     ["--create-function", "made", "--status"],
 ]
 
 
 @pytest.mark.parametrize("options", GEARADMIN_OPTIONS, ids=" ".join)
-def test_gearadmin_prints_the_same_as_against_gearmand(gearadmin: str,
-                                                       options: list[str]) -> None:
+def test_gearadmin_prints_the_same_as_against_gearmand(gearadmin: str, options: list[str]) -> None:
     outputs = []
     with run_gearmand() as port:
         connections = prepare_state(port)

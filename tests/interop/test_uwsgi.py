@@ -35,9 +35,20 @@ PEERS = Path(__file__).parent / "peers"
 def run_uwsgi(*args: str, port: int) -> Iterator[subprocess.Popen[bytes]]:
     """A uWSGI instance serving HTTP on ``port`` (its log goes to the test's output)."""
     binary = require_peer("uwsgi")
-    process = subprocess.Popen([binary, "--http-socket", f"127.0.0.1:{port}", "--master",
-                                "--processes", "1", "--disable-logging", *args],
-                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    process = subprocess.Popen(
+        [
+            binary,
+            "--http-socket",
+            f"127.0.0.1:{port}",
+            "--master",
+            "--processes",
+            "1",
+            "--disable-logging",
+            *args,
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     try:
         wait_for_port(port)
         yield process
@@ -62,23 +73,34 @@ def jobs(address: str, function: str) -> list[dict[bytes, bytes]]:
 def test_perl_net_uwsgi_style_sender_reads_the_answers() -> None:
     perl = require_peer("perl")
     with run_broker("--uwsgi-socket", "127.0.0.1:0") as broker:
+
         def spool(*pairs: str) -> str:
-            return subprocess.run([perl, str(PEERS / "uwsgi_spool.pl"), broker.uwsgi[0], *pairs],
-                                  capture_output=True, text=True, check=True,
-                                  timeout=30).stdout.strip()
+            return subprocess.run(
+                [perl, str(PEERS / "uwsgi_spool.pl"), broker.uwsgi[0], *pairs],
+                capture_output=True,
+                text=True,
+                check=True,
+                timeout=30,
+            ).stdout.strip()
 
         assert spool("ud_spool_func=mail", "to=perl@example.org") == "1"
         assert spool("priority=../../etc") == "0"
-        assert jobs(broker.address, "mail") == [{b"ud_spool_func": b"mail",
-                                                 b"to": b"perl@example.org"}]
+        assert jobs(broker.address, "mail") == [
+            {b"ud_spool_func": b"mail", b"to": b"perl@example.org"}
+        ]
 
 
 def test_uwsgi_internal_routing_spools_a_request_to_the_broker() -> None:
     """--route "... uwsgi:HOST:PORT,17,0": the request's CGI vars arrive as a spool packet."""
     with run_broker("--uwsgi-socket", "127.0.0.1:0") as broker:
         port = free_port()
-        with run_uwsgi("--plugin", "router_uwsgi",
-                       "--route", f"^/enqueue uwsgi:{broker.uwsgi[0]},17,0", port=port):
+        with run_uwsgi(
+            "--plugin",
+            "router_uwsgi",
+            "--route",
+            f"^/enqueue uwsgi:{broker.uwsgi[0]},17,0",
+            port=port,
+        ):
             http_get(f"http://127.0.0.1:{port}/enqueue?report=42")
             deadline = time.monotonic() + 10
             with AdminClient(broker.address) as admin:
@@ -91,7 +113,7 @@ def test_uwsgi_internal_routing_spools_a_request_to_the_broker() -> None:
     assert received[0][b"REQUEST_METHOD"] == b"GET"
 
 
-APP = '''
+APP = """
     import uwsgi
 
     def application(env, start_response):
@@ -99,9 +121,9 @@ APP = '''
                             b"body": b"\\x00\\xffbinary attachment"})
         start_response("200 OK", [("Content-Type", "text/plain")])
         return [path]
-'''
+"""
 
-HANDLERS = '''
+HANDLERS = """
     import os
     from broker.uwsgidecorators import spool
 
@@ -109,7 +131,7 @@ HANDLERS = '''
     def mail(env):
         with open(os.environ["SPOOL_LOG"], "a") as log:
             log.write(repr((env["to"], env["body"])) + "\\n")
-'''
+"""
 
 
 def test_uwsgi_spool_into_an_ingested_directory_runs_in_spoolgear(tmp_path: Path) -> None:
@@ -118,11 +140,24 @@ def test_uwsgi_spool_into_an_ingested_directory_runs_in_spoolgear(tmp_path: Path
     spool.mkdir()
     (tmp_path / "app.py").write_text(textwrap.dedent(APP))
     (tmp_path / "handlers.py").write_text(textwrap.dedent(HANDLERS))
-    with run_broker("--store", f"sqlite:{tmp_path / 'db'}", "--spool-ingest", str(spool),
-                    "--ingest-interval", "0.05") as broker:
+    with run_broker(
+        "--store",
+        f"sqlite:{tmp_path / 'db'}",
+        "--spool-ingest",
+        str(spool),
+        "--ingest-interval",
+        "0.05",
+    ) as broker:
         port = free_port()
-        with run_uwsgi("--plugin", "python3", "--spooler-external", str(spool),
-                       "--wsgi-file", str(tmp_path / "app.py"), port=port):
+        with run_uwsgi(
+            "--plugin",
+            "python3",
+            "--spooler-external",
+            str(spool),
+            "--wsgi-file",
+            str(tmp_path / "app.py"),
+            port=port,
+        ):
             for person in (b"a@example.org", b"b@example.org"):
                 path = http_get(f"http://127.0.0.1:{port}/?{person.decode()}")
                 assert path.startswith(str(spool).encode() + b"/uwsgi_spoolfile_on_")
@@ -131,29 +166,50 @@ def test_uwsgi_spool_into_an_ingested_directory_runs_in_spoolgear(tmp_path: Path
         with AdminClient(broker.address) as admin:
             assert sum(s.total for s in admin.status()) == 2
         log = tmp_path / "log"
-        subprocess.run([*SPOOLGEAR, "spooler", "--import", "handlers", "-s", broker.address,
-                        "--burst"], cwd=tmp_path, check=True, timeout=60, capture_output=True,
-                       env={"SPOOL_LOG": str(log), "PYTHONPATH": str(ROOT)})
+        subprocess.run(
+            [*SPOOLGEAR, "spooler", "--import", "handlers", "-s", broker.address, "--burst"],
+            cwd=tmp_path,
+            check=True,
+            timeout=60,
+            capture_output=True,
+            env={"SPOOL_LOG": str(log), "PYTHONPATH": str(ROOT)},
+        )
     assert sorted(log.read_text().splitlines()) == [
         "('a@example.org', b'\\x00\\xffbinary attachment')",
-        "('b@example.org', b'\\x00\\xffbinary attachment')"]
+        "('b@example.org', b'\\x00\\xffbinary attachment')",
+    ]
 
 
-@pytest.mark.parametrize(("packet", "answer"), [
-    (encode_spool([(b"k", b"v")]), b"\xff\x00\x00\x01"),
-    (encode_spool([]), b"\xff\x00\x00\x01"),
-    (encode_spool([(b"k", b"v" * 4091)]), b"\xff\x00\x00\x01"),  # datasize 4096: the limit
-    (encode_spool([(b"k", b"v" * 4092)]), b""),  # one byte over --buffer-size 4096
-])
+@pytest.mark.parametrize(
+    ("packet", "answer"),
+    [
+        (encode_spool([(b"k", b"v")]), b"\xff\x00\x00\x01"),
+        (encode_spool([]), b"\xff\x00\x00\x01"),
+        (encode_spool([(b"k", b"v" * 4091)]), b"\xff\x00\x00\x01"),  # datasize 4096: the limit
+        (encode_spool([(b"k", b"v" * 4092)]), b""),  # one byte over --buffer-size 4096
+    ],
+)
 def test_answers_match_a_real_uwsgi_spooler(tmp_path: Path, packet: bytes, answer: bytes) -> None:
     """The same packet to uWSGI's spooler plugin and to spoolgear gets the same bytes back."""
     binary = require_peer("uwsgi")
     port = free_port()
     (tmp_path / "spool").mkdir()
-    process = subprocess.Popen([binary, "--plugin", "spooler", "--socket", f"127.0.0.1:{port}",
-                                "--spooler", str(tmp_path / "spool"), "--master",
-                                "--spooler-quiet", "--disable-logging"],
-                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    process = subprocess.Popen(
+        [
+            binary,
+            "--plugin",
+            "spooler",
+            "--socket",
+            f"127.0.0.1:{port}",
+            "--spooler",
+            str(tmp_path / "spool"),
+            "--master",
+            "--spooler-quiet",
+            "--disable-logging",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     try:
         wait_for_port(port)
         from_uwsgi = uwsgi_exchange(f"127.0.0.1:{port}", packet)

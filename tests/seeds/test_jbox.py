@@ -20,8 +20,16 @@ from django_jobs.client import GearmanClient
 from tests.helpers import RunningBroker, wait_until
 from tests.with_django.project import WorkerProcess, gearman_worker, manage, parse_tables
 
-JBOX_TASKS = ("foo", "my-task-name", "my-task-name-reserved", "my-task-name-three",
-              "seeds.jbox.my_task_function", "task_babar", "task_bar", "task_foo")
+JBOX_TASKS = (
+    "foo",
+    "my-task-name",
+    "my-task-name-reserved",
+    "my-task-name-three",
+    "seeds.jbox.my_task_function",
+    "task_babar",
+    "task_bar",
+    "task_foo",
+)
 
 
 @pytest.fixture(scope="module")
@@ -29,8 +37,10 @@ def worker() -> Iterator[tuple[RunningBroker, WorkerProcess]]:
     """``python manage.py gearman_worker -a django_app_name -n worker_foo``."""
     from tests.helpers import run_broker
 
-    with run_broker() as broker, gearman_worker(broker.address, "-a", "seeds", "-n", "jbox"
-                                                ) as process:
+    with (
+        run_broker() as broker,
+        gearman_worker(broker.address, "-a", "seeds", "-n", "jbox") as process,
+    ):
         yield broker, process
 
 
@@ -45,8 +55,9 @@ def test_one_server_setting_without_a_port_means_gearmans_port() -> None:
     assert parse_address("127.0.0.1") == ("127.0.0.1", 4730)
 
 
-def test_a_worker_serves_every_task_of_its_module(worker: tuple[RunningBroker, WorkerProcess]
-                                                  ) -> None:
+def test_a_worker_serves_every_task_of_its_module(
+    worker: tuple[RunningBroker, WorkerProcess],
+) -> None:
     broker, process = worker
     with AdminClient(broker.address) as admin:
         (functions,) = [w.functions for w in admin.workers() if f":{process.pid}:" in w.client_id]
@@ -55,11 +66,14 @@ def test_a_worker_serves_every_task_of_its_module(worker: tuple[RunningBroker, W
 
 def test_task_parameters_of_any_serializable_type(client: GearmanClient) -> None:
     assert client.submit_job("my-task-name", {"foo": "becomes", "this": "dict"}) == {
-        "foo": {"foo": "becomes", "this": "dict"}}
+        "foo": {"foo": "becomes", "this": "dict"}
+    }
     assert client.submit_job("my-task-name", Decimal(1.0)) == {  # noqa: RUF032 (as jbox has it)
-        "foo": Decimal(1)}
+        "foo": Decimal(1)
+    }
     assert client.submit_job("seeds.jbox.my_task_function", "default name") == {
-        "foo": "default name"}
+        "foo": "default name"
+    }
 
 
 def test_tasks_with_more_than_one_parameter(client: GearmanClient) -> None:
@@ -70,31 +84,42 @@ def test_tasks_with_more_than_one_parameter(client: GearmanClient) -> None:
 
 
 def test_reserved_keyword_parameters_go_through_kwargs_or_args(
-        client: GearmanClient, worker: tuple[RunningBroker, WorkerProcess]) -> None:
+    client: GearmanClient, worker: tuple[RunningBroker, WorkerProcess]
+) -> None:
     expected = {"background": True, "unique": False}
-    assert client.submit_job("my-task-name-reserved",
-                             kwargs={"background": True, "unique": False}) == expected
+    assert (
+        client.submit_job("my-task-name-reserved", kwargs={"background": True, "unique": False})
+        == expected
+    )
     assert client.submit_job("my-task-name-reserved", args=[True, False]) == expected
     # "Don't panic, your task is safe!": a background job, unique from its payload.
-    handles = [client.submit_job("my-task-name-reserved", background=True, unique=True,
-                                 kwargs={"background": False, "unique": False})
-               for _ in range(2)]
+    handles = [
+        client.submit_job(
+            "my-task-name-reserved",
+            background=True,
+            unique=True,
+            kwargs={"background": False, "unique": False},
+        )
+        for _ in range(2)
+    ]
     assert all(isinstance(handle, JobHandle) for handle in handles)
     wait_until(lambda: worker[1].output().count("job my-task-name-reserved") >= 3)
 
 
-def test_queues_pick_the_tasks_a_worker_loads(worker: tuple[RunningBroker, WorkerProcess]
-                                              ) -> None:
+def test_queues_pick_the_tasks_a_worker_loads(worker: tuple[RunningBroker, WorkerProcess]) -> None:
     """``python manage.py gearman_worker -a <django_app_name> -n <worker_name> -q bar``."""
     broker, _ = worker
-    with gearman_worker(broker.address, "-a", "seeds", "-n", "jbox", "-q", "bar") as bar, \
-            AdminClient(broker.address) as admin:
+    with (
+        gearman_worker(broker.address, "-a", "seeds", "-n", "jbox", "-q", "bar") as bar,
+        AdminClient(broker.address) as admin,
+    ):
         (functions,) = [w.functions for w in admin.workers() if f":{bar.pid}:" in w.client_id]
     assert sorted(functions) == ["task_babar", "task_bar"]
 
 
 def test_the_client_gets_the_result_or_dispatches_in_the_background(
-        client: GearmanClient, worker: tuple[RunningBroker, WorkerProcess]) -> None:
+    client: GearmanClient, worker: tuple[RunningBroker, WorkerProcess]
+) -> None:
     sentence = "The quick brown fox jumps over the lazy dog."
     res = client.submit_job("foo", kwargs={"sentence": sentence})
     assert res == sentence.upper()
@@ -103,8 +128,7 @@ def test_the_client_gets_the_result_or_dispatches_in_the_background(
     wait_until(lambda: worker[1].output().count("job foo ") == 2)
 
 
-def test_server_info_tables_and_their_filter(worker: tuple[RunningBroker, WorkerProcess]
-                                             ) -> None:
+def test_server_info_tables_and_their_filter(worker: tuple[RunningBroker, WorkerProcess]) -> None:
     broker, process = worker
     shown = manage(broker.address, "gearman_server_info")
     assert shown.returncode == 0, shown.stderr
@@ -117,7 +141,7 @@ def test_server_info_tables_and_their_filter(worker: tuple[RunningBroker, Worker
 
 
 def test_sigterm_from_supervisord_stops_the_worker_cleanly(broker: RunningBroker) -> None:
-    """"I also added a signal handler to catch SIGTERM signals send by Supervisord"."""
+    """ "I also added a signal handler to catch SIGTERM signals send by Supervisord"."""
     with gearman_worker(broker.address, "-a", "seeds", "-n", "jbox") as process:
         process.process.send_signal(signal.SIGTERM)
         assert process.wait() == 0

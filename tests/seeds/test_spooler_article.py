@@ -23,7 +23,7 @@ from broker.uwsgi_client import send_spool
 from tests.helpers import ROOT, SPOOLGEAR, RunningBroker, run_broker, wait_until
 from tests.seeds.conftest import read_notes
 
-WORKER_FILE = '''
+WORKER_FILE = """
     import json, os
     from uwsgidecorators import spool, spoolforever, timer, uwsgi  # the article: spool, uwsgi
 
@@ -50,7 +50,7 @@ WORKER_FILE = '''
         note("networked", {k.decode(): v.decode() for k, v in env.items()
                            if k != "spooler_task_name"})
         return uwsgi.SPOOL_OK
-'''
+"""
 
 
 @pytest.fixture
@@ -81,19 +81,37 @@ def broker(tmp_path: Path) -> Iterator[RunningBroker]:
         yield running
 
 
-def test_the_worker_file_runs_unchanged(broker: RunningBroker, mysite_spool: ModuleType,
-                                        tmp_path: Path) -> None:
+def test_the_worker_file_runs_unchanged(
+    broker: RunningBroker, mysite_spool: ModuleType, tmp_path: Path
+) -> None:
     mysite_spool.my_func.spool(test=True)  # "Statement of the problem from your code"
     mysite_spool.my_forever_func.spool(n=1)
     uwsgi_api.spool(test=True, spooler=broker.uwsgi[0])  # a networked spooler's address
     log = tmp_path / "log"
     spooler = subprocess.Popen(
-        [*SPOOLGEAR, "spooler", "--import", "uwsgi_spools.mysite_spool", "-s", broker.address,
-         "--forever-interval", "0.1"], cwd=tmp_path, stderr=subprocess.PIPE, text=True,
-        env={"PYTHONPATH": str(ROOT), "SEEDS_LOG": str(log)})
+        [
+            *SPOOLGEAR,
+            "spooler",
+            "--import",
+            "uwsgi_spools.mysite_spool",
+            "-s",
+            broker.address,
+            "--forever-interval",
+            "0.1",
+        ],
+        cwd=tmp_path,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={"PYTHONPATH": str(ROOT), "SEEDS_LOG": str(log)},
+    )
     try:
-        wait_until(lambda: [note[0] for note in read_notes(log)].count("forever") >= 2
-                   and "timer" in [note[0] for note in read_notes(log)], timeout=20)
+        wait_until(
+            lambda: (
+                [note[0] for note in read_notes(log)].count("forever") >= 2
+                and "timer" in [note[0] for note in read_notes(log)]
+            ),
+            timeout=20,
+        )
     finally:
         spooler.terminate()
         _, errors = spooler.communicate(timeout=20)

@@ -25,17 +25,21 @@ from tests.with_django.project import gearman_worker
 @pytest.fixture
 def farm_broker() -> Iterator[RunningBroker]:
     """No grace: a farm or mule nobody serves is refused at once, as uWSGI does."""
-    with run_broker("--transient-grace", "0") as broker, \
-            override_settings(GEARMAN_CLIENT_SERVERS=[broker.address]):
+    with (
+        run_broker("--transient-grace", "0") as broker,
+        override_settings(GEARMAN_CLIENT_SERVERS=[broker.address]),
+    ):
         yield broker
 
 
 def test_programmed_mules_and_farms(farm_broker: RunningBroker, tmp_path: Path) -> None:
     log = tmp_path / "seeds.log"
     address = farm_broker.address
-    with gearman_worker(address, "--mule", "1", "--farm", "busy", SEEDS_LOG=str(log)) as one, \
-            gearman_worker(address, "--mule", "2", "--farm", "busy", SEEDS_LOG=str(log)) as two, \
-            gearman_worker(address, "--mule", "3", "--farm", "idle", SEEDS_LOG=str(log)):
+    with (
+        gearman_worker(address, "--mule", "1", "--farm", "busy", SEEDS_LOG=str(log)) as one,
+        gearman_worker(address, "--mule", "2", "--farm", "busy", SEEDS_LOG=str(log)) as two,
+        gearman_worker(address, "--mule", "3", "--farm", "idle", SEEDS_LOG=str(log)),
+    ):
         # Send the string "ciuchino" to mule1.
         mule_msg("ciuchino", 1)
         # Send the string "eat stuff" to farm "busy"
@@ -67,7 +71,8 @@ def test_mule_get_msg_loops_are_not_provided_and_say_what_to_do() -> None:
 def test_a_timer_targeting_a_mule_runs_in_a_spooler_with_mule_id(tmp_path: Path) -> None:
     """``@timer(30, target='mule')`` with ``uwsgi.mule_id()``, under ``spoolgear spooler``
     (1 s instead of 30; ``signal`` and ``filemon`` left out: not provided)."""
-    (tmp_path / "hello.py").write_text(textwrap.dedent('''
+    (tmp_path / "hello.py").write_text(
+        textwrap.dedent("""
         import os
         import uwsgi
         from uwsgidecorators import timer
@@ -77,13 +82,17 @@ def test_a_timer_targeting_a_mule_runs_in_a_spooler_with_mule_id(tmp_path: Path)
         def hello(signum):
             with open(os.environ["SEEDS_LOG"], "a") as log:
                 log.write("[0, %d, %d]\\n" % (signum, uwsgi.mule_id()))
-    '''))
+    """)
+    )
     log = tmp_path / "seeds.log"
     with run_broker() as broker:
         spooler = subprocess.Popen(
-            [*SPOOLGEAR, "spooler", "--import", "hello", "-s", broker.address], cwd=tmp_path,
-            env={"PYTHONPATH": str(ROOT), "SEEDS_LOG": str(log)}, stderr=subprocess.PIPE,
-            text=True)
+            [*SPOOLGEAR, "spooler", "--import", "hello", "-s", broker.address],
+            cwd=tmp_path,
+            env={"PYTHONPATH": str(ROOT), "SEEDS_LOG": str(log)},
+            stderr=subprocess.PIPE,
+            text=True,
+        )
         try:
             wait_until(lambda: len(read_notes(log)) >= 2, timeout=20)
         finally:

@@ -19,7 +19,7 @@ from broker.admin import AdminClient
 from tests.helpers import ROOT, SPOOLGEAR, RunningBroker, run_broker, wait_until
 from tests.seeds.conftest import read_notes
 
-MY_SPOOLER = '''
+MY_SPOOLER = """
     import json, os
     import uwsgi
 
@@ -31,16 +31,16 @@ MY_SPOOLER = '''
         return uwsgi.SPOOL_OK
 
     uwsgi.spooler = my_spooler
-'''
+"""
 
-AGAIN = '''
+AGAIN = """
     import uwsgi
 
     def call_me_again_and_again(env):
         return uwsgi.SPOOL_RETRY
 
     uwsgi.spooler = call_me_again_and_again
-'''
+"""
 
 
 @pytest.fixture
@@ -53,9 +53,13 @@ def spool_broker(tmp_path: Path) -> Iterator[RunningBroker]:
 
 
 def spooler(tmp_path: Path, address: str, *args: str) -> subprocess.Popen[str]:
-    return subprocess.Popen([*SPOOLGEAR, "spooler", "-s", address, *args], cwd=tmp_path,
-                            stderr=subprocess.PIPE, text=True,
-                            env={"PYTHONPATH": str(ROOT), "SEEDS_LOG": str(tmp_path / "log")})
+    return subprocess.Popen(
+        [*SPOOLGEAR, "spooler", "-s", address, *args],
+        cwd=tmp_path,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={"PYTHONPATH": str(ROOT), "SEEDS_LOG": str(tmp_path / "log")},
+    )
 
 
 def finish(process: subprocess.Popen[str], *, stop: bool = False) -> str:
@@ -67,44 +71,66 @@ def finish(process: subprocess.Popen[str], *, stop: bool = False) -> str:
 
 
 def test_a_spooler_function_assigned_to_uwsgi_spooler_gets_every_spooled_dict(
-        spool_broker: RunningBroker, tmp_path: Path) -> None:
-    uwsgi.spool({'foo': 'bar', 'name': 'Kratos', 'surname': 'the same of Zeus',
-                 'foobar': 'dict'})
-    uwsgi.spool(foo='bar', name='Kratos', surname='the same of Zeus', foobar='keywords')
-    errors = finish(spooler(tmp_path, spool_broker.address, "--import", "my_spooler",
-                            "--burst"))
-    assert sorted(note[2] for note in read_notes(tmp_path / "log")) == ["dict", "keywords"], \
-        errors
+    spool_broker: RunningBroker, tmp_path: Path
+) -> None:
+    uwsgi.spool({"foo": "bar", "name": "Kratos", "surname": "the same of Zeus", "foobar": "dict"})
+    uwsgi.spool(foo="bar", name="Kratos", surname="the same of Zeus", foobar="keywords")
+    errors = finish(spooler(tmp_path, spool_broker.address, "--import", "my_spooler", "--burst"))
+    assert sorted(note[2] for note in read_notes(tmp_path / "log")) == ["dict", "keywords"], errors
 
 
-def test_spool_retry_is_retried_a_bounded_number_of_times(spool_broker: RunningBroker,
-                                                          tmp_path: Path) -> None:
-    """"You can re-enqueue a spooler request by returning uwsgi.SPOOL_RETRY": under uWSGI
+def test_spool_retry_is_retried_a_bounded_number_of_times(
+    spool_broker: RunningBroker, tmp_path: Path
+) -> None:
+    """ "You can re-enqueue a spooler request by returning uwsgi.SPOOL_RETRY": under uWSGI
     forever; here ``--attempts`` times, then the failed list."""
-    uwsgi.spool(foobar='again')
-    finish(spooler(tmp_path, spool_broker.address, "--import", "again", "--attempts", "3",
-                   "--retry-delay", "0", "--burst"))
+    uwsgi.spool(foobar="again")
+    finish(
+        spooler(
+            tmp_path,
+            spool_broker.address,
+            "--import",
+            "again",
+            "--attempts",
+            "3",
+            "--retry-delay",
+            "0",
+            "--burst",
+        )
+    )
     with AdminClient(spool_broker.address) as admin:
         (failed,) = admin.show_failed()
     assert "gave up after 3 attempts: handler returned -1" in failed.error
 
 
-def test_a_second_uwsgi_spooler_assignment_is_refused(spool_broker: RunningBroker,
-                                                      tmp_path: Path) -> None:
-    errors = finish(spooler(tmp_path, spool_broker.address, "--import", "my_spooler",
-                            "--import", "again", "--burst"))
+def test_a_second_uwsgi_spooler_assignment_is_refused(
+    spool_broker: RunningBroker, tmp_path: Path
+) -> None:
+    errors = finish(
+        spooler(
+            tmp_path, spool_broker.address, "--import", "my_spooler", "--import", "again", "--burst"
+        )
+    )
     assert "two uwsgi.spooler handlers are named 'uwsgi.spooler'" in errors
     assert "under uWSGI the last one silently wins" in errors
 
 
-def test_spooler_processes_max_tasks_and_chdir(spool_broker: RunningBroker,
-                                               tmp_path: Path) -> None:
+def test_spooler_processes_max_tasks_and_chdir(spool_broker: RunningBroker, tmp_path: Path) -> None:
     """``spooler-processes``, ``spooler-max-tasks`` and ``spooler-chdir``, by uWSGI's names."""
     work = tmp_path / "work"
     work.mkdir()
-    process = spooler(tmp_path, spool_broker.address, "--import", "my_spooler",
-                      "--spooler-processes", "2", "--spooler-max-tasks", "1",
-                      "--spooler-chdir", str(work))
+    process = spooler(
+        tmp_path,
+        spool_broker.address,
+        "--import",
+        "my_spooler",
+        "--spooler-processes",
+        "2",
+        "--spooler-max-tasks",
+        "1",
+        "--spooler-chdir",
+        str(work),
+    )
     try:
         with AdminClient(spool_broker.address) as admin:
             wait_until(lambda: len([w for w in admin.workers() if w.functions]) == 2)
@@ -119,12 +145,21 @@ def test_spooler_processes_max_tasks_and_chdir(spool_broker: RunningBroker,
     assert process.returncode == 0, errors
 
 
-def test_spooler_harakiri_cuts_off_a_stuck_task(spool_broker: RunningBroker,
-                                                tmp_path: Path) -> None:
-    process = spooler(tmp_path, spool_broker.address, "--import", "my_spooler",
-                      "--spooler-harakiri", "1", "--attempts", "1")
+def test_spooler_harakiri_cuts_off_a_stuck_task(
+    spool_broker: RunningBroker, tmp_path: Path
+) -> None:
+    process = spooler(
+        tmp_path,
+        spool_broker.address,
+        "--import",
+        "my_spooler",
+        "--spooler-harakiri",
+        "1",
+        "--attempts",
+        "1",
+    )
     try:
-        uwsgi.spool(foobar='stuck', sleep='60')
+        uwsgi.spool(foobar="stuck", sleep="60")
         with AdminClient(spool_broker.address) as admin:
             wait_until(lambda: bool(admin.show_failed()), timeout=20)
             (failed,) = admin.show_failed()

@@ -39,8 +39,14 @@ class FakeTimer:
 class Harness:
     """A broker with a manual clock; ``advance`` fires the timers that fall due."""
 
-    def __init__(self, *, store: Store | None = None, now: float = 1_000_000.0,
-                 window: int = 0, **settings: Any) -> None:
+    def __init__(
+        self,
+        *,
+        store: Store | None = None,
+        now: float = 1_000_000.0,
+        window: int = 0,
+        **settings: Any,
+    ) -> None:
         self.now = now
         self.timers: list[FakeTimer] = []
         self.store = store
@@ -52,13 +58,18 @@ class Harness:
             journal = Journal.resuming(state)
         if isinstance(store, PagingStore) and window:
             pager = Pager(store, window)
-        self.broker = Broker(BrokerSettings(handle_prefix=b"H:test", **settings),
-                             call_later=self.call_later, clock=lambda: self.now,
-                             journal=journal, pager=pager)
+        self.broker = Broker(
+            BrokerSettings(handle_prefix=b"H:test", **settings),
+            call_later=self.call_later,
+            clock=lambda: self.now,
+            journal=journal,
+            pager=pager,
+        )
         self.broker.restore(state)
         self.shutdowns: list[bool] = []
-        self.admin = AdminCommands(self.broker, verbose="ERROR",
-                                   request_shutdown=self.shutdowns.append)
+        self.admin = AdminCommands(
+            self.broker, verbose="ERROR", request_shutdown=self.shutdowns.append
+        )
         self._next_fd = 10
 
     def commit(self) -> None:
@@ -127,8 +138,13 @@ class Peer:
         self.harness.broker.flush()
 
     # conveniences for the common exchanges
-    def submit(self, function: bytes, data: bytes = b"", unique: bytes = b"",
-               kind: PacketType = T.SUBMIT_JOB_BG) -> bytes:
+    def submit(
+        self,
+        function: bytes,
+        data: bytes = b"",
+        unique: bytes = b"",
+        kind: PacketType = T.SUBMIT_JOB_BG,
+    ) -> bytes:
         self.send(kind, function, unique, data)
         (packet_type, args), *_ = self.received()
         assert packet_type is T.JOB_CREATED, (packet_type, args)

@@ -73,7 +73,8 @@ def test_tables() -> None:
     assert client.admin(b"prioritystatus") == b"f1\t0\t0\t1\t1\nf2\t0\t0\t0\t1\n.\n"
     assert client.admin(b"workers") == (
         b"%d 127.0.0.1 - :\n%d 127.0.0.1 worker-A : f1 f2\n.\n"
-        % (client.session.fd, worker.session.fd))
+        % (client.session.fd, worker.session.fd)
+    )
     assert client.admin(b"show jobs") == b"H:test:1\t0\t0\t1\nH:test:2\t0\t0\t0\n.\n"
     assert client.admin(b"show unique jobs") == b"one\n\n.\n"
 
@@ -85,7 +86,8 @@ def test_create_and_drop_function() -> None:
     assert admin.admin(b"status") == b"abc\t0\t0\t0\n.\n"
     admin.submit(b"abc")
     assert admin.admin(b"drop function abc") == (
-        b"ERR there are still connected workers or executing clients\r\n")
+        b"ERR there are still connected workers or executing clients\r\n"
+    )
     worker.send(T.CAN_DO, b"abc")
     worker.send(T.WORK_COMPLETE, worker.grab()[0], b"")  # type: ignore[index]
     worker.disconnect()
@@ -96,7 +98,8 @@ def test_create_and_drop_function() -> None:
 def test_shutdown_only_from_loopback() -> None:
     h = Harness()
     assert h.peer("10.1.2.3").admin(b"shutdown") == (
-        b"ERR PERMISSION_DENIED shutdown+is+only+accepted+from+loopback\r\n")
+        b"ERR PERMISSION_DENIED shutdown+is+only+accepted+from+loopback\r\n"
+    )
     assert h.shutdowns == []
     assert h.peer("127.0.0.1").admin(b"shutdown graceful") == b"OK\r\n"
     assert h.peer("::1").admin(b"SHUTDOWN") == b"OK\r\n"

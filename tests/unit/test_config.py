@@ -35,21 +35,37 @@ def test_the_readme_option_table_names_only_declared_options() -> None:
 
 
 def test_defaults_types_and_repeatable_options_come_from_the_declarations() -> None:
-    config = parse("--port", "0", "--transient", "none", "--uwsgi-socket", "127.0.0.1:0",
-                   "--uwsgi-socket", "/tmp/x.sock", "--verbose", "info")
+    config = parse(
+        "--port",
+        "0",
+        "--transient",
+        "none",
+        "--uwsgi-socket",
+        "127.0.0.1:0",
+        "--uwsgi-socket",
+        "/tmp/x.sock",
+        "--verbose",
+        "info",
+    )
     assert (config.port, config.transient, config.verbose) == (0, (), "INFO")
     assert config.uwsgi_sockets == ("127.0.0.1:0", "/tmp/x.sock")
     assert parse().transient == ServerConfig.__dataclass_fields__["transient"].default
     assert parse("--packet-timeout", "2.5").packet_timeout == 2.5
 
 
-@pytest.mark.parametrize(("argv", "message"), [
-    (["--port", "70000"], "--port must be 0-65535, got 70000"),
-    (["--page-bytes", "0"], "--page-bytes must be positive, got 0"),
-    (["--max-admin-line", "10"], "--max-admin-line must be at least 64 bytes, got 10"),
-    (["--spool-function", "a@b"], "--spool-function must be a non-empty name without '@'"),
-    (["--max-unread-output", "100"], "--max-unread-output must be at least --max-output-buffer"),
-])
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["--port", "70000"], "--port must be 0-65535, got 70000"),
+        (["--page-bytes", "0"], "--page-bytes must be positive, got 0"),
+        (["--max-admin-line", "10"], "--max-admin-line must be at least 64 bytes, got 10"),
+        (["--spool-function", "a@b"], "--spool-function must be a non-empty name without '@'"),
+        (
+            ["--max-unread-output", "100"],
+            "--max-unread-output must be at least --max-output-buffer",
+        ),
+    ],
+)
 def test_bad_values_are_refused_with_the_option_named(argv: list[str], message: str) -> None:
     with pytest.raises(ConfigurationError, match=re.escape(message)):
         parse(*argv)

@@ -140,14 +140,16 @@ def test_lost_worker_requeues_at_the_tail_and_counts_an_attempt() -> None:
     assert first.grab()[0] == lost  # type: ignore[index]
     first.disconnect()
     assert h.admin.run(client.session, b"show jobs") == (
-        b"H:test:1\t1\t0\t1\nH:test:2\t0\t0\t1\n.\n")
+        b"H:test:1\t1\t0\t1\nH:test:2\t0\t0\t1\n.\n"
+    )
     second.send(T.CAN_DO, b"f")
     assert [second.grab()[3], second.grab()[3]] == [b"later", b"lost"]  # type: ignore[index]
     first_work = (T.WORK_COMPLETE, lost, b"")
     stale = h.peer()
     stale.send(*first_work)
-    assert stale.received() == [(T.ERROR, (b"JOB_NOT_FOUND",
-                                           b"Job given in work result not found"))]
+    assert stale.received() == [
+        (T.ERROR, (b"JOB_NOT_FOUND", b"Job given in work result not found"))
+    ]
 
 
 def test_job_retries_bounds_the_attempts() -> None:
@@ -224,8 +226,9 @@ def test_exceptions_go_to_clients_that_asked_and_others_get_a_clean_fail() -> No
 def test_unknown_option_is_an_error() -> None:
     client = Harness().peer()
     client.send(T.OPTION_REQ, b"bogus")
-    assert client.received() == [(T.ERROR, (b"UNKNOWN_OPTION",
-                                            b"Server does not recognize given option"))]
+    assert client.received() == [
+        (T.ERROR, (b"UNKNOWN_OPTION", b"Server does not recognize given option"))
+    ]
 
 
 def test_epoch_job_waits_and_a_timer_wakes_the_sleeping_worker() -> None:
@@ -257,7 +260,7 @@ def test_sched_is_a_recurring_cron_schedule() -> None:
     h = Harness()
     client, worker = h.peer(), h.peer()
     client.send(T.SUBMIT_JOB_SCHED, b"f", b"tick", b"*", b"", b"", b"", b"", b"payload")
-    (kind, (handle,)), = client.received()
+    ((kind, (handle,)),) = client.received()
     assert kind is T.JOB_CREATED
     assert h.admin.run(client.session, b"show schedules").startswith(handle + b"\tf\ttick\t* * *")
     worker.send(T.CAN_DO, b"f")
@@ -345,15 +348,18 @@ def test_status_of_queued_running_and_unknown_jobs() -> None:
     client.received()
     client.send(T.GET_STATUS, handle)
     client.send(T.GET_STATUS_UNIQUE, b"u1")
-    assert client.received() == [(T.STATUS_RES, (handle, b"0", b"0", b"0", b"0")),
-                                 (T.STATUS_RES_UNIQUE, (b"u1", b"0", b"0", b"0", b"0", b"0"))]
+    assert client.received() == [
+        (T.STATUS_RES, (handle, b"0", b"0", b"0", b"0")),
+        (T.STATUS_RES_UNIQUE, (b"u1", b"0", b"0", b"0", b"0", b"0")),
+    ]
 
 
 def test_server_side_packets_from_a_client_are_refused() -> None:
     client = Harness().peer()
     for kind in (T.NOOP, T.JOB_CREATED, T.UNUSED, T.ALL_YOURS, T.STATUS_RES_UNIQUE):
         client.send(kind, *([b""] * len(()))) if kind is not T.JOB_CREATED else client.send(
-            kind, b"H:x:1")
+            kind, b"H:x:1"
+        )
     assert client.received() == [(T.ERROR, (b"INVALID_COMMAND", b"Command not expected"))] * 5
 
 
@@ -379,8 +385,7 @@ def test_echo_and_client_id() -> None:
     assert worker.received() == [(T.ECHO_RES, (b"\0ping\0",))]
     worker.send(T.SET_CLIENT_ID, b"w" * 200)
     worker.send(T.CAN_DO, b"f")
-    assert worker.admin(b"workers") == b"%d 127.0.0.1 %s : f\n.\n" % (worker.session.fd,
-                                                                     b"w" * 127)
+    assert worker.admin(b"workers") == b"%d 127.0.0.1 %s : f\n.\n" % (worker.session.fd, b"w" * 127)
 
 
 def _timer(client: Peer, spec: bytes, unique: bytes = b"tick", data: bytes = b"") -> bytes:
@@ -391,8 +396,10 @@ def _timer(client: Peer, spec: bytes, unique: bytes = b"tick", data: bytes = b""
 
 
 def _fired(h: Harness, client: Peer) -> list[bytes]:
-    return [line.split(b"\t")[5] for line in
-            h.admin.run(client.session, b"show schedules").splitlines()[:-1]]
+    return [
+        line.split(b"\t")[5]
+        for line in h.admin.run(client.session, b"show schedules").splitlines()[:-1]
+    ]
 
 
 def test_every_timer_fires_each_interval_and_iterations_end_it() -> None:
@@ -454,7 +461,8 @@ def test_a_transient_function_without_workers_refuses_jobs_after_the_grace_perio
     harness.advance(11)
     sender.send(T.SUBMIT_JOB_BG, b"spoolgear.farm.nobody", b"", b"hello")
     assert sender.received() == [
-        (T.ERROR, (b"NO_WORKERS", b"No worker serves this transient function"))]
+        (T.ERROR, (b"NO_WORKERS", b"No worker serves this transient function"))
+    ]
     sender.submit(b"durable.function")  # only transient functions are refused
     member = harness.peer()
     member.send(T.CAN_DO, b"spoolgear.farm.busy")

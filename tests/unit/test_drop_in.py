@@ -24,17 +24,30 @@ def test_two_spool_functions_or_timers_under_one_name_are_refused() -> None:
     source = (
         "from broker.uwsgidecorators import spool, timer\n"
         "@spool\ndef mail(env): ...\n"
-        "@spool\ndef mail(env): ...\n")
+        "@spool\ndef mail(env): ...\n"
+    )
     try:
-        with pytest.raises(ValueError, match=r"two spool functions are named 'mail': "
-                                             r"handlers_twice\.mail \(line 2\) and "
-                                             r"handlers_twice\.mail \(line 4\)"):
+        with pytest.raises(
+            ValueError,
+            match=r"two spool functions are named 'mail': "
+            r"handlers_twice\.mail \(line 2\) and "
+            r"handlers_twice\.mail \(line 4\)",
+        ):
             exec(compile(source, "handlers_twice.py", "exec"), namespace)
-        with pytest.raises(ValueError, match=r"two timers are named "
-                                             r"'spoolgear\.timer\.timers_twice\.tick'"):
-            exec(compile("from broker.uwsgidecorators import timer\n"
-                         "@timer(5)\ndef tick(n): ...\n@timer(9)\ndef tick(n): ...\n",
-                         "timers_twice.py", "exec"), {"__name__": "timers_twice"})
+        with pytest.raises(
+            ValueError,
+            match=r"two timers are named "
+            r"'spoolgear\.timer\.timers_twice\.tick'",
+        ):
+            exec(
+                compile(
+                    "from broker.uwsgidecorators import timer\n"
+                    "@timer(5)\ndef tick(n): ...\n@timer(9)\ndef tick(n): ...\n",
+                    "timers_twice.py",
+                    "exec",
+                ),
+                {"__name__": "timers_twice"},
+            )
     finally:
         uwsgidecorators.spool_functions.pop("mail", None)
         uwsgidecorators.schedules.pop("spoolgear.timer.timers_twice.tick", None)

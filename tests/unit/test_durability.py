@@ -48,10 +48,14 @@ def test_coalescing_onto_an_uncommitted_job_also_waits(harness: Harness) -> None
 
 
 def test_restart_brings_back_jobs_in_order_with_new_handles_after_them(
-        harness: Harness, store_path: Path) -> None:
+    harness: Harness, store_path: Path
+) -> None:
     client = harness.peer()
-    for kind, data in [(T.SUBMIT_JOB_LOW_BG, b"low"), (T.SUBMIT_JOB_BG, b"normal"),
-                       (T.SUBMIT_JOB_HIGH_BG, b"high")]:
+    for kind, data in [
+        (T.SUBMIT_JOB_LOW_BG, b"low"),
+        (T.SUBMIT_JOB_BG, b"normal"),
+        (T.SUBMIT_JOB_HIGH_BG, b"high"),
+    ]:
         client.send(kind, b"f", b"", data)
     client.send(T.SUBMIT_JOB_EPOCH, b"f", b"", b"%d" % (harness.now + 60), b"later")
     harness.commit()
@@ -66,7 +70,8 @@ def test_restart_brings_back_jobs_in_order_with_new_handles_after_them(
 
 
 def test_a_job_running_at_restart_is_requeued_with_the_attempt_counted(
-        harness: Harness, store_path: Path) -> None:
+    harness: Harness, store_path: Path
+) -> None:
     client, worker = harness.peer(), harness.peer()
     client.send(T.SUBMIT_JOB_BG, b"f", b"", b"first")
     client.send(T.SUBMIT_JOB_BG, b"f", b"", b"second")
@@ -84,8 +89,9 @@ def test_a_job_running_at_restart_is_requeued_with_the_attempt_counted(
     assert [j.data for j in restart(after, store_path).broker.jobs.values()] == [b"first"]
 
 
-def test_out_of_attempts_at_restart_goes_to_the_failed_list(harness: Harness,
-                                                            store_path: Path) -> None:
+def test_out_of_attempts_at_restart_goes_to_the_failed_list(
+    harness: Harness, store_path: Path
+) -> None:
     client, worker = harness.peer(), harness.peer()
     client.send(T.SUBMIT_JOB_BG, b"f", b"", b"x")
     worker.send(T.CAN_DO, b"f")
@@ -96,8 +102,9 @@ def test_out_of_attempts_at_restart_goes_to_the_failed_list(harness: Harness,
     assert after.peer().admin(b"show failed").startswith(b"H:test:1\tf\t1\t")
 
 
-def test_failures_are_retried_then_kept_and_can_be_replayed(harness: Harness,
-                                                             store_path: Path) -> None:
+def test_failures_are_retried_then_kept_and_can_be_replayed(
+    harness: Harness, store_path: Path
+) -> None:
     failing = Harness(store=harness.store, retry_failures={b"*": 2})
     client, worker = failing.peer(), failing.peer()
     client.send(T.SUBMIT_JOB_BG, b"f", b"u", b"payload")
@@ -112,7 +119,8 @@ def test_failures_are_retried_then_kept_and_can_be_replayed(harness: Harness,
     assert not failing.broker.jobs
     admin = failing.peer()
     assert admin.admin(b"show failed") == (
-        b"%s\tf\t2\t%d\tWORK_FAIL; gave up after 2 attempts\n.\n" % (handle, failing.now))
+        b"%s\tf\t2\t%d\tWORK_FAIL; gave up after 2 attempts\n.\n" % (handle, failing.now)
+    )
     failing.commit()
     again = restart(failing, store_path)
     admin = again.peer()
@@ -161,7 +169,8 @@ def test_schedules_survive_a_restart(harness: Harness, store_path: Path) -> None
 
 
 def test_missed_timer_firings_coalesce_into_one_at_start_then_resume(
-        harness: Harness, store_path: Path) -> None:
+    harness: Harness, store_path: Path
+) -> None:
     client = harness.peer()
     client.send(T.SUBMIT_JOB_SCHED, b"tick", b"t", b"@every 10", b"", b"", b"", b"", b"")
     harness.commit()

@@ -24,8 +24,13 @@ def harness(store_path: Path) -> Iterator[Harness]:
     store.close()
 
 
-def submit(harness: Harness, client: Peer, *payloads: bytes, unique: bytes = b"",
-           kind: PacketType = T.SUBMIT_JOB_BG) -> list[bytes]:
+def submit(
+    harness: Harness,
+    client: Peer,
+    *payloads: bytes,
+    unique: bytes = b"",
+    kind: PacketType = T.SUBMIT_JOB_BG,
+) -> list[bytes]:
     """Submit background jobs and return their handles once committed."""
     for payload in payloads:
         client.send(kind, b"f", unique, payload)
@@ -86,7 +91,8 @@ def test_priorities_page_separately(harness: Harness) -> None:
     worker = harness.peer()
     worker.send(T.CAN_DO, b"f")
     assert drain(harness, worker) == [b"high%d" % n for n in range(6)] + [
-        b"low%d" % n for n in range(6)]
+        b"low%d" % n for n in range(6)
+    ]
 
 
 def test_a_sleeping_worker_is_woken_when_a_page_arrives(harness: Harness) -> None:
@@ -196,7 +202,8 @@ def test_a_delayed_job_that_falls_due_joins_the_tail_once(harness: Harness) -> N
 
 
 def test_restart_loads_one_window_per_queue_and_counts_the_rest(
-        harness: Harness, store_path: Path) -> None:
+    harness: Harness, store_path: Path
+) -> None:
     client = harness.peer()
     payloads = [b"%d" % n for n in range(20)]
     submit(harness, client, *payloads)

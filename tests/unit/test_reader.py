@@ -52,10 +52,10 @@ def test_every_type_round_trips_with_its_argument_count() -> None:
 
 
 def test_reduce_submit_has_four_arguments_before_the_data() -> None:
-    data = encode_packet(T.SUBMIT_REDUCE_JOB, b"f", b"u", b"reducer", b"", b"data",
-                         magic=MAGIC_REQ)
-    three_ways(data, [Packet(MAGIC_REQ, T.SUBMIT_REDUCE_JOB, (b"f", b"u", b"reducer", b"",
-                                                                b"data"))])
+    data = encode_packet(T.SUBMIT_REDUCE_JOB, b"f", b"u", b"reducer", b"", b"data", magic=MAGIC_REQ)
+    three_ways(
+        data, [Packet(MAGIC_REQ, T.SUBMIT_REDUCE_JOB, (b"f", b"u", b"reducer", b"", b"data"))]
+    )
 
 
 def test_body_of_an_argumentless_packet_is_ignored() -> None:
@@ -66,8 +66,9 @@ def test_body_of_an_argumentless_packet_is_ignored() -> None:
 def test_admin_lines_mix_with_packets_and_lose_their_crlf() -> None:
     echo = encode_packet(T.ECHO_REQ, b"hi", magic=MAGIC_REQ)
     data = b"version\r\n" + echo + b"status\n"
-    three_ways(data, [AdminLine(b"version"), Packet(MAGIC_REQ, T.ECHO_REQ, (b"hi",)),
-                      AdminLine(b"status")])
+    three_ways(
+        data, [AdminLine(b"version"), Packet(MAGIC_REQ, T.ECHO_REQ, (b"hi",)), AdminLine(b"status")]
+    )
 
 
 def test_bad_magic_closes() -> None:
@@ -133,10 +134,14 @@ def test_fuzz_raises_only_protocol_errors(chunks: list[bytes]) -> None:
 
 
 @settings(max_examples=200, deadline=None)
-@given(st.sampled_from(list(ARGUMENT_COUNTS)), st.lists(st.binary(max_size=16), max_size=8),
-       st.integers(min_value=1, max_value=7))
-def test_fuzz_valid_packets_survive_any_split(packet_type: PacketType, raw: list[bytes],
-                                               step: int) -> None:
+@given(
+    st.sampled_from(list(ARGUMENT_COUNTS)),
+    st.lists(st.binary(max_size=16), max_size=8),
+    st.integers(min_value=1, max_value=7),
+)
+def test_fuzz_valid_packets_survive_any_split(
+    packet_type: PacketType, raw: list[bytes], step: int
+) -> None:
     count = ARGUMENT_COUNTS[packet_type]
     args = tuple(a.replace(b"\0", b"") for a in (raw + [b""] * count)[:count])
     if count:

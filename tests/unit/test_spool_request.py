@@ -101,9 +101,15 @@ def test_the_drop_in_decorators_refuse_what_the_broker_would_refuse() -> None:
 def test_spool_values_are_cast_as_uwsgi_did_and_default_names_the_unnamed_spooler() -> None:
     assert as_spool_value("test", True) == b"True"
     assert as_spool_value("n", 5) == b"5"
-    job = spool_job(encode_vars([(b"ud_spool_func", b"f"), (b"spooler", b"default")]), b"",
-                    default_function=DEFAULT)
+    job = spool_job(
+        encode_vars([(b"ud_spool_func", b"f"), (b"spooler", b"default")]),
+        b"",
+        default_function=DEFAULT,
+    )
     assert job.function == b"f"
-    job = spool_job(encode_vars([(b"ud_spool_func", b"f"), (b"spooler", b"/var/spool/mail")]),
-                    b"", default_function=DEFAULT)
+    job = spool_job(
+        encode_vars([(b"ud_spool_func", b"f"), (b"spooler", b"/var/spool/mail")]),
+        b"",
+        default_function=DEFAULT,
+    )
     assert job.function == b"f@/var/spool/mail"

@@ -19,8 +19,18 @@ from broker.store.sqlite import SQLiteStore
 
 
 def job(number: int, priority: int = 1, seq: int | None = None, **changes: object) -> ops.StoredJob:
-    record = ops.StoredJob(number, b"f", b"u%d" % number, b"data\0%d" % number, priority, 0.0, b"",
-                       0, False, number if seq is None else seq)
+    record = ops.StoredJob(
+        number,
+        b"f",
+        b"u%d" % number,
+        b"data\0%d" % number,
+        priority,
+        0.0,
+        b"",
+        0,
+        False,
+        number if seq is None else seq,
+    )
     return record._replace(**changes)
 
 
@@ -45,8 +55,14 @@ def reopen(request: pytest.FixtureRequest, tmp_path: Path) -> Reopen:
 
 def test_jobs_come_back_in_priority_then_queue_order(reopen: Reopen) -> None:
     store = reopen()
-    store.write([ops.AddJob(job(1, priority=2)), ops.AddJob(job(2)), ops.AddJob(job(3, priority=0)),
-                 ops.AddJob(job(4))])
+    store.write(
+        [
+            ops.AddJob(job(1, priority=2)),
+            ops.AddJob(job(2)),
+            ops.AddJob(job(3, priority=0)),
+            ops.AddJob(job(4)),
+        ]
+    )
     assert [j.number for j in reopen().load().jobs] == [3, 2, 4, 1]
 
 
@@ -59,8 +75,7 @@ def test_every_field_survives(reopen: Reopen) -> None:
 def test_running_requeue_and_delete(reopen: Reopen) -> None:
     store = reopen()
     store.write([ops.AddJob(job(1)), ops.AddJob(job(2)), ops.AddJob(job(3))])
-    store.write([ops.MarkRunning(1), ops.MarkRunning(2), ops.Requeue(1, 1, 10),
-                 ops.DeleteJob(3)])
+    store.write([ops.MarkRunning(1), ops.MarkRunning(2), ops.Requeue(1, 1, 10), ops.DeleteJob(3)])
     loaded = reopen().load().jobs
     assert [(j.number, j.attempts, j.running) for j in loaded] == [(2, 0, True), (1, 1, False)]
 
@@ -69,9 +84,17 @@ def test_failed_list_and_schedules(reopen: Reopen) -> None:
     store = reopen()
     failed = ops.FailedJob(1, b"f", b"u", b"d", 1, 3, "boom", 1.7e9)
     schedule = ops.StoredSchedule(5, b"tick", b"", b"", "*/5 * * * *", 1.7e9 + 0.25, 3)
-    store.write([ops.AddJob(job(1)), ops.FailJob(failed), ops.AddSchedule(schedule),
-                 ops.AddSchedule(schedule._replace(number=6)), ops.DeleteSchedule(6),
-                 ops.FailJob(failed._replace(number=2)), ops.DeleteFailed(2)])
+    store.write(
+        [
+            ops.AddJob(job(1)),
+            ops.FailJob(failed),
+            ops.AddSchedule(schedule),
+            ops.AddSchedule(schedule._replace(number=6)),
+            ops.DeleteSchedule(6),
+            ops.FailJob(failed._replace(number=2)),
+            ops.DeleteFailed(2),
+        ]
+    )
     state = reopen().load()
     assert (state.jobs, state.failed, state.schedules) == ([], [failed], [schedule])
 
@@ -93,13 +116,22 @@ def test_an_sqlite_batch_is_all_or_nothing(tmp_path: Path) -> None:
 
 def test_a_job_added_and_ended_in_one_batch_never_reaches_the_disk(reopen: Reopen) -> None:
     store = reopen()
-    store.write([ops.AddJob(job(1)), ops.MarkRunning(1), ops.DeleteJob(1), ops.AddJob(job(2)),
-                 ops.MarkRunning(2), ops.Requeue(2, 1, 9)])
+    store.write(
+        [
+            ops.AddJob(job(1)),
+            ops.MarkRunning(1),
+            ops.DeleteJob(1),
+            ops.AddJob(job(2)),
+            ops.MarkRunning(2),
+            ops.Requeue(2, 1, 9),
+        ]
+    )
     assert [(j.number, j.attempts, j.running) for j in reopen().load().jobs] == [(2, 1, False)]
 
 
 def test_a_corrupt_file_is_moved_aside_with_its_name_logged(
-        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
     path = tmp_path / "jobs.db"
     path.write_bytes(b"this is not a database" * 100)
     with caplog.at_level(logging.ERROR):
@@ -179,8 +211,9 @@ def test_bad_spool_files_are_set_aside_foreign_and_locked_ones_left(tmp_path: Pa
     assert any(str(foreign) in p and "--spool-ingest" in p for p in state.problems)
     with open(tmp_path / "uwsgi_spoolfile_on_spoolgear_3", "rb+") as holder:
         fcntl.lockf(holder, fcntl.LOCK_EX)
-        probe = multiprocessing.get_context("fork").Process(target=_load_numbers,
-                                                             args=(str(tmp_path),))
+        probe = multiprocessing.get_context("fork").Process(
+            target=_load_numbers, args=(str(tmp_path),)
+        )
         probe.start()
         probe.join(10)
     assert probe.exitcode == 0
@@ -204,6 +237,7 @@ def test_a_schema_1_store_gets_the_schedule_columns(tmp_path: Path) -> None:
     db.commit()
     db.close()
     store = SQLiteStore(path)
-    assert store.load().schedules == [ops.StoredSchedule(4, b"tick", b"", b"", "*/5 * * * *",
-                                                         0.0, 0)]
+    assert store.load().schedules == [
+        ops.StoredSchedule(4, b"tick", b"", b"", "*/5 * * * *", 0.0, 0)
+    ]
     store.close()

@@ -24,8 +24,14 @@ def manage_env(servers: str, **extra: str) -> dict[str, str]:
 
 def manage(servers: str, *args: str, **env: str) -> subprocess.CompletedProcess[str]:
     """Run ``manage.py ARGS`` to completion."""
-    return subprocess.run([sys.executable, "manage.py", *args], cwd=PROJECT, text=True,
-                          capture_output=True, env=manage_env(servers, **env), timeout=60)
+    return subprocess.run(
+        [sys.executable, "manage.py", *args],
+        cwd=PROJECT,
+        text=True,
+        capture_output=True,
+        env=manage_env(servers, **env),
+        timeout=60,
+    )
 
 
 def registered(server: str, pid: int) -> tuple[str, ...] | None:
@@ -61,9 +67,14 @@ class WorkerProcess:
 def gearman_worker(server: str, *args: str, **env: str) -> Iterator[WorkerProcess]:
     """``manage.py gearman_worker ARGS`` running and registered on ``server``."""
     with tempfile.TemporaryFile("w+") as output:
-        process = subprocess.Popen([sys.executable, "manage.py", "gearman_worker", *args],
-                                   cwd=PROJECT, text=True, stdout=output, stderr=output,
-                                   env=manage_env(server, **env))
+        process = subprocess.Popen(
+            [sys.executable, "manage.py", "gearman_worker", *args],
+            cwd=PROJECT,
+            text=True,
+            stdout=output,
+            stderr=output,
+            env=manage_env(server, **env),
+        )
         worker = WorkerProcess(process, output)
         try:
             deadline = time.monotonic() + 20

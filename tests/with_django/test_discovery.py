@@ -34,14 +34,18 @@ EXPECTED_TASKS = [
 def test_list_tasks_shows_every_worker_queue_and_name() -> None:
     listed = manage("127.0.0.1:1", "gearman_list_tasks", "--json")
     assert listed.returncode == 0, listed.stderr
-    rows = {(r["app"], r["worker"], r["queue"], r["task"]) for r in json.loads(listed.stdout)
-            if r["app"] != "seeds"}  # the seed documents' examples: tests/seeds/
+    rows = {
+        (r["app"], r["worker"], r["queue"], r["task"])
+        for r in json.loads(listed.stdout)
+        if r["app"] != "seeds"
+    }  # the seed documents' examples: tests/seeds/
     assert rows == set(EXPECTED_TASKS)
 
 
 def test_list_tasks_applies_the_wire_name_settings() -> None:
-    listed = manage("127.0.0.1:1", "gearman_list_tasks", "--json", "--settings",
-                    "testsite.settings_namespaced")
+    listed = manage(
+        "127.0.0.1:1", "gearman_list_tasks", "--json", "--settings", "testsite.settings_namespaced"
+    )
     assert listed.returncode == 0, listed.stderr
     functions = {r["task"]: r["function"] for r in json.loads(listed.stdout)}
     assert functions["shop.mail.echo"] == "v2.shop.mail.echo@staging"
@@ -73,8 +77,7 @@ def test_two_tasks_with_one_name_are_refused() -> None:
 
 
 def test_an_import_error_in_a_worker_module_is_reported_with_its_traceback() -> None:
-    listed = manage("127.0.0.1:1", "gearman_list_tasks", "--settings",
-                    "testsite.settings_broken")
+    listed = manage("127.0.0.1:1", "gearman_list_tasks", "--settings", "testsite.settings_broken")
     assert listed.returncode != 0
     assert "cannot import worker module broken.gearman_workers.oops" in listed.stderr
     assert "No module named 'spoolgear_no_such_module'" in listed.stderr

@@ -33,18 +33,25 @@ def at_least(path: Path, name: str, count: int) -> Callable[[], bool]:
 
 
 def test_workers_register_one_schedule_and_each_firing_runs_once(
-        broker: RunningBroker, tmp_path: Path) -> None:
+    broker: RunningBroker, tmp_path: Path
+) -> None:
     ticks_file = tmp_path / "ticks"
-    with gearman_worker(broker.address, "-a", "shop", "-n", "clock",
-                        TICKS_FILE=str(ticks_file)) as first, \
-            gearman_worker(broker.address, "-a", "shop", "-n", "clock",
-                           TICKS_FILE=str(ticks_file)) as second:
+    with (
+        gearman_worker(
+            broker.address, "-a", "shop", "-n", "clock", TICKS_FILE=str(ticks_file)
+        ) as first,
+        gearman_worker(
+            broker.address, "-a", "shop", "-n", "clock", TICKS_FILE=str(ticks_file)
+        ) as second,
+    ):
         for worker in (first, second):
             wait_until(lambda w=worker: f"schedule of {HEARTBEAT} registered" in w.output())
         wait_until(at_least(ticks_file, "heartbeat", 3))
         registered = schedules(broker.address)
     assert {name: s.spec for name, s in registered.items()} == {
-        HEARTBEAT: "@every 1", "shop.clock.every_five_minutes_of_even_hours": "*/5 */2 * * *"}
+        HEARTBEAT: "@every 1",
+        "shop.clock.every_five_minutes_of_even_hours": "*/5 */2 * * *",
+    }
     runs = ticks(ticks_file, "heartbeat")
     assert {argument for argument, _ in runs} == {"(7,)"}  # the signal number, uWSGI-style
     handles = [handle for _, handle in runs]
@@ -55,16 +62,16 @@ def test_a_timer_survives_a_broker_restart_between_two_firings(tmp_path: Path) -
     ticks_file, store = tmp_path / "ticks", f"sqlite:{tmp_path / 'jobs.db'}"
     with run_broker("--store", store) as first:
         port = first.port
-        with gearman_worker(first.address, "-a", "shop", "-n", "clock",
-                            TICKS_FILE=str(ticks_file)) as worker:
+        with gearman_worker(
+            first.address, "-a", "shop", "-n", "clock", TICKS_FILE=str(ticks_file)
+        ) as worker:
             wait_until(at_least(ticks_file, "heartbeat", 1))
             before = schedules(first.address)[HEARTBEAT]
             first.process.terminate()
             first.process.wait(10)
             fired_before_restart = len(ticks(ticks_file, "heartbeat"))
             with run_broker("--store", store, "--port", str(port)) as second:
-                wait_until(at_least(ticks_file, "heartbeat", fired_before_restart + 2),
-                           timeout=20)
+                wait_until(at_least(ticks_file, "heartbeat", fired_before_restart + 2), timeout=20)
                 after = schedules(second.address)[HEARTBEAT]
             assert worker.process.poll() is None, "the worker rode out the restart"
     assert after.handle == before.handle
@@ -74,13 +81,15 @@ def test_a_timer_survives_a_broker_restart_between_two_firings(tmp_path: Path) -
 
 
 def test_a_lazy_timer_is_armed_by_calling_it_with_its_setup_changed_first(
-        broker: RunningBroker, tmp_path: Path) -> None:
+    broker: RunningBroker, tmp_path: Path
+) -> None:
     from shop.gearman_workers.clock import twice
 
     ticks_file = tmp_path / "ticks"
-    with gearman_worker(broker.address, "-a", "shop", "-n", "clock",
-                        TICKS_FILE=str(ticks_file)), \
-            override_settings(GEARMAN_CLIENT_SERVERS=[broker.address]):
+    with (
+        gearman_worker(broker.address, "-a", "shop", "-n", "clock", TICKS_FILE=str(ticks_file)),
+        override_settings(GEARMAN_CLIENT_SERVERS=[broker.address]),
+    ):
         wait_until(lambda: HEARTBEAT in schedules(broker.address))
         assert "shop.clock.twice" not in schedules(broker.address)
         twice.add_setup(seconds=1, iterations=2)
@@ -91,8 +100,9 @@ def test_a_lazy_timer_is_armed_by_calling_it_with_its_setup_changed_first(
     assert [argument for argument, _ in ticks(ticks_file, "twice")] == ["()", "()"]
 
 
-@pytest.mark.parametrize(("value", "field"), [(-1, "*"), (-5, "*/5"), (0, "0"), (7, "7"),
-                                              ("1-5", "1-5")])
+@pytest.mark.parametrize(
+    ("value", "field"), [(-1, "*"), (-5, "*/5"), (0, "0"), (7, "7"), ("1-5", "1-5")]
+)
 def test_uwsgi_cron_numbers_become_cron_fields(value: int | str, field: str) -> None:
     assert uwsgi_cron(value, -1, -1, -1, -1) == f"{field} * * * *"
 

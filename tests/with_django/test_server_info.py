@@ -16,8 +16,9 @@ SERVER, TASKS, WORKERS = 0, 1, 2
 
 def queue_three_slow_jobs(address: str) -> None:
     with GearmanClient([address]) as client:
-        client.submit_jobs([Job("shop.mail.slow", [0, "/dev/null"]) for _ in range(3)],
-                           background=True)
+        client.submit_jobs(
+            [Job("shop.mail.slow", [0, "/dev/null"]) for _ in range(3)], background=True
+        )
 
 
 def test_tables_show_version_ping_tasks_and_workers(broker: RunningBroker) -> None:
@@ -31,8 +32,12 @@ def test_tables_show_version_ping_tasks_and_workers(broker: RunningBroker) -> No
     assert server["Gearman Server Version"].startswith("1.1.20")
     assert server["Ping Response Time"].endswith(" ms")
     tasks = {row["Task Name"]: row for row in tables[TASKS]}
-    assert tasks["shop.mail.slow"] == {"Task Name": "shop.mail.slow", "Total Workers": "0",
-                                       "Running Jobs": "0", "Queued Jobs": "3"}
+    assert tasks["shop.mail.slow"] == {
+        "Task Name": "shop.mail.slow",
+        "Total Workers": "0",
+        "Running Jobs": "0",
+        "Queued Jobs": "3",
+    }
     assert tasks["shop.images.resize"]["Total Workers"] == "1"
     assert "\n! shop.mail.slow: 3 queued, no worker registered\n" in shown.stdout
     (worker,) = tables[WORKERS]
@@ -43,21 +48,23 @@ def test_tables_show_version_ping_tasks_and_workers(broker: RunningBroker) -> No
 
 def test_the_filter_narrows_both_tables_and_json_has_the_same(broker: RunningBroker) -> None:
     queue_three_slow_jobs(broker.address)
-    with gearman_worker(broker.address, "-a", "shop", "-n", "images"), \
-            gearman_worker(broker.address, "-a", "shop", "-n", "mail", "-q", "outbox"):
+    with (
+        gearman_worker(broker.address, "-a", "shop", "-n", "images"),
+        gearman_worker(broker.address, "-a", "shop", "-n", "mail", "-q", "outbox"),
+    ):
         shown = manage(broker.address, "gearman_server_info", "thumb")
         as_json = manage(broker.address, "gearman_server_info", "thumb", "--json")
     tables = parse_tables(shown.stdout)
     assert [row["Task Name"] for row in tables[TASKS]] == ["shop.images.thumbnail"]
     assert [row["Registered Tasks"] for row in tables[WORKERS]] == [
-        "shop.images.resize,shop.images.thumbnail"]
+        "shop.images.resize,shop.images.thumbnail"
+    ]
     (report,) = json.loads(as_json.stdout)
     assert [task["name"] for task in report["tasks"]] == ["shop.images.thumbnail"]
     assert report["error"] == "" and report["ping"] > 0
 
 
-def test_a_server_that_is_down_is_one_row_and_the_others_still_show(
-        broker: RunningBroker) -> None:
+def test_a_server_that_is_down_is_one_row_and_the_others_still_show(broker: RunningBroker) -> None:
     down = f"127.0.0.1:{free_port()}"
     shown = manage(f"{down},{broker.address}", "gearman_server_info")
     assert shown.returncode == 0, shown.stderr
@@ -70,9 +77,14 @@ def test_a_server_that_is_down_is_one_row_and_the_others_still_show(
 
 
 def test_watch_redraws_until_interrupted(broker: RunningBroker) -> None:
-    process = subprocess.Popen([sys.executable, "manage.py", "gearman_server_info", "--watch",
-                                "0.1"], cwd=PROJECT, text=True, stdout=subprocess.PIPE,
-                               stderr=subprocess.PIPE, env=manage_env(broker.address))
+    process = subprocess.Popen(
+        [sys.executable, "manage.py", "gearman_server_info", "--watch", "0.1"],
+        cwd=PROJECT,
+        text=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env=manage_env(broker.address),
+    )
     assert process.stdout is not None
     frames = 0
     while frames < 2:

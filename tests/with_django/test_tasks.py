@@ -20,13 +20,16 @@ from tests.with_django.project import WorkerProcess, gearman_worker
 
 @pytest.fixture
 def tasks_worker(broker: RunningBroker) -> Iterator[WorkerProcess]:
-    with gearman_worker(broker.address, "-a", "shop", "-n", "feeds") as worker, \
-            override_settings(GEARMAN_CLIENT_SERVERS=[broker.address]):
+    with (
+        gearman_worker(broker.address, "-a", "shop", "-n", "feeds") as worker,
+        override_settings(GEARMAN_CLIENT_SERVERS=[broker.address]),
+    ):
         yield worker
 
 
-def test_a_retry_chain_carries_its_buffer_across_attempts(tasks_worker: WorkerProcess,
-                                                          tmp_path: Path) -> None:
+def test_a_retry_chain_carries_its_buffer_across_attempts(
+    tasks_worker: WorkerProcess, tmp_path: Path
+) -> None:
     from shop.gearman_workers.feeds import flaky
 
     report = tmp_path / "report.json"
@@ -40,7 +43,8 @@ def test_a_retry_chain_carries_its_buffer_across_attempts(tasks_worker: WorkerPr
 
 
 def test_an_exception_is_retried_then_lands_in_the_failed_list(
-        broker: RunningBroker, tasks_worker: WorkerProcess) -> None:
+    broker: RunningBroker, tasks_worker: WorkerProcess
+) -> None:
     from shop.gearman_workers.feeds import broken_feed
 
     broken_feed("https://example.com/feed")
@@ -53,15 +57,17 @@ def test_an_exception_is_retried_then_lands_in_the_failed_list(
     assert "ValueError: broken feed https://example.com/feed" in failed.error
 
 
-def test_calling_the_current_task_from_anywhere_reenqueues_it(tasks_worker: WorkerProcess,
-                                                              tmp_path: Path) -> None:
+def test_calling_the_current_task_from_anywhere_reenqueues_it(
+    tasks_worker: WorkerProcess, tmp_path: Path
+) -> None:
     from shop.gearman_workers.feeds import countdown
 
     notes = tmp_path / "notes"
     countdown(2, str(notes))
     wait_until(lambda: notes.exists() and len(notes.read_text().splitlines()) == 3)
     assert notes.read_text().splitlines() == [
-        f"shop.feeds.countdown 1 [{n}, '{notes}']" for n in (2, 1, 0)]
+        f"shop.feeds.countdown 1 [{n}, '{notes}']" for n in (2, 1, 0)
+    ]
 
 
 def test_runtime_runs_inline_and_apply_returns_the_result() -> None:
@@ -87,8 +93,10 @@ def test_auto_runs_inline_only_when_no_server_answers() -> None:
     with override_settings(GEARMAN_CLIENT_SERVERS=down):
         call = ping()
         assert (call.handle, call.result) == (None, "pong")
-        with override_settings(GEARMAN_TASKS_INLINE_FALLBACK=False), \
-                pytest.raises(ConnectionFailed):
+        with (
+            override_settings(GEARMAN_TASKS_INLINE_FALLBACK=False),
+            pytest.raises(ConnectionFailed),
+        ):
             ping.delay()
 
 
@@ -96,9 +104,13 @@ def test_a_task_no_worker_loads_is_refused_at_the_call_and_named_by_check() -> N
     @task(name="tests.nowhere")
     def nowhere() -> None: ...
 
-    with pytest.raises(ImproperlyConfigured, match=r"'tests\.nowhere' is defined in "
-                                                   r"tests\.with_django\.test_tasks, which no"):
+    with pytest.raises(
+        ImproperlyConfigured,
+        match=r"'tests\.nowhere' is defined in "
+        r"tests\.with_django\.test_tasks, which no",
+    ):
         nowhere()
-    assert "tests.nowhere" in [message.obj for message in check_tasks()
-                               if message.id == "django_jobs.W001"]
+    assert "tests.nowhere" in [
+        message.obj for message in check_tasks() if message.id == "django_jobs.W001"
+    ]
     assert nowhere.apply() is None  # running it here is still fine

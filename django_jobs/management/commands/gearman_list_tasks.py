@@ -23,13 +23,21 @@ class Command(BaseCommand):
 
     def handle(self, *args: Any, **options: Any) -> None:
         settings = job_settings()
-        rows = [[worker.app, worker.worker, task.queue, task.name,
-                 settings.wire_name(task.name)]
-                for worker in discover() for task in worker.tasks()]
+        rows = [
+            [worker.app, worker.worker, task.queue, task.name, settings.wire_name(task.name)]
+            for worker in discover()
+            for task in worker.tasks()
+        ]
         if options["json"]:
-            self.stdout.write(json.dumps([dict(zip(("app", "worker", "queue", "task",
-                                                    "function"), row, strict=True))
-                                          for row in rows], indent=2))
+            self.stdout.write(
+                json.dumps(
+                    [
+                        dict(zip(("app", "worker", "queue", "task", "function"), row, strict=True))
+                        for row in rows
+                    ],
+                    indent=2,
+                )
+            )
             return
         table = PrettyTable(COLUMNS)
         table.align = "l"

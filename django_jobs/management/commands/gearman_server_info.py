@@ -16,17 +16,29 @@ CLEAR_SCREEN = "\x1b[H\x1b[2J"
 
 
 class Command(BaseCommand):
-    help = ("Show each Gearman server's version and ping, its tasks (workers, running, "
-            "queued) and its workers, from GEARMAN_CLIENT_SERVERS.")
+    help = (
+        "Show each Gearman server's version and ping, its tasks (workers, running, "
+        "queued) and its workers, from GEARMAN_CLIENT_SERVERS."
+    )
 
     def add_arguments(self, parser: ArgumentParser) -> None:
-        parser.add_argument("filter", nargs="?", default="",
-                            help="only tasks whose name contains this text, and their workers")
-        parser.add_argument("--watch", type=float, metavar="SECONDS",
-                            help="redraw every SECONDS until interrupted")
+        parser.add_argument(
+            "filter",
+            nargs="?",
+            default="",
+            help="only tasks whose name contains this text, and their workers",
+        )
+        parser.add_argument(
+            "--watch", type=float, metavar="SECONDS", help="redraw every SECONDS until interrupted"
+        )
         parser.add_argument("--json", action="store_true", help="one JSON document for scripts")
-        parser.add_argument("--timeout", type=float, default=5.0, metavar="SECONDS",
-                            help="give up on a server after this long (default 5)")
+        parser.add_argument(
+            "--timeout",
+            type=float,
+            default=5.0,
+            metavar="SECONDS",
+            help="give up on a server after this long (default 5)",
+        )
 
     def handle(self, *args: Any, **options: Any) -> None:
         for option in ("watch", "timeout"):
@@ -46,8 +58,10 @@ class Command(BaseCommand):
 
     @staticmethod
     def _snapshot(text: str, as_json: bool, timeout: float) -> str:
-        reports = [apply_filter(collect(host, timeout=timeout), text)
-                   for host in job_settings().client_servers]
+        reports = [
+            apply_filter(collect(host, timeout=timeout), text)
+            for host in job_settings().client_servers
+        ]
         if as_json:
             return json.dumps([report.as_dict() for report in reports], indent=2)
         return "\n\n".join(render(report) for report in reports) + "\n"

@@ -37,8 +37,9 @@ class Command(BaseCommand):
         parser.add_argument("data", nargs="?", help="a single string argument for the task")
         parser.add_argument("--args", metavar="JSON", help="positional arguments, a JSON array")
         parser.add_argument("--kwargs", metavar="JSON", help="keyword arguments, a JSON object")
-        parser.add_argument("--foreground", action="store_true",
-                            help="wait for the task and print its result")
+        parser.add_argument(
+            "--foreground", action="store_true", help="wait for the task and print its result"
+        )
         parser.add_argument("--priority", choices=("high", "normal", "low"), default="normal")
 
     def handle(self, *args: Any, **options: Any) -> None:
@@ -48,9 +49,13 @@ class Command(BaseCommand):
         keywords = _json_option(options["kwargs"], dict, "--kwargs")
         try:
             with GearmanClient() as client:
-                outcome = client.submit_job(options["task"], args=arguments, kwargs=keywords,
-                                            background=not options["foreground"],
-                                            priority=options["priority"])
+                outcome = client.submit_job(
+                    options["task"],
+                    args=arguments,
+                    kwargs=keywords,
+                    background=not options["foreground"],
+                    priority=options["priority"],
+                )
         except (BrokerError, PayloadError) as exc:
             raise CommandError(f"job {options['task']} not done: {exc}") from None
         if options["foreground"]:

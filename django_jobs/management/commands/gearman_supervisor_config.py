@@ -35,37 +35,86 @@ def _pairs(values: list[str], option: str) -> dict[str, str]:
 
 
 class Command(BaseCommand):
-    help = ("Write supervisord programs for the project's worker pools: one per app, worker and "
-            "queue, numprocs processes each, a group per app.")
+    help = (
+        "Write supervisord programs for the project's worker pools: one per app, worker and "
+        "queue, numprocs processes each, a group per app."
+    )
 
     def add_arguments(self, parser: ArgumentParser) -> None:
-        parser.add_argument("-a", "--app", action="append", metavar="APP",
-                            help="only this app's workers (repeatable)")
-        parser.add_argument("--numprocs", type=int, default=DEFAULT_NUMPROCS, metavar="N",
-                            help=f"processes per pool (default {DEFAULT_NUMPROCS})")
-        parser.add_argument("--pool", action="append", default=[],
-                            metavar="APP.WORKER[.QUEUE]=N",
-                            help="processes for one worker or queue (0 leaves it out)")
+        parser.add_argument(
+            "-a",
+            "--app",
+            action="append",
+            metavar="APP",
+            help="only this app's workers (repeatable)",
+        )
+        parser.add_argument(
+            "--numprocs",
+            type=int,
+            default=DEFAULT_NUMPROCS,
+            metavar="N",
+            help=f"processes per pool (default {DEFAULT_NUMPROCS})",
+        )
+        parser.add_argument(
+            "--pool",
+            action="append",
+            default=[],
+            metavar="APP.WORKER[.QUEUE]=N",
+            help="processes for one worker or queue (0 leaves it out)",
+        )
         parser.add_argument("--user", help="run the processes as this user")
-        parser.add_argument("--virtualenv", type=Path, metavar="PATH",
-                            help="the virtualenv to run from (default: the current one)")
-        parser.add_argument("--project-dir", type=Path, metavar="DIR",
-                            help="where manage.py is (default: settings.BASE_DIR)")
-        parser.add_argument("--log-dir", type=Path, default=Path(DEFAULT_LOG_DIR),
-                            metavar="DIR", help=f"log files (default {DEFAULT_LOG_DIR})")
-        parser.add_argument("--stopwaitsecs", type=int, default=DEFAULT_STOPWAITSECS,
-                            metavar="S", help="seconds a stopping worker may take to finish its "
-                                              f"job (default {DEFAULT_STOPWAITSECS}); make it "
-                                              "longer than the longest job")
-        parser.add_argument("--env", action="append", default=[], metavar="KEY=VALUE",
-                            help="extra environment for every program (repeatable)")
-        parser.add_argument("--broker", metavar="ARGS", nargs="?", const="",
-                            help="also run 'spoolgear serve ARGS' as a program, started first")
-        parser.add_argument("--spooler", action="append", metavar="MODULE",
-                            help="also run 'spoolgear spooler --import MODULE' for uWSGI-style "
-                                 "spool handlers (repeatable)")
-        parser.add_argument("-o", "--output", type=Path, metavar="FILE",
-                            help="write here instead of stdout")
+        parser.add_argument(
+            "--virtualenv",
+            type=Path,
+            metavar="PATH",
+            help="the virtualenv to run from (default: the current one)",
+        )
+        parser.add_argument(
+            "--project-dir",
+            type=Path,
+            metavar="DIR",
+            help="where manage.py is (default: settings.BASE_DIR)",
+        )
+        parser.add_argument(
+            "--log-dir",
+            type=Path,
+            default=Path(DEFAULT_LOG_DIR),
+            metavar="DIR",
+            help=f"log files (default {DEFAULT_LOG_DIR})",
+        )
+        parser.add_argument(
+            "--stopwaitsecs",
+            type=int,
+            default=DEFAULT_STOPWAITSECS,
+            metavar="S",
+            help="seconds a stopping worker may take to finish its "
+            f"job (default {DEFAULT_STOPWAITSECS}); make it "
+            "longer than the longest job",
+        )
+        parser.add_argument(
+            "--env",
+            action="append",
+            default=[],
+            metavar="KEY=VALUE",
+            help="extra environment for every program (repeatable)",
+        )
+        parser.add_argument(
+            "--broker",
+            metavar="ARGS",
+            nargs="?",
+            const="",
+            help="also run 'spoolgear serve ARGS' as a program, started first",
+        )
+        parser.add_argument(
+            "--spooler",
+            action="append",
+            metavar="MODULE",
+            help="also run 'spoolgear spooler --import MODULE' for uWSGI-style "
+            "spool handlers (repeatable)",
+        )
+        parser.add_argument(
+            "-o", "--output", type=Path, metavar="FILE", help="write here instead of stdout"
+        )
 
     def handle(self, *args: Any, **options: Any) -> None:
         if options["numprocs"] < 1 or options["stopwaitsecs"] < 1:
@@ -74,15 +123,25 @@ class Command(BaseCommand):
         spoolgear = str(Path(python).parent / "spoolgear")
         servers = [f"--server={server}" for server in job_settings().worker_servers]
         layout = Layout(
-            python=python, project_dir=self._project_dir(options["project_dir"]),
-            settings_module=settings.SETTINGS_MODULE, log_dir=options["log_dir"].resolve(),
-            user=options["user"], stopwaitsecs=options["stopwaitsecs"],
+            python=python,
+            project_dir=self._project_dir(options["project_dir"]),
+            settings_module=settings.SETTINGS_MODULE,
+            log_dir=options["log_dir"].resolve(),
+            user=options["user"],
+            stopwaitsecs=options["stopwaitsecs"],
             environment=_pairs(options["env"], "--env"),
-            broker_command=None if options["broker"] is None else
-            [spoolgear, "serve", *shlex.split(options["broker"])],
-            spooler_command=None if not options["spooler"] else
-            [spoolgear, "spooler", *servers,
-             *(f"--import={module}" for module in options["spooler"])])
+            broker_command=None
+            if options["broker"] is None
+            else [spoolgear, "serve", *shlex.split(options["broker"])],
+            spooler_command=None
+            if not options["spooler"]
+            else [
+                spoolgear,
+                "spooler",
+                *servers,
+                *(f"--import={module}" for module in options["spooler"]),
+            ],
+        )
         text = render(self._pools(options["app"], options["numprocs"], options["pool"]), layout)
         if options["output"] is None:
             self.stdout.write(text, ending="")
@@ -123,9 +182,12 @@ class Command(BaseCommand):
                 pools.append(Pool(worker.app, worker.worker, queue, count))
         unknown = set(counts) - {f"{p.app}.{p.worker}" for p in pools}
         if unknown:
-            raise CommandError(f"--pool: no worker or queue {', '.join(sorted(unknown))}; "
-                               "see manage.py gearman_list_tasks")
+            raise CommandError(
+                f"--pool: no worker or queue {', '.join(sorted(unknown))}; "
+                "see manage.py gearman_list_tasks"
+            )
         if not pools:
-            raise CommandError("no worker modules found" + (f" in {', '.join(apps)}" if apps
-                                                            else ""))
+            raise CommandError(
+                "no worker modules found" + (f" in {', '.join(apps)}" if apps else "")
+            )
         return pools

@@ -34,36 +34,75 @@ def show_logs(verbosity: int) -> None:
 
 
 class Command(BaseCommand):
-    help = ("Serve the Gearman tasks of APP/gearman_workers/WORKER.py until SIGTERM/SIGINT "
-            "(the running job finishes first).")
+    help = (
+        "Serve the Gearman tasks of APP/gearman_workers/WORKER.py until SIGTERM/SIGINT "
+        "(the running job finishes first)."
+    )
 
     def add_arguments(self, parser: ArgumentParser) -> None:
-        parser.add_argument("-a", "--app-name", metavar="APP",
-                            help="the app's label (or dotted name)")
-        parser.add_argument("-n", "--worker-name", metavar="WORKER",
-                            help="the module in the app's gearman_workers package")
-        parser.add_argument("--farm", action="append", default=[], metavar="NAME",
-                            help="also take the messages of farm NAME (repeatable; -a/-n "
-                                 "optional then)")
-        parser.add_argument("--mule", type=int, metavar="ID",
-                            help="also be mule ID: its messages and those for any mule")
-        parser.add_argument("-q", "--queue-name", action="append", metavar="QUEUE",
-                            help="serve only this queue's tasks (repeatable; default: all)")
-        parser.add_argument("--max-jobs", type=int, metavar="N",
-                            help="exit 0 after N jobs (supervisord starts a fresh process)")
-        parser.add_argument("--max-memory", type=int, metavar="MB",
-                            help="exit 0 after a job leaves the process above MB of RSS")
-        parser.add_argument("--timeout", type=float, metavar="SECONDS",
-                            help="a job held longer goes to another worker (CAN_DO_TIMEOUT)")
-        parser.add_argument("--prefetch", type=int, default=1, metavar="N",
-                            help="ask for up to N jobs ahead (default 1): faster for short "
-                                 "jobs, but a long job holds the others back")
+        parser.add_argument(
+            "-a", "--app-name", metavar="APP", help="the app's label (or dotted name)"
+        )
+        parser.add_argument(
+            "-n",
+            "--worker-name",
+            metavar="WORKER",
+            help="the module in the app's gearman_workers package",
+        )
+        parser.add_argument(
+            "--farm",
+            action="append",
+            default=[],
+            metavar="NAME",
+            help="also take the messages of farm NAME (repeatable; -a/-n optional then)",
+        )
+        parser.add_argument(
+            "--mule",
+            type=int,
+            metavar="ID",
+            help="also be mule ID: its messages and those for any mule",
+        )
+        parser.add_argument(
+            "-q",
+            "--queue-name",
+            action="append",
+            metavar="QUEUE",
+            help="serve only this queue's tasks (repeatable; default: all)",
+        )
+        parser.add_argument(
+            "--max-jobs",
+            type=int,
+            metavar="N",
+            help="exit 0 after N jobs (supervisord starts a fresh process)",
+        )
+        parser.add_argument(
+            "--max-memory",
+            type=int,
+            metavar="MB",
+            help="exit 0 after a job leaves the process above MB of RSS",
+        )
+        parser.add_argument(
+            "--timeout",
+            type=float,
+            metavar="SECONDS",
+            help="a job held longer goes to another worker (CAN_DO_TIMEOUT)",
+        )
+        parser.add_argument(
+            "--prefetch",
+            type=int,
+            default=1,
+            metavar="N",
+            help="ask for up to N jobs ahead (default 1): faster for short "
+            "jobs, but a long job holds the others back",
+        )
 
     def handle(self, *args: Any, **options: Any) -> None:
         show_logs(options["verbosity"])
         if options["prefetch"] > 1 and options["timeout"] is not None:
-            raise CommandError("--timeout counts from when a job is handed over, so prefetched "
-                               "jobs would time out while waiting: use --prefetch 1 with it")
+            raise CommandError(
+                "--timeout counts from when a job is handed over, so prefetched "
+                "jobs would time out while waiting: use --prefetch 1 with it"
+            )
         for name in ("max_jobs", "max_memory", "timeout", "prefetch"):
             if options[name] is not None and options[name] <= 0:
                 raise CommandError(f"--{name.replace('_', '-')} must be positive")
@@ -71,17 +110,23 @@ class Command(BaseCommand):
         if options["mule"] is not None:  # for mule_id() / uwsgi.mule_id()
             os.environ[MULE_ID_VARIABLE] = str(options["mule"])
         if options["app_name"] is None and options["worker_name"] is None and members:
-            worker = WorkerModule("farm", "+".join(options["farm"]) or f"mule{options['mule']}",
-                                  "django_jobs.mules")
+            worker = WorkerModule(
+                "farm", "+".join(options["farm"]) or f"mule{options['mule']}", "django_jobs.mules"
+            )
             tasks = members
         else:
             worker = self._worker(options["app_name"], options["worker_name"])
             tasks = self._tasks(worker, options["queue_name"]) + members
         for task in tasks:
             log.info("serving %s (queue %s)", task.name, task.queue)
-        WorkerProcess(worker, tasks, max_jobs=options["max_jobs"],
-                      max_memory=options["max_memory"] << 20 if options["max_memory"] else None,
-                      timeout=options["timeout"], prefetch=options["prefetch"]).run()
+        WorkerProcess(
+            worker,
+            tasks,
+            max_jobs=options["max_jobs"],
+            max_memory=options["max_memory"] << 20 if options["max_memory"] else None,
+            timeout=options["timeout"],
+            prefetch=options["prefetch"],
+        ).run()
 
     @staticmethod
     def _members(farms: list[str], mule_id: int | None) -> list[RegisteredTask]:
@@ -100,8 +145,10 @@ class Command(BaseCommand):
         if queue_names:
             unknown = set(queue_names) - set(queues)
             if unknown:
-                raise CommandError(f"{worker.module} has no queue {', '.join(sorted(unknown))}; "
-                                   f"its queues: {', '.join(queues) or 'none'}")
+                raise CommandError(
+                    f"{worker.module} has no queue {', '.join(sorted(unknown))}; "
+                    f"its queues: {', '.join(queues) or 'none'}"
+                )
             tasks = [task for task in tasks if task.queue in queue_names]
         if not tasks:
             raise CommandError(f"{worker.module} defines no @gearman_task functions")
@@ -116,11 +163,14 @@ class Command(BaseCommand):
         config = configs.get(app_name)
         if config is None:
             with_workers = sorted(c.label for c in apps.get_app_configs() if worker_modules(c))
-            raise CommandError(f"no installed app {app_name!r}; apps with workers: "
-                               f"{', '.join(with_workers) or 'none'}")
+            raise CommandError(
+                f"no installed app {app_name!r}; apps with workers: "
+                f"{', '.join(with_workers) or 'none'}"
+            )
         workers = {worker.worker: worker for worker in worker_modules(config)}
         if worker_name not in workers:
             raise CommandError(
                 f"app {config.label!r} has no worker {worker_name!r}; its workers: "
-                f"{', '.join(workers) or f'none (add {config.name}.gearman_workers.<name>)'}")
+                f"{', '.join(workers) or f'none (add {config.name}.gearman_workers.<name>)'}"
+            )
         return workers[worker_name]

@@ -81,8 +81,11 @@ def low_priority_digits(text):
 
 def select_file_for_removal(previous_selected_file):
     names = sorted(os.listdir(os.environ["SEEDS_DIR"]))
-    later = [name for name in names if previous_selected_file is None
-             or name > os.path.basename(previous_selected_file)]
+    later = [
+        name
+        for name in names
+        if previous_selected_file is None or name > os.path.basename(previous_selected_file)
+    ]
     return os.path.join(os.environ["SEEDS_DIR"], later[0]) if later else None
 
 

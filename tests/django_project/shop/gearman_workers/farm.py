@@ -11,8 +11,7 @@ def _note(handler, message):
     if isinstance(message, str) and len(message) > 100:
         message = {"length": len(message)}
     with open(os.environ["TICKS_FILE"], "a") as ticks:
-        ticks.write(json.dumps({"pid": os.getpid(), "handler": handler, "message": message})
-                    + "\n")
+        ticks.write(json.dumps({"pid": os.getpid(), "handler": handler, "message": message}) + "\n")
 
 
 @farm("thumbs")
