@@ -215,8 +215,7 @@ class ServerConfig:
     )
     transient_max_queue: int = option(
         DEFAULT_TRANSIENT_MAX_QUEUE,
-        "queued jobs per transient "
-        "function and priority before submissions get "
+        "queued jobs per transient function and priority before submissions get "
         "QUEUE_ERROR (0 = no limit)",
         metavar="N",
         check=_at_least(0),
@@ -261,8 +260,7 @@ class ServerConfig:
     )
     max_queued_bytes: int = option(
         DEFAULT_MAX_QUEUED_BYTES,
-        "payload bytes queued jobs may "
-        "hold in memory in all; past it, jobs of a durable store "
+        "payload bytes queued jobs may hold in memory in all; past it, jobs of a durable store "
         "wait in the store and others get QUEUE_ERROR",
         metavar="BYTES",
         check=_at_least(1),

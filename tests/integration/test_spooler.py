@@ -230,21 +230,16 @@ def test_django_tasks_in_a_handler_module_are_refused_and_handlers_may_use_the_o
     )
     with run_broker("--uwsgi-socket", "127.0.0.1:0") as broker:
         send_spool(broker.uwsgi[0], {b"k": b"v"})
-        served = subprocess.run(
-            [*SPOOLGEAR, "spooler", "--import", "orm_handlers", "-s", broker.address, "--burst"],
-            cwd=tmp_path,
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=60,
-        )
-        refused = subprocess.run(
-            [*SPOOLGEAR, "spooler", "--import", "mixed", "-s", broker.address, "--burst"],
-            cwd=tmp_path,
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=60,
+        served, refused = (
+            subprocess.run(
+                [*SPOOLGEAR, "spooler", "--import", module, "-s", broker.address, "--burst"],
+                cwd=tmp_path,
+                env=env,
+                capture_output=True,
+                text=True,
+                timeout=60,
+            )
+            for module in ("orm_handlers", "mixed")
         )
     assert served.returncode == 0, served.stderr
     assert (tmp_path / "log").read_text() == "('orm', 42)\n"
