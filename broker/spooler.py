@@ -45,7 +45,7 @@ from types import FrameType, ModuleType
 from typing import Any
 
 from broker import uwsgi_api
-from broker.client import Client, schedule_unique
+from broker.client import Client, JobHandle, schedule_unique
 from broker.errors import BrokerError, ConfigurationError
 from broker.prefork import serve_forked
 from broker.protocol.spool_request import DEFAULT_QUEUE, DEFAULT_SPOOL_FUNCTION, QUEUE_SEPARATOR
@@ -250,19 +250,18 @@ class Spooler:
                 )
         register_in_background(
             [
-                (
-                    schedule.name,
-                    functools.partial(
-                        self.client.submit_schedule,
-                        schedule.name,
-                        unique=schedule_unique(schedule.name),
-                        fields=schedule.fields,
-                    ),
-                )
+                (schedule.name, functools.partial(self._register, schedule))
                 for schedule in self.handlers.schedules
             ],
             log,
         )
+
+    def _register(self, schedule: Schedule) -> JobHandle:
+        """On the registering thread, with a client of its own (clients are per thread)."""
+        with Client(self.settings.servers) as client:
+            return client.submit_schedule(
+                schedule.name, unique=schedule_unique(schedule.name), fields=schedule.fields
+            )
 
     def work(self, **options: Any) -> int:
         try:
