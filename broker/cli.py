@@ -14,15 +14,12 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from broker import __version__
+from broker.addresses import DEFAULT_PORT
 from broker.admin import AdminClient
 from broker.client import Client
-from broker.config import (
-    DEFAULT_PORT,
-    LOG_LEVELS,
-    ServerConfig,
-)
-from broker.core.model import Priority
+from broker.config import LOG_LEVELS, ServerConfig
 from broker.errors import BrokerError
+from broker.protocol.priorities import Priority
 from broker.protocol.spool_request import DEFAULT_QUEUE, DEFAULT_SPOOL_FUNCTION
 from broker.spooler import (
     DEFAULT_ATTEMPTS,

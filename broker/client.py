@@ -17,7 +17,6 @@ import zlib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-from broker.core.model import Priority
 from broker.errors import (
     BrokerError,
     ConnectionFailed,
@@ -26,6 +25,7 @@ from broker.errors import (
     ServerError,
 )
 from broker.protocol.packets import MAGIC_REQ, Packet, PacketType, encode_packet
+from broker.protocol.priorities import Priority
 from broker.wire import Wire
 
 T = PacketType

@@ -12,13 +12,13 @@ from collections.abc import Callable
 from dataclasses import MISSING, Field, dataclass, field, fields
 from typing import Any
 
+from broker.addresses import DEFAULT_PORT, uwsgi_address
 from broker.core.broker import BrokerSettings
 from broker.errors import ConfigurationError
 from broker.protocol.reader import DEFAULT_MAX_LINE_LENGTH, DEFAULT_MAX_PACKET_SIZE
 from broker.protocol.spool_request import DEFAULT_SPOOL_FUNCTION
 from broker.store.base import PAGE_BYTES, check_store_url, default_store_url
 
-DEFAULT_PORT = 4730
 # A connection whose unread replies pass this many bytes stops being read until
 # it catches up (asyncio's write-buffer high-water mark).
 DEFAULT_MAX_OUTPUT_BUFFER = 4 * 1024 * 1024
@@ -63,18 +63,6 @@ DEFAULT_UWSGI_TIMEOUT = 4.0
 DEFAULT_INGEST_INTERVAL = 0.1
 # Spool files taken from a directory per look (each holds a file descriptor until stored).
 DEFAULT_INGEST_BATCH = 500
-
-
-def uwsgi_address(address: str) -> tuple[str, int] | str:
-    """``HOST:PORT`` to a TCP address, anything with a ``/`` to a unix socket path."""
-    if "/" in address:
-        return address
-    host, sep, port = address.rpartition(":")
-    if not sep or not port.isdigit() or int(port) > 65535:
-        raise ConfigurationError(
-            f"uwsgi address {address!r}: expected HOST:PORT or a unix socket path (with a '/')"
-        )
-    return host or "127.0.0.1", int(port)
 
 
 def flag_of(declared: Field[Any]) -> str:

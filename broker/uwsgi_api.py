@@ -23,9 +23,9 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from broker.client import Client, JobHandle
-from broker.core.model import Priority
 from broker.definitions import claim
 from broker.errors import ConfigurationError
+from broker.protocol.priorities import Priority
 from broker.protocol.spool_request import DEFAULT_SPOOL_FUNCTION
 from broker.protocol.spool_request import spool_job as request_job
 from broker.protocol.uwsgi import encode_vars

@@ -10,7 +10,7 @@ from __future__ import annotations
 import socket
 from collections.abc import Mapping
 
-from broker.config import uwsgi_address
+from broker.addresses import uwsgi_address
 from broker.errors import ConnectionFailed, ServerError
 from broker.protocol.uwsgi import encode_spool
 

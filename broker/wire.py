@@ -5,23 +5,12 @@ from __future__ import annotations
 import socket
 import time
 
-from broker.config import DEFAULT_PORT
-from broker.errors import ConfigurationError, ConnectionFailed, JobTimeout
+from broker.addresses import parse_address
+from broker.errors import ConnectionFailed, JobTimeout
 from broker.protocol.packets import Packet
 from broker.protocol.reader import PacketReader
 
 _READ_SIZE = 256 * 1024
-
-
-def parse_address(text: str) -> tuple[str, int]:
-    """``host``, ``host:port`` or ``[v6]:port`` to a (host, port) pair; port defaults to 4730."""
-    host, sep, port = text.rpartition(":")
-    if not sep or "]" in port:
-        return text.strip("[]"), DEFAULT_PORT
-    try:
-        return host.strip("[]"), int(port)
-    except ValueError:
-        raise ConfigurationError(f"bad server address {text!r}: port must be a number") from None
 
 
 def remaining(deadline: float | None) -> float | None:

@@ -20,8 +20,8 @@ from django.conf import settings
 from django.utils import timezone
 
 from broker.client import Client, JobHandle, JobRequest, JobResult
-from broker.core.model import Priority
 from broker.errors import BrokerError, JobException
+from broker.protocol.priorities import Priority
 from django_jobs.conf import JobSettings, job_settings
 from django_jobs.serialization import dumps_call, loads_result
 

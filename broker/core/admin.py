@@ -14,8 +14,9 @@ import os
 from collections.abc import Callable
 
 from broker.core.broker import Broker, leading_int
-from broker.core.model import Priority, Session
+from broker.core.model import Session
 from broker.errors import ProtocolError
+from broker.protocol.priorities import Priority
 
 # gearmand closes the connection on a line with more than five tokens.
 MAX_ADMIN_TOKENS = 5

@@ -35,7 +35,7 @@ from fnmatch import fnmatchcase
 
 from broker.core.failed import FailedList
 from broker.core.journal import HANDLE_BLOCK, Journal, handle_number
-from broker.core.model import CallLater, Function, Job, Priority, Session
+from broker.core.model import CallLater, Function, Job, Session
 from broker.core.paging import Pager, PageRequest
 from broker.core.schedules import Schedule, iterations, parse_fields, parse_stored
 from broker.core.timeline import Timeline
@@ -46,7 +46,9 @@ from broker.protocol.packets import (
     PacketType,
     encode_packet,
     encode_response,
+    error_packet,
 )
+from broker.protocol.priorities import Priority
 from broker.store.base import Page, StoredState
 from broker.store.operations import FailedJob, StoredJob, StoredSchedule
 
@@ -79,10 +81,6 @@ _SUBMITS: dict[PacketType, tuple[Priority, bool]] = {
     T.SUBMIT_JOB_LOW: (Priority.LOW, False),
     T.SUBMIT_JOB_LOW_BG: (Priority.LOW, True),
 }
-
-
-def error_packet(code: bytes, text: bytes) -> bytes:
-    return encode_packet(T.ERROR, code, text)
 
 
 LONG_MAX = 2**63 - 1

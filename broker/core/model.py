@@ -4,35 +4,9 @@ from __future__ import annotations
 
 from collections import Counter, deque
 from collections.abc import Callable
-from enum import IntEnum
 from typing import Protocol
 
-
-class Priority(IntEnum):
-    """Queue priorities, numbered as gearmand's persistent queues store them."""
-
-    HIGH = 0
-    NORMAL = 1
-    LOW = 2
-
-
-# A queue's rank: lower runs first. Gearman's three priorities are ranks 0-2; a uWSGI
-# spool request's numeric ``priority`` P is rank P - SPOOL_RANK_OFFSET, so prioritised
-# spool jobs run before everything else, lower numbers first, as uWSGI's priority
-# directories do (shared/reference/uwsgi-spooler.md section 2.5).
-SPOOL_RANK_OFFSET = 1000
-MIN_RANK = -SPOOL_RANK_OFFSET
-MAX_RANK = int(Priority.LOW)
-
-
-def spool_rank(priority: int | None) -> int:
-    """The rank of a spool request with this ``priority`` var (``None``: not given)."""
-    return int(Priority.NORMAL) if priority is None else priority - SPOOL_RANK_OFFSET
-
-
-def gearman_priority(rank: int) -> Priority:
-    """The Gearman priority a rank is reported (and limited by ``maxqueue``) as."""
-    return Priority(min(max(rank, 0), 2))
+from broker.protocol.priorities import Priority, gearman_priority
 
 
 class Cancellable(Protocol):

@@ -161,3 +161,8 @@ _RESPONSE_PREFIXES = {kind: MAGIC_RES + kind.to_bytes(4, "big") for kind in Pack
 def encode_response(packet_type: PacketType, arg: bytes) -> bytes:
     """``encode_packet`` for a server reply with a single argument, without the join."""
     return _RESPONSE_PREFIXES[packet_type] + len(arg).to_bytes(4, "big") + arg
+
+
+def error_packet(code: bytes, text: bytes) -> bytes:
+    """An ERROR response: gearmand's code word and its text."""
+    return encode_packet(PacketType.ERROR, code, text)

@@ -14,9 +14,8 @@ import select
 import socket
 from typing import TYPE_CHECKING, cast
 
-from broker.core.broker import error_packet
 from broker.errors import ProtocolError
-from broker.protocol.packets import Packet
+from broker.protocol.packets import Packet, error_packet
 from broker.protocol.reader import PacketReader
 
 if TYPE_CHECKING:

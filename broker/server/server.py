@@ -10,7 +10,8 @@ import stat
 import sys
 from typing import TextIO
 
-from broker.config import ServerConfig, uwsgi_address
+from broker.addresses import uwsgi_address
+from broker.config import ServerConfig
 from broker.core.admin import AdminCommands
 from broker.core.broker import Broker
 from broker.core.journal import Journal

@@ -19,8 +19,9 @@ import logging
 from collections.abc import Callable
 from typing import TYPE_CHECKING, cast
 
-from broker.core.model import Session, spool_rank
+from broker.core.model import Session
 from broker.protocol import packets
+from broker.protocol.priorities import spool_rank
 from broker.protocol.spool_request import SpoolJob, SpoolRefused, spool_job
 from broker.protocol.uwsgi import HEADER, SPOOL_MODIFIER
 

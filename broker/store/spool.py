@@ -24,8 +24,8 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TypeVar
 
-from broker.core.model import MAX_RANK, MIN_RANK
 from broker.errors import ProtocolError
+from broker.protocol.priorities import MAX_RANK, MIN_RANK
 from broker.protocol.uwsgi import decode_spool, encode_spool
 from broker.store import operations as ops
 from broker.store.base import Store, StoredState

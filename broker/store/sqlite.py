@@ -31,8 +31,8 @@ from itertools import groupby
 from pathlib import Path
 from typing import Any
 
-from broker.core.model import MAX_RANK, MIN_RANK
 from broker.errors import StoreUnavailable
+from broker.protocol.priorities import MAX_RANK, MIN_RANK
 from broker.store import operations as ops
 from broker.store.base import PAGE_BYTES, Page, PagingStore, SpilledQueue, StoredState
 

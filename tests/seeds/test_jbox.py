@@ -13,9 +13,9 @@ from decimal import Decimal
 
 import pytest
 
+from broker.addresses import parse_address
 from broker.admin import AdminClient
 from broker.client import JobHandle
-from broker.wire import parse_address
 from django_jobs.client import GearmanClient
 from tests.helpers import RunningBroker, wait_until
 from tests.with_django.project import WorkerProcess, gearman_worker, manage, parse_tables

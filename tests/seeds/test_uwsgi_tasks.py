@@ -16,7 +16,7 @@ from django.core.exceptions import ImproperlyConfigured
 from django.test import override_settings
 
 from broker.admin import AdminClient
-from broker.core.model import Priority
+from broker.protocol.priorities import Priority
 from django_jobs.checks import check_tasks
 from django_jobs.client import job_priority
 from tests.helpers import RunningBroker, wait_until

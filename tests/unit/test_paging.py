@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from broker.core.model import Priority
 from broker.core.paging import read_pages
 from broker.protocol.packets import PacketType
+from broker.protocol.priorities import Priority
 from broker.store.sqlite import SQLiteStore
 from tests.unit.harness import Harness, Peer, restart
 

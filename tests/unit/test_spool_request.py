@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 
 from broker import uwsgidecorators
-from broker.core.model import Priority, spool_rank
 from broker.protocol.packets import PacketType
+from broker.protocol.priorities import Priority, spool_rank
 from broker.protocol.spool_request import SpoolRefused, spool_job
 from broker.protocol.uwsgi import decode_spool, encode_vars
 from broker.uwsgi_api import as_spool_value
