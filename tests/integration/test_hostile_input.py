@@ -163,7 +163,7 @@ def test_a_client_that_never_reads_its_results_is_cut_off(tmp_path: Path) -> Non
                 received += len(chunk)
         except ConnectionResetError:
             pass
-        assert received < 100 * 100_000, "cut off, not handed every result it never read"
+        assert received < 150 * 100_000, "cut off, not handed the 20 MB it never read"
         assert 0 < len(served) <= 200
         resident = int(Path(f"/proc/{broker.process.pid}/statm").read_text().split()[1]) * 4096
         assert resident < 100 << 20
