@@ -35,7 +35,8 @@ from django_jobs.client import Job
 from django_jobs.conf import MULE_FUNCTION, farm_function, job_settings, mule_function
 from django_jobs.registry import RegisteredTask, find_task
 from django_jobs.serialization import Call
-from django_jobs.tasks import NoConsumer, QueueFull, TaskExecutor, submit_background, task
+from django_jobs.submission import NoConsumer, QueueFull, submit_background
+from django_jobs.tasks import TaskExecutor, task
 
 __all__ = [
     "NoConsumer",

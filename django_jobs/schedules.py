@@ -30,12 +30,13 @@ from typing import Any
 from broker.client import Client, JobHandle, schedule_fields, schedule_unique, uwsgi_cron
 from broker.registration import register_in_background
 from broker.uwsgidecorators import EVERY_PROCESS_TARGETS
+from django_jobs.calls import check_setup
 from django_jobs.conf import job_settings
 from django_jobs.discovery import check_served
 from django_jobs.registry import RegisteredTask
 from django_jobs.serialization import Call, dumps_call
 from django_jobs.signals import worker_started
-from django_jobs.tasks import Task, TaskExecutor, check_setup
+from django_jobs.tasks import Task, TaskExecutor
 
 log = logging.getLogger("django_jobs.schedules")
 __all__ = ["ScheduledTask", "cron", "cron_lazy", "scheduled_tasks", "timer", "timer_lazy"]

@@ -20,30 +20,33 @@ found from anywhere inside it (a context variable, not a frame lookup).
 
 from __future__ import annotations
 
-import contextlib
-import contextvars
-import datetime as dt
 import enum
 import functools
 import logging
-import os
-import random
-import threading
 import time
 import traceback
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any, overload
 
 from django.conf import settings
 
 from broker.client import JobHandle
-from broker.errors import BrokerError, ConnectionFailed, ServerError, WorkFailed
+from broker.errors import ConnectionFailed, WorkFailed
 from broker.uwsgidecorators import SPOOL_IGNORE, SPOOL_OK, SPOOL_RETRY
-from django_jobs.client import GearmanClient, Job, epoch, job_priority
+from django_jobs.calls import (
+    RetryTaskException,
+    TaskCall,
+    check_setup,
+    get_current_task,
+    running,
+    seconds,
+)
+from django_jobs.client import Job
 from django_jobs.conf import farm_function, job_settings, mule_function
 from django_jobs.discovery import check_served
 from django_jobs.registry import register
 from django_jobs.serialization import Call
+from django_jobs.submission import NoConsumer, QueueFull, submit_background
 
 log = logging.getLogger("django_jobs.tasks")
 __all__ = [
@@ -59,40 +62,6 @@ __all__ = [
     "task",
 ]
 
-# Setup keys with a meaning here; any other key is kept and travels with the task.
-DEFAULT_SETUP: dict[str, Any] = {
-    "retry_count": 0,  # retries after the first run
-    "retry_timeout": 0.0,  # seconds before the first retry
-    "retry_backoff": 1.0,  # each further retry waits this many times longer
-    "retry_jitter": 0.0,  # +- this fraction of the delay, at random
-    "spooler_return": False,  # the function returns SPOOL_OK / SPOOL_RETRY / SPOOL_IGNORE
-    "working_dir": None,
-    "priority": None,  # "high", "normal", "low" or digits (run as high); delayed: normal
-    "queue": None,
-    "mule": None,  # MULE executor: this mule's id (None: the first free mule)
-    "farm": None,  # MULE executor: this farm instead of a mule
-}
-
-
-# uwsgi_tasks setup keys about uWSGI's spool files, which a task here does not have.
-REFUSED_SETUP = {
-    "spooler": "a task goes to the workers serving its name; pick them with queue=... "
-    "and gearman_worker -q",
-    "message_dict": "a task's arguments travel as JSON; pass them as arguments",
-}
-
-
-def check_setup(setup: dict[str, Any]) -> None:
-    """Refuse, when decorating or changing it, a setup the broker could not honour."""
-    for key, why in REFUSED_SETUP.items():
-        if key in setup:
-            raise ValueError(f"setup key {key!r} is uWSGI's and has no meaning here: {why}")
-    job_priority(setup.get("priority"))
-    for key in ("retry_count", "retry_timeout", "retry_backoff", "retry_jitter"):
-        value = setup.get(key, 0)
-        if not isinstance(value, int | float | dt.timedelta) or isinstance(value, bool):
-            raise ValueError(f"setup key {key!r} must be a number, got {value!r}")
-
 
 class TaskExecutor(enum.IntEnum):
     """Where a call runs (uwsgi_tasks' numbers)."""
@@ -106,114 +75,6 @@ class TaskExecutor(enum.IntEnum):
     held in the broker's memory only, bounded, lost if the broker restarts."""
     RUNTIME = 4
     """Inline, in the calling process (tests, shells)."""
-
-
-class RetryTaskException(BrokerError):
-    """Raised by a task to run again later: ``count`` sets the retry budget (retries after
-    the first run), ``timeout`` the delay before this retry (seconds or a timedelta)."""
-
-    def __init__(
-        self, count: int | None = None, timeout: float | dt.timedelta | None = None
-    ) -> None:
-        super().__init__(f"retry requested (count={count}, timeout={timeout})")
-        self.count = count
-        self.timeout = timeout
-
-
-class QueueFull(BrokerError):
-    """The broker refused a mule/farm message: the consumers are that far behind."""
-
-
-class NoConsumer(BrokerError):
-    """The broker refused a mule/farm message: no member has served it for a while (its
-    ``--transient-grace``), so the message could never be delivered (uWSGI raises too)."""
-
-
-def _seconds(value: float | dt.timedelta) -> float:
-    return value.total_seconds() if isinstance(value, dt.timedelta) else float(value)
-
-
-_current: contextvars.ContextVar[TaskCall] = contextvars.ContextVar("django_jobs_task")
-
-
-def get_current_task() -> TaskCall | None:
-    """The call being run, from anywhere inside it (None outside a task)."""
-    return _current.get(None)
-
-
-class TaskCall:
-    """One call of a task: what calling a task returns and ``get_current_task()`` gives."""
-
-    def __init__(
-        self, task: Task, args: list[Any], kwargs: dict[str, Any], setup: dict[str, Any]
-    ) -> None:
-        self.task = task
-        self.args = args
-        self.kwargs = kwargs
-        self.setup = {**DEFAULT_SETUP, "attempt": 1, "buffer": {}, **setup}
-        self.handle: JobHandle | None = None
-        """The broker's handle once queued; None for an inline run."""
-        self.result: Any = None
-        """The function's return value, after an inline run."""
-
-    def __repr__(self) -> str:
-        return f"<TaskCall {self.task.name} attempt {self.attempt} handle {self.handle}>"
-
-    @property
-    def attempt(self) -> int:
-        """1 on the first run, 2 on the first retry, ..."""
-        return int(self.setup["attempt"])
-
-    @property
-    def buffer(self) -> dict[str, Any]:
-        """A dict that travels with the task through retries and re-enqueues."""
-        buffer: dict[str, Any] = self.setup["buffer"]
-        return buffer
-
-    @property
-    def retry_count(self) -> int:
-        return int(self.setup["retry_count"])
-
-    @retry_count.setter
-    def retry_count(self, value: int) -> None:
-        self.setup["retry_count"] = int(value)
-
-    @property
-    def retry_timeout(self) -> float:
-        return float(self.setup["retry_timeout"])
-
-    @retry_timeout.setter
-    def retry_timeout(self, value: float | dt.timedelta) -> None:
-        self.setup["retry_timeout"] = _seconds(value)
-
-    @property
-    def at(self) -> float | None:
-        """When this call may run (epoch seconds), None for as soon as possible."""
-        value = self.setup.get("at")
-        return None if value is None else epoch(value)
-
-    @at.setter
-    def at(self, value: float | dt.datetime | dt.timedelta | None) -> None:
-        self.setup["at"] = value
-
-    def add_setup(self, **setup: Any) -> None:
-        check_setup(setup)
-        self.setup.update(setup)
-
-    def __call__(self, *args: Any, **kwargs: Any) -> TaskCall:
-        """Queue the same task again with new arguments, this call's setup and buffer."""
-        again = TaskCall(
-            self.task, list(args), kwargs, {**self.setup, "attempt": 1, "buffer": dict(self.buffer)}
-        )
-        return self.task.enqueue(again)
-
-    def retries_left(self) -> int:
-        return self.retry_count - (self.attempt - 1)
-
-    def retry_delay(self) -> float:
-        delay = self.retry_timeout * float(self.setup["retry_backoff"]) ** (self.attempt - 1)
-        jitter = float(self.setup["retry_jitter"])
-        return max(0.0, delay * (1 + random.uniform(-jitter, jitter))) if jitter else delay
 
 
 class Task:
@@ -240,7 +101,7 @@ class Task:
         self.name = self._registered.name
         self.setup = {key: value for key, value in setup.items() if key != "name"}
         if "retry_timeout" in self.setup:
-            self.setup["retry_timeout"] = _seconds(self.setup["retry_timeout"])
+            self.setup["retry_timeout"] = seconds(self.setup["retry_timeout"])
         functools.update_wrapper(self, function)
 
     def __call__(self, *args: Any, **kwargs: Any) -> TaskCall:
@@ -273,20 +134,20 @@ class Task:
         return call
 
     def _run_inline(self, call: TaskCall) -> None:
-        with _running(call):
+        with running(call):
             call.result = self.function(*call.args, **call.kwargs)
 
     def run_job(self, received: Call) -> Any:
         """A worker runs a queued call: apply the return-code and retry policy."""
         call = TaskCall(self, received.args, received.kwargs, received.setup)
         try:
-            with _running(call):
+            with running(call):
                 result = self.function(*call.args, **call.kwargs)
         except RetryTaskException as exc:
             if exc.count is not None:  # the whole budget, so raising it again always ends
                 call.retry_count = exc.count
             self._retry(
-                call, "RetryTaskException", None if exc.timeout is None else _seconds(exc.timeout)
+                call, "RetryTaskException", None if exc.timeout is None else seconds(exc.timeout)
             )
             return None
         except Exception:
@@ -325,49 +186,6 @@ class Task:
         )
         call.setup["attempt"] = call.attempt + 1
         call.handle = _submit(call, job_settings().worker_servers, delay)
-
-
-@contextlib.contextmanager
-def _running(call: TaskCall) -> Iterator[None]:
-    token = _current.set(call)
-    previous = os.getcwd() if call.setup.get("working_dir") else None
-    try:
-        if previous is not None:
-            os.chdir(call.setup["working_dir"])
-        yield
-    finally:
-        if previous is not None:
-            os.chdir(previous)
-        _current.reset(token)
-
-
-_clients = threading.local()
-
-
-def submit_background(job: Job, servers: tuple[str, ...]) -> JobHandle:
-    """Queue ``job`` through this thread's client for ``servers``; a mule or farm queue
-    that is full raises ``QueueFull``, one that nobody serves ``NoConsumer``."""
-    if not hasattr(_clients, "by_servers"):
-        _clients.by_servers = {}
-    client: GearmanClient | None = _clients.by_servers.get(servers)
-    if client is None:
-        client = _clients.by_servers[servers] = GearmanClient(servers)
-    try:
-        handle: JobHandle = client.submit_jobs([job], background=True)[0]
-    except ServerError as exc:
-        if exc.code == "QUEUE_ERROR":
-            raise QueueFull(
-                f"{job.name} refused the job: its queue is full (the broker's "
-                "--transient-max-queue or maxqueue); its consumers are behind, "
-                "add workers or retry later"
-            ) from None
-        if exc.code == "NO_WORKERS":
-            raise NoConsumer(
-                f"{job.name} refused the job: no process serves it (start "
-                "`manage.py gearman_worker --farm NAME` or `--mule ID`)"
-            ) from None
-        raise
-    return handle
 
 
 def _after(delay: float) -> float | None:
