@@ -17,7 +17,8 @@ from broker.core.broker import BrokerSettings
 from broker.errors import ConfigurationError
 from broker.protocol.reader import DEFAULT_MAX_LINE_LENGTH, DEFAULT_MAX_PACKET_SIZE
 from broker.protocol.spool_request import DEFAULT_SPOOL_FUNCTION
-from broker.store.base import PAGE_BYTES, check_store_url, default_store_url
+from broker.store import check_store_url, default_store_url
+from broker.store.base import PAGE_BYTES
 
 # A connection whose unread replies pass this many bytes stops being read until
 # it catches up (asyncio's write-buffer high-water mark).

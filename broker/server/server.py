@@ -21,7 +21,8 @@ from broker.server.committer import Committer
 from broker.server.connection import GearmanConnection
 from broker.server.spool_door import SpoolConnection
 from broker.server.spool_ingest import SpoolIngest
-from broker.store.base import PagingStore, Store, StoredState, open_store
+from broker.store import open_store
+from broker.store.base import PagingStore, Store, StoredState
 
 log = logging.getLogger("spoolgear.server")
 # The longest wait between two looks for idle function names.

@@ -1,5 +1,56 @@
-"""Durability behind one contract (``base.Store``): memory (none), SQLite and spool backends."""
+"""Durability behind one contract (``base.Store``): memory (none), SQLite and spool backends,
+opened here from a ``--store`` URL (the backends build on ``base``, never the other way)."""
 
-from broker.store.base import Store, StoredState, open_store
+from __future__ import annotations
 
-__all__ = ["Store", "StoredState", "open_store"]
+import os
+from pathlib import Path
+
+from broker.errors import ConfigurationError
+from broker.store.base import PAGE_BYTES, MemoryStore, Store, StoredState
+from broker.store.spool import SpoolStore
+from broker.store.sqlite import SQLiteStore
+
+__all__ = ["Store", "StoredState", "check_store_url", "default_store_url", "open_store"]
+
+
+def default_data_dir() -> Path:
+    """``$SPOOLGEAR_DATA_DIR``, else ``$XDG_DATA_HOME/spoolgear``, else
+    ``~/.local/share/spoolgear``."""
+    explicit = os.environ.get("SPOOLGEAR_DATA_DIR")
+    if explicit:
+        return Path(explicit)
+    base = os.environ.get("XDG_DATA_HOME") or Path.home() / ".local" / "share"
+    return Path(base) / "spoolgear"
+
+
+def default_store_url() -> str:
+    return f"sqlite:{default_data_dir() / 'spoolgear.db'}"
+
+
+def check_store_url(url: str) -> None:
+    """Reject an unknown or malformed store URL before anything starts."""
+    scheme, sep, rest = url.partition(":")
+    if not sep or scheme not in ("memory", "sqlite", "spool"):
+        raise ConfigurationError(
+            f"--store {url!r}: expected memory:, sqlite:PATH or spool:DIRECTORY"
+        )
+    if scheme == "sqlite" and not rest:
+        raise ConfigurationError(
+            "--store sqlite: needs a file path, e.g. sqlite:/var/lib/spoolgear/jobs.db"
+        )
+    if scheme == "spool" and not rest:
+        raise ConfigurationError(
+            "--store spool: needs a directory, e.g. spool:/var/spool/spoolgear"
+        )
+
+
+def open_store(url: str, *, page_bytes: int = PAGE_BYTES) -> Store:
+    """The store a ``--store`` URL names, opened."""
+    check_store_url(url)
+    scheme, _, rest = url.partition(":")
+    if scheme == "memory":
+        return MemoryStore()
+    if scheme == "spool":
+        return SpoolStore(Path(rest))
+    return SQLiteStore(Path(rest), page_bytes=page_bytes)

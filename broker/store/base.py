@@ -16,14 +16,11 @@ across restarts because numbers are reserved in blocks (``ReserveHandles``).
 
 from __future__ import annotations
 
-import os
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import NamedTuple
 
-from broker.errors import ConfigurationError
 from broker.store.operations import FailedJob, Operation, StoredJob, StoredSchedule
 
 PAGE_BYTES = 64 << 20
@@ -128,48 +125,3 @@ class MemoryStore(Store):
 
     def describe(self) -> str:
         return "memory:"
-
-
-def default_data_dir() -> Path:
-    """``$SPOOLGEAR_DATA_DIR``, else ``$XDG_DATA_HOME/spoolgear``, else
-    ``~/.local/share/spoolgear``."""
-    explicit = os.environ.get("SPOOLGEAR_DATA_DIR")
-    if explicit:
-        return Path(explicit)
-    base = os.environ.get("XDG_DATA_HOME") or Path.home() / ".local" / "share"
-    return Path(base) / "spoolgear"
-
-
-def default_store_url() -> str:
-    return f"sqlite:{default_data_dir() / 'spoolgear.db'}"
-
-
-def check_store_url(url: str) -> None:
-    """Reject an unknown or malformed store URL before anything starts."""
-    scheme, sep, rest = url.partition(":")
-    if not sep or scheme not in ("memory", "sqlite", "spool"):
-        raise ConfigurationError(
-            f"--store {url!r}: expected memory:, sqlite:PATH or spool:DIRECTORY"
-        )
-    if scheme == "sqlite" and not rest:
-        raise ConfigurationError(
-            "--store sqlite: needs a file path, e.g. sqlite:/var/lib/spoolgear/jobs.db"
-        )
-    if scheme == "spool" and not rest:
-        raise ConfigurationError(
-            "--store spool: needs a directory, e.g. spool:/var/spool/spoolgear"
-        )
-
-
-def open_store(url: str, *, page_bytes: int = PAGE_BYTES) -> Store:
-    check_store_url(url)
-    scheme, _, rest = url.partition(":")
-    if scheme == "memory":
-        return MemoryStore()
-    if scheme == "spool":
-        from broker.store.spool import SpoolStore
-
-        return SpoolStore(Path(rest))
-    from broker.store.sqlite import SQLiteStore
-
-    return SQLiteStore(Path(rest), page_bytes=page_bytes)

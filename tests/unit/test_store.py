@@ -13,8 +13,9 @@ import pytest
 
 from broker.errors import ConfigurationError, StoreUnavailable
 from broker.protocol.uwsgi import decode_spool, encode_spool
+from broker.store import open_store
 from broker.store import operations as ops
-from broker.store.base import MemoryStore, Store, open_store
+from broker.store.base import MemoryStore, Store
 from broker.store.sqlite import SQLiteStore
 
 
