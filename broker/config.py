@@ -402,7 +402,9 @@ class ServerConfig:
             if declared.metadata["repeat"]:
                 if value is None:
                     continue  # not given: the default
-                value = tuple(item for item in value if item != "none")
+                if _default(declared):  # "none" empties a list that has a default
+                    value = [item for item in value if item != "none"]
+                value = tuple(value)
             values[declared.name] = value
         return cls(**values)
 

@@ -229,6 +229,8 @@ class Spooler:
                 self.worker.register(function_name, self.run_job)
         for schedule in handlers.schedules:
             self.worker.register(schedule.name, functools.partial(self.run_timer, schedule))
+        if settings.harakiri is not None:
+            signal.signal(signal.SIGALRM, self._harakiri)
 
     def function_names(self, name: str) -> list[str]:
         separator = QUEUE_SEPARATOR.decode()
@@ -327,7 +329,6 @@ class Spooler:
             os.chdir(self.settings.chdir)
         harakiri = self.settings.harakiri
         if harakiri is not None:
-            signal.signal(signal.SIGALRM, self._harakiri)
             signal.setitimer(signal.ITIMER_REAL, harakiri)
         try:
             with around_task():

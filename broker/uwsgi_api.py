@@ -26,7 +26,7 @@ from broker.client import Client, JobHandle
 from broker.definitions import claim
 from broker.errors import ConfigurationError
 from broker.protocol.priorities import Priority
-from broker.protocol.spool_request import DEFAULT_SPOOL_FUNCTION
+from broker.protocol.spool_request import DEFAULT_SPOOL_FUNCTION, names_address
 from broker.protocol.spool_request import spool_job as request_job
 from broker.protocol.uwsgi import encode_vars
 from broker.uwsgi_client import send_spool
@@ -113,15 +113,15 @@ def spool(values: Mapping[str | bytes, Any] | None = None, /, **kwargs: Any) -> 
     return spool_job(request).handle
 
 
-def is_uwsgi_socket(spooler_value: str) -> bool:
+def _is_uwsgi_socket(spooler: bytes) -> bool:
     """A ``spooler`` that names a uwsgi socket (``HOST:PORT``, or an existing unix socket),
     not a spooler's name or directory."""
-    if spooler_value.startswith("/"):
+    if spooler.startswith(b"/"):
         try:
-            return stat.S_ISSOCK(os.stat(spooler_value).st_mode)
+            return stat.S_ISSOCK(os.stat(spooler).st_mode)
         except OSError:
             return False
-    return ":" in spooler_value
+    return names_address(spooler)
 
 
 def spool_job(values: Mapping[str | bytes, Any]) -> JobHandle:
@@ -132,11 +132,12 @@ def spool_job(values: Mapping[str | bytes, Any]) -> JobHandle:
     can only make it HIGH and ``at`` counts in whole seconds.
     """
     encoded = {_key(key): as_spool_value(key, value) for key, value in values.items()}
-    target = encoded.get(b"spooler", b"").decode("utf-8", "replace")
-    if is_uwsgi_socket(target):
+    target = encoded.get(b"spooler", b"")
+    if _is_uwsgi_socket(target):
         del encoded[b"spooler"]
-        send_spool(target, encoded)
-        return JobHandle(target, "")  # stored there; a uwsgi socket does not name the job
+        address = target.decode("utf-8", "replace")
+        send_spool(address, encoded)
+        return JobHandle(address, "")  # stored there; a uwsgi socket does not name the job
     body = encoded.pop(b"body", b"")
     job = request_job(
         encode_vars(encoded.items()), body, default_function=DEFAULT_SPOOL_FUNCTION.encode()

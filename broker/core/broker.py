@@ -234,13 +234,15 @@ class Broker:
         for job in session.attached:
             job.clients = [client for client in job.clients if client is not session]
             if not job.clients and not job.background and job.worker is None:
-                self._hold(job.function, job.priority, -len(job.data))  # it is queued
-                self._abandon(job)
+                self._abandon(job, queued=True)
         session.attached.clear()
 
-    def _abandon(self, job: Job) -> None:
-        """A queued foreground job nobody waits for any more: discarded when reached. Its
-        payload is freed now, and its unique too (a new submission makes a new job)."""
+    def _abandon(self, job: Job, *, queued: bool) -> None:
+        """A foreground job nobody waits for any more: discarded when its turn comes. Its
+        payload is freed now (from the queue's byte count too, when it is ``queued``), and
+        its unique (a new submission makes a new job)."""
+        if queued:
+            self._hold(job.function, job.priority, -len(job.data))
         job.ignored = True
         job.data = b""
         if job.coalesce_key is not None:
@@ -396,9 +398,7 @@ class Broker:
         if (
             not when
             and self.queued_bytes + len(data) > self.settings.max_queued_bytes
-            and not (
-                self.pager is not None and background and not function.transient and unique != b"-"
-            )
+            and not self._may_spill(function, background, unique)
         ):
             self._refuse(session, b"QUEUE_ERROR", b"Job queue is full")
             return None
@@ -460,18 +460,19 @@ class Broker:
             self._spill(job)
             return
         queue.append(job)
-        size = len(job.data)
-        held = function.held_bytes
-        held[rank] = held.get(rank, 0) + size
-        self.queued_bytes += size
+        self._hold(function, rank, len(job.data))
         if len(queue) == 1:  # a non-empty queue's function is marked already
             self._mark_ready(function, rank)
         self._wake(function)
 
-    @staticmethod
-    def _spillable(job: Job) -> bool:
+    def _spillable(self, job: Job) -> bool:
         """Whether the job may live in the store only until paged in."""
-        return job.stored and not job.clients and job.unique != b"-"
+        return not job.clients and self._may_spill(job.function, job.background, job.unique)
+
+    def _may_spill(self, function: Function, background: bool, unique: bytes) -> bool:
+        """Whether a job like this is stored and may wait in the store only (with a pager):
+        background, of a function that is not transient, and not coalescing on its payload."""
+        return self.pager is not None and background and not function.transient and unique != b"-"
 
     def _hold(self, function: Function, rank: int, size: int) -> None:
         """A job of ``size`` payload bytes joined (or, negative, left) a memory queue."""
@@ -688,7 +689,7 @@ class Broker:
             return
         log.info("requeueing job %s (%s)", job.handle.decode(), reason)
         if not job.clients and not job.background:
-            self._abandon(job)
+            self._abandon(job, queued=False)  # about to be queued again
         if self.journal is not None and job.stored:
             self.journal.job_requeued(job)
         self._enqueue(job)
@@ -841,9 +842,7 @@ class Broker:
         queue = function.queues.get(rank)
         while queue:
             job = queue.popleft()
-            size = len(job.data)
-            function.held_bytes[rank] -= size
-            self.queued_bytes -= size
+            self._hold(function, rank, -len(job.data))
             if job.ignored:
                 self._forget(job)
                 continue

@@ -65,7 +65,7 @@ def spool_job(block: bytes, body: bytes, *, default_function: bytes) -> SpoolJob
     name = _name(found, default_function)
     queue = found.get(b"spooler")
     if queue is not None and queue != DEFAULT_QUEUE.encode():
-        if b":" in queue and not queue.startswith(b"/"):
+        if names_address(queue):
             raise SpoolRefused(
                 f"spooler {queue[:60]!r} is an address, not a spooler's name: "
                 "send the request to that address"
@@ -73,6 +73,12 @@ def spool_job(block: bytes, body: bytes, *, default_function: bytes) -> SpoolJob
         name += QUEUE_SEPARATOR + _checked_name(queue, "spooler")
     payload = HEADER.pack(SPOOL_MODIFIER, len(block), 0) + block + body
     return SpoolJob(name, _priority(found.get(b"priority")), _when(found.get(b"at")), payload)
+
+
+def names_address(spooler: bytes) -> bool:
+    """A ``spooler`` value that is ``HOST:PORT`` (a uwsgi socket), not a spooler's name or
+    directory: uWSGI cannot spool to one, the drop-in ``spool()`` sends the request there."""
+    return b":" in spooler and not spooler.startswith(b"/")
 
 
 def _name(found: dict[bytes, bytes], default_function: bytes) -> bytes:
