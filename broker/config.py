@@ -13,7 +13,7 @@ from dataclasses import MISSING, Field, dataclass, field, fields
 from typing import Any
 
 from broker.addresses import DEFAULT_PORT, uwsgi_address
-from broker.core.broker import BrokerSettings
+from broker.core.settings import BrokerSettings
 from broker.errors import ConfigurationError
 from broker.protocol.reader import DEFAULT_MAX_LINE_LENGTH, DEFAULT_MAX_PACKET_SIZE
 from broker.protocol.spool_request import DEFAULT_SPOOL_FUNCTION

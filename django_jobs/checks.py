@@ -28,7 +28,7 @@ def check_tasks(app_configs: Any = None, **_: Any) -> list[CheckMessage]:
     ]
     messages += [
         Warning(
-            f"{task.name} has target={task.setup['target']!r}: uWSGI ran it in every "
+            f"{task.name} has target={task.setup.extra['target']!r}: uWSGI ran it in every "
             "such process; the broker runs each firing once, on one worker",
             obj=task.name,
             id="django_jobs.W002",

@@ -30,7 +30,6 @@ from typing import Any
 from broker.client import Client, JobHandle, schedule_fields, schedule_unique, uwsgi_cron
 from broker.registration import register_in_background
 from broker.uwsgidecorators import EVERY_PROCESS_TARGETS
-from django_jobs.calls import check_setup
 from django_jobs.conf import job_settings
 from django_jobs.discovery import check_served
 from django_jobs.registry import RegisteredTask
@@ -90,13 +89,12 @@ class ScheduledTask(Task):
 
     def add_setup(self, **setup: Any) -> None:
         """Change the setup (``seconds``, ``iterations``, cron fields...) before arming."""
-        timing_fields(self.kind, {**self.setup, **setup})
-        check_setup(setup)
-        self.setup.update(setup)
+        timing_fields(self.kind, {**self.setup.extra, **setup})
+        self.setup = self.setup.updated(setup)
 
     def fields(self) -> tuple[str, ...]:
         """The SUBMIT_JOB_SCHED fields of the current setup."""
-        return timing_fields(self.kind, self.setup)
+        return timing_fields(self.kind, self.setup.extra)
 
     @property
     def unique(self) -> str:
@@ -112,7 +110,7 @@ class ScheduledTask(Task):
     @property
     def every_process(self) -> bool:
         """uWSGI ran this in every worker, mule or spooler; here each firing runs once."""
-        return str(self.setup.get("target", "")) in EVERY_PROCESS_TARGETS
+        return str(self.setup.extra.get("target", "")) in EVERY_PROCESS_TARGETS
 
     def arm(self, servers: tuple[str, ...]) -> JobHandle:
         """Register the schedule (idempotent: the same one keeps its phase)."""
@@ -125,7 +123,7 @@ class ScheduledTask(Task):
             ) from None
         check_served(self._registered)
         settings = job_settings()
-        payload = dumps_call([], {}, settings.serializer, self.setup)
+        payload = dumps_call([], {}, settings.serializer, self.setup.to_wire())
         with Client(servers) as client:
             return client.submit_schedule(
                 settings.wire_name(self.name), payload, unique=self.unique, fields=fields
@@ -133,7 +131,7 @@ class ScheduledTask(Task):
 
     def run_job(self, received: Call) -> Any:
         if not received.args and self._takes_signum:
-            received = received._replace(args=[self.setup.get("signal", 0)])
+            received = received._replace(args=[self.setup.extra.get("signal", 0)])
         return super().run_job(received)
 
 

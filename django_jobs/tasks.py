@@ -33,19 +33,13 @@ from django.conf import settings
 from broker.client import JobHandle
 from broker.errors import ConnectionFailed, WorkFailed
 from broker.uwsgidecorators import SPOOL_IGNORE, SPOOL_OK, SPOOL_RETRY
-from django_jobs.calls import (
-    RetryTaskException,
-    TaskCall,
-    check_setup,
-    get_current_task,
-    running,
-    seconds,
-)
+from django_jobs.calls import RetryTaskException, TaskCall, get_current_task, running
 from django_jobs.client import Job
 from django_jobs.conf import farm_function, job_settings, mule_function
 from django_jobs.discovery import check_served
 from django_jobs.registry import register
-from django_jobs.serialization import Call
+from django_jobs.serialization import Call, PayloadError
+from django_jobs.setup import CallSetup, seconds
 from django_jobs.submission import NoConsumer, QueueFull, submit_background
 
 log = logging.getLogger("django_jobs.tasks")
@@ -90,7 +84,7 @@ class Task:
         self, function: Callable[..., Any], executor: TaskExecutor, setup: dict[str, Any]
     ) -> None:
         try:  # a bad setup fails the import, not a web request
-            check_setup(setup)
+            self.setup = CallSetup.parse({k: v for k, v in setup.items() if k != "name"})
         except ValueError as exc:
             raise ValueError(f"@task {function.__qualname__}: {exc}") from None
         self.function = function
@@ -99,9 +93,6 @@ class Task:
             function, setup.get("name"), setup.get("queue"), run=self.run_job
         )
         self.name = self._registered.name
-        self.setup = {key: value for key, value in setup.items() if key != "name"}
-        if "retry_timeout" in self.setup:
-            self.setup["retry_timeout"] = seconds(self.setup["retry_timeout"])
         functools.update_wrapper(self, function)
 
     def __call__(self, *args: Any, **kwargs: Any) -> TaskCall:
@@ -109,11 +100,11 @@ class Task:
 
     def delay(self, *args: Any, **kwargs: Any) -> TaskCall:
         """Queue a call (or run it inline, per the executor); returns the ``TaskCall``."""
-        return self.enqueue(TaskCall(self, list(args), kwargs, self.setup))
+        return self.enqueue(TaskCall(self, list(args), kwargs, self.setup.copy()))
 
     def apply(self, *args: Any, **kwargs: Any) -> Any:
         """Run now in this process and return the result; exceptions propagate."""
-        call = TaskCall(self, list(args), kwargs, self.setup)
+        call = TaskCall(self, list(args), kwargs, self.setup.copy())
         self._run_inline(call)
         return call.result
 
@@ -139,7 +130,11 @@ class Task:
 
     def run_job(self, received: Call) -> Any:
         """A worker runs a queued call: apply the return-code and retry policy."""
-        call = TaskCall(self, received.args, received.kwargs, received.setup)
+        try:
+            setup = CallSetup.parse(received.setup)
+        except ValueError as exc:
+            raise PayloadError(f"{self.name}: {exc}") from None
+        call = TaskCall(self, received.args, received.kwargs, setup)
         try:
             with running(call):
                 result = self.function(*call.args, **call.kwargs)
@@ -158,7 +153,7 @@ class Task:
         if result == SPOOL_RETRY:
             self._retry(call, "returned SPOOL_RETRY", None)
             return None
-        if call.setup["spooler_return"] and result not in (SPOOL_OK, SPOOL_IGNORE):
+        if call.setup.spooler_return and result not in (SPOOL_OK, SPOOL_IGNORE):
             raise WorkFailed(
                 f"{self.name} has spooler_return=True but returned {result!r}, "
                 "not SPOOL_OK, SPOOL_RETRY or SPOOL_IGNORE"
@@ -171,11 +166,11 @@ class Task:
         The next attempt is a new delayed job, queued before this one reports
         success: a crash in between runs the attempt twice, never zero times.
         """
-        if call.retries_left() <= 0:
+        if call.setup.retries_left() <= 0:
             raise WorkFailed(
                 f"{self.name} failed on attempt {call.attempt} of {call.retry_count + 1}: {reason}"
             )
-        delay = call.retry_delay() if delay is None else delay
+        delay = call.setup.retry_delay() if delay is None else delay
         log.warning(
             "%s attempt %d of %d: %s; again in %.1f s",
             self.name,
@@ -184,7 +179,7 @@ class Task:
             reason.strip().splitlines()[-1],
             delay,
         )
-        call.setup["attempt"] = call.attempt + 1
+        call.setup.attempt += 1
         call.handle = _submit(call, job_settings().worker_servers, delay)
 
 
@@ -199,16 +194,17 @@ def _submit(call: TaskCall, servers: tuple[str, ...], delay: float | None = None
     A retry goes to the worker's servers, always: running it inline would skip its delay.
     """
     at = call.at if delay is None else _after(delay)  # a retry waits its delay, not ``at``
-    setup = dict(call.setup)
+    setup = call.setup.to_wire()
     name = call.task.name
     if call.task.executor is TaskExecutor.MULE:
-        name = farm_function(setup["farm"]) if setup["farm"] else mule_function(setup["mule"])
+        where = call.setup
+        name = farm_function(where.farm) if where.farm else mule_function(where.mule)
         setup["task"] = call.task.name
     job = Job(
         name,
         call.args,
         call.kwargs,
-        priority=None if at is not None else setup.get("priority"),
+        priority=None if at is not None else call.setup.priority,
         at=at,
         setup=setup,
     )

@@ -13,9 +13,10 @@ import ipaddress
 import os
 from collections.abc import Callable
 
-from broker.core.broker import Broker, leading_int
+from broker.core.broker import Broker
 from broker.core.model import Session
 from broker.errors import ProtocolError
+from broker.protocol.numbers import leading_int
 from broker.protocol.priorities import Priority
 
 # gearmand closes the connection on a line with more than five tokens.
@@ -91,14 +92,14 @@ class AdminCommands:
     def _status(self, session: Session, words: list[bytes]) -> bytes:
         lines = [
             b"%s\t%d\t%d\t%d\n" % (f.name, f.total, f.running, len(f.workers))
-            for f in self.broker.functions.values()
+            for f in self.broker.functions.by_name.values()
         ]
         lines.append(b".\n")
         return b"".join(lines)
 
     def _priority_status(self, session: Session, words: list[bytes]) -> bytes:
         lines = []
-        for f in self.broker.functions.values():
+        for f in self.broker.functions.by_name.values():
             high, normal, low = (f.waiting(priority) for priority in Priority)
             lines.append(
                 b"%s\t%d\t%d\t%d\t%d\n" % (f.name, high, normal + f.delayed, low, len(f.workers))
@@ -121,10 +122,10 @@ class AdminCommands:
         if what == [b"jobs"]:
             lines = [
                 b"%s\t%d\t%d\t%d\n" % (job.handle, job.retries, job.ignored, job.background)
-                for job in self.broker.jobs.values()
+                for job in self.broker.index.jobs.values()
             ]
         elif what == [b"unique", b"jobs"]:
-            lines = [job.unique + b"\n" for job in self.broker.jobs.values()]
+            lines = [job.unique + b"\n" for job in self.broker.index.jobs.values()]
         elif what == [b"failed"]:
             lines = [
                 b"%s\t%s\t%d\t%d\t%s\n"
@@ -135,7 +136,7 @@ class AdminCommands:
             lines = [
                 b"%s\t%s\t%s\t%s\t%d\t%d\n"
                 % (s.handle, s.function, s.unique, s.spec.text.encode(), s.next_run, s.fired)
-                for s in self.broker.schedules.values()
+                for s in self.broker.scheduler.schedules.values()
             ]
         else:
             return b"ERR UNKNOWN_SHOW_ARGUMENTS\r\n"
@@ -152,7 +153,7 @@ class AdminCommands:
     def _maxqueue(self, session: Session, words: list[bytes]) -> bytes:
         if len(words) < 2:
             return _INCOMPLETE + words[0] + b"\r\n"
-        function = self.broker.functions.get(words[1])
+        function = self.broker.functions.by_name.get(words[1])
         if function is not None:
             function.kept = True  # an operator's setting: never forgotten as idle
             limits = [max(0, leading_int(word)) for word in words[2:]]
@@ -187,13 +188,13 @@ class AdminCommands:
             return self._on_failed(self.broker.drop_failed, words[2])
         if len(words) != 3 or words[1].lower() != b"function":
             return _INCOMPLETE + words[0] + b"\r\n"
-        function = self.broker.functions.get(words[2])
+        function = self.broker.functions.by_name.get(words[2])
         if function is None:
             return b"ERR function not found\r\n"
         # Unlike gearmand, queued jobs also keep a function alive (it would orphan them).
         if function.workers or function.total:
             return b"ERR there are still connected workers or executing clients\r\n"
-        del self.broker.functions[words[2]]
+        self.broker.functions.remove(function)
         return OK_CRLF
 
     def _shutdown(self, session: Session, words: list[bytes]) -> bytes:

@@ -9,14 +9,16 @@ from __future__ import annotations
 import logging
 from collections.abc import ItemsView
 
+from broker.core.handles import handle_number
 from broker.core.journal import Journal
+from broker.core.model import Job
 from broker.store.operations import FailedJob
 
 log = logging.getLogger("spoolgear.broker")
 
 
 class FailedList:
-    def __init__(self, limit: int, journal: Journal | None) -> None:
+    def __init__(self, limit: int, journal: Journal) -> None:
         self.limit = limit
         self.journal = journal
         self._records: dict[bytes, FailedJob] = {}
@@ -31,10 +33,17 @@ class FailedList:
         """Put back a record loaded from the store (nothing to journal)."""
         self._records[handle] = record
 
+    def add_job(self, job: Job, error: str, when: float) -> None:
+        """A background job ran out of attempts with ``error``, at ``when``."""
+        number = handle_number(job.handle)
+        record = FailedJob(
+            number, job.function.name, job.unique, job.data, job.priority, job.retries, error, when
+        )
+        self.add(job.handle, record)
+
     def add(self, handle: bytes, record: FailedJob) -> None:
         self._records[handle] = record
-        if self.journal is not None:
-            self.journal.job_failed(record)
+        self.journal.job_failed(record)
         if len(self._records) > self.limit:
             oldest = next(iter(self._records))
             log.warning(
@@ -44,8 +53,7 @@ class FailedList:
 
     def pop(self, handle: bytes) -> FailedJob:
         record = self._records.pop(handle)
-        if self.journal is not None:
-            self.journal.failed_removed(record.number)
+        self.journal.failed_removed(record.number)
         return record
 
     def select(self, handle: bytes | None) -> list[bytes]:

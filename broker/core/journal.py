@@ -2,34 +2,24 @@
 
 The broker records an operation for every change to a background job (created,
 assigned, requeued, ended, failed) and to schedules. The server takes the
-operations as one batch per turn and commits them off the event loop. A session
-that was promised an acknowledgement (JOB_CREATED for a stored job) is *gated*
-on the batch number: its output waits until that batch is committed, so a
-client never hears "created" for a job that a crash could still lose, and its
-replies keep their order.
+operations as one batch per turn and commits them off the event loop; a reply
+that promises durability is gated on the batch number (``output.py``).
+
+With the memory store nothing is durable: ``NullJournal`` stands in, records
+nothing, and its batch number stays 0, which is always committed.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
+from broker.core.handles import handle_number
 from broker.core.model import Job
 from broker.store import operations as ops
 from broker.store.base import StoredState
-
-# Handle numbers are reserved in the store this many at a time, so handles never
-# repeat across restarts without a write per handle.
-HANDLE_BLOCK = 100_000
-
-
-def handle_number(handle: bytes) -> int:
-    return int(handle.rpartition(b":")[2])
 
 
 class Journal:
     def __init__(self, next_seq: int = 1) -> None:
         self.ops: list[ops.Operation] = []
-        self.on_first: Callable[[], None] | None = None
         self.building = 1
         """Number of the batch being collected; a gated session waits for it."""
         self.committed = 0
@@ -42,8 +32,6 @@ class Journal:
         return cls(next_seq=state.next_seq)
 
     def record(self, op: ops.Operation) -> None:
-        if not self.ops and self.on_first is not None:
-            self.on_first()
         self.ops.append(op)
 
     def take(self) -> tuple[int, list[ops.Operation]]:
@@ -104,3 +92,27 @@ class Journal:
 
     def handles_reserved(self, upto: int) -> None:
         self.record(ops.ReserveHandles(upto))
+
+
+class NullJournal(Journal):
+    """The memory store's journal: nothing to record, nothing ever waits."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.building = 0
+
+    def record(self, op: ops.Operation) -> None:
+        pass
+
+    # The per-job records are built before ``record``: skip building them too.
+    def job_added(self, job: Job) -> None:
+        pass
+
+    def job_running(self, job: Job) -> None:
+        pass
+
+    def job_requeued(self, job: Job) -> None:
+        pass
+
+    def job_ended(self, job: Job) -> None:
+        pass

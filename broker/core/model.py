@@ -194,3 +194,28 @@ class Session:
         self.closed = False
         # Journal batch whose commit this session's output waits for (0 = none).
         self.gate = 0
+
+
+class Accepted:
+    """A submission was accepted: ``handle`` is its job (a new one, or the one it
+    coalesced onto), durable once journal batch ``batch`` is committed (0: nothing to
+    wait for)."""
+
+    __slots__ = ("batch", "handle")
+
+    def __init__(self, handle: bytes, batch: int) -> None:
+        self.handle = handle
+        self.batch = batch
+
+
+class Refused:
+    """A submission was refused with a Gearman error ``code`` and ``text``."""
+
+    __slots__ = ("code", "text")
+
+    def __init__(self, code: bytes, text: bytes) -> None:
+        self.code = code
+        self.text = text
+
+
+Submitted = Accepted | Refused

@@ -5,15 +5,21 @@ extension, a minute field of ``@every SECONDS`` (optionally ``@every SECONDS xN`
 for N firings, then the schedule ends) with the other four fields empty makes a
 fixed-interval timer, what uWSGI's ``add_timer``/``add_rb_timer`` give. Both
 kinds are stored with their next run and firing count, so a restart resumes them
-(see ``Broker.restore`` for the missed-firing policy).
+(see ``restore.py`` for the missed-firing policy).
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from broker.core.cron import CronSpec
+from broker.core.handles import Handles, handle_number
+from broker.core.journal import Journal
+from broker.core.model import CallLater
+from broker.core.timeline import Timeline
 from broker.errors import ProtocolError
+from broker.store.operations import StoredSchedule
 
 EVERY = "@every"
 # Timers fire at most once a second, as uWSGI's timers do.
@@ -97,3 +103,94 @@ class Schedule:
     next_run: float
     fired: int = 0
     cancelled: bool = False
+
+
+class Scheduler:
+    """The schedules, each on the timeline until its next run.
+
+    Each firing hands the schedule to ``fire``, which creates its job; the next run
+    (or the schedule's end) is journaled in the same batch, so a crash can neither
+    repeat nor lose a firing.
+    """
+
+    def __init__(
+        self,
+        *,
+        journal: Journal,
+        handles: Handles,
+        call_later: CallLater,
+        clock: Callable[[], float],
+        fire: Callable[[Schedule], None],
+    ) -> None:
+        self.journal = journal
+        self.handles = handles
+        self.clock = clock
+        self.fire = fire
+        self.schedules: dict[bytes, Schedule] = {}
+        self.timeline: Timeline[Schedule] = Timeline(call_later, clock, self._due)
+
+    def put(self, name: bytes, unique: bytes, fields: list[str], data: bytes) -> bytes:
+        """Add a schedule and return its handle. One with the same function and non-empty
+        unique is the same schedule: the same spec and data keep it, others replace it.
+        Raises ``ProtocolError`` for a spec that is refused (then nothing changed)."""
+        spec = parse_fields(fields)
+        existing = next(
+            (
+                s
+                for s in self.schedules.values()
+                if unique and (s.function, s.unique) == (name, unique)
+            ),
+            None,
+        )
+        if existing is not None and (existing.spec.text, existing.data) == (spec.text, data):
+            return existing.handle
+        next_run = spec.next_after(self.clock())
+        handle = self.handles.new() if existing is None else existing.handle
+        if existing is not None:
+            existing.cancelled = True
+        schedule = Schedule(handle, name, unique, data, spec, next_run)
+        self.add(schedule)
+        self._store(schedule)
+        return handle
+
+    def add(self, schedule: Schedule) -> None:
+        """Put a schedule on the timeline (a new one, or one restored from the store)."""
+        self.schedules[schedule.handle] = schedule
+        self.timeline.add(schedule.next_run, schedule)
+
+    def cancel(self, handle: bytes) -> bool:
+        schedule = self.schedules.pop(handle, None)
+        if schedule is None:
+            return False
+        schedule.cancelled = True
+        self.journal.schedule_removed(handle)
+        return True
+
+    def functions(self) -> set[bytes]:
+        """Functions that schedules will submit jobs for."""
+        return {s.function for s in self.schedules.values()}
+
+    def _store(self, schedule: Schedule) -> None:
+        self.journal.schedule_added(
+            StoredSchedule(
+                handle_number(schedule.handle),
+                schedule.function,
+                schedule.unique,
+                schedule.data,
+                schedule.spec.text,
+                schedule.next_run,
+                schedule.fired,
+            )
+        )
+
+    def _due(self, schedule: Schedule, now: float) -> None:
+        if schedule.cancelled:
+            return
+        self.fire(schedule)
+        schedule.fired += 1
+        if schedule.fired == iterations(schedule.spec):
+            self.cancel(schedule.handle)
+            return
+        schedule.next_run = schedule.spec.next_after(now)
+        self._store(schedule)
+        self.timeline.add(schedule.next_run, schedule)

@@ -1,12 +1,13 @@
 """Group commit: one store transaction per event-loop turn, written off the loop.
 
-At the end of a turn the server calls ``kick()``. If the journal holds
-operations and no commit is running, they go to a single writer thread as one
-batch. When it is on disk the broker releases the replies that waited for it
-(JOB_CREATED of stored jobs) and the next batch, which kept filling meanwhile,
-goes out. So the commit rate adapts to the load: one fsync covers whatever
-arrived while the previous one ran. ``commit_delay`` spaces commits at least
-that far apart, so under load each one carries more (PostgreSQL's commit_delay).
+At the end of a turn the server calls ``kick()``. If the broker has a batch
+waiting and no commit is running, it goes to a single writer thread. When it is
+on disk the broker takes it back (``apply_batch``: the replies that waited for it
+go out), callers of ``after_commit`` hear so, and the next batch, which kept
+filling meanwhile, goes out. So the commit rate adapts to the load: one fsync
+covers whatever arrived while the previous one ran. ``commit_delay`` spaces
+commits at least that far apart, so under load each one carries more
+(PostgreSQL's commit_delay).
 
 Page requests of a paging broker (``broker/core/paging.py``) ride along: they
 are read right after the batch taken with them, on the same thread.
@@ -16,14 +17,14 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections import deque
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 
-from broker.core.broker import Broker
-from broker.core.paging import PageRequest, read_pages
+from broker.core.broker import Batch, Broker
+from broker.core.paging import read_pages
 from broker.errors import StoreUnavailable
 from broker.store.base import Page, PagingStore, Store
-from broker.store.operations import Operation
 
 log = logging.getLogger("spoolgear.store")
 
@@ -46,13 +47,23 @@ class Committer:
         self._delayed: asyncio.TimerHandle | None = None
         self._writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="spoolgear-store")
         self._in_flight: asyncio.Future[list[Page]] | None = None
+        self._committed = 0
+        self._failed = False
+        self._waiting: deque[tuple[int, Callable[[bool], None]]] = deque()
+        """(batch, done) in batch order: told once that batch is on disk."""
+
+    def after_commit(self, batch: int, done: Callable[[bool], None]) -> None:
+        """``done(True)`` once ``batch`` is on disk (at once if it is), ``done(False)``
+        if the store fails first."""
+        if self._failed:
+            done(False)
+        elif batch <= self._committed:
+            done(True)
+        else:
+            self._waiting.append((batch, done))
 
     def kick(self) -> None:
-        journal = self.broker.journal
-        if self._in_flight is not None or journal is None:
-            return
-        pager = self.broker.pager
-        if not journal.ops and (pager is None or not pager.requests):
+        if self._in_flight is not None or not self.broker.batch_waiting():
             return
         wait = self._next_commit_at - self.loop.time()
         if wait > 0:
@@ -60,27 +71,24 @@ class Committer:
                 self._delayed = self.loop.call_later(wait, self._after_delay)
             return
         self._next_commit_at = self.loop.time() + self.commit_delay
-        number, batch = journal.take()
-        requests = self.broker.take_page_requests()
-        future = self.loop.run_in_executor(self._writer, self._write, batch, requests)
+        batch = self.broker.take_batch()
+        future = self.loop.run_in_executor(self._writer, self._write, batch)
         self._in_flight = future
-        future.add_done_callback(lambda done: self._done(number, requests, done))
+        future.add_done_callback(lambda done: self._done(batch, done))
 
-    def _write(self, batch: list[Operation], requests: list[PageRequest]) -> list[Page]:
-        if batch:
-            self.store.write(batch)
-        if not requests:
+    def _write(self, batch: Batch) -> list[Page]:
+        if batch.operations:
+            self.store.write(batch.operations)
+        if not batch.page_requests:
             return []
         assert isinstance(self.store, PagingStore)
-        return read_pages(self.store, requests)
+        return read_pages(self.store, batch.page_requests)
 
     def _after_delay(self) -> None:
         self._delayed = None
         self.kick()
 
-    def _done(
-        self, number: int, requests: list[PageRequest], future: asyncio.Future[list[Page]]
-    ) -> None:
+    def _done(self, batch: Batch, future: asyncio.Future[list[Page]]) -> None:
         self._in_flight = None
         error = future.exception()
         if error is not None:
@@ -90,12 +98,15 @@ class Committer:
                 if isinstance(error, StoreUnavailable)
                 else f"writing to {self.store.describe()} failed: {error}",
             )
+            self._failed = True
+            while self._waiting:
+                self._waiting.popleft()[1](False)
             self.on_failure(error)
             return
-        self.broker.batch_committed(number)
-        for request, rows in zip(requests, future.result(), strict=True):
-            self.broker.paged_in(request, rows)
-        self.broker.flush()
+        self._committed = batch.number
+        self.broker.apply_batch(batch, future.result())
+        while self._waiting and self._waiting[0][0] <= batch.number:
+            self._waiting.popleft()[1](True)
         self.kick()
 
     def abandon(self) -> None:
@@ -111,9 +122,8 @@ class Committer:
             self._delayed.cancel()
         while self._in_flight is not None:
             await asyncio.shield(self._in_flight)
-        journal = self.broker.journal
-        if journal is not None and journal.ops:
-            _, batch = journal.take()
-            await self.loop.run_in_executor(self._writer, self.store.write, batch)
+        if self.broker.journal.ops:
+            batch = self.broker.take_batch()
+            await self.loop.run_in_executor(self._writer, self.store.write, batch.operations)
         self._writer.shutdown()
         self.store.close()

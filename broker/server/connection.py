@@ -1,7 +1,7 @@
 """A thin ``asyncio.Protocol``: feed the reader and hand every complete event to the broker.
 
 Replies are not written here: the broker buffers them per connection and the
-server flushes once per event-loop turn.
+server flushes once per event-loop turn (``end_turn_soon``).
 """
 
 from __future__ import annotations
@@ -12,14 +12,12 @@ import functools
 import logging
 import select
 import socket
-from typing import TYPE_CHECKING, cast
+from typing import cast
 
 from broker.errors import ProtocolError
 from broker.protocol.packets import Packet, error_packet
 from broker.protocol.reader import PacketReader
-
-if TYPE_CHECKING:
-    from broker.server.server import BrokerServer
+from broker.server.context import ServerContext
 
 log = logging.getLogger("spoolgear.connection")
 
@@ -35,19 +33,19 @@ class GearmanConnection(asyncio.Protocol):
     """One accepted connection. Reading pauses while the peer does not read our replies,
     and a peer that lets them pile up past ``--max-unread-output`` is cut off."""
 
-    __slots__ = ("broker", "buffered", "partial_since", "reader", "server", "session", "transport")
+    __slots__ = ("broker", "buffered", "context", "partial_since", "reader", "session", "transport")
 
-    def __init__(self, server: BrokerServer) -> None:
-        self.server = server
-        self.broker = server.broker
-        config = server.config
+    def __init__(self, context: ServerContext) -> None:
+        self.context = context
+        self.broker = context.broker
+        config = context.config
         self.reader = PacketReader(
             max_packet_size=config.max_packet_size, max_line_length=config.max_admin_line
         )
         self.partial_since: float | None = None
         """Since when (loop time) a started packet or line has waited for its end."""
         self.buffered = 0
-        """Bytes of started packets held for this connection (in ``server.buffered``)."""
+        """Bytes of started packets held for this connection (in ``context.buffered``)."""
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = cast(asyncio.Transport, transport)
@@ -59,19 +57,19 @@ class GearmanConnection(asyncio.Protocol):
                 sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
                 sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
             host = peer[0] if isinstance(peer, tuple) else "gone"
-        self.transport.set_write_buffer_limits(high=self.server.config.max_output_buffer)
+        self.transport.set_write_buffer_limits(high=self.context.config.max_output_buffer)
         fd = sock.fileno() if sock is not None else -1
         self.session = self.broker.connect(self._write, fd, host)
         if sock is not None:
             self.session.has_input = functools.partial(_readable, sock.fileno())
-        self.server.connections.add(self)
+        self.context.connections.add(self)
 
     def _write(self, data: bytes) -> None:
         transport = self.transport
         if transport.is_closing():
             return
         transport.write(data)
-        if transport.get_write_buffer_size() > self.server.config.max_unread_output:
+        if transport.get_write_buffer_size() > self.context.config.max_unread_output:
             log.warning(
                 "cutting off %s: %d reply bytes unread (--max-unread-output)",
                 self.session.host,
@@ -99,31 +97,33 @@ class GearmanConnection(asyncio.Protocol):
                 broker.handle_packet(session, event)
             else:
                 try:
-                    reply = self.server.admin.run(session, event.line)
+                    reply = self.context.admin.run(session, event.line)
                 except ProtocolError as exc:
                     self._protocol_error(exc)
                     return
                 broker.send(session, reply)
+        if completed:
+            self.context.end_turn_soon()
         pending = reader.pending
         if not pending:
             self.partial_since = None
         elif completed or self.partial_since is None:
-            self.partial_since = self.server.loop.time()
+            self.partial_since = self.context.loop.time()
         if pending != self.buffered:
             self._account(pending)
 
     def _account(self, pending: int) -> None:
         """Keep the broker-wide count of started packets' bytes; the connection that takes
         it past ``--max-pending-bytes`` is closed (many large packets at once)."""
-        server = self.server
-        server.buffered += pending - self.buffered
+        context = self.context
+        context.buffered += pending - self.buffered
         self.buffered = pending
-        if pending and server.buffered > server.config.max_pending_bytes:
+        if pending and context.buffered > context.config.max_pending_bytes:
             log.warning(
                 "closing connection from %s: started packets hold %d bytes in all "
                 "(--max-pending-bytes)",
                 self.session.host,
-                server.buffered,
+                context.buffered,
             )
             self._account(0)
             self.transport.abort()
@@ -131,18 +131,22 @@ class GearmanConnection(asyncio.Protocol):
     def overdue(self, now: float) -> bool:
         """Whether a started packet or line has taken longer than ``--packet-timeout``."""
         started = self.partial_since
-        return started is not None and now - started > self.server.config.packet_timeout
+        return started is not None and now - started > self.context.config.packet_timeout
 
     def close_overdue(self) -> None:
         log.warning(
             "closing connection from %s: no complete packet within %s s (--packet-timeout)",
             self.session.host,
-            self.server.config.packet_timeout,
+            self.context.config.packet_timeout,
         )
         self.transport.abort()
 
+    def close(self) -> None:
+        self.transport.close()
+
     def _protocol_error(self, exc: ProtocolError) -> bool:
         """Answer a protocol error; returns True when the connection was closed."""
+        self.context.end_turn_soon()
         if exc.code:
             self.broker.send(self.session, error_packet(exc.code, str(exc).encode()))
         if not exc.close:
@@ -161,7 +165,8 @@ class GearmanConnection(asyncio.Protocol):
             self.transport.resume_reading()
 
     def connection_lost(self, exc: Exception | None) -> None:
-        self.server.connections.discard(self)
+        self.context.connections.discard(self)
         self._account(0)
         if not self.session.closed:
             self.broker.disconnect(self.session)
+            self.context.end_turn_soon()  # its jobs went back to their queues

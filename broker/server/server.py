@@ -8,6 +8,7 @@ import os
 import signal
 import stat
 import sys
+from collections.abc import Callable
 from typing import TextIO
 
 from broker.addresses import uwsgi_address
@@ -15,10 +16,12 @@ from broker.config import ServerConfig
 from broker.core.admin import AdminCommands
 from broker.core.broker import Broker
 from broker.core.journal import Journal
-from broker.core.paging import Pager
+from broker.core.model import Cancellable
+from broker.core.restore import restore
 from broker.errors import StoreUnavailable
 from broker.server.committer import Committer
 from broker.server.connection import GearmanConnection
+from broker.server.context import ServerContext
 from broker.server.spool_door import SpoolConnection
 from broker.server.spool_ingest import SpoolIngest
 from broker.store import open_store
@@ -39,36 +42,44 @@ class BrokerServer:
         self.config = config
         self.store = store
         self.loop = asyncio.get_running_loop()
-        settings = config.broker_settings()
         self._turn_end_pending = False
-        journal = Journal.resuming(state) if store.durable else None
-        pager = None
-        if isinstance(store, PagingStore) and config.queue_window:
-            pager = Pager(store, config.queue_window)
         self.broker = Broker(
-            settings,
-            call_later=self.loop.call_later,
-            on_output=self._end_turn_soon,
-            journal=journal,
-            pager=pager,
+            config.broker_settings(),
+            call_later=self._call_later,
+            journal=Journal.resuming(state) if store.durable else None,
+            paging_store=store if isinstance(store, PagingStore) else None,
+            window=config.queue_window,
         )
-        self.broker.restore(state)
+        restore(self.broker, state)
         self.committer = Committer(
             self.broker, store, commit_delay=config.commit_delay, on_failure=self._store_failed
         )
         self.admin = AdminCommands(
             self.broker, verbose=config.verbose, request_shutdown=self.request_shutdown
         )
-        self.connections: set[GearmanConnection] = set()
+        self.context = ServerContext(
+            config=config,
+            broker=self.broker,
+            admin=self.admin,
+            loop=self.loop,
+            end_turn_soon=self._end_turn_soon,
+            after_commit=self.committer.after_commit,
+        )
         self._listeners: list[asyncio.Server] = []
         self._ingests: list[SpoolIngest] = []
         self._stopped = asyncio.Event()
         self.failure: BaseException | None = None
         """Why the store stopped accepting writes, if it did: the broker exits non-zero."""
-        self.buffered = 0
-        """Bytes of started, incomplete packets held across connections."""
         self._next_forget = 0.0
         self._graceful_task: asyncio.Task[None] | None = None
+
+    def _call_later(self, delay: float, callback: Callable[[], None]) -> Cancellable:
+        """The core's timers: what one does is written and committed like a packet's."""
+        return self.loop.call_later(delay, self._timer_fired, callback)
+
+    def _timer_fired(self, callback: Callable[[], None]) -> None:
+        callback()
+        self._end_turn_soon()
 
     def _end_turn_soon(self) -> None:
         if not self._turn_end_pending:
@@ -90,7 +101,7 @@ class BrokerServer:
     def _sweep(self) -> None:
         """Close connections that started a packet and stalled (``--packet-timeout``)."""
         now = self.loop.time()
-        for connection in [c for c in self.connections if c.overdue(now)]:
+        for connection in [c for c in self.context.connections if c.overdue(now)]:
             connection.close_overdue()
         forget_after = self.config.forget_idle_after
         if forget_after and now >= self._next_forget:
@@ -105,7 +116,7 @@ class BrokerServer:
         self._sweep_interval = min(1.0, self.config.packet_timeout / 4)
         self.loop.call_later(self._sweep_interval, self._sweep)
         listener = await self.loop.create_server(
-            lambda: GearmanConnection(self),
+            lambda: GearmanConnection(self.context),
             self.config.listen,
             self.config.port,
             reuse_address=True,
@@ -117,7 +128,7 @@ class BrokerServer:
         for address in self.config.uwsgi_sockets:
             bound.append("uwsgi=" + await self._listen_uwsgi(address))
         for directory in self.config.spool_ingest:
-            ingest = SpoolIngest(self, directory)
+            ingest = SpoolIngest(self.context, directory)
             ingest.start()
             self._ingests.append(ingest)
         return bound
@@ -128,12 +139,12 @@ class BrokerServer:
             if os.path.exists(target) and stat.S_ISSOCK(os.stat(target).st_mode):
                 os.unlink(target)  # left by a previous run
             listener = await self.loop.create_unix_server(
-                lambda: SpoolConnection(self), target, backlog=1024
+                lambda: SpoolConnection(self.context), target, backlog=1024
             )
             self._listeners.append(listener)
             return target
         listener = await self.loop.create_server(
-            lambda: SpoolConnection(self), *target, reuse_address=True, backlog=1024
+            lambda: SpoolConnection(self.context), *target, reuse_address=True, backlog=1024
         )
         self._listeners.append(listener)
         host, port = listener.sockets[0].getsockname()[:2]
@@ -165,8 +176,8 @@ class BrokerServer:
 
     def _stop(self) -> None:
         self.broker.flush()  # replies still buffered, such as the OK to `shutdown`
-        for connection in list(self.connections):
-            connection.transport.close()
+        for connection in list(self.context.connections):
+            connection.close()
         self._stopped.set()
 
     async def wait_stopped(self) -> None:

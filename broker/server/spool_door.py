@@ -8,8 +8,8 @@ or a packet that does not arrive within the timeout closes the connection with
 no answer. Bytes after the vars block are ignored. Unlike uWSGI, a malformed
 vars block is refused instead of acknowledged and dropped later.
 
-The job is submitted on a broker session of its own; the broker's reply (a
-JOB_CREATED held until its batch is committed, or an ERROR) becomes the answer.
+The job is submitted to the broker directly; its typed outcome (accepted, with
+the journal batch that makes it durable, or refused) decides the answer.
 """
 
 from __future__ import annotations
@@ -17,52 +17,48 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Callable
-from typing import TYPE_CHECKING, cast
+from typing import cast
 
-from broker.core.model import Session
-from broker.protocol import packets
+from broker.core.model import Refused
 from broker.protocol.priorities import spool_rank
 from broker.protocol.spool_request import SpoolJob, SpoolRefused, spool_job
 from broker.protocol.uwsgi import HEADER, SPOOL_MODIFIER
-
-if TYPE_CHECKING:
-    from broker.server.server import BrokerServer
+from broker.server.context import ServerContext
 
 log = logging.getLogger("spoolgear.uwsgi")
 
 SPOOLED = bytes([255, 0, 0, 1])
 REFUSED = bytes([255, 0, 0, 0])
 
+Answer = Callable[[bytes | None, str], None]
+"""``answer(handle, "")`` once the job is stored, ``answer(None, why)`` if it was not."""
 
-def submit_spool_job(
-    server: BrokerServer, job: SpoolJob, fd: int, host: str, answer: Callable[[bytes | None], None]
-) -> Session:
-    """Submit ``job`` on a session of its own; ``answer(handle)`` once the broker has
-    stored it, ``answer(None)`` if the broker refused it (a full queue)."""
-    broker = server.broker
 
-    def on_reply(data: bytes) -> None:
-        broker.disconnect(session)
-        _magic, kind, _size = packets.HEADER.unpack_from(data)
-        stored = kind == packets.PacketType.JOB_CREATED
-        answer(data[packets.HEADER_SIZE :] if stored else None)
-
-    session = broker.connect(on_reply, fd, host)
-    broker.submit(
-        session, job.function, b"", job.payload, spool_rank(job.priority), True, when=job.when
+def submit_spool_job(context: ServerContext, job: SpoolJob, answer: Answer) -> None:
+    """Submit ``job`` and answer once it is durable (or refused: a full queue, say)."""
+    outcome = context.broker.submit(
+        None, job.function, b"", job.payload, spool_rank(job.priority), True, when=job.when
     )
-    return session
+    context.end_turn_soon()
+    if isinstance(outcome, Refused):
+        answer(None, outcome.text.decode("utf-8", "replace"))
+        return
+    handle = outcome.handle
+    context.after_commit(
+        outcome.batch,
+        lambda stored: answer(handle, "") if stored else answer(None, "the job store failed"),
+    )
 
 
 class SpoolConnection(asyncio.Protocol):
     """One connection on a ``--uwsgi-socket`` listener."""
 
-    def __init__(self, server: BrokerServer) -> None:
-        self.server = server
-        self.config = server.config
+    def __init__(self, context: ServerContext) -> None:
+        self.context = context
+        self.config = context.config
         self.buffer = bytearray()
         self.size: int | None = None
-        self.session: Session | None = None
+        self.submitted = False
         self.answered = False
         self.host = "unix"
 
@@ -76,7 +72,7 @@ class SpoolConnection(asyncio.Protocol):
         )
 
     def data_received(self, data: bytes) -> None:
-        if self.answered or self.session is not None:
+        if self.submitted:
             return  # anything after the packet is read and dropped, as uWSGI ignores it
         self.buffer += data
         if self.size is None:
@@ -103,16 +99,18 @@ class SpoolConnection(asyncio.Protocol):
         try:
             job = spool_job(block, b"", default_function=self.config.spool_function.encode())
         except SpoolRefused as exc:
-            log.warning("refused a spool request from %s: %s", self.host, exc)
-            self._answer(None)
+            self.submitted = True
+            self._answer(None, str(exc))
             return
-        sock = self.transport.get_extra_info("socket")
-        self.session = submit_spool_job(self.server, job, sock.fileno(), self.host, self._answer)
+        self.submitted = True
+        submit_spool_job(self.context, job, self._answer)
 
-    def _answer(self, handle: bytes | None) -> None:
+    def _answer(self, handle: bytes | None, why: str) -> None:
         """Answer, then end our side and read until the sender closes: closing with its
         extra bytes unread would reset the connection and could destroy the answer, and a
         sender that then retries would store the job twice."""
+        if handle is None:
+            log.warning("refused a spool request from %s: %s", self.host, why)
         if self.transport.is_closing():
             return
         self.answered = True
@@ -141,9 +139,5 @@ class SpoolConnection(asyncio.Protocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.timer.cancel()
-        session = self.session
-        if session is not None and not session.closed:
-            log.warning(
-                "spool request from %s stored, but the sender left before its answer", self.host
-            )
-            self.server.broker.disconnect(session)
+        if self.submitted and not self.answered:
+            log.warning("spool request from %s: the sender left before its answer", self.host)

@@ -31,12 +31,11 @@ from typing import TYPE_CHECKING
 from broker.errors import ProtocolError
 from broker.protocol.spool_request import SpoolJob, SpoolRefused, spool_job
 from broker.protocol.uwsgi import split_spool
+from broker.server.context import ServerContext
 from broker.server.spool_door import submit_spool_job
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
-
-    from broker.server.server import BrokerServer
 
 log = logging.getLogger("spoolgear.ingest")
 
@@ -130,8 +129,8 @@ def _take(path: str, max_size: int, default_function: bytes) -> TakenFile | None
 class SpoolIngest:
     """Watches one directory for the life of the server."""
 
-    def __init__(self, server: BrokerServer, directory: str) -> None:
-        self.server = server
+    def __init__(self, context: ServerContext, directory: str) -> None:
+        self.context = context
         self.directory = os.path.realpath(directory)
         self.in_flight: set[str] = set()
         self.task: asyncio.Task[None] | None = None
@@ -144,7 +143,7 @@ class SpoolIngest:
             self.task.cancel()
 
     async def _watch(self) -> None:
-        config = self.server.config
+        config = self.context.config
         loop = asyncio.get_running_loop()
         log.info("ingesting spool files from %s", self.directory)
         while True:
@@ -172,15 +171,15 @@ class SpoolIngest:
             return
         self.in_flight.add(item.path)
         submit_spool_job(
-            self.server, item.job, item.fd, "spool-dir", lambda handle: self._stored(item, handle)
+            self.context, item.job, lambda handle, why: self._stored(item, handle, why)
         )
 
-    def _stored(self, item: TakenFile, handle: bytes | None) -> None:
+    def _stored(self, item: TakenFile, handle: bytes | None, why: str) -> None:
         self.in_flight.discard(item.path)
         try:
             if handle is None:
                 log.warning(
-                    "spool file %s refused for now (queue full); trying again later", item.path
+                    "spool file %s refused for now (%s); trying again later", item.path, why
                 )
                 return
             os.unlink(item.path)

@@ -251,15 +251,14 @@ def test_timers_and_cron_become_one_broker_schedule_each(broker: RunningBroker, 
 def test_a_lazy_timer_without_seconds_imports_and_refuses_only_when_armed() -> None:
     from seeds.gearman_workers.timers import run_me_periodically
 
-    pristine = dict(run_me_periodically.setup)
-    run_me_periodically.setup.pop("seconds", None)
-    run_me_periodically.setup["seconds"] = 0
+    pristine = run_me_periodically.setup
+    run_me_periodically.setup = pristine.copy()
+    run_me_periodically.setup.extra["seconds"] = 0
     try:
         with pytest.raises(ValueError, match=r"cannot be armed.*add_setup"):
             run_me_periodically.arm(("127.0.0.1:1",))
     finally:
-        run_me_periodically.setup.clear()
-        run_me_periodically.setup.update(pristine)
+        run_me_periodically.setup = pristine
 
 
 def test_two_timers_under_one_name_are_refused_at_import() -> None:

@@ -7,10 +7,12 @@ from pathlib import Path
 from typing import Any
 
 from broker.core.admin import AdminCommands
-from broker.core.broker import Broker, BrokerSettings
+from broker.core.broker import Broker
 from broker.core.journal import Journal
 from broker.core.model import Session
-from broker.core.paging import Pager, read_pages
+from broker.core.paging import read_pages
+from broker.core.restore import restore
+from broker.core.settings import BrokerSettings
 from broker.protocol.packets import MAGIC_REQ, Packet, PacketType
 from broker.protocol.reader import PacketReader
 from broker.store.base import PagingStore, Store, StoredState
@@ -51,21 +53,19 @@ class Harness:
         self.timers: list[FakeTimer] = []
         self.store = store
         journal = None
-        pager = None
         state = StoredState()
         if store is not None:
             state = store.load(window)
             journal = Journal.resuming(state)
-        if isinstance(store, PagingStore) and window:
-            pager = Pager(store, window)
         self.broker = Broker(
             BrokerSettings(handle_prefix=b"H:test", **settings),
             call_later=self.call_later,
             clock=lambda: self.now,
             journal=journal,
-            pager=pager,
+            paging_store=store if isinstance(store, PagingStore) else None,
+            window=window,
         )
-        self.broker.restore(state)
+        restore(self.broker, state)
         self.shutdowns: list[bool] = []
         self.admin = AdminCommands(
             self.broker, verbose="ERROR", request_shutdown=self.shutdowns.append
@@ -73,18 +73,15 @@ class Harness:
         self._next_fd = 10
 
     def commit(self) -> None:
-        """Write the journal to the store and read pages, as the server's committer does."""
+        """Write a batch and read its pages: the committer's two calls, on this thread."""
         assert self.store is not None
-        assert self.broker.journal is not None
-        number, batch = self.broker.journal.take()
-        requests = self.broker.take_page_requests()
-        self.store.write(batch)
-        self.broker.batch_committed(number)
-        if requests:
+        batch = self.broker.take_batch()
+        self.store.write(batch.operations)
+        pages = []
+        if batch.page_requests:
             assert isinstance(self.store, PagingStore)
-            for request, rows in zip(requests, read_pages(self.store, requests), strict=True):
-                self.broker.paged_in(request, rows)
-        self.broker.flush()
+            pages = read_pages(self.store, batch.page_requests)
+        self.broker.apply_batch(batch, pages)
 
     def call_later(self, delay: float, callback: Callable[[], None]) -> FakeTimer:
         timer = FakeTimer(self.now + delay, callback)

@@ -84,7 +84,7 @@ def run(test: Callable[[BrokerServer], Awaitable[None]], **options: Any) -> None
 
 
 def connect(server: BrokerServer) -> tuple[GearmanConnection, FakeTransport]:
-    connection = GearmanConnection(server)
+    connection = GearmanConnection(server.context)
     transport = FakeTransport(connection)
     connection.connection_made(transport)
     return connection, transport
@@ -117,7 +117,7 @@ def test_a_packet_split_byte_by_byte_is_read_once_whole() -> None:
         end_turn(server)
         ((kind, (handle,)),) = wire.packets()
         assert kind is T.JOB_CREATED and handle.startswith(b"H:")
-        assert client.partial_since is None and server.buffered == 0
+        assert client.partial_since is None and server.context.buffered == 0
 
     run(test)
 
@@ -151,7 +151,7 @@ def test_bad_magic_closes_the_connection() -> None:
     async def test(server: BrokerServer) -> None:
         client, wire = connect(server)
         client.data_received(b"\x00XYZ" + bytes(8))
-        assert wire.closed and client not in server.connections
+        assert wire.closed and client not in server.context.connections
 
     run(test)
 

@@ -30,7 +30,7 @@ def test_minimal_session_from_the_protocol_document() -> None:
     assert worker.received() == [(T.JOB_ASSIGN, (b"H:test:1", b"reverse", b"test"))]
     worker.send(T.WORK_COMPLETE, b"H:test:1", b"tset")
     assert client.received() == [(T.WORK_COMPLETE, (b"H:test:1", b"tset"))]
-    assert not h.broker.jobs
+    assert not h.broker.index.jobs
 
 
 def test_same_unique_coalesces_and_every_foreground_client_gets_the_result() -> None:
@@ -162,7 +162,7 @@ def test_job_retries_bounds_the_attempts() -> None:
         assert worker.grab()[0] == handle  # type: ignore[index]
         worker.disconnect()
     assert client.received() == [(T.WORK_FAIL, (handle,))]
-    assert not h.broker.jobs
+    assert not h.broker.index.jobs
 
 
 def test_cant_do_and_reset_abilities_requeue_running_jobs() -> None:
@@ -187,9 +187,9 @@ def test_can_do_timeout_requeues_and_the_old_worker_is_refused() -> None:
     slow.send(T.CAN_DO_TIMEOUT, b"f", b"1500")
     slow.grab()
     h.advance(1.4)
-    assert h.broker.jobs[handle].worker is not None
+    assert h.broker.index.jobs[handle].worker is not None
     h.advance(0.2)
-    assert h.broker.jobs[handle].worker is None and h.broker.jobs[handle].retries == 1
+    assert h.broker.index.jobs[handle].worker is None and h.broker.index.jobs[handle].retries == 1
     other.send(T.CAN_DO, b"f")
     assert other.grab()[0] == handle  # type: ignore[index]
     slow.send(T.WORK_COMPLETE, handle, b"late")
@@ -491,6 +491,6 @@ def test_idle_function_names_are_forgotten_and_come_back_when_used() -> None:
     assert broker.forget_idle_functions(60) == 0
     harness.advance(1)
     assert broker.forget_idle_functions(60) == 1
-    assert set(broker.functions) == {b"kept"}
+    assert set(broker.functions.by_name) == {b"kept"}
     client.submit(b"made.up")  # used again: simply there again
     assert b"made.up\t1\t0\t0" in client.admin(b"status")

@@ -86,7 +86,7 @@ def test_a_job_running_at_restart_is_requeued_with_the_attempt_counted(
     worker.send(T.WORK_COMPLETE, handle, b"")
     after.commit()
     assert data == b"second"
-    assert [j.data for j in restart(after, store_path).broker.jobs.values()] == [b"first"]
+    assert [j.data for j in restart(after, store_path).broker.index.jobs.values()] == [b"first"]
 
 
 def test_out_of_attempts_at_restart_goes_to_the_failed_list(
@@ -98,7 +98,7 @@ def test_out_of_attempts_at_restart_goes_to_the_failed_list(
     worker.grab()
     harness.commit()
     after = restart(harness, store_path, job_retries=1)
-    assert not after.broker.jobs
+    assert not after.broker.index.jobs
     assert after.peer().admin(b"show failed").startswith(b"H:test:1\tf\t1\t")
 
 
@@ -113,10 +113,10 @@ def test_failures_are_retried_then_kept_and_can_be_replayed(
     worker.send(T.CAN_DO, b"f")
     worker.grab()
     worker.send(T.WORK_EXCEPTION, handle, b"first try")
-    assert failing.broker.jobs[handle].retries == 1
+    assert failing.broker.index.jobs[handle].retries == 1
     worker.grab()
     worker.send(T.WORK_FAIL, handle)
-    assert not failing.broker.jobs
+    assert not failing.broker.index.jobs
     admin = failing.peer()
     assert admin.admin(b"show failed") == (
         b"%s\tf\t2\t%d\tWORK_FAIL; gave up after 2 attempts\n.\n" % (handle, failing.now)
@@ -165,7 +165,7 @@ def test_schedules_survive_a_restart(harness: Harness, store_path: Path) -> None
     assert after.peer().admin(b"show schedules").startswith(b"H:test:1\ttick\tt\t*/5 * * * *")
     assert after.peer().admin(b"cancel job H:test:1") == b"OK\r\n"
     after.commit()
-    assert restart(after, store_path).broker.schedules == {}
+    assert restart(after, store_path).broker.scheduler.schedules == {}
 
 
 def test_missed_timer_firings_coalesce_into_one_at_start_then_resume(
@@ -199,7 +199,7 @@ def test_a_finished_timer_is_gone_after_restart(harness: Harness, store_path: Pa
     harness.commit()
     harness.advance(1)
     harness.commit()
-    assert restart(harness, store_path).broker.schedules == {}
+    assert restart(harness, store_path).broker.scheduler.schedules == {}
 
 
 def test_transient_functions_are_never_stored_and_have_a_queue_bound(store_path: Path) -> None:
@@ -218,4 +218,4 @@ def test_transient_functions_are_never_stored_and_have_a_queue_bound(store_path:
     assert worker.grab() is not None
     harness.commit()
     assert [job.function for job in store.load().jobs] == [b"durable"]
-    assert restart(harness, store_path).broker.jobs.keys() == {b"H:test:3"}
+    assert restart(harness, store_path).broker.index.jobs.keys() == {b"H:test:3"}

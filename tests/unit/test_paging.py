@@ -53,7 +53,9 @@ def drain(harness: Harness, worker: Peer) -> list[bytes]:
         worker.send(T.WORK_COMPLETE, job[0], b"")
         harness.commit()  # the server commits (and reads pages) every loop turn
         payloads.append(job[3])
-        assert all(len(queue) <= WINDOW for queue in harness.broker.functions[b"f"].queues.values())
+        assert all(
+            len(queue) <= WINDOW for queue in harness.broker.functions.by_name[b"f"].queues.values()
+        )
 
 
 def complete(worker: Peer, count: int) -> None:
@@ -72,8 +74,8 @@ def test_jobs_past_the_window_stay_in_the_store_and_run_in_order(harness: Harnes
     client = harness.peer()
     payloads = [b"%d" % n for n in range(30)]
     submit(harness, client, *payloads)
-    function = harness.broker.functions[b"f"]
-    assert len(harness.broker.jobs) == WINDOW
+    function = harness.broker.functions.by_name[b"f"]
+    assert len(harness.broker.index.jobs) == WINDOW
     assert function.spilled == {Priority.NORMAL: 30 - WINDOW}
     assert status_line(client) == b"f\t30\t0\t0"
     assert client.admin(b"prioritystatus") == b"f\t0\t30\t0\t0\n.\n"
@@ -136,7 +138,7 @@ def test_status_requests_see_spilled_jobs(harness: Harness) -> None:
     client = harness.peer()
     submit(harness, client, *[b"%d" % n for n in range(WINDOW)])
     [handle] = submit(harness, client, b"spilled", unique=b"u-spilled")
-    assert handle not in harness.broker.jobs
+    assert handle not in harness.broker.index.jobs
     client.send(T.GET_STATUS, handle)
     client.send(T.GET_STATUS_UNIQUE, b"u-spilled")
     client.send(T.GET_STATUS, b"H:test:999")
@@ -165,16 +167,13 @@ def test_a_job_cancelled_while_its_page_is_being_read_is_skipped(harness: Harnes
     worker.send(T.CAN_DO, b"f")
     complete(worker, 3)
     broker, store = harness.broker, harness.store
-    assert broker.journal is not None and isinstance(store, SQLiteStore)
+    assert isinstance(store, SQLiteStore)
     # What the committer does, with an admin command between reading the page and using it.
-    number, batch = broker.journal.take()
-    requests = broker.take_page_requests()
-    store.write(batch)
-    pages = read_pages(store, requests)
+    batch = broker.take_batch()
+    store.write(batch.operations)
+    pages = read_pages(store, batch.page_requests)
     assert client.admin(b"cancel job " + handles[5]) == b"OK\r\n"
-    broker.batch_committed(number)
-    for request, rows in zip(requests, pages, strict=True):
-        broker.paged_in(request, rows)
+    broker.apply_batch(batch, pages)
     assert drain(harness, worker) == [b"3", b"4", b"6", b"7"]
 
 
@@ -214,7 +213,7 @@ def test_restart_loads_one_window_per_queue_and_counts_the_rest(
     harness.commit()
     after = restart(harness, store_path, window=WINDOW)
     try:
-        assert len(after.broker.jobs) == WINDOW
+        assert len(after.broker.index.jobs) == WINDOW
         assert status_line(after.peer()) == b"f\t20\t0\t0"
         worker = after.peer()
         worker.send(T.CAN_DO, b"f")

@@ -1,0 +1,62 @@
+"""Start-up: rebuild jobs, schedules and the failed list from what the store loaded.
+
+Jobs come back in their stored (priority, order). A job that was running when the
+broker stopped counts that as an attempt and goes to the tail of its queue. With
+queue windows, a queue longer than its window comes back as its head plus a count
+of jobs left in the store. Missed-firing policy for schedules: firings that fell
+into the downtime coalesce into one run at start-up, then the schedule resumes
+from now.
+"""
+
+from __future__ import annotations
+
+from broker.core.broker import Broker
+from broker.core.schedules import Schedule, parse_stored
+from broker.store.base import StoredState
+from broker.store.operations import StoredSchedule
+
+
+def restore(broker: Broker, state: StoredState) -> None:
+    """Load ``state`` into a broker that has not served anything yet."""
+    now = broker.clock()
+    functions = broker.functions
+    broker.handles.resume(state.next_number)
+    for queue in state.spilled:
+        function = functions.get(queue.function)
+        functions.queue(function, queue.priority)
+        broker.pager.resume(function, queue.priority, queue.count, queue.first_seq)
+        functions.mark_ready(function, queue.priority)
+    interrupted = []
+    for stored in state.jobs:
+        function = functions.get(stored.function)
+        job = broker.adopt(function, stored, stored.run_at if stored.run_at > now else 0.0)
+        if stored.running:
+            interrupted.append(job)
+        elif job.when:
+            broker.defer(job)
+        else:
+            functions.queue(function, job.priority).append(job)
+            functions.hold(function, job.priority, len(job.data))
+            functions.mark_ready(function, job.priority)
+    for job in interrupted:
+        broker.requeue(job, reason="interrupted by a broker restart")
+    for stored_schedule in state.schedules:
+        _restore_schedule(broker, stored_schedule, now)
+    for failed in state.failed:
+        broker.failed.restore(broker.handles.of(failed.number), failed)
+
+
+def _restore_schedule(broker: Broker, stored: StoredSchedule, now: float) -> None:
+    spec = parse_stored(stored.spec)
+    # A past next run is due at once; 0 was written before next runs were stored.
+    schedule = Schedule(
+        broker.handles.of(stored.number),
+        stored.function,
+        stored.unique,
+        stored.data,
+        spec,
+        stored.next_run or spec.next_after(now),
+        stored.fired,
+    )
+    broker.scheduler.add(schedule)
+    broker.functions.get(schedule.function)

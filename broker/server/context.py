@@ -1,0 +1,40 @@
+"""What a connection needs of the server, and nothing else (uvicorn's ``config,
+server_state``): the protocols below see this, never the ``BrokerServer``."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from broker.config import ServerConfig
+from broker.core.admin import AdminCommands
+from broker.core.broker import Broker
+
+
+class Tracked(Protocol):
+    """A live Gearman connection, as the server's sweeps and shutdown see it."""
+
+    def overdue(self, now: float) -> bool: ...
+
+    def close_overdue(self) -> None: ...
+
+    def close(self) -> None: ...
+
+
+@dataclass(eq=False)
+class ServerContext:
+    config: ServerConfig
+    broker: Broker
+    admin: AdminCommands
+    loop: asyncio.AbstractEventLoop
+    end_turn_soon: Callable[[], None]
+    """Call after feeding the broker: replies go out and the journal is committed once
+    this loop turn's work is done."""
+    after_commit: Callable[[int, Callable[[bool], None]], None]
+    """``after_commit(batch, done)``: ``done(True)`` once journal batch ``batch`` is on
+    disk, ``done(False)`` if the store failed first."""
+    connections: set[Tracked] = field(default_factory=set)
+    buffered: int = 0
+    """Bytes of started, incomplete packets held across connections."""
