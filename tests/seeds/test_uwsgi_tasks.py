@@ -135,14 +135,19 @@ def test_remove_files_sequentially_re_enqueues_itself_with_its_at_and_buffer(
     assert " failed after " not in tasks_worker.output(), (
         "returning current_task(...) is the re-enqueue idiom, not a failure"
     )
-    runs = [
-        dt.datetime.strptime(line[:23], "%Y-%m-%d %H:%M:%S,%f")
-        for line in tasks_worker.output().splitlines()
-        if "job seeds.tasks.remove_files_sequentially" in line
-    ]
-    assert len(runs) == 5 and all(
-        later - earlier > dt.timedelta(seconds=0.5) for earlier, later in itertools.pairwise(runs)
-    ), f"each waits for its at: {runs}"
+
+    def runs() -> list[dt.datetime]:
+        return [
+            dt.datetime.strptime(line[:23], "%Y-%m-%d %H:%M:%S,%f")
+            for line in tasks_worker.output().splitlines()
+            if "job seeds.tasks.remove_files_sequentially" in line
+        ]
+
+    # The worker logs a run once it has ended, just after the last run's note.
+    wait_until(lambda: len(runs()) >= 5)
+    assert len(runs()) == 5 and all(
+        later - earlier > dt.timedelta(seconds=0.5) for earlier, later in itertools.pairwise(runs())
+    ), f"each waits for its at: {runs()}"
 
 
 def test_priority_digits_are_accepted_and_run_before_unprioritised_jobs(

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 from typing import Any
 
 from broker.config import ServerConfig
@@ -12,7 +13,9 @@ from broker.protocol.packets import MAGIC_REQ, PacketType, encode_packet
 from broker.protocol.reader import PacketReader
 from broker.server.connection import GearmanConnection
 from broker.server.server import BrokerServer
-from broker.store.base import MemoryStore, StoredState
+from broker.server.spool_door import REFUSED, SPOOLED, SpoolConnection
+from broker.store.base import MemoryStore, Store, StoredState
+from broker.store.sqlite import SQLiteStore
 
 T = PacketType
 
@@ -20,7 +23,7 @@ T = PacketType
 class FakeTransport(asyncio.Transport):
     """Records what is written; ``backlog`` stands for replies the peer has not read."""
 
-    def __init__(self, connection: GearmanConnection) -> None:
+    def __init__(self, connection: GearmanConnection | SpoolConnection) -> None:
         super().__init__()
         self.connection = connection
         self.written = bytearray()
@@ -57,6 +60,9 @@ class FakeTransport(asyncio.Transport):
     def is_closing(self) -> bool:
         return self.closed
 
+    def can_write_eof(self) -> bool:
+        return False
+
     def close(self) -> None:
         if not self.closed:
             self.closed = True
@@ -75,10 +81,16 @@ class FakeTransport(asyncio.Transport):
         return found
 
 
-def run(test: Callable[[BrokerServer], Awaitable[None]], **options: Any) -> None:
+def run(
+    test: Callable[[BrokerServer], Awaitable[None]], store: Store | None = None, **options: Any
+) -> None:
     async def main() -> None:
         config = ServerConfig(store="memory:", **options)
-        await test(BrokerServer(config, MemoryStore(), StoredState()))
+        server = BrokerServer(config, store or MemoryStore(), StoredState())
+        try:
+            await test(server)
+        finally:
+            await server.committer.close()
 
     asyncio.run(main())
 
@@ -178,3 +190,53 @@ def test_a_worker_that_disconnects_mid_job_hands_it_to_the_next() -> None:
         assert (T.WORK_COMPLETE, (handle, b"done")) in client_wire.packets()
 
     run(test)
+
+
+async def committed(server: BrokerServer) -> None:
+    """Let the committer's writer thread finish what is in flight."""
+    for _ in range(200):
+        await asyncio.sleep(0.01)
+        if server.committer._in_flight is None and not server.broker.batch_waiting():
+            return
+
+
+def test_job_created_for_a_stored_job_waits_for_its_commit(tmp_path: Path) -> None:
+    async def test(server: BrokerServer) -> None:
+        client, wire = connect(server)
+        client.data_received(packet(T.SUBMIT_JOB_BG, b"f", b"", b"kept"))
+        client.data_received(packet(T.ECHO_REQ, b"after"))
+        end_turn(server)  # flushes, and hands the batch to the writer thread
+        assert wire.packets() == []  # neither the JOB_CREATED nor what followed it
+        await committed(server)
+        assert [kind for kind, _ in wire.packets()] == [T.JOB_CREATED, T.ECHO_RES]
+
+    run(test, SQLiteStore(tmp_path / "jobs.db"))
+
+
+def spool_packet(function: bytes) -> bytes:
+    body = b"".join(len(part).to_bytes(2, "little") + part for part in (b"ud_spool_func", function))
+    return bytes([17]) + len(body).to_bytes(2, "little") + bytes([0]) + body
+
+
+def test_the_uwsgi_door_answers_once_the_job_is_stored_and_refuses_a_full_queue(
+    tmp_path: Path,
+) -> None:
+    async def test(server: BrokerServer) -> None:
+        door = SpoolConnection(server.context)
+        wire = FakeTransport(door)
+        door.connection_made(wire)
+        door.data_received(spool_packet(b"mail"))
+        assert wire.written == b""  # not durable yet
+        end_turn(server)
+        await committed(server)
+        assert bytes(wire.written) == SPOOLED
+        assert server.broker.functions.by_name[b"mail"].queued == 1
+
+        server.broker.functions.by_name[b"mail"].max_queue = [1, 1, 1]
+        full = SpoolConnection(server.context)
+        full_wire = FakeTransport(full)
+        full.connection_made(full_wire)
+        full.data_received(spool_packet(b"mail"))
+        assert bytes(full_wire.written) == REFUSED  # at once: nothing to wait for
+
+    run(test, SQLiteStore(tmp_path / "jobs.db"))
