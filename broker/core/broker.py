@@ -364,13 +364,14 @@ class Broker:
     def _enqueue(self, job: Job) -> None:
         """To the tail of its queue, or to the store only when the queue's window is full."""
         functions = self.functions
-        if self.pager.should_spill(
+        pager = self.pager
+        if pager.spills and pager.should_spill(
             job,
             len(functions.queue(job.function, job.priority)),
             functions.queued_bytes,
             self.settings.max_queued_bytes,
         ):
-            self.pager.spill(job)
+            pager.spill(job)
             functions.mark_ready(job.function, job.priority)
             self._forget(job)
             return

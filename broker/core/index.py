@@ -48,7 +48,8 @@ class JobIndex:
 
     def remove(self, job: Job) -> None:
         del self.jobs[job.handle]
-        self.stop_coalescing(job)
+        if job.coalesce_key is not None:
+            del self.uniques[job.coalesce_key]
         unique = job.unique
         if unique and self.by_unique.get(unique) is job:
             # Point at another live job with the same unique, if any.

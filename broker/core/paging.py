@@ -54,6 +54,10 @@ class Paging:
     """What a store that cannot page does (the memory store): every job stays in
     memory, nothing is ever spilled, found in the store or asked for."""
 
+    spills = False
+    """Whether jobs may ever go to the store only (the enqueue path skips ``should_spill``
+    without it)."""
+
     def may_spill(self, function: Function, background: bool, unique: bytes) -> bool:
         """Whether a job like this may wait in the store only (see ``Pager``)."""
         return False
@@ -112,6 +116,8 @@ class Paging:
 
 class Pager(Paging):
     """Queue windows over a paging store: the bookkeeping next to the broker's queues."""
+
+    spills = True
 
     def __init__(
         self,
