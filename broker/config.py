@@ -13,6 +13,7 @@ from dataclasses import MISSING, Field, dataclass, field, fields
 from typing import Any
 
 from broker.addresses import DEFAULT_PORT, uwsgi_address
+from broker.core.access import LOOPBACK_NETWORKS, parse_networks
 from broker.core.settings import BrokerSettings
 from broker.errors import ConfigurationError
 from broker.protocol.reader import DEFAULT_MAX_LINE_LENGTH, DEFAULT_MAX_PACKET_SIZE
@@ -131,6 +132,14 @@ def option(
     return field(default=default, metadata=metadata)
 
 
+def _networks(specs: tuple[str, ...]) -> bool:
+    try:
+        parse_networks(specs)
+    except ValueError:
+        return False
+    return True
+
+
 def _at_least(minimum: float) -> Check:
     return lambda value: value >= minimum
 
@@ -149,6 +158,24 @@ class ServerConfig:
         "Gearman port (0 picks a free one)",
         check=lambda port: 0 <= port <= 65535,
         rule="must be 0-65535",
+    )
+    allow: tuple[str, ...] = option(
+        (),
+        "only peers in this network (CIDR or address) may connect, on every door; "
+        "repeatable (default: any)",
+        metavar="CIDR",
+        repeat=True,
+        check=_networks,
+        rule="must be addresses or CIDR networks",
+    )
+    admin_allow: tuple[str, ...] = option(
+        LOOPBACK_NETWORKS,
+        "peers in this network may run control admin commands (cancel, drop, maxqueue, "
+        "retry, shutdown, show jobs...); repeatable, replaces the default",
+        metavar="CIDR",
+        repeat=True,
+        check=_networks,
+        rule="must be addresses or CIDR networks",
     )
     store: str = option(
         default_store_url, "job store: sqlite:PATH (durable), spool:DIRECTORY or memory:"

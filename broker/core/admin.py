@@ -9,10 +9,11 @@ replies; no existing reply changes.
 
 from __future__ import annotations
 
-import ipaddress
+import logging
 import os
 from collections.abc import Callable
 
+from broker.core.access import LOOPBACK, Allowed, is_control
 from broker.core.broker import Broker
 from broker.core.model import Session
 from broker.errors import ProtocolError
@@ -42,26 +43,28 @@ def tokenize(line: bytes) -> list[bytes]:
     return [word for index, word in enumerate(words) if word or index == 0]
 
 
-def is_loopback(host: str) -> bool:
-    if host == "unix":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
+log = logging.getLogger("spoolgear.admin")
 
 
 class AdminCommands:
     """Runs admin commands against a broker.
 
-    ``request_shutdown(graceful)`` is called for the loopback-only ``shutdown``
-    commands; ``verbose`` is the log level name reported by ``verbose``.
+    ``request_shutdown(graceful)`` is called for the ``shutdown`` commands; ``verbose``
+    is the log level name reported by ``verbose``. Control commands (``access.py``) run
+    only for peers in ``control_from`` (loopback unless ``--admin-allow`` says otherwise).
     """
 
     def __init__(
-        self, broker: Broker, *, verbose: str, request_shutdown: Callable[[bool], None]
+        self,
+        broker: Broker,
+        *,
+        verbose: str,
+        request_shutdown: Callable[[bool], None],
+        control_from: Allowed = LOOPBACK,
     ) -> None:
         self.broker = broker
+        self.control_from = control_from
+        self._control_rule = b"loopback" if control_from is LOOPBACK else b"--admin-allow+networks"
         self.verbose = verbose.upper().encode()
         self.request_shutdown = request_shutdown
         self._commands: dict[bytes, Callable[[Session, list[bytes]], bytes]] = {
@@ -87,6 +90,18 @@ class AdminCommands:
         command = self._commands.get(words[0].lower())
         if command is None:
             return _unknown(words[0])
+        if is_control(words) and session.host not in self.control_from:
+            log.warning(
+                "refused admin command %r from %s: control commands are only accepted from %s",
+                b" ".join(words).decode("utf-8", "replace"),
+                session.host,
+                self._control_rule.decode().replace("+", " "),
+            )
+            name = words[0].lower()
+            return b"ERR PERMISSION_DENIED %s+is+only+accepted+from+%s\r\n" % (
+                name,
+                self._control_rule,
+            )
         return command(session, words)
 
     def _status(self, session: Session, words: list[bytes]) -> bytes:
@@ -198,8 +213,6 @@ class AdminCommands:
         return OK_CRLF
 
     def _shutdown(self, session: Session, words: list[bytes]) -> bytes:
-        if not is_loopback(session.host):
-            return b"ERR PERMISSION_DENIED shutdown+is+only+accepted+from+loopback\r\n"
         graceful = len(words) > 1 and words[1].lower() == b"graceful"
         self.request_shutdown(graceful)
         return OK_CRLF

@@ -60,6 +60,10 @@ class GearmanConnection(asyncio.Protocol):
         self.transport.set_write_buffer_limits(high=self.context.config.max_output_buffer)
         fd = sock.fileno() if sock is not None else -1
         self.session = self.broker.connect(self._write, fd, host)
+        if host not in self.context.allowed:
+            log.warning("refused a connection from %s: not in --allow", host)
+            self.transport.abort()  # connection_lost forgets the session
+            return
         if sock is not None:
             self.session.has_input = functools.partial(_readable, sock.fileno())
         self.context.connections.add(self)

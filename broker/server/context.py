@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 from broker.config import ServerConfig
+from broker.core.access import Allowed
 from broker.core.admin import AdminCommands
 from broker.core.broker import Broker
 
@@ -35,6 +36,8 @@ class ServerContext:
     after_commit: Callable[[int, Callable[[bool], None]], None]
     """``after_commit(batch, done)``: ``done(True)`` once journal batch ``batch`` is on
     disk, ``done(False)`` if the store failed first."""
+    allowed: Allowed
+    """Peers that may connect at all (``--allow``)."""
     connections: set[Tracked] = field(default_factory=set)
     buffered: int = 0
     """Bytes of started, incomplete packets held across connections."""

@@ -13,6 +13,7 @@ from typing import TextIO
 
 from broker.addresses import uwsgi_address
 from broker.config import ServerConfig
+from broker.core.access import ANY_NETWORK, LOOPBACK, LOOPBACK_NETWORKS, Allowed
 from broker.core.admin import AdminCommands
 from broker.core.broker import Broker
 from broker.core.journal import Journal
@@ -55,7 +56,12 @@ class BrokerServer:
             self.broker, store, commit_delay=config.commit_delay, on_failure=self._store_failed
         )
         self.admin = AdminCommands(
-            self.broker, verbose=config.verbose, request_shutdown=self.request_shutdown
+            self.broker,
+            verbose=config.verbose,
+            request_shutdown=self.request_shutdown,
+            control_from=LOOPBACK
+            if config.admin_allow == LOOPBACK_NETWORKS
+            else Allowed(config.admin_allow),
         )
         self.context = ServerContext(
             config=config,
@@ -64,6 +70,7 @@ class BrokerServer:
             loop=self.loop,
             end_turn_soon=self._end_turn_soon,
             after_commit=self.committer.after_commit,
+            allowed=Allowed(config.allow or ANY_NETWORK),
         )
         self._listeners: list[asyncio.Server] = []
         self._ingests: list[SpoolIngest] = []

@@ -70,6 +70,8 @@ class SpoolConnection(asyncio.Protocol):
         self.timer = asyncio.get_running_loop().call_later(
             self.config.uwsgi_timeout, self._timed_out
         )
+        if isinstance(peer, tuple) and peer[0] not in self.context.allowed:
+            self._drop("not in --allow")
 
     def data_received(self, data: bytes) -> None:
         if self.submitted:

@@ -93,14 +93,3 @@ def test_create_and_drop_function() -> None:
     worker.disconnect()
     assert admin.admin(b"drop function abc") == b"OK\r\n"
     assert admin.admin(b"status") == b".\n"
-
-
-def test_shutdown_only_from_loopback() -> None:
-    h = Harness()
-    assert h.peer("10.1.2.3").admin(b"shutdown") == (
-        b"ERR PERMISSION_DENIED shutdown+is+only+accepted+from+loopback\r\n"
-    )
-    assert h.shutdowns == []
-    assert h.peer("127.0.0.1").admin(b"shutdown graceful") == b"OK\r\n"
-    assert h.peer("::1").admin(b"SHUTDOWN") == b"OK\r\n"
-    assert h.shutdowns == [True, False]

@@ -57,6 +57,8 @@ def test_defaults_types_and_repeatable_options_come_from_the_declarations() -> N
     ("argv", "message"),
     [
         (["--port", "70000"], "--port must be 0-65535, got 70000"),
+        (["--allow", "10.0.0.0/33"], "--allow must be addresses or CIDR networks"),
+        (["--admin-allow", "lan"], "--admin-allow must be addresses or CIDR networks"),
         (["--page-bytes", "0"], "--page-bytes must be positive, got 0"),
         (["--max-admin-line", "10"], "--max-admin-line must be at least 64 bytes, got 10"),
         (["--spool-function", "a@b"], "--spool-function must be a non-empty name without '@'"),
