@@ -16,7 +16,6 @@ Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 UNIX_PEER = "unix"
 LOOPBACK_NETWORKS = ("127.0.0.0/8", "::1/128")
-ANY_NETWORK = ("0.0.0.0/0", "::/0")
 
 
 def parse_networks(specs: Iterable[str]) -> tuple[Network, ...]:
@@ -31,13 +30,19 @@ def parse_networks(specs: Iterable[str]) -> tuple[Network, ...]:
 
 
 class Allowed:
-    """A list of networks; ``host in allowed`` for a peer's address text."""
+    """A list of networks; ``host in allowed`` for a peer's address text. An empty list
+    lets nobody in over the network; ``Allowed.anyone()`` lets everyone in."""
 
-    def __init__(self, specs: Iterable[str]) -> None:
+    def __init__(self, specs: Iterable[str], *, anyone: bool = False) -> None:
         self.networks = parse_networks(specs)
+        self.anyone = anyone
+
+    @classmethod
+    def everyone(cls) -> Allowed:
+        return cls((), anyone=True)
 
     def __contains__(self, host: str) -> bool:
-        if host == UNIX_PEER:
+        if self.anyone or host == UNIX_PEER:
             return True
         try:
             address = ipaddress.ip_address(host)

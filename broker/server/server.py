@@ -13,7 +13,7 @@ from typing import TextIO
 
 from broker.addresses import uwsgi_address
 from broker.config import ServerConfig
-from broker.core.access import ANY_NETWORK, LOOPBACK, LOOPBACK_NETWORKS, Allowed
+from broker.core.access import LOOPBACK, LOOPBACK_NETWORKS, Allowed
 from broker.core.admin import AdminCommands
 from broker.core.broker import Broker
 from broker.core.journal import Journal
@@ -70,7 +70,7 @@ class BrokerServer:
             loop=self.loop,
             end_turn_soon=self._end_turn_soon,
             after_commit=self.committer.after_commit,
-            allowed=Allowed(config.allow or ANY_NETWORK),
+            allowed=Allowed(config.allow) if config.allow else Allowed.everyone(),
         )
         self._listeners: list[asyncio.Server] = []
         self._ingests: list[SpoolIngest] = []

@@ -52,6 +52,8 @@ def test_networks() -> None:
     assert "192.0.2.8" not in lan and "127.0.0.1" not in lan and "gone" not in lan
     assert "unix" in lan  # a unix socket's peer is on this machine
     assert "127.0.0.1" in LOOPBACK and "::1" in LOOPBACK and "10.1.2.3" not in LOOPBACK
+    assert "10.1.2.3" not in Allowed([])  # `--admin-allow none`: nobody over the network
+    assert "gone" in Allowed.everyone() and "10.1.2.3" in Allowed.everyone()
     with pytest.raises(ValueError, match=r"'10\.0\.0\.0/33' is not an address or a CIDR"):
         Allowed(["10.0.0.0/33"])
 
