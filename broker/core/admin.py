@@ -64,7 +64,8 @@ class AdminCommands:
     ) -> None:
         self.broker = broker
         self.control_from = control_from
-        self._control_rule = b"loopback" if control_from is LOOPBACK else b"--admin-allow+networks"
+        default = control_from.networks == LOOPBACK.networks
+        self._control_rule = b"loopback" if default else b"--admin-allow+networks"
         self.verbose = verbose.upper().encode()
         self.request_shutdown = request_shutdown
         self._commands: dict[bytes, Callable[[Session, list[bytes]], bytes]] = {
@@ -183,7 +184,7 @@ class AdminCommands:
     def _create(self, session: Session, words: list[bytes]) -> bytes:
         if len(words) != 3 or words[1].lower() != b"function":
             return _INCOMPLETE + words[0] + b"\r\n"
-        self.broker.function(words[2]).kept = True
+        self.broker.functions.get(words[2]).kept = True
         return OK_CRLF
 
     def _retry(self, session: Session, words: list[bytes]) -> bytes:

@@ -245,9 +245,6 @@ class Broker:
         except ProtocolError as exc:
             self.send(session, error_packet(exc.code or b"INVALID_PACKET", str(exc).encode()))
 
-    def function(self, name: bytes) -> Function:
-        return self.functions.get(name)
-
     # ------------------------------------------------------------------ submitting
 
     def _submit_plain(self, session: Session, packet: Packet) -> None:

@@ -47,7 +47,6 @@ class Committer:
         self._delayed: asyncio.TimerHandle | None = None
         self._writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="spoolgear-store")
         self._in_flight: asyncio.Future[list[Page]] | None = None
-        self._committed = 0
         self._failed = False
         self._waiting: deque[tuple[int, Callable[[bool], None]]] = deque()
         """(batch, done) in batch order: told once that batch is on disk."""
@@ -57,7 +56,7 @@ class Committer:
         if the store fails first."""
         if self._failed:
             done(False)
-        elif batch <= self._committed:
+        elif batch <= self.broker.output.committed:
             done(True)
         else:
             self._waiting.append((batch, done))
@@ -103,7 +102,6 @@ class Committer:
                 self._waiting.popleft()[1](False)
             self.on_failure(error)
             return
-        self._committed = batch.number
         self.broker.apply_batch(batch, future.result())
         while self._waiting and self._waiting[0][0] <= batch.number:
             self._waiting.popleft()[1](True)

@@ -13,7 +13,7 @@ from typing import TextIO
 
 from broker.addresses import uwsgi_address
 from broker.config import ServerConfig
-from broker.core.access import LOOPBACK, LOOPBACK_NETWORKS, Allowed
+from broker.core.access import Allowed
 from broker.core.admin import AdminCommands
 from broker.core.broker import Broker
 from broker.core.journal import Journal
@@ -59,9 +59,7 @@ class BrokerServer:
             self.broker,
             verbose=config.verbose,
             request_shutdown=self.request_shutdown,
-            control_from=LOOPBACK
-            if config.admin_allow == LOOPBACK_NETWORKS
-            else Allowed(config.admin_allow),
+            control_from=Allowed(config.admin_allow),
         )
         self.context = ServerContext(
             config=config,
