@@ -12,6 +12,7 @@ a background job that runs out of attempts goes to the failed list.
 
 Around it, each with one job: replies leave through ``output.py``; functions,
 their queues and workers and the choice of the next job are ``functions.py``;
+what a worker can do is ``abilities.py``; progress reports are ``progress.py``;
 schedules are ``schedules.py``; the failed list is ``failed.py``; with a durable
 store every change to a background job is recorded in the journal
 (``journal.py``), and with a paging store each queue keeps a bounded window in
@@ -35,6 +36,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
+from broker.core.abilities import Abilities
 from broker.core.failed import FailedList
 from broker.core.functions import Functions
 from broker.core.handles import Handles
@@ -43,6 +45,7 @@ from broker.core.journal import Journal, NullJournal
 from broker.core.model import Accepted, CallLater, Function, Job, Refused, Session, Submitted
 from broker.core.output import Output
 from broker.core.paging import Pager, PageRequest, Paging
+from broker.core.progress import Progress, owned_job
 from broker.core.queries import Queries
 from broker.core.schedules import Schedule, Scheduler
 from broker.core.settings import BrokerSettings
@@ -64,15 +67,10 @@ from broker.store.operations import Operation, StoredJob
 log = logging.getLogger("spoolgear.broker")
 
 T = PacketType
-NOOP = encode_packet(T.NOOP)
 NO_JOB = encode_packet(T.NO_JOB)
 
 # gearmand stores uniques in a 64-byte buffer; longer ones are refused.
 MAX_UNIQUE_SIZE = 64
-# CAN_DO_TIMEOUT values below one second are raised to one second, as in gearmand.
-MIN_JOB_TIMEOUT = 1.0
-# gearmand keeps CAN_DO_TIMEOUT in a 32-bit count of milliseconds (about 24.8 days).
-MAX_JOB_TIMEOUT_MS = 2**31 - 1
 # A job timeout that finds its worker's answer possibly waiting unread looks again this soon.
 TIMEOUT_RECHECK = 0.05
 
@@ -140,23 +138,25 @@ class Broker:
             fire=self._fire_schedule,
         )
         queries = Queries(self.index, self.pager, self.send)
+        progress = Progress(self.send)
+        self.abilities = Abilities(self.functions, self.send, self._release_held)
         self.sessions: dict[int, Session] = {}
         self.timeline: Timeline[Job] = Timeline(call_later, clock, self._due)
         self._handlers: dict[PacketType, Callable[[Session, Packet], None]] = {
-            T.CAN_DO: self._can_do,
-            T.CAN_DO_TIMEOUT: self._can_do_timeout,
-            T.CANT_DO: self._cant_do,
-            T.RESET_ABILITIES: self._reset_abilities,
-            T.PRE_SLEEP: self._pre_sleep,
+            T.CAN_DO: self.abilities.can_do,
+            T.CAN_DO_TIMEOUT: self.abilities.can_do_timeout,
+            T.CANT_DO: self.abilities.cant_do,
+            T.RESET_ABILITIES: self.abilities.reset,
+            T.PRE_SLEEP: self.abilities.pre_sleep,
             T.GRAB_JOB: self._grab,
             T.GRAB_JOB_UNIQ: self._grab,
             T.GRAB_JOB_ALL: self._grab,
-            T.WORK_STATUS: self._work_status,
+            T.WORK_STATUS: progress.status,
             T.WORK_COMPLETE: self._work_end,
             T.WORK_FAIL: self._work_end,
             T.WORK_EXCEPTION: self._work_end,
-            T.WORK_DATA: self._work_forward,
-            T.WORK_WARNING: self._work_forward,
+            T.WORK_DATA: progress.forward,
+            T.WORK_WARNING: progress.forward,
             T.GET_STATUS: queries.get_status,
             T.GET_STATUS_UNIQUE: queries.get_status_unique,
             T.ECHO_REQ: queries.echo,
@@ -183,8 +183,7 @@ class Broker:
         session.out.clear()
         if self.sessions.get(session.fd) is session:
             del self.sessions[session.fd]
-        self._release_held(list(session.held.values()))
-        self.functions.remove_all(session)
+        self.abilities.forget(session)
         for job in session.attached:
             job.clients = [client for client in job.clients if client is not session]
             if not job.clients and not job.background and job.worker is None:
@@ -406,35 +405,6 @@ class Broker:
 
     # ------------------------------------------------------------------ workers
 
-    def _can_do(self, session: Session, packet: Packet) -> None:
-        self.register(session, packet.args[0], None)
-
-    def _can_do_timeout(self, session: Session, packet: Packet) -> None:
-        name, timeout_text = packet.args
-        milliseconds = min(leading_int(timeout_text), MAX_JOB_TIMEOUT_MS)
-        timeout = max(MIN_JOB_TIMEOUT, milliseconds / 1000) if milliseconds > 0 else None
-        self.register(session, name, timeout)
-
-    def register(self, session: Session, name: bytes, timeout: float | None) -> None:
-        self.functions.add_worker(session, self.functions.get(name))
-        if timeout is None:
-            session.timeouts.pop(name, None)
-        else:
-            session.timeouts[name] = timeout
-
-    def _cant_do(self, session: Session, packet: Packet) -> None:
-        function = self.functions.by_name.get(packet.args[0])
-        if function is None or function not in session.positions:
-            return
-        self.functions.remove_worker(session, function)
-        session.timeouts.pop(function.name, None)
-        self._release_held([j for j in session.held.values() if j.function is function])
-
-    def _reset_abilities(self, session: Session, packet: Packet) -> None:
-        self.functions.remove_all(session)
-        session.timeouts.clear()
-        self._release_held(list(session.held.values()))
-
     def forget_idle_functions(self, after: float) -> int:
         """See ``Functions.forget_idle``; functions with a schedule are kept."""
         return self.functions.forget_idle(after, self.scheduler.functions())
@@ -492,13 +462,6 @@ class Broker:
             job.timer.cancel()
             job.timer = None
 
-    def _pre_sleep(self, session: Session, packet: Packet) -> None:
-        if self.functions.has_work(session):
-            session.noop_sent = True
-            self.send(session, NOOP)
-        else:
-            session.sleeping = True
-
     def _grab(self, session: Session, packet: Packet) -> None:
         session.sleeping = False
         session.noop_sent = False
@@ -546,38 +509,13 @@ class Broker:
 
     # ------------------------------------------------------------------ work results
 
-    def _owned_job(self, session: Session, handle: bytes, text: bytes) -> Job | None:
-        job = session.held.get(handle)
-        if job is None:
-            self.send(session, error_packet(b"JOB_NOT_FOUND", text))
-        return job
-
-    def _work_status(self, session: Session, packet: Packet) -> None:
-        handle, numerator, denominator = packet.args
-        job = self._owned_job(session, handle, b"Job given in work result not found")
-        if job is None:
-            return
-        job.numerator = b"%d" % leading_int(numerator)
-        job.denominator = b"%d" % leading_int(denominator)
-        if job.clients:
-            data = encode_packet(T.WORK_STATUS, *packet.args)
-            for client in job.clients:
-                self.send(client, data)
-
-    def _work_forward(self, session: Session, packet: Packet) -> None:
-        job = self._owned_job(session, packet.args[0], b"Job does not exist on server")
-        if job is not None and job.clients:
-            data = encode_packet(packet.type, *packet.args)
-            for client in job.clients:
-                self.send(client, data)
-
     def _work_end(self, session: Session, packet: Packet) -> None:
         kind = packet.type
         if kind is T.WORK_EXCEPTION:
             text = b"An exception was received for a job that does not exist"
         else:
             text = b"Job given in work result not found"
-        job = self._owned_job(session, packet.args[0], text)
+        job = owned_job(session, packet.args[0], text, self.send)
         if job is None:
             return
         if kind is not T.WORK_COMPLETE and job.background:
