@@ -28,3 +28,11 @@ def uwsgi_address(address: str) -> tuple[str, int] | str:
             f"uwsgi address {address!r}: expected HOST:PORT or a unix socket path (with a '/')"
         )
     return host or "127.0.0.1", int(port)
+
+
+def parse_listen_address(text: str) -> tuple[str, int]:
+    """``HOST:PORT`` (the port required) for a listener."""
+    host, sep, port = text.rpartition(":")
+    if not sep or not port.isdigit() or int(port) > 65535:
+        raise ConfigurationError(f"listen address {text!r}: expected HOST:PORT")
+    return host.strip("[]") or "127.0.0.1", int(port)

@@ -6,6 +6,7 @@ import time
 from dataclasses import dataclass
 
 from broker.errors import ServerError
+from broker.tls import TLSFiles
 from broker.wire import Wire
 
 
@@ -74,9 +75,12 @@ class ScheduleInfo:
 class AdminClient:
     """Talks to one server's admin port. Every call raises ``ServerError`` on ``ERR``."""
 
-    def __init__(self, server: str = "127.0.0.1:4730", *, timeout: float = 10.0) -> None:
+    def __init__(
+        self, server: str = "127.0.0.1:4730", *, timeout: float = 10.0, tls: TLSFiles | None = None
+    ) -> None:
         self.server = server
         self.timeout = timeout
+        self.tls = tls.client_context() if tls is not None else None
         self._wire: Wire | None = None
 
     def __enter__(self) -> AdminClient:
@@ -92,7 +96,7 @@ class AdminClient:
 
     def _send(self, command: str) -> float:
         if self._wire is None:
-            self._wire = Wire(self.server, connect_timeout=self.timeout)
+            self._wire = Wire(self.server, connect_timeout=self.timeout, tls=self.tls)
         self._wire.send(command.encode() + b"\n")
         return time.monotonic() + self.timeout
 

@@ -27,6 +27,7 @@ from broker.spooler import (
     DEFAULT_MAX_RETRY_DELAY,
     DEFAULT_RETRY_DELAY,
 )
+from broker.tls import add_client_options, client_files
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -45,6 +46,7 @@ def _parser() -> argparse.ArgumentParser:
             help="broker address (default %(default)s)",
         )
         sub.add_argument("--json", action="store_true", help="machine-readable output")
+        add_client_options(sub)
         return sub
 
     with_server(commands.add_parser("status", help="queued and running jobs per function"))
@@ -150,6 +152,7 @@ def _parser() -> argparse.ArgumentParser:
         "uwsgi_tasks: UNSAFE unless every producer is trusted",
     )
     spooler.add_argument("--burst", action="store_true", help="exit once no job is left")
+    add_client_options(spooler)
     spooler.add_argument(
         "--verbose",
         default="INFO",
@@ -177,6 +180,7 @@ def _spooler(args: argparse.Namespace) -> int:
         max_tasks=args.max_tasks,
         harakiri=args.harakiri,
         chdir=args.chdir,
+        tls=client_files(args),
     )
     spooler.run(args.modules, settings, burst=args.burst)
     return 0
@@ -220,7 +224,7 @@ def _print_table(headers: Sequence[str], rows: list[Sequence[Any]]) -> None:
 
 
 def _status(args: argparse.Namespace) -> int:
-    with AdminClient(args.server) as admin:
+    with AdminClient(args.server, tls=client_files(args)) as admin:
         records = admin.status()
     if args.json:
         print(
@@ -251,7 +255,7 @@ def _status(args: argparse.Namespace) -> int:
 
 
 def _workers(args: argparse.Namespace) -> int:
-    with AdminClient(args.server) as admin:
+    with AdminClient(args.server, tls=client_files(args)) as admin:
         records = admin.workers()
     if args.json:
         print(json.dumps([dataclasses.asdict(r) for r in records]))
@@ -264,7 +268,7 @@ def _workers(args: argparse.Namespace) -> int:
 
 
 def _failed(args: argparse.Namespace) -> int:
-    with AdminClient(args.server) as admin:
+    with AdminClient(args.server, tls=client_files(args)) as admin:
         if args.retry or args.drop:
             count = admin.retry_failed(args.retry) if args.retry else admin.drop_failed(args.drop)
             verb = "queued again" if args.retry else "dropped"
@@ -334,7 +338,7 @@ def _submit(args: argparse.Namespace) -> int:
     if not data and not sys.stdin.isatty():
         data = sys.stdin.buffer.read()
     priority = Priority[args.priority.upper()]
-    with Client([args.server]) as client:
+    with Client([args.server], tls=client_files(args)) as client:
         if args.background or args.at:
             at = _parse_at(args.at) if args.at else None
             handle = client.submit_background(

@@ -26,6 +26,7 @@ from broker.errors import (
 )
 from broker.protocol.packets import MAGIC_REQ, Packet, PacketType, encode_packet
 from broker.protocol.priorities import Priority
+from broker.tls import TLSFiles
 from broker.wire import Wire
 
 T = PacketType
@@ -169,12 +170,14 @@ class Client:
         *,
         timeout: float | None = None,
         connect_timeout: float = 5.0,
+        tls: TLSFiles | None = None,
     ) -> None:
         if not servers:
             raise ValueError("at least one server address is needed")
         self.servers = list(servers)
         self.timeout = timeout
         self.connect_timeout = connect_timeout
+        self.tls = tls.client_context() if tls is not None else None
         self._wires: dict[str, Wire] = {}
         self._rotation = itertools.cycle(range(len(self.servers)))
 
@@ -405,7 +408,7 @@ class Client:
     def _wire(self, address: str) -> Wire:
         wire = self._wires.get(address)
         if wire is None:
-            wire = Wire(address, connect_timeout=self.connect_timeout)
+            wire = Wire(address, connect_timeout=self.connect_timeout, tls=self.tls)
             wire.send(encode_packet(T.OPTION_REQ, b"exceptions", magic=MAGIC_REQ))
             self._wires[address] = wire
             self._expect(wire, T.OPTION_RES, time.monotonic() + self.connect_timeout)

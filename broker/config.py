@@ -12,14 +12,16 @@ from collections.abc import Callable
 from dataclasses import MISSING, Field, dataclass, field, fields
 from typing import Any
 
-from broker.addresses import DEFAULT_PORT, uwsgi_address
+from broker.addresses import DEFAULT_PORT, parse_listen_address, uwsgi_address
 from broker.core.access import LOOPBACK_NETWORKS, parse_networks
+from broker.core.permissions import Permissions
 from broker.core.settings import BrokerSettings
 from broker.errors import ConfigurationError
 from broker.protocol.reader import DEFAULT_MAX_LINE_LENGTH, DEFAULT_MAX_PACKET_SIZE
 from broker.protocol.spool_request import DEFAULT_SPOOL_FUNCTION
 from broker.store import check_store_url, default_store_url
 from broker.store.base import PAGE_BYTES
+from broker.tls import TLSFiles
 
 # A connection whose unread replies pass this many bytes stops being read until
 # it catches up (asyncio's write-buffer high-water mark).
@@ -36,6 +38,7 @@ DEFAULT_MAX_PENDING_BYTES = 1 << 30
 # Payload bytes queued jobs may hold in memory in all (beyond it: the store, or QUEUE_ERROR).
 DEFAULT_MAX_QUEUED_BYTES = 1 << 30
 UWSGI_GROUP = "uWSGI front door"
+TLS_GROUP = "TLS and permissions"
 LOG_LEVELS = ("FATAL", "ALERT", "CRITICAL", "ERROR", "WARNING", "NOTICE", "INFO", "DEBUG")
 
 
@@ -83,6 +86,31 @@ def _same_dir(one: str, other: str) -> bool:
     return os.path.realpath(one) == os.path.realpath(other)
 
 
+def load_permissions(path: str) -> Permissions:
+    """``--permissions FILE``, read and checked."""
+    try:
+        with open(path, encoding="utf-8") as file:
+            return Permissions.from_toml(file.read())
+    except (OSError, ValueError) as exc:
+        raise ConfigurationError(f"--permissions {path}: {exc}") from exc
+
+
+def _take_environment(values: dict[str, Any]) -> None:
+    """gearmand's TLS variables fill the file options not given on the command line; a
+    variable that disagrees with the flag given is refused rather than ignored."""
+    for declared in fields(ServerConfig):
+        name = declared.metadata["environment"]
+        variable = os.environ.get(name, "") if name else ""
+        if not variable:
+            continue
+        given = values[declared.name]
+        if given and given != variable:
+            raise ConfigurationError(
+                f"{flag_of(declared)} {given} and ${name}={variable} disagree; unset one"
+            )
+        values[declared.name] = variable
+
+
 def parse_retry_failures(specs: tuple[str, ...]) -> dict[bytes, int]:
     """``("mail=5", "*=3")`` to ``{b"mail": 5, b"*": 3}``."""
     attempts = {}
@@ -110,11 +138,13 @@ def option(
     group: str = "",
     repeat: bool = False,
     parse: Callable[[str], Any] | None = None,
+    environment: str = "",
 ) -> Any:
     """One ``spoolgear serve`` option, declared once: its field here, its command-line flag
     (``--`` plus the field's name with dashes unless ``flag``), its help, and the ``check``
     its value must pass (``rule`` says what that is, in the error); ``parse`` reads the
-    command-line text (default: the default's type)."""
+    command-line text (default: the default's type); ``environment`` names a variable
+    that gives the value when the flag does not (gearmand's TLS variables)."""
     metadata = {
         "help": help,
         "flag": flag,
@@ -124,6 +154,7 @@ def option(
         "group": group,
         "repeat": repeat,
         "parse": parse,
+        "environment": environment,
     }
     if isinstance(default, list | tuple):
         return field(default=tuple(default), metadata=metadata)
@@ -176,6 +207,57 @@ class ServerConfig:
         repeat=True,
         check=_networks,
         rule="must be addresses or CIDR networks",
+    )
+    ssl: bool = option(
+        False,
+        "the Gearman port speaks TLS only, as gearmand's --ssl; needs --ssl-certificate and "
+        "--ssl-key",
+        group=TLS_GROUP,
+    )
+    ssl_ca_file: str = option(
+        "",
+        "PEM file of the CAs that sign client certificates; given, every TLS client must "
+        "present one",
+        metavar="FILE",
+        group=TLS_GROUP,
+        environment="GEARMAND_CA_CERTIFICATE",
+    )
+    ssl_certificate: str = option(
+        "",
+        "the broker's certificate chain (PEM)",
+        metavar="FILE",
+        group=TLS_GROUP,
+        environment="GEARMAND_SERVER_PEM",
+    )
+    ssl_key: str = option(
+        "",
+        "the broker's private key (PEM; RSA or EC)",
+        metavar="FILE",
+        group=TLS_GROUP,
+        environment="GEARMAND_SERVER_KEY",
+    )
+    plain_listen: str = option(
+        "",
+        "with --ssl, also accept plaintext Gearman connections on HOST:PORT (a loopback "
+        "port during a migration to TLS)",
+        metavar="HOST:PORT",
+        group=TLS_GROUP,
+    )
+    admin_allow_names: tuple[str, ...] = option(
+        (),
+        "TLS clients whose verified certificate carries NAME (common name or DNS name) may "
+        "run control admin commands as well; repeatable; needs --ssl-ca-file",
+        flag="--admin-allow-name",
+        metavar="NAME",
+        group=TLS_GROUP,
+        repeat=True,
+    )
+    permissions: str = option(
+        "",
+        "TOML file naming the functions each certificate name may submit to, work on and "
+        "schedule; needs --ssl-ca-file",
+        metavar="FILE",
+        group=TLS_GROUP,
     )
     store: str = option(
         default_store_url, "job store: sqlite:PATH (durable), spool:DIRECTORY or memory:"
@@ -322,6 +404,15 @@ class ServerConfig:
         group=UWSGI_GROUP,
         repeat=True,
     )
+    suwsgi_sockets: tuple[str, ...] = option(
+        (),
+        "accept spool packets over TLS (nginx's uwsgi_pass suwsgi://) on HOST:PORT or a unix "
+        "socket path, with the --ssl-* files (repeatable)",
+        flag="--suwsgi-socket",
+        metavar="ADDR",
+        group=UWSGI_GROUP,
+        repeat=True,
+    )
     uwsgi_max_size: int = option(
         DEFAULT_UWSGI_MAX_SIZE,
         "largest vars block a spool packet may declare; bigger ones are closed unanswered",
@@ -380,8 +471,9 @@ class ServerConfig:
             raise ConfigurationError("--max-unread-output must be at least --max-output-buffer")
         check_store_url(self.store)
         parse_retry_failures(self.retry_failures)
-        for address in self.uwsgi_sockets:
+        for address in self.uwsgi_sockets + self.suwsgi_sockets:
             uwsgi_address(address)
+        self._validate_tls()
         if self.spool_ingest and not self.store.startswith(("sqlite:", "spool:")):
             raise ConfigurationError(
                 "--spool-ingest needs a durable --store: files are deleted once their job is stored"
@@ -392,17 +484,65 @@ class ServerConfig:
             if self.store.startswith("spool:") and _same_dir(self.store[6:], directory):
                 raise ConfigurationError(f"--spool-ingest {directory} is the store's own directory")
 
+    @property
+    def tls_listening(self) -> bool:
+        return self.ssl or bool(self.suwsgi_sockets)
+
+    @property
+    def tls_files(self) -> TLSFiles:
+        return TLSFiles(self.ssl_ca_file, self.ssl_certificate, self.ssl_key)
+
+    def _validate_tls(self) -> None:
+        """Fail closed, and refuse TLS settings that nothing would use."""
+        if not self.tls_listening:
+            given = [
+                flag
+                for flag, value in (
+                    ("--ssl-ca-file", self.ssl_ca_file),
+                    ("--ssl-certificate", self.ssl_certificate),
+                    ("--ssl-key", self.ssl_key),
+                    ("--plain-listen", self.plain_listen),
+                )
+                if value
+            ]
+            if given:
+                raise ConfigurationError(
+                    f"{', '.join(given)} given without a TLS listener (--ssl or --suwsgi-socket)"
+                )
+        if self.plain_listen:
+            if not self.ssl:
+                raise ConfigurationError("--plain-listen is for running beside --ssl")
+            parse_listen_address(self.plain_listen)
+        if (self.admin_allow_names or self.permissions) and not self.ssl_ca_file:
+            raise ConfigurationError(
+                "--admin-allow-name and --permissions match verified certificate names: "
+                "they need --ssl-ca-file"
+            )
+        if self.tls_listening:
+            self.tls_files.server_context()
+        if self.permissions:
+            load_permissions(self.permissions)
+
     @classmethod
     def add_options(cls, parser: argparse.ArgumentParser) -> None:
         """The ``spoolgear serve`` options, as declared above."""
-        groups = {UWSGI_GROUP: parser.add_argument_group(UWSGI_GROUP)}
+        groups = {
+            UWSGI_GROUP: parser.add_argument_group(UWSGI_GROUP),
+            TLS_GROUP: parser.add_argument_group(TLS_GROUP),
+        }
         for declared in fields(cls):
             meta = declared.metadata
             default = _default(declared)
             target = groups.get(meta["group"], parser)
             shown = " ".join(default) if meta["repeat"] else default
             help_text = f"{meta['help']} (default: {shown or 'none'})"
-            if meta["repeat"]:
+            if meta["environment"]:
+                help_text += f"; ${meta['environment']} when not given"
+            if isinstance(default, bool):
+                target.add_argument(
+                    flag_of(declared), dest=declared.name, action="store_true", help=meta["help"]
+                )
+            elif meta["repeat"]:
                 target.add_argument(
                     flag_of(declared),
                     dest=declared.name,
@@ -433,6 +573,8 @@ class ServerConfig:
                     value = [item for item in value if item != "none"]
                 value = tuple(value)
             values[declared.name] = value
+        if values.get("ssl") or values.get("suwsgi_sockets"):
+            _take_environment(values)
         return cls(**values)
 
     def broker_settings(self) -> BrokerSettings:

@@ -52,6 +52,7 @@ from broker.protocol.spool_request import DEFAULT_QUEUE, DEFAULT_SPOOL_FUNCTION,
 from broker.protocol.uwsgi import decode_spool, encode_spool
 from broker.registration import register_in_background
 from broker.spooler_environment import around_task, prepare
+from broker.tls import TLSFiles
 from broker.uwsgidecorators import (
     SPOOL_IGNORE,
     SPOOL_OK,
@@ -102,6 +103,8 @@ class SpoolerSettings:
     """uWSGI's ``spooler-harakiri``: seconds a job may run before it is cut off."""
     chdir: str | None = None
     """uWSGI's ``spooler-chdir``: the directory each job runs in."""
+    tls: TLSFiles | None = None
+    """TLS to the brokers (``--ssl``)."""
 
     def __post_init__(self) -> None:
         if self.attempts < 1:
@@ -222,8 +225,8 @@ class Spooler:
     def __init__(self, handlers: Handlers, settings: SpoolerSettings) -> None:
         self.handlers = handlers
         self.settings = settings
-        self.client = Client(settings.servers)
-        self.worker = Worker(settings.servers, client_id=settings.client_id)
+        self.client = Client(settings.servers, tls=settings.tls)
+        self.worker = Worker(settings.servers, client_id=settings.client_id, tls=settings.tls)
         for name in handlers.chains:
             for function_name in self.function_names(name):
                 self.worker.register(function_name, self.run_job)
@@ -260,7 +263,7 @@ class Spooler:
 
     def _register(self, schedule: Schedule) -> JobHandle:
         """On the registering thread, with a client of its own (clients are per thread)."""
-        with Client(self.settings.servers) as client:
+        with Client(self.settings.servers, tls=self.settings.tls) as client:
             return client.submit_schedule(
                 schedule.name, unique=schedule_unique(schedule.name), fields=schedule.fields
             )

@@ -29,6 +29,7 @@ from broker.protocol.priorities import Priority
 from broker.protocol.spool_request import DEFAULT_SPOOL_FUNCTION, names_address
 from broker.protocol.spool_request import spool_job as request_job
 from broker.protocol.uwsgi import encode_vars
+from broker.tls import TLSFiles
 from broker.uwsgi_client import send_spool
 
 SPOOL_OK = -2
@@ -73,19 +74,23 @@ MULE_ID_VARIABLE = "SPOOLGEAR_MULE_ID"
 _client: Client | None = None
 
 
-def configure(servers: list[str]) -> None:
+def configure(servers: list[str], *, tls: TLSFiles | None = None) -> None:
     """Send spool jobs to these brokers (instead of ``SPOOLGEAR_SERVERS``)."""
     global _client
     if _client is not None:
         _client.close()
-    _client = Client(servers)
+    _client = Client(servers, tls=tls)
 
 
 def _broker() -> Client:
     global _client
     if _client is None:
         servers = os.environ.get("SPOOLGEAR_SERVERS", "127.0.0.1:4730")
-        _client = Client([server.strip() for server in servers.split(",") if server.strip()])
+        # SPOOLGEAR_SSL=1: TLS, with the files named by libgearman's variables.
+        tls = TLSFiles.from_environment() if os.environ.get("SPOOLGEAR_SSL") == "1" else None
+        _client = Client(
+            [server.strip() for server in servers.split(",") if server.strip()], tls=tls
+        )
     return _client
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import socket
+import ssl
 import time
 
 from broker.addresses import parse_address
@@ -24,9 +25,13 @@ def remaining(deadline: float | None) -> float | None:
 
 
 class Wire:
-    """One TCP connection with a packet reader; every read honours a deadline."""
+    """One TCP connection with a packet reader; every read honours a deadline. With
+    ``tls`` (``TLSFiles.client_context()``) the connection is TLS, the broker's
+    certificate checked against the host name in ``address``."""
 
-    def __init__(self, address: str, *, connect_timeout: float = 5.0) -> None:
+    def __init__(
+        self, address: str, *, connect_timeout: float = 5.0, tls: ssl.SSLContext | None = None
+    ) -> None:
         self.address = address
         host, port = parse_address(address)
         self.endpoint = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
@@ -36,6 +41,12 @@ class Wire:
         except OSError as exc:
             raise ConnectionFailed(f"cannot connect to {self.endpoint}: {exc}") from exc
         self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        if tls is not None:
+            try:
+                self.sock = tls.wrap_socket(self.sock, server_hostname=host)
+            except (OSError, ssl.SSLError) as exc:
+                self.sock.close()
+                raise ConnectionFailed(f"TLS with {self.endpoint} failed: {exc}") from exc
         self.reader = PacketReader(accept_text=False)
         self._text = bytearray()
 
@@ -59,6 +70,9 @@ class Wire:
             raise ConnectionFailed(f"lost connection to {self.endpoint}: {exc}") from exc
         if not data:
             raise ConnectionFailed(f"{self.endpoint} closed the connection")
+        if isinstance(self.sock, ssl.SSLSocket) and self.sock.pending():
+            # Decrypted bytes wait inside the TLS layer, where select() cannot see them.
+            data += self.sock.recv(self.sock.pending())
         return data
 
     def read_packet(self, deadline: float | None = None) -> Packet:

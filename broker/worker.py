@@ -25,6 +25,7 @@ from dataclasses import dataclass
 
 from broker.errors import ConnectionFailed, WorkFailed
 from broker.protocol.packets import MAGIC_REQ, Packet, PacketType, encode_packet
+from broker.tls import TLSFiles
 from broker.wire import Wire
 
 log = logging.getLogger("spoolgear.worker")
@@ -90,6 +91,7 @@ class Worker:
         *,
         client_id: str | None = None,
         prefetch: int = 1,
+        tls: TLSFiles | None = None,
     ) -> None:
         if not servers:
             raise ValueError("at least one server address is needed")
@@ -98,6 +100,7 @@ class Worker:
         self.servers = list(servers)
         self.client_id = client_id
         self.prefetch = prefetch
+        self.tls = tls.client_context() if tls is not None else None
         self.tasks: dict[str, _Task] = {}
         self._stopping = False
         self._grab_budget: int | None = None
@@ -185,7 +188,7 @@ class Worker:
             if server.wire is not None or server.retry_at > now:
                 continue
             try:
-                wire = Wire(server.address)
+                wire = Wire(server.address, tls=self.tls)
                 wire.send(self._hello() + self._grabs(server))
             except ConnectionFailed as exc:
                 log.warning("%s; retrying in %.1fs", exc, server.delay)

@@ -119,7 +119,9 @@ class GearmanClient:
         self, servers: Sequence[str] | None = None, *, timeout: float | None = None
     ) -> None:
         self.settings: JobSettings = job_settings()
-        self._client = Client(servers or self.settings.client_servers, timeout=timeout)
+        self._client = Client(
+            servers or self.settings.client_servers, timeout=timeout, tls=self.settings.tls
+        )
 
     def __enter__(self) -> GearmanClient:
         return self

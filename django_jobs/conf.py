@@ -5,7 +5,9 @@ Accepted names (``README.md`` "Django settings"): ``GEARMAN_CLIENT_SERVERS`` and
 (django-gearman, -commands) and then to ``['127.0.0.1:4730']``;
 ``GEARMAN_SERIALIZER`` (``"json"``, or ``"pickle"`` for trusted legacy producers);
 ``GEARMAN_JOB_NAME`` (a callable from task name to wire name, django-gearman) and
-``GEARMAN_CLIENT_NAMESPACE`` (an ``@namespace`` suffix, django-gearman-commands).
+``GEARMAN_CLIENT_NAMESPACE`` (an ``@namespace`` suffix, django-gearman-commands);
+``GEARMAN_SSL`` (TLS to every broker: ``{"ca_file": ..., "certificate": ..., "key":
+...}``, any of them, ``{}`` for the system's CAs and no client certificate).
 """
 
 from __future__ import annotations
@@ -16,6 +18,9 @@ from typing import Any
 
 from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
+
+from broker.errors import ConfigurationError
+from broker.tls import TLSFiles
 
 DEFAULT_SERVERS = ("127.0.0.1:4730",)
 # Mule and farm messages go to these functions; the broker keeps their jobs in memory
@@ -32,6 +37,7 @@ class JobSettings:
     serializer: str
     job_name: Callable[[str], str] | None
     namespace: str
+    tls: TLSFiles | None = None
 
     def wire_name(self, task_name: str) -> str:
         """The Gearman function name a task is registered and submitted under."""
@@ -61,6 +67,20 @@ def _servers(name: str, fallback: Sequence[str]) -> tuple[str, ...]:
     return tuple(value)
 
 
+def _tls() -> TLSFiles | None:
+    value: Any = getattr(settings, "GEARMAN_SSL", None)
+    if value is None or value is False:
+        return None
+    if not isinstance(value, dict):
+        raise ImproperlyConfigured(
+            f"GEARMAN_SSL must be a dict of ca_file, certificate and key, got {value!r}"
+        )
+    try:
+        return TLSFiles.from_mapping(value, "GEARMAN_SSL")
+    except ConfigurationError as exc:
+        raise ImproperlyConfigured(str(exc)) from None
+
+
 def job_settings() -> JobSettings:
     """Read and check the settings (cheap; called where they are needed, so tests can override)."""
     shared = _servers("GEARMAN_SERVERS", DEFAULT_SERVERS)
@@ -76,6 +96,7 @@ def job_settings() -> JobSettings:
         )
     namespace = getattr(settings, "GEARMAN_CLIENT_NAMESPACE", "") or ""
     return JobSettings(
+        tls=_tls(),
         client_servers=_servers("GEARMAN_CLIENT_SERVERS", shared),
         worker_servers=_servers("GEARMAN_WORKER_SERVERS", shared),
         serializer=serializer,

@@ -124,7 +124,7 @@ class ScheduledTask(Task):
         check_served(self._registered)
         settings = job_settings()
         payload = dumps_call([], {}, settings.serializer, self.setup.to_wire())
-        with Client(servers) as client:
+        with Client(servers, tls=settings.tls) as client:
             return client.submit_schedule(
                 settings.wire_name(self.name), payload, unique=self.unique, fields=fields
             )

@@ -57,7 +57,12 @@ class WorkerProcess:
     def run(self) -> int:
         """Serve until stopped; returns the number of jobs done."""
         settings = job_settings()
-        gearman = Worker(settings.worker_servers, client_id=self.client_id, prefetch=self.prefetch)
+        gearman = Worker(
+            settings.worker_servers,
+            client_id=self.client_id,
+            prefetch=self.prefetch,
+            tls=settings.tls,
+        )
         self._gearman = gearman
         for task in self.tasks:
             gearman.register(

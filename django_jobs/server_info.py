@@ -17,6 +17,7 @@ from prettytable import PrettyTable
 from broker.admin import AdminClient
 from broker.client import Client
 from broker.errors import BrokerError
+from broker.tls import TLSFiles
 
 SERVER_COLUMNS = ("Gearman Server Host", "Gearman Server Version", "Ping Response Time")
 TASK_COLUMNS = ("Task Name", "Total Workers", "Running Jobs", "Queued Jobs")
@@ -54,11 +55,11 @@ class ServerReport:
         return asdict(self)
 
 
-def collect(host: str, *, timeout: float = 5.0) -> ServerReport:
+def collect(host: str, *, timeout: float = 5.0, tls: TLSFiles | None = None) -> ServerReport:
     """Ask one server; connection failures and timeouts end up in ``error``."""
     report = ServerReport(host)
     try:
-        with AdminClient(host, timeout=timeout) as admin:
+        with AdminClient(host, timeout=timeout, tls=tls) as admin:
             report.version = admin.version()
             report.tasks = sorted(
                 (
@@ -75,7 +76,7 @@ def collect(host: str, *, timeout: float = 5.0) -> ServerReport:
                 ),
                 key=lambda row: row.tasks,
             )
-        with Client([host], timeout=timeout, connect_timeout=timeout) as client:
+        with Client([host], timeout=timeout, connect_timeout=timeout, tls=tls) as client:
             report.ping = client.ping(host)
     except (BrokerError, OSError) as exc:
         report.error = str(exc) or type(exc).__name__

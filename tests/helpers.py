@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import shutil
 import socket
+import ssl
 import subprocess
 import sys
 import time
@@ -46,11 +47,19 @@ class RunningBroker:
         """``listening`` is the broker's ``spoolgear listening gearman=... uwsgi=...`` line."""
         self.process = process
         bound = [word.split("=", 1) for word in listening.split()[2:]]
-        self.port = int(
-            next(address for name, address in bound if name == "gearman").rsplit(":", 1)[1]
-        )
+        ports = {
+            name: int(address.rsplit(":", 1)[1])
+            for name, address in reversed(bound)
+            if name in ("gearman", "gearmans")
+        }
+        self.port = ports.get("gearman", 0)
+        """The plaintext Gearman port (with ``--ssl``: the ``--plain-listen`` one, if any)."""
+        self.tls_port = ports.get("gearmans", 0)
         self.address = f"127.0.0.1:{self.port}"
         self.uwsgi = [address for name, address in bound if name == "uwsgi"]
+        self.suwsgi = [address for name, address in bound if name == "suwsgi"]
+        self.log = ""
+        """The broker's stderr, once it has stopped."""
 
 
 @contextmanager
@@ -69,9 +78,11 @@ def run_broker(*args: str) -> Iterator[RunningBroker]:
     line = process.stdout.readline()
     if not line.startswith("spoolgear listening"):
         process.kill()
-        raise AssertionError(f"broker did not start: {line!r} {process.stderr.read()!r}")
+        _, stderr = process.communicate()
+        raise AssertionError(f"broker did not start: {line!r} {stderr!r}")
+    running = RunningBroker(process, line)
     try:
-        yield RunningBroker(process, line)
+        yield running
     finally:
         process.terminate()
         try:
@@ -79,6 +90,7 @@ def run_broker(*args: str) -> Iterator[RunningBroker]:
         except subprocess.TimeoutExpired:
             process.kill()
             _, stderr = process.communicate()
+        running.log = stderr
         assert "Traceback" not in stderr, stderr
 
 
@@ -150,9 +162,11 @@ def wait_for_port(port: int, timeout: float = 10.0) -> None:
 class RawConnection:
     """A raw socket speaking packets and admin lines, for byte-level assertions."""
 
-    def __init__(self, port: int) -> None:
+    def __init__(self, port: int, tls: ssl.SSLContext | None = None) -> None:
         self.sock = socket.create_connection(("127.0.0.1", port), timeout=5)
         self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        if tls is not None:
+            self.sock = tls.wrap_socket(self.sock, server_hostname="127.0.0.1")
         self.reader = PacketReader(accept_text=False)
 
     def close(self) -> None:

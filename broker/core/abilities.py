@@ -8,8 +8,9 @@ from collections.abc import Callable
 
 from broker.core.functions import Functions
 from broker.core.model import Job, Session
+from broker.core.permissions import refusal
 from broker.protocol.numbers import leading_int
-from broker.protocol.packets import Packet, PacketType, encode_packet
+from broker.protocol.packets import Packet, PacketType, encode_packet, error_packet
 
 NOOP = encode_packet(PacketType.NOOP)
 
@@ -40,6 +41,10 @@ class Abilities:
         self.register(session, name, timeout)
 
     def register(self, session: Session, name: bytes, timeout: float | None) -> None:
+        if session.permits is not None and not session.permits.allows("work", name):
+            text = refusal("work", name, session.host, session.names)
+            self.send(session, error_packet(b"PERMISSION_DENIED", text))
+            return
         self.functions.add_worker(session, self.functions.get(name))
         if timeout is None:
             session.timeouts.pop(name, None)

@@ -51,7 +51,8 @@ class AdminCommands:
 
     ``request_shutdown(graceful)`` is called for the ``shutdown`` commands; ``verbose``
     is the log level name reported by ``verbose``. Control commands (``access.py``) run
-    only for peers in ``control_from`` (loopback unless ``--admin-allow`` says otherwise).
+    only for peers in ``control_from`` (loopback unless ``--admin-allow`` says otherwise)
+    and for TLS peers whose certificate carries one of ``control_names``.
     """
 
     def __init__(
@@ -61,11 +62,15 @@ class AdminCommands:
         verbose: str,
         request_shutdown: Callable[[bool], None],
         control_from: Allowed = LOOPBACK,
+        control_names: frozenset[str] = frozenset(),
     ) -> None:
         self.broker = broker
         self.control_from = control_from
+        self.control_names = control_names
         default = control_from.networks == LOOPBACK.networks
         self._control_rule = b"loopback" if default else b"--admin-allow+networks"
+        if control_names:
+            self._control_rule += b"+or+--admin-allow-name+certificates"
         self.verbose = verbose.upper().encode()
         self.request_shutdown = request_shutdown
         self._commands: dict[bytes, Callable[[Session, list[bytes]], bytes]] = {
@@ -91,7 +96,7 @@ class AdminCommands:
         command = self._commands.get(words[0].lower())
         if command is None:
             return _unknown(words[0])
-        if is_control(words) and session.host not in self.control_from:
+        if is_control(words) and not self._may_control(session):
             log.warning(
                 "refused admin command %r from %s: control commands are only accepted from %s",
                 b" ".join(words).decode("utf-8", "replace"),
@@ -104,6 +109,11 @@ class AdminCommands:
                 self._control_rule,
             )
         return command(session, words)
+
+    def _may_control(self, session: Session) -> bool:
+        if session.host in self.control_from:
+            return True
+        return not self.control_names.isdisjoint(session.names)
 
     def _status(self, session: Session, words: list[bytes]) -> bytes:
         lines = [

@@ -45,6 +45,7 @@ from broker.core.journal import Journal, NullJournal
 from broker.core.model import Accepted, CallLater, Function, Job, Refused, Session, Submitted
 from broker.core.output import Output
 from broker.core.paging import Pager, PageRequest, Paging
+from broker.core.permissions import refusal
 from broker.core.progress import Progress, owned_job
 from broker.core.queries import Queries
 from broker.core.schedules import Schedule, Scheduler
@@ -276,6 +277,12 @@ class Broker:
     ) -> Submitted:
         """Create (or coalesce onto) a job; ``session``, if given, gets the answer
         (JOB_CREATED, gated on the batch that makes the job durable, or an ERROR)."""
+        if (
+            session is not None
+            and session.permits is not None
+            and not session.permits.allows("submit", name)
+        ):
+            return self._deny(session, "submit", name)
         if len(unique) > MAX_UNIQUE_SIZE:
             return self._refuse(session, b"ARGUMENT_TOO_LARGE", b"Unique value too large")
         key = coalesce_key(name, unique, data) if unique else None
@@ -327,6 +334,10 @@ class Broker:
                 session.gate = batch
             self.send(session, encode_response(T.JOB_CREATED, handle))
         return Accepted(handle, batch)
+
+    def _deny(self, session: Session, action: str, name: bytes) -> Refused:
+        text = refusal(action, name, session.host, session.names)
+        return self._refuse(session, b"PERMISSION_DENIED", text)
 
     def _refuse(self, session: Session | None, code: bytes, text: bytes) -> Refused:
         if session is not None:
@@ -393,6 +404,9 @@ class Broker:
         name, unique, *fields, data = packet.args
         if len(unique) > MAX_UNIQUE_SIZE:
             self._refuse(session, b"ARGUMENT_TOO_LARGE", b"Unique value too large")
+            return
+        if session.permits is not None and not session.permits.allows("schedule", name):
+            self._deny(session, "schedule", name)
             return
         handle = self.scheduler.put(
             name, unique, [field.decode("ascii", "replace") for field in fields], data

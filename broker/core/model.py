@@ -6,6 +6,7 @@ from collections import Counter, deque
 from collections.abc import Callable
 from typing import Protocol
 
+from broker.core.permissions import Permits
 from broker.protocol.priorities import Priority, gearman_priority
 
 
@@ -164,8 +165,10 @@ class Session:
         "has_input",
         "held",
         "host",
+        "names",
         "noop_sent",
         "out",
+        "permits",
         "positions",
         "round_robin",
         "sleeping",
@@ -194,6 +197,10 @@ class Session:
         self.closed = False
         # Journal batch whose commit this session's output waits for (0 = none).
         self.gate = 0
+        self.names: tuple[str, ...] = ()
+        """The verified names of the peer's TLS certificate, if it presented one."""
+        self.permits: Permits | None = None
+        """The functions it may use (``--permissions``); None: all of them."""
 
 
 class Accepted:

@@ -18,6 +18,7 @@ from broker.errors import ProtocolError
 from broker.protocol.packets import Packet, error_packet
 from broker.protocol.reader import PacketReader
 from broker.server.context import ServerContext
+from broker.tls import peer_names
 
 log = logging.getLogger("spoolgear.connection")
 
@@ -66,6 +67,10 @@ class GearmanConnection(asyncio.Protocol):
             return
         if sock is not None:
             self.session.has_input = functools.partial(_readable, sock.fileno())
+        self.session.names = peer_names(transport.get_extra_info("peercert"))
+        permissions = self.context.permissions
+        if permissions is not None:
+            self.session.permits = permissions.for_names(self.session.names)
         self.context.connections.add(self)
 
     def _write(self, data: bytes) -> None:

@@ -12,6 +12,7 @@ from broker.config import ServerConfig
 from broker.core.access import Allowed
 from broker.core.admin import AdminCommands
 from broker.core.broker import Broker
+from broker.core.permissions import Permissions
 
 
 class Tracked(Protocol):
@@ -38,6 +39,9 @@ class ServerContext:
     disk, ``done(False)`` if the store failed first."""
     allowed: Allowed
     """Peers that may connect at all (``--allow``)."""
+    permissions: Permissions | None = None
+    """Which functions each certificate name may use (``--permissions``), re-read on
+    SIGHUP for new connections; None: no limits."""
     connections: set[Tracked] = field(default_factory=set)
     buffered: int = 0
     """Bytes of started, incomplete packets held across connections."""

@@ -11,22 +11,24 @@ import sys
 from collections.abc import Callable
 from typing import TextIO
 
-from broker.addresses import uwsgi_address
-from broker.config import ServerConfig
+from broker.addresses import parse_listen_address, uwsgi_address
+from broker.config import ServerConfig, load_permissions
 from broker.core.access import Allowed
 from broker.core.admin import AdminCommands
 from broker.core.broker import Broker
 from broker.core.journal import Journal
 from broker.core.model import Cancellable
 from broker.core.restore import restore
-from broker.errors import StoreUnavailable
+from broker.errors import ConfigurationError, StoreUnavailable
 from broker.server.committer import Committer
 from broker.server.connection import GearmanConnection
 from broker.server.context import ServerContext
 from broker.server.spool_door import SpoolConnection
 from broker.server.spool_ingest import SpoolIngest
+from broker.server.tls_door import TLSListener, bind
 from broker.store import open_store
 from broker.store.base import PagingStore, Store, StoredState
+from broker.tls import ServerTLS
 
 log = logging.getLogger("spoolgear.server")
 # The longest wait between two looks for idle function names.
@@ -34,6 +36,10 @@ _FORGET_SWEEP_SECONDS = 60.0
 
 # How often a graceful shutdown checks whether the last job has finished.
 _GRACEFUL_POLL_SECONDS = 0.2
+
+
+def _is_socket(path: str) -> bool:
+    return os.path.exists(path) and stat.S_ISSOCK(os.stat(path).st_mode)
 
 
 class BrokerServer:
@@ -60,7 +66,9 @@ class BrokerServer:
             verbose=config.verbose,
             request_shutdown=self.request_shutdown,
             control_from=Allowed(config.admin_allow),
+            control_names=frozenset(config.admin_allow_names),
         )
+        self.tls = ServerTLS(config.tls_files) if config.tls_listening else None
         self.context = ServerContext(
             config=config,
             broker=self.broker,
@@ -69,8 +77,9 @@ class BrokerServer:
             end_turn_soon=self._end_turn_soon,
             after_commit=self.committer.after_commit,
             allowed=Allowed(config.allow) if config.allow else Allowed.everyone(),
+            permissions=load_permissions(config.permissions) if config.permissions else None,
         )
-        self._listeners: list[asyncio.Server] = []
+        self._listeners: list[asyncio.Server | TLSListener] = []
         self._ingests: list[SpoolIngest] = []
         self._stopped = asyncio.Event()
         self.failure: BaseException | None = None
@@ -120,40 +129,61 @@ class BrokerServer:
         """Bind the listeners and start ingesting; returns ``name=address`` per listener."""
         self._sweep_interval = min(1.0, self.config.packet_timeout / 4)
         self.loop.call_later(self._sweep_interval, self._sweep)
-        listener = await self.loop.create_server(
-            lambda: GearmanConnection(self.context),
-            self.config.listen,
-            self.config.port,
-            reuse_address=True,
-            backlog=1024,
-        )
-        self._listeners.append(listener)
-        host, port = listener.sockets[0].getsockname()[:2]
-        bound = [f"gearman={host}:{port}"]
-        for address in self.config.uwsgi_sockets:
-            bound.append("uwsgi=" + await self._listen_uwsgi(address))
+        config = self.config
+
+        def gearman() -> asyncio.Protocol:
+            return GearmanConnection(self.context)
+
+        def spool() -> asyncio.Protocol:
+            return SpoolConnection(self.context)
+
+        main = (config.listen, config.port)
+        if config.ssl:
+            bound = [await self._listen("gearmans", main, gearman, "Gearman port")]
+        else:
+            bound = [await self._listen("gearman", main, gearman)]
+        if config.plain_listen:
+            plain = parse_listen_address(config.plain_listen)
+            bound.append(await self._listen("gearman", plain, gearman))
+        for address in config.uwsgi_sockets:
+            bound.append(await self._listen("uwsgi", uwsgi_address(address), spool))
+        for address in config.suwsgi_sockets:
+            bound.append(await self._listen("suwsgi", uwsgi_address(address), spool, "uwsgi door"))
         for directory in self.config.spool_ingest:
             ingest = SpoolIngest(self.context, directory)
             ingest.start()
             self._ingests.append(ingest)
         return bound
 
-    async def _listen_uwsgi(self, address: str) -> str:
-        target = uwsgi_address(address)
-        if isinstance(target, str):
-            if os.path.exists(target) and stat.S_ISSOCK(os.stat(target).st_mode):
-                os.unlink(target)  # left by a previous run
-            listener = await self.loop.create_unix_server(
-                lambda: SpoolConnection(self.context), target, backlog=1024
+    async def _listen(
+        self,
+        kind: str,
+        target: tuple[str, int] | str,
+        door: Callable[[], asyncio.Protocol],
+        tls_door_name: str = "",
+    ) -> str:
+        """Bind a TCP address or a unix socket path for ``door`` (behind TLS when
+        ``tls_door_name`` names it); returns ``kind=address``."""
+        if isinstance(target, str) and _is_socket(target):
+            os.unlink(target)  # left by a previous run
+        if tls_door_name:
+            assert self.tls is not None  # config: a TLS listener has its files
+            sock = bind(target)
+            self._listeners.append(TLSListener(self.context, self.tls, sock, door, tls_door_name))
+        elif isinstance(target, str):
+            listener = await self.loop.create_unix_server(door, target, backlog=1024)
+            self._listeners.append(listener)
+            sock = listener.sockets[0]
+        else:
+            listener = await self.loop.create_server(
+                door, *target, reuse_address=True, backlog=1024
             )
             self._listeners.append(listener)
-            return target
-        listener = await self.loop.create_server(
-            lambda: SpoolConnection(self.context), *target, reuse_address=True, backlog=1024
-        )
-        self._listeners.append(listener)
-        host, port = listener.sockets[0].getsockname()[:2]
-        return f"{host}:{port}"
+            sock = listener.sockets[0]
+        if isinstance(target, str):
+            return f"{kind}={target}"
+        host, port = sock.getsockname()[:2]
+        return f"{kind}={host}:{port}"
 
     def announce(self, bound: list[str], out: TextIO = sys.stdout) -> None:
         out.write(f"spoolgear listening {' '.join(bound)} store={self.store.describe()}\n")
@@ -162,6 +192,21 @@ class BrokerServer:
     def install_signal_handlers(self) -> None:
         for signum in (signal.SIGTERM, signal.SIGINT):
             self.loop.add_signal_handler(signum, self.request_shutdown, False)
+        self.loop.add_signal_handler(signal.SIGHUP, self.reload)
+
+    def reload(self) -> None:
+        """SIGHUP: re-read the TLS files and the permissions file for new connections;
+        what fails to load is logged and the loaded version stays in use."""
+        config = self.config
+        try:
+            if self.tls is not None:
+                self.tls.reload()
+            if config.permissions:
+                self.context.permissions = load_permissions(config.permissions)
+        except ConfigurationError as exc:
+            log.error("reload failed, keeping the loaded files: %s", exc)
+            return
+        log.info("reloaded the TLS and permissions files for new connections")
 
     def request_shutdown(self, graceful: bool) -> None:
         """Immediate: stop now. Graceful: refuse new connections, stop once no job is left."""

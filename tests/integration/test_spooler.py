@@ -17,7 +17,8 @@ from broker.admin import AdminClient
 from broker.client import Client
 from broker.protocol.uwsgi import encode_spool
 from broker.uwsgi_client import send_spool
-from tests.helpers import ROOT, SPOOLGEAR, run_broker
+from tests.helpers import ROOT, SPOOLGEAR, free_port, run_broker
+from tests.pki import PKI
 
 HANDLERS = """
     import os
@@ -261,3 +262,16 @@ def test_a_module_without_handlers_is_a_clear_error(tmp_path: Path) -> None:
     assert result.returncode == 1
     assert "define no spool handler" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_the_spooler_serves_a_tls_broker(tmp_path: Path, handlers: ModuleType) -> None:
+    pki = PKI(tmp_path / "pki")
+    files = pki.client("spooler.example")
+    plain = f"127.0.0.1:{free_port()}"
+    with run_broker(*pki.server_args(), "--plain-listen", plain) as broker:
+        spool_file = encode_spool([(b"ud_spool_func", b"mail"), (b"to", b"tls@example.org")])
+        with Client([broker.address]) as client:
+            client.submit_background("mail", spool_file)
+        tls = ["--ssl", "--ssl-ca-file", files.ca_file, "--ssl-certificate", files.certificate]
+        notes = run_spooler(tmp_path, f"127.0.0.1:{broker.tls_port}", *tls, "--ssl-key", files.key)
+    assert notes == [("mail", [("to", "tls@example.org"), ("ud_spool_func", "mail")])]

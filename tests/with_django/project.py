@@ -64,8 +64,11 @@ class WorkerProcess:
 
 
 @contextmanager
-def gearman_worker(server: str, *args: str, **env: str) -> Iterator[WorkerProcess]:
-    """``manage.py gearman_worker ARGS`` running and registered on ``server``."""
+def gearman_worker(
+    server: str, *args: str, watched_on: str | None = None, **env: str
+) -> Iterator[WorkerProcess]:
+    """``manage.py gearman_worker ARGS`` running and registered on ``server`` (seen through
+    ``watched_on``, a plaintext port of the same broker, when ``server`` is a TLS one)."""
     with tempfile.TemporaryFile("w+") as output:
         process = subprocess.Popen(
             [sys.executable, "manage.py", "gearman_worker", *args],
@@ -78,7 +81,7 @@ def gearman_worker(server: str, *args: str, **env: str) -> Iterator[WorkerProces
         worker = WorkerProcess(process, output)
         try:
             deadline = time.monotonic() + 20
-            while not registered(server, process.pid):
+            while not registered(watched_on or server, process.pid):
                 if process.poll() is not None or time.monotonic() > deadline:
                     raise AssertionError(f"worker did not register: {worker.output()}")
                 time.sleep(0.05)

@@ -58,9 +58,10 @@ class Command(BaseCommand):
 
     @staticmethod
     def _snapshot(text: str, as_json: bool, timeout: float) -> str:
+        settings = job_settings()
         reports = [
-            apply_filter(collect(host, timeout=timeout), text)
-            for host in job_settings().client_servers
+            apply_filter(collect(host, timeout=timeout, tls=settings.tls), text)
+            for host in settings.client_servers
         ]
         if as_json:
             return json.dumps([report.as_dict() for report in reports], indent=2)

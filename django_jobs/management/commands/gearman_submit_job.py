@@ -35,7 +35,10 @@ class Command(BaseCommand):
     def add_arguments(self, parser: ArgumentParser) -> None:
         parser.add_argument("task", help="the task name, as gearman_list_tasks shows it")
         parser.add_argument("data", nargs="?", help="a single string argument for the task")
-        parser.add_argument("--args", metavar="JSON", help="positional arguments, a JSON array")
+        # Not dest "args": Django's run_from_argv takes that one for itself.
+        parser.add_argument(
+            "--args", dest="arguments", metavar="JSON", help="positional arguments, a JSON array"
+        )
         parser.add_argument("--kwargs", metavar="JSON", help="keyword arguments, a JSON object")
         parser.add_argument(
             "--foreground", action="store_true", help="wait for the task and print its result"
@@ -43,7 +46,7 @@ class Command(BaseCommand):
         parser.add_argument("--priority", choices=("high", "normal", "low"), default="normal")
 
     def handle(self, *args: Any, **options: Any) -> None:
-        arguments = _json_option(options["args"], list, "--args")
+        arguments = _json_option(options["arguments"], list, "--args")
         if options["data"] is not None:
             arguments.insert(0, options["data"])
         keywords = _json_option(options["kwargs"], dict, "--kwargs")

@@ -121,7 +121,9 @@ class Command(BaseCommand):
             raise CommandError("--numprocs and --stopwaitsecs must be positive")
         python = self._python(options["virtualenv"])
         spoolgear = str(Path(python).parent / "spoolgear")
-        servers = [f"--server={server}" for server in job_settings().worker_servers]
+        jobs = job_settings()
+        servers = [f"--server={server}" for server in jobs.worker_servers]
+        tls = jobs.tls.client_options() if jobs.tls is not None else []
         layout = Layout(
             python=python,
             project_dir=self._project_dir(options["project_dir"]),
@@ -139,6 +141,7 @@ class Command(BaseCommand):
                 spoolgear,
                 "spooler",
                 *servers,
+                *tls,
                 *(f"--import={module}" for module in options["spooler"]),
             ],
         )

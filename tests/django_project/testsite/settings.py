@@ -11,3 +11,9 @@ GEARMAN_SERVERS = os.environ.get("GEARMAN_SERVERS", "127.0.0.1:4730").split(",")
 GEARMAN_SERIALIZER = os.environ.get("GEARMAN_SERIALIZER", "json")
 EMAIL_BACKEND = "django.core.mail.backends.filebased.EmailBackend"
 EMAIL_FILE_PATH = os.environ.get("MAIL_DIR", "mail")
+if os.environ.get("GEARMAN_SSL_CA"):
+    GEARMAN_SSL = {
+        "ca_file": os.environ["GEARMAN_SSL_CA"],
+        "certificate": os.environ["GEARMAN_SSL_CERT"],
+        "key": os.environ["GEARMAN_SSL_KEY"],
+    }
