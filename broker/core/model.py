@@ -7,7 +7,7 @@ from collections.abc import Callable
 from typing import Protocol
 
 from broker.core.permissions import Permits
-from broker.protocol.priorities import Priority, gearman_priority
+from broker.protocol.priorities import Priority, gearman_priority, priority_index
 
 
 class Cancellable(Protocol):
@@ -35,6 +35,7 @@ class Job:
         "priority",
         "reducer",
         "retries",
+        "stored",
         "timer",
         "unique",
         "when",
@@ -58,6 +59,9 @@ class Job:
         self.data = data
         self.priority = priority
         self.background = background
+        self.stored = background and not function.transient
+        """Kept in the store (with a durable one): background, and its function is not
+        transient (which is fixed when the function is created)."""
         self.when = when
         self.reducer = reducer
         # Most jobs never have a waiting client: share one empty tuple until one attaches.
@@ -69,11 +73,6 @@ class Job:
         self.ignored = False
         self.timer: Cancellable | None = None
         self.coalesce_key: tuple[bytes, ...] | None = None
-
-    @property
-    def stored(self) -> bool:
-        """Kept in the store (with a durable one): background and not transient."""
-        return self.background and not self.function.transient
 
 
 class Function:
@@ -127,7 +126,7 @@ class Function:
         )
 
     def limit(self, rank: int) -> int:
-        return self.max_queue[gearman_priority(rank)]
+        return self.max_queue[priority_index(rank)]
 
     @property
     def has_spilled(self) -> bool:

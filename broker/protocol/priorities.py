@@ -28,6 +28,13 @@ def spool_rank(priority: int | None) -> int:
     return int(Priority.NORMAL) if priority is None else priority - SPOOL_RANK_OFFSET
 
 
+def priority_index(rank: int) -> int:
+    """The Gearman priority a rank is reported (and limited by ``maxqueue``) as, as a
+    plain number: what the submit path indexes with (making an enum member costs more
+    than the rest of a limit check)."""
+    return 0 if rank <= 0 else (rank if rank < 2 else 2)
+
+
 def gearman_priority(rank: int) -> Priority:
     """The Gearman priority a rank is reported (and limited by ``maxqueue``) as."""
-    return Priority(min(max(rank, 0), 2))
+    return Priority(priority_index(rank))
