@@ -82,6 +82,15 @@ def configure(servers: list[str], *, tls: TLSFiles | None = None) -> None:
     _client = Client(servers, tls=tls)
 
 
+def disconnect() -> None:
+    """Close the connections to the brokers; the next spool call opens new ones (call it
+    in a child after ``fork``, or when a process is done spooling)."""
+    global _client
+    if _client is not None:
+        _client.close()
+        _client = None
+
+
 def _broker() -> Client:
     global _client
     if _client is None:

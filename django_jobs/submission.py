@@ -22,6 +22,14 @@ class NoConsumer(BrokerError):
 _clients = threading.local()
 
 
+def close_clients() -> None:
+    """Close this thread's clients (the next job opens new ones): when a thread is done
+    queuing, or after ``fork``."""
+    for client in getattr(_clients, "by_servers", {}).values():
+        client.close()
+    _clients.by_servers = {}
+
+
 def submit_background(job: Job, servers: tuple[str, ...]) -> JobHandle:
     """Queue ``job`` through this thread's client for ``servers``; a mule or farm queue
     that is full raises ``QueueFull``, one that nobody serves ``NoConsumer``."""
