@@ -1,5 +1,6 @@
 """Side-by-side benchmark: gearmand 1.1.20 (-t 1) and spoolgear (memory store), one load generator;
-then the uWSGI spooler against spoolgear's uwsgi door (``uwsgi_spooler.py``), then a Django
+then the same loads with metrics served and scraped; then the uWSGI spooler against
+spoolgear's uwsgi door (``uwsgi_spooler.py``), then a Django
 gearman_worker process against a pygearman worker (``django_worker.py``), then transient
 against durable mule/farm messages (``mules.py``).
 
@@ -12,12 +13,15 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import functools
 import os
 import shutil
 import subprocess
 import sys
 import tempfile
+import threading
 import time
+import urllib.request
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
@@ -50,20 +54,34 @@ def gearmand(*options: str) -> Iterator[tuple[int, int]]:
 
 
 @contextmanager
-def spoolgear(store: str = "memory:") -> Iterator[tuple[int, int]]:
+def spoolgear(store: str = "memory:", *, metrics: bool = False) -> Iterator[tuple[int, int]]:
+    """A broker; with ``metrics``, serving them and scraped every second meanwhile."""
+    options = ["--metrics-listen", "0"] if metrics else []
     process = subprocess.Popen(
-        [sys.executable, "-m", "broker.cli", "serve", "--port", "0", "--store", store],
+        [sys.executable, "-m", "broker.cli", "serve", "--port", "0", "--store", store, *options],
         cwd=ROOT,
         stdout=subprocess.PIPE,
         text=True,
     )
     assert process.stdout is not None
-    port = int(process.stdout.readline().split("gearman=")[1].split()[0].rsplit(":", 1)[1])
+    bound = dict(word.split("=", 1) for word in process.stdout.readline().split()[2:])
+    port = int(bound["gearman"].rsplit(":", 1)[1])
+    stop = threading.Event()
+    if metrics:
+        threading.Thread(target=scrape_every_second, args=(bound["metrics"], stop)).start()
     try:
         yield port, process.pid
     finally:
+        stop.set()
         process.terminate()
         process.wait()
+
+
+def scrape_every_second(address: str, stop: threading.Event) -> None:
+    """What a Prometheus server does to a broker, until ``stop``."""
+    while not stop.wait(1.0):
+        with urllib.request.urlopen(f"http://{address}/metrics", timeout=10) as response:
+            response.read()
 
 
 def rss(pid: int, field: str = "VmRSS") -> int:
@@ -101,6 +119,28 @@ def measure(server: Server, scale: float) -> dict[str, float]:
         results["bytes/queued job"] = (rss(pid) - before) / memory_jobs
         results[f"RSS MiB, {memory_jobs} queued"] = rss(pid) / 2**20
     return results
+
+
+def measure_metrics_cost(scale: float, without: dict[str, float]) -> None:
+    """The same loads with --metrics-listen (job timing on) and a scrape every second."""
+    enqueue_jobs, round_trip_jobs = int(200_000 * scale), int(40_000 * scale)
+    metered = functools.partial(spoolgear, metrics=True)
+    with metered() as (port, _pid):
+        enqueue = asyncio.run(loadgen.enqueue(port, enqueue_jobs))
+    with metered() as (port, _pid):
+        asyncio.run(loadgen.enqueue(port, enqueue_jobs))
+        drain = asyncio.run(loadgen.drain(port, enqueue_jobs))
+    with metered() as (port, _pid):
+        trips = asyncio.run(loadgen.round_trips(port, round_trip_jobs)).rate
+    print("\nmetrics (--metrics-listen, scraped every second) against none, same run:")
+    print(f"{'metric':<28}{'without':>16}{'with':>14}{'ratio':>9}")
+    for metric, value in (
+        ("enqueue/s", enqueue),
+        ("drain/s (8 workers)", drain),
+        ("fg round trips/s (8x8)", trips),
+    ):
+        ratio = value / without[metric]
+        print(f"{metric:<28}{without[metric]:>16,.0f}{value:>14,.0f}{ratio:>8.2f}x")
 
 
 def measure_durability(scale: float, memory_rates: dict[str, float]) -> None:
@@ -204,6 +244,7 @@ def main() -> int:
         "\nratio: spoolgear's advantage, above 1.0 = spoolgear better (for latency and memory:"
         " gearmand's figure / spoolgear's)"
     )
+    measure_metrics_cost(args.scale, ours)
     measure_durability(args.scale, ours)
     uwsgi_spooler.run(args.scale)
     django_worker.run(int(20_000 * args.scale), rounds=2)

@@ -68,6 +68,8 @@ DEFAULT_UWSGI_TIMEOUT = 4.0
 DEFAULT_INGEST_INTERVAL = 0.1
 # Spool files taken from a directory per look (each holds a file descriptor until stored).
 DEFAULT_INGEST_BATCH = 500
+# Function names labelled one by one in the metrics (function names are client input).
+DEFAULT_METRICS_MAX_FUNCTIONS = 100
 
 
 def flag_of(declared: Field[Any]) -> str:
@@ -258,6 +260,20 @@ class ServerConfig:
         "schedule; needs --ssl-ca-file",
         metavar="FILE",
         group=TLS_GROUP,
+    )
+    metrics_listen: str = option(
+        "",
+        "serve Prometheus metrics at /metrics and health checks at /healthz and /readyz on "
+        "[HOST:]PORT (HOST defaults to 127.0.0.1; off unless given)",
+        metavar="[HOST:]PORT",
+    )
+    metrics_max_functions: int = option(
+        DEFAULT_METRICS_MAX_FUNCTIONS,
+        "function names with a label of their own in the metrics; the rest are added up "
+        'under function="_other"',
+        metavar="N",
+        check=_at_least(1),
+        rule="must be at least 1",
     )
     store: str = option(
         default_store_url, "job store: sqlite:PATH (durable), spool:DIRECTORY or memory:"
@@ -474,6 +490,8 @@ class ServerConfig:
         for address in self.uwsgi_sockets + self.suwsgi_sockets:
             uwsgi_address(address)
         self._validate_tls()
+        if self.metrics_listen:
+            self.metrics_address()
         if self.spool_ingest and not self.store.startswith(("sqlite:", "spool:")):
             raise ConfigurationError(
                 "--spool-ingest needs a durable --store: files are deleted once their job is stored"
@@ -483,6 +501,12 @@ class ServerConfig:
                 raise ConfigurationError(f"--spool-ingest {directory}: not a directory")
             if self.store.startswith("spool:") and _same_dir(self.store[6:], directory):
                 raise ConfigurationError(f"--spool-ingest {directory} is the store's own directory")
+
+    def metrics_address(self) -> tuple[str, int]:
+        """``--metrics-listen`` as (host, port); a bare port is on loopback."""
+        if self.metrics_listen.isdigit():
+            return parse_listen_address(f"127.0.0.1:{self.metrics_listen}")
+        return parse_listen_address(self.metrics_listen)
 
     @property
     def tls_listening(self) -> bool:
@@ -589,6 +613,7 @@ class ServerConfig:
             transient_max_queue=self.transient_max_queue,
             transient_grace=self.transient_grace,
             max_queued_bytes=self.max_queued_bytes,
+            job_timing=bool(self.metrics_listen),
         )
 
     @property

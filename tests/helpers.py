@@ -46,6 +46,7 @@ class RunningBroker:
     def __init__(self, process: subprocess.Popen[str], listening: str) -> None:
         """``listening`` is the broker's ``spoolgear listening gearman=... uwsgi=...`` line."""
         self.process = process
+        self.listening = listening
         bound = [word.split("=", 1) for word in listening.split()[2:]]
         ports = {
             name: int(address.rsplit(":", 1)[1])

@@ -113,6 +113,7 @@ class Broker:
         self.settings = settings
         self.call_later = call_later
         self.clock = clock
+        self.timing = settings.job_timing
         self.journal = NullJournal() if journal is None else journal
         self.output = Output()
         self.send = self.output.send
@@ -314,6 +315,7 @@ class Broker:
         if function.transient and self.functions.unserved(function):
             return self._refuse(session, b"NO_WORKERS", b"No worker serves this transient function")
         job = Job(self.handles.new(), function, unique, data, priority, background, when, reducer)
+        function.submitted += 1
         self.index.add(job, key)
         building = 0
         if job.stored:
@@ -325,6 +327,8 @@ class Broker:
         if when:
             self.defer(job)
         else:
+            if self.timing:
+                job.since = self.clock()
             self._enqueue(job)
         return accepted
 
@@ -394,6 +398,8 @@ class Broker:
         if self.index.jobs.get(job.handle) is job:
             job.function.delayed -= 1
             job.when = 0.0
+            if self.timing:
+                job.since = now
             if job.stored:
                 self.journal.job_requeued(job)  # runnable now, at the tail of its queue
             self._enqueue(job)
@@ -447,6 +453,9 @@ class Broker:
             )
             return
         log.info("requeueing job %s (%s)", job.handle.decode(), reason)
+        job.function.retried += 1
+        if self.timing:
+            job.since = self.clock()
         if not job.clients and not job.background:
             self._abandon(job, queued=False)  # about to be queued again
         if job.stored:
@@ -459,6 +468,7 @@ class Broker:
         )
         if job.background:
             self.failed.add_job(job, error, self.clock())
+        job.function.failed += 1
         self._finish(
             job,
             [(client, encode_packet(T.WORK_FAIL, job.handle)) for client in job.clients],
@@ -490,6 +500,8 @@ class Broker:
         function = job.function
         job.worker = session
         function.running += 1
+        if self.timing:
+            self._started(job)
         session.held[job.handle] = job
         if job.stored:
             self.journal.job_running(job)
@@ -508,6 +520,16 @@ class Broker:
                 T.JOB_ASSIGN_UNIQ, job.handle, function.name, job.unique, job.data
             )
         self.send(session, reply)
+
+    def _started(self, job: Job) -> None:
+        now = self.clock()
+        if job.since:
+            job.function.wait_time.observe(now - job.since)
+        job.since = now
+
+    def _ended(self, job: Job) -> None:
+        if job.since and job.worker is not None:
+            job.function.run_time.observe(self.clock() - job.since)
 
     def _on_job_timeout(self, job: Job, worker: Session, *, first: bool = True) -> None:
         job.timer = None
@@ -546,6 +568,12 @@ class Broker:
             )
             return
         data = encode_packet(kind, *packet.args)
+        if kind is T.WORK_COMPLETE:
+            job.function.completed += 1
+        else:
+            job.function.failed += 1
+        if self.timing:
+            self._ended(job)
         if kind is T.WORK_EXCEPTION:
             fail = encode_packet(T.WORK_FAIL, job.handle)
             self._finish(job, [(c, data if c.exceptions else fail) for c in job.clients])
@@ -584,6 +612,7 @@ class Broker:
         job = self.index.jobs.get(handle)
         if job is None:
             return self.pager.cancel(handle)
+        job.function.cancelled += 1
         if job.worker is None:
             if job.when:
                 job.function.delayed -= 1

@@ -6,6 +6,7 @@ from collections import Counter, deque
 from collections.abc import Callable
 from typing import Protocol
 
+from broker.core.histogram import JOB_SECONDS, Histogram
 from broker.core.permissions import Permits
 from broker.protocol.priorities import Priority, gearman_priority, priority_index
 
@@ -35,6 +36,7 @@ class Job:
         "priority",
         "reducer",
         "retries",
+        "since",
         "stored",
         "timer",
         "unique",
@@ -73,22 +75,32 @@ class Job:
         self.ignored = False
         self.timer: Cancellable | None = None
         self.coalesce_key: tuple[bytes, ...] | None = None
+        self.since = 0.0
+        """With job timing on: when it became runnable, then when it started (0: unknown,
+        as for a job read back from the store)."""
 
 
 class Function:
     """A function name with its queues (one per rank in use) and registered workers."""
 
     __slots__ = (
+        "cancelled",
+        "completed",
         "delayed",
+        "failed",
         "held_bytes",
         "idle_since",
         "kept",
         "max_queue",
         "name",
         "queues",
+        "retried",
+        "run_time",
         "running",
         "spilled",
+        "submitted",
         "transient",
+        "wait_time",
         "wake_position",
         "workers",
         "workers_left_at",
@@ -106,6 +118,11 @@ class Function:
         # Per rank, queued jobs held only in the store (see core/paging.py).
         self.spilled: Counter[int] = Counter()
         self.workers: list[Session] = []
+        # Jobs created, and how they ended or went back to the queue, since start-up.
+        self.submitted = self.completed = self.failed = self.cancelled = self.retried = 0
+        # With job timing on: from runnable to started, and from started to the end.
+        self.wait_time = Histogram(JOB_SECONDS)
+        self.run_time = Histogram(JOB_SECONDS)
         self.workers_left_at = 0.0
         self.idle_since: float | None = None
         """When a sweep first found it without jobs or workers (see forget_idle_functions)."""

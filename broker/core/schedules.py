@@ -127,6 +127,8 @@ class Scheduler:
         self.clock = clock
         self.fire = fire
         self.schedules: dict[bytes, Schedule] = {}
+        self.firings = 0
+        """Runs started by all schedules since start-up."""
         self.timeline: Timeline[Schedule] = Timeline(call_later, clock, self._due)
 
     def put(self, name: bytes, unique: bytes, fields: list[str], data: bytes) -> bytes:
@@ -188,6 +190,7 @@ class Scheduler:
             return
         self.fire(schedule)
         schedule.fired += 1
+        self.firings += 1
         if schedule.fired == iterations(schedule.spec):
             self.cancel(schedule.handle)
             return

@@ -23,6 +23,9 @@ class BrokerSettings:
     max_queued_bytes: int = 1 << 30
     """Payload bytes queued jobs may hold in memory in all: past it, stored jobs stay in
     the store only (paging) and others are refused with QUEUE_ERROR."""
+    job_timing: bool = False
+    """Measure each job's wait and run time per function (for the metrics endpoint):
+    a clock read at each step of a job's life, so only when metrics are served."""
     transient_grace: float = 10.0
     """Seconds a transient function may be without workers before it refuses jobs: a
     message nobody can take is refused, never parked (it would be lost anyway)."""

@@ -17,11 +17,13 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections import deque
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 
 from broker.core.broker import Batch, Broker
+from broker.core.histogram import BATCH_OPERATIONS, COMMIT_SECONDS, Histogram
 from broker.core.paging import read_pages
 from broker.errors import StoreUnavailable
 from broker.store.base import Page, PagingStore, Store
@@ -46,10 +48,15 @@ class Committer:
         self._next_commit_at = 0.0
         self._delayed: asyncio.TimerHandle | None = None
         self._writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="spoolgear-store")
-        self._in_flight: asyncio.Future[list[Page]] | None = None
+        self._in_flight: asyncio.Future[tuple[list[Page], float]] | None = None
         self._failed = False
         self._waiting: deque[tuple[int, Callable[[bool], None]]] = deque()
         """(batch, done) in batch order: told once that batch is on disk."""
+        self.commits = 0
+        self.batch_operations = Histogram(BATCH_OPERATIONS)
+        self.commit_seconds = Histogram(COMMIT_SECONDS)
+        """Store transactions written, their sizes and how long each took (fsync
+        included)."""
 
     def after_commit(self, batch: int, done: Callable[[bool], None]) -> None:
         """``done(True)`` once ``batch`` is on disk (at once if it is), ``done(False)``
@@ -75,19 +82,23 @@ class Committer:
         self._in_flight = future
         future.add_done_callback(lambda done: self._done(batch, done))
 
-    def _write(self, batch: Batch) -> list[Page]:
+    def _write(self, batch: Batch) -> tuple[list[Page], float]:
+        """On the writer thread: the batch's pages, and the seconds its write took."""
+        seconds = 0.0
         if batch.operations:
+            started = time.perf_counter()
             self.store.write(batch.operations)
+            seconds = time.perf_counter() - started
         if not batch.page_requests:
-            return []
+            return [], seconds
         assert isinstance(self.store, PagingStore)
-        return read_pages(self.store, batch.page_requests)
+        return read_pages(self.store, batch.page_requests), seconds
 
     def _after_delay(self) -> None:
         self._delayed = None
         self.kick()
 
-    def _done(self, batch: Batch, future: asyncio.Future[list[Page]]) -> None:
+    def _done(self, batch: Batch, future: asyncio.Future[tuple[list[Page], float]]) -> None:
         self._in_flight = None
         error = future.exception()
         if error is not None:
@@ -102,7 +113,12 @@ class Committer:
                 self._waiting.popleft()[1](False)
             self.on_failure(error)
             return
-        self.broker.apply_batch(batch, future.result())
+        pages, seconds = future.result()
+        if batch.operations:
+            self.commits += 1
+            self.batch_operations.observe(len(batch.operations))
+            self.commit_seconds.observe(seconds)
+        self.broker.apply_batch(batch, pages)
         while self._waiting and self._waiting[0][0] <= batch.number:
             self._waiting.popleft()[1](True)
         self.kick()

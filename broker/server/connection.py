@@ -78,6 +78,7 @@ class GearmanConnection(asyncio.Protocol):
         if transport.is_closing():
             return
         transport.write(data)
+        self.context.bytes_out += len(data)
         if transport.get_write_buffer_size() > self.context.config.max_unread_output:
             log.warning(
                 "cutting off %s: %d reply bytes unread (--max-unread-output)",
@@ -87,6 +88,7 @@ class GearmanConnection(asyncio.Protocol):
             transport.abort()
 
     def data_received(self, data: bytes) -> None:
+        self.context.bytes_in += len(data)
         reader = self.reader
         broker = self.broker
         session = self.session

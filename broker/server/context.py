@@ -45,3 +45,8 @@ class ServerContext:
     connections: set[Tracked] = field(default_factory=set)
     buffered: int = 0
     """Bytes of started, incomplete packets held across connections."""
+    spool_connections: int = 0
+    """Open connections on the uwsgi doors (Gearman ones are ``connections``)."""
+    bytes_in: int = 0
+    bytes_out: int = 0
+    """Bytes read from and written to peers on every door, since start-up."""

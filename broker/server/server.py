@@ -23,6 +23,7 @@ from broker.errors import ConfigurationError, StoreUnavailable
 from broker.server.committer import Committer
 from broker.server.connection import GearmanConnection
 from broker.server.context import ServerContext
+from broker.server.metrics import MetricsServer, Snapshot, copied, function_figures, on_loop
 from broker.server.spool_door import SpoolConnection
 from broker.server.spool_ingest import SpoolIngest
 from broker.server.tls_door import TLSListener, bind
@@ -86,6 +87,9 @@ class BrokerServer:
         """Why the store stopped accepting writes, if it did: the broker exits non-zero."""
         self._next_forget = 0.0
         self._graceful_task: asyncio.Task[None] | None = None
+        self._listening = False
+        self._stopping = False
+        self.metrics: MetricsServer | None = None
 
     def _call_later(self, delay: float, callback: Callable[[], None]) -> Cancellable:
         """The core's timers: what one does is written and committed like a packet's."""
@@ -153,7 +157,36 @@ class BrokerServer:
             ingest = SpoolIngest(self.context, directory)
             ingest.start()
             self._ingests.append(ingest)
+        if config.metrics_listen:
+            host, port = config.metrics_address()
+            snapshot = on_loop(self.loop, self.snapshot)
+            self.metrics = MetricsServer(host, port, snapshot, config.metrics_max_functions)
+            bound.append(f"metrics={self.metrics.address}")
+        self._listening = True
         return bound
+
+    def snapshot(self) -> Snapshot:
+        """The figures the metrics endpoint reports (on the loop)."""
+        broker, context, committer = self.broker, self.context, self.committer
+        ready = ""
+        if self.failure is not None:
+            ready = f"the store failed: {self.failure}"
+        elif self._stopping:
+            ready = "shutting down"
+        elif not self._listening:
+            ready = "starting"
+        return Snapshot(
+            functions=[function_figures(f) for f in broker.functions.by_name.values()],
+            failed_jobs=len(broker.failed),
+            schedule_firings=broker.scheduler.firings,
+            commits=committer.commits,
+            batch_operations=copied(committer.batch_operations),
+            commit_seconds=copied(committer.commit_seconds),
+            connections={"gearman": len(context.connections), "uwsgi": context.spool_connections},
+            bytes_in=context.bytes_in,
+            bytes_out=context.bytes_out,
+            ready=ready,
+        )
 
     async def _listen(
         self,
@@ -210,6 +243,7 @@ class BrokerServer:
 
     def request_shutdown(self, graceful: bool) -> None:
         """Immediate: stop now. Graceful: refuse new connections, stop once no job is left."""
+        self._stopping = True
         for listener in self._listeners:
             listener.close()
         for ingest in self._ingests:
@@ -232,6 +266,8 @@ class BrokerServer:
 
     async def wait_stopped(self) -> None:
         await self._stopped.wait()
+        if self.metrics is not None:
+            self.metrics.close()
         for listener in self._listeners:
             await listener.wait_closed()
         if self.failure is not None:

@@ -64,6 +64,7 @@ class SpoolConnection(asyncio.Protocol):
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = cast(asyncio.Transport, transport)
+        self.context.spool_connections += 1
         peer = transport.get_extra_info("peername")
         if isinstance(peer, tuple):
             self.host = f"{peer[0]}:{peer[1]}"
@@ -74,6 +75,7 @@ class SpoolConnection(asyncio.Protocol):
             self._drop("not in --allow")
 
     def data_received(self, data: bytes) -> None:
+        self.context.bytes_in += len(data)
         if self.submitted:
             return  # anything after the packet is read and dropped, as uWSGI ignores it
         self.buffer += data
@@ -117,6 +119,7 @@ class SpoolConnection(asyncio.Protocol):
             return
         self.answered = True
         self.transport.write(REFUSED if handle is None else SPOOLED)
+        self.context.bytes_out += len(SPOOLED)
         if self.transport.can_write_eof():
             self.transport.write_eof()
             self.transport.resume_reading()
@@ -140,6 +143,7 @@ class SpoolConnection(asyncio.Protocol):
         self.transport.abort()
 
     def connection_lost(self, exc: Exception | None) -> None:
+        self.context.spool_connections -= 1
         self.timer.cancel()
         if self.submitted and not self.answered:
             log.warning("spool request from %s: the sender left before its answer", self.host)
