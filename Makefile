@@ -2,7 +2,7 @@
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
-DEBIAN_PEERS := gearman-job-server gearman-tools openssl nginx prometheus php-cli php-gearman libgearman-client-perl \
+DEBIAN_PEERS := gearman-job-server gearman-tools openssl nginx prometheus chromium chromium-driver php-cli php-gearman libgearman-client-perl \
 	uwsgi-core uwsgi-plugin-python3
 
 .PHONY: venv peers lint test demo bench clean

@@ -1,0 +1,91 @@
+"""The jobs dashboard in the Django admin (``Django_Jobs > Job brokers``): every server
+of ``GEARMAN_CLIENT_SERVERS`` with its version and ping, functions, workers, schedules
+and failed jobs, refreshing itself. Staff may look; retrying or dropping a failed job
+takes the ``django_jobs.control_broker`` permission and a POST with its CSRF token."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from django.contrib import admin, messages
+from django.core.exceptions import PermissionDenied
+from django.http import HttpRequest, HttpResponse, HttpResponseBadRequest
+from django.shortcuts import redirect
+from django.template.response import TemplateResponse
+from django.urls import URLPattern, path
+from django.views.decorators.http import require_POST
+
+from broker.errors import BrokerError
+from django_jobs.conf import job_settings
+from django_jobs.dashboard import change_failed, server_panel
+from django_jobs.models import Broker
+
+CONTROL_PERMISSION = "django_jobs.control_broker"
+# Seconds between two reloads of the dashboard page.
+REFRESH_SECONDS = 10
+FAILED_ACTIONS = ("retry", "drop")
+
+
+def may_control(request: HttpRequest) -> bool:
+    user: Any = request.user
+    return bool(user.has_perm(CONTROL_PERMISSION))
+
+
+if TYPE_CHECKING:  # generic in django-stubs only, not at run time
+    ModelAdmin = admin.ModelAdmin[Broker]
+else:
+    ModelAdmin = admin.ModelAdmin
+
+
+@admin.register(Broker)
+class BrokerAdmin(ModelAdmin):
+    def has_view_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        user: Any = request.user  # any user model: is_staff and has_perm are the admin's
+        return bool(user.is_active and user.is_staff)
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def get_urls(self) -> list[URLPattern]:
+        view = self.admin_site.admin_view
+        return [
+            path("", view(self.dashboard), name="django_jobs_broker_changelist"),
+            path("failed/", view(require_POST(self.failed)), name="django_jobs_broker_failed"),
+        ]
+
+    def dashboard(self, request: HttpRequest) -> HttpResponse:
+        if not self.has_view_permission(request):
+            raise PermissionDenied
+        settings = job_settings()
+        context = {
+            **self.admin_site.each_context(request),
+            "title": "Jobs",
+            "opts": self.model._meta,
+            "panels": [server_panel(host, settings.tls) for host in settings.client_servers],
+            "can_control": may_control(request),
+            "refresh_seconds": REFRESH_SECONDS,
+        }
+        return TemplateResponse(request, "admin/django_jobs/dashboard.html", context)
+
+    def failed(self, request: HttpRequest) -> HttpResponse:
+        if not may_control(request):
+            raise PermissionDenied
+        settings = job_settings()
+        server, handle = request.POST.get("server", ""), request.POST.get("handle", "")
+        action = request.POST.get("action", "")
+        if server not in settings.client_servers or action not in FAILED_ACTIONS or not handle:
+            return HttpResponseBadRequest("server, handle and action (retry or drop) are needed")
+        try:
+            changed = change_failed(server, settings.tls, action, handle)
+        except (BrokerError, OSError) as exc:
+            messages.error(request, f"{action} {handle} on {server}: {exc}")
+        else:
+            done = "queued again" if action == "retry" else "dropped"
+            messages.success(request, f"{handle} on {server}: {changed} job {done}")
+        return redirect("admin:django_jobs_broker_changelist")

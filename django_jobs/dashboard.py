@@ -1,0 +1,61 @@
+"""What the admin dashboard shows of each server: ``gearman_server_info``'s report, plus
+its schedules and its failed list, read over the admin protocol."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+from broker.admin import AdminClient, FailedInfo, ScheduleInfo
+from broker.errors import BrokerError
+from broker.tls import TLSFiles
+from django_jobs.server_info import ServerReport, collect
+
+# Seconds the dashboard waits for a server before showing it as unreachable.
+DASHBOARD_TIMEOUT = 3.0
+
+
+@dataclass(frozen=True)
+class ScheduleRow:
+    function: str
+    spec: str
+    next_run: datetime
+    fired: int
+
+
+@dataclass
+class ServerPanel:
+    report: ServerReport
+    schedules: list[ScheduleRow] = field(default_factory=list)
+    failed: list[FailedInfo] = field(default_factory=list)
+
+    @property
+    def ping_ms(self) -> float | None:
+        ping = self.report.ping
+        return None if ping is None else ping * 1000
+
+
+def _row(schedule: ScheduleInfo) -> ScheduleRow:
+    next_run = datetime.fromtimestamp(schedule.next_run, UTC)
+    return ScheduleRow(schedule.function, schedule.spec, next_run, schedule.fired)
+
+
+def server_panel(host: str, tls: TLSFiles | None) -> ServerPanel:
+    panel = ServerPanel(collect(host, timeout=DASHBOARD_TIMEOUT, tls=tls))
+    if panel.report.error:
+        return panel
+    try:
+        with AdminClient(host, timeout=DASHBOARD_TIMEOUT, tls=tls) as admin:
+            panel.schedules = [_row(schedule) for schedule in admin.show_schedules()]
+            panel.failed = admin.show_failed()
+    except (BrokerError, OSError) as exc:
+        panel.report.error = str(exc) or type(exc).__name__
+    return panel
+
+
+def change_failed(host: str, tls: TLSFiles | None, action: str, handle: str) -> int:
+    """Retry or drop one failed job (``handle``) on ``host``; returns how many changed."""
+    with AdminClient(host, timeout=DASHBOARD_TIMEOUT, tls=tls) as admin:
+        if action == "retry":
+            return admin.retry_failed(handle)
+        return admin.drop_failed(handle)
