@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import signal
 import socket
 import ssl
 import subprocess
@@ -96,21 +97,28 @@ def run_broker(*args: str) -> Iterator[RunningBroker]:
 
 
 @contextmanager
+def run_peer(
+    command: list[str], port: int, *, stop: signal.Signals = signal.SIGTERM
+) -> Iterator[subprocess.Popen[bytes]]:
+    """A peer program (its output dropped) from the moment it listens on ``port``; stopped
+    with ``stop`` when the block ends."""
+    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        wait_for_port(port, timeout=30)
+        yield process
+    finally:
+        process.send_signal(stop)
+        process.wait(timeout=10)
+
+
+@contextmanager
 def run_gearmand(*args: str) -> Iterator[int]:
     """Debian's gearmand 1.1.20 on a free port (single I/O thread), for differential tests."""
     binary = require_peer("gearmand")
     port = free_port()
-    process = subprocess.Popen(
-        [binary, "-p", str(port), "-L", "127.0.0.1", "-t", "1", "--log-file=none", *args],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    try:
-        wait_for_port(port)
+    command = [binary, "-p", str(port), "-L", "127.0.0.1", "-t", "1", "--log-file=none", *args]
+    with run_peer(command, port):
         yield port
-    finally:
-        process.terminate()
-        process.wait(timeout=10)
 
 
 def burst_drain(address: str, *functions: str) -> list[tuple[str, bytes]]:

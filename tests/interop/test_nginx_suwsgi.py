@@ -5,7 +5,6 @@ both ways (nginx checks the broker's certificate, the broker checks nginx's)."""
 from __future__ import annotations
 
 import contextlib
-import subprocess
 import textwrap
 import urllib.error
 import urllib.request
@@ -20,8 +19,8 @@ from tests.helpers import (
     free_port,
     require_peer,
     run_broker,
+    run_peer,
     uwsgi_exchange,
-    wait_for_port,
 )
 from tests.pki import PKI
 
@@ -66,17 +65,8 @@ def run_nginx(directory: Path, door: str, pki: PKI) -> Iterator[int]:
             """
         )
     )
-    process = subprocess.Popen(
-        [binary, "-p", str(directory), "-c", str(config)],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    try:
-        wait_for_port(port)
+    with run_peer([binary, "-p", str(directory), "-c", str(config)], port):
         yield port
-    finally:
-        process.terminate()
-        process.wait(timeout=10)
 
 
 def test_nginx_spools_over_tls_to_the_suwsgi_door(tmp_path: Path) -> None:

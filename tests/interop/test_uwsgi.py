@@ -23,6 +23,7 @@ from tests.helpers import (
     free_port,
     require_peer,
     run_broker,
+    run_peer,
     uwsgi_exchange,
     wait_for_port,
     wait_until,
@@ -35,26 +36,10 @@ PEERS = Path(__file__).parent / "peers"
 def run_uwsgi(*args: str, port: int) -> Iterator[subprocess.Popen[bytes]]:
     """A uWSGI instance serving HTTP on ``port`` (its log goes to the test's output)."""
     binary = require_peer("uwsgi")
-    process = subprocess.Popen(
-        [
-            binary,
-            "--http-socket",
-            f"127.0.0.1:{port}",
-            "--master",
-            "--processes",
-            "1",
-            "--disable-logging",
-            *args,
-        ],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    try:
-        wait_for_port(port)
+    command = [binary, "--http-socket", f"127.0.0.1:{port}", "--master", "--processes", "1"]
+    # uWSGI 2.0 takes SIGTERM as "reload"; SIGINT stops it.
+    with run_peer([*command, "--disable-logging", *args], port, stop=signal.SIGINT) as process:
         yield process
-    finally:
-        process.send_signal(signal.SIGINT)  # uWSGI 2.0 takes SIGTERM as "reload"
-        process.wait(timeout=10)
 
 
 def http_get(url: str) -> bytes:
