@@ -30,6 +30,9 @@ from broker.store.base import Page, PagingStore, Store
 
 log = logging.getLogger("spoolgear.store")
 
+Written = tuple[list[Page], float, float]
+"""A batch's pages, the seconds its write took, and the seconds its fsync took."""
+
 
 class Committer:
     def __init__(
@@ -48,15 +51,16 @@ class Committer:
         self._next_commit_at = 0.0
         self._delayed: asyncio.TimerHandle | None = None
         self._writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="spoolgear-store")
-        self._in_flight: asyncio.Future[tuple[list[Page], float]] | None = None
+        self._in_flight: asyncio.Future[Written] | None = None
         self._failed = False
         self._waiting: deque[tuple[int, Callable[[bool], None]]] = deque()
         """(batch, done) in batch order: told once that batch is on disk."""
         self.commits = 0
         self.batch_operations = Histogram(BATCH_OPERATIONS)
         self.commit_seconds = Histogram(COMMIT_SECONDS)
-        """Store transactions written, their sizes and how long each took (fsync
-        included)."""
+        self.sync_seconds = Histogram(COMMIT_SECONDS)
+        """Store transactions written, their sizes, how long each took (fsync included),
+        and how long its fsync took."""
 
     def after_commit(self, batch: int, done: Callable[[bool], None]) -> None:
         """``done(True)`` once ``batch`` is on disk (at once if it is), ``done(False)``
@@ -82,23 +86,23 @@ class Committer:
         self._in_flight = future
         future.add_done_callback(lambda done: self._done(batch, done))
 
-    def _write(self, batch: Batch) -> tuple[list[Page], float]:
-        """On the writer thread: the batch's pages, and the seconds its write took."""
-        seconds = 0.0
+    def _write(self, batch: Batch) -> Written:
+        """On the writer thread: the batch's pages, and how long its write took."""
+        seconds = synced = 0.0
         if batch.operations:
             started = time.perf_counter()
             self.store.write(batch.operations)
-            seconds = time.perf_counter() - started
+            seconds, synced = time.perf_counter() - started, self.store.sync_seconds
         if not batch.page_requests:
-            return [], seconds
+            return [], seconds, synced
         assert isinstance(self.store, PagingStore)
-        return read_pages(self.store, batch.page_requests), seconds
+        return read_pages(self.store, batch.page_requests), seconds, synced
 
     def _after_delay(self) -> None:
         self._delayed = None
         self.kick()
 
-    def _done(self, batch: Batch, future: asyncio.Future[tuple[list[Page], float]]) -> None:
+    def _done(self, batch: Batch, future: asyncio.Future[Written]) -> None:
         self._in_flight = None
         error = future.exception()
         if error is not None:
@@ -113,11 +117,12 @@ class Committer:
                 self._waiting.popleft()[1](False)
             self.on_failure(error)
             return
-        pages, seconds = future.result()
+        pages, seconds, synced = future.result()
         if batch.operations:
             self.commits += 1
             self.batch_operations.observe(len(batch.operations))
             self.commit_seconds.observe(seconds)
+            self.sync_seconds.observe(synced)
         self.broker.apply_batch(batch, pages)
         while self._waiting and self._waiting[0][0] <= batch.number:
             self._waiting.popleft()[1](True)

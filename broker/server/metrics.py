@@ -67,6 +67,7 @@ class Snapshot:
     commits: int = 0
     batch_operations: Histogram | None = None
     commit_seconds: Histogram | None = None
+    sync_seconds: Histogram | None = None
     connections: dict[str, int] = field(default_factory=dict)
     bytes_in: int = 0
     bytes_out: int = 0
@@ -235,7 +236,7 @@ class BrokerCollector(Collector):
         yield CounterMetricFamily(
             "spoolgear_store_commits", "Store transactions written.", value=snap.commits
         )
-        if snap.batch_operations is not None and snap.commit_seconds is not None:
+        if snap.batch_operations and snap.commit_seconds and snap.sync_seconds:
             yield _histogram(
                 "spoolgear_store_batch_operations",
                 "Operations per store transaction.",
@@ -246,6 +247,12 @@ class BrokerCollector(Collector):
                 "spoolgear_store_commit_seconds",
                 "Time to write one store transaction, fsync included.",
                 [([], snap.commit_seconds)],
+                [],
+            )
+            yield _histogram(
+                "spoolgear_store_sync_seconds",
+                "Time one store transaction spent on fsync (SQLite's COMMIT).",
+                [([], snap.sync_seconds)],
                 [],
             )
         connections = GaugeMetricFamily(

@@ -182,6 +182,7 @@ class BrokerServer:
             commits=committer.commits,
             batch_operations=copied(committer.batch_operations),
             commit_seconds=copied(committer.commit_seconds),
+            sync_seconds=copied(committer.sync_seconds),
             connections={"gearman": len(context.connections), "uwsgi": context.spool_connections},
             bytes_in=context.bytes_in,
             bytes_out=context.bytes_out,

@@ -62,6 +62,9 @@ class Store(ABC):
     """A job store. ``write`` is called from one writer thread, never concurrently."""
 
     durable: bool
+    sync_seconds = 0.0
+    """Seconds the last ``write`` spent making its batch durable (SQLite's COMMIT with its
+    fsync; the spool store's fsyncs), for the metrics."""
 
     @abstractmethod
     def load(self, window: int = 0) -> StoredState:

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import fcntl
 import os
+import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TypeVar
@@ -194,6 +195,7 @@ class SpoolStore(Store):
     # ----------------------------------------------------------------- writing
 
     def write(self, batch: Sequence[ops.Operation]) -> None:
+        self.sync_seconds = 0.0
         for op in ops.compact(batch):
             if isinstance(op, ops.AddJob):
                 self._write_job(op.job)
@@ -232,7 +234,7 @@ class SpoolStore(Store):
         for folder in self._touched:
             descriptor = os.open(folder, os.O_RDONLY)
             try:
-                os.fsync(descriptor)
+                self._sync(descriptor)
             finally:
                 os.close(descriptor)
         self._touched.clear()
@@ -278,6 +280,11 @@ class SpoolStore(Store):
             ),
         )
 
+    def _sync(self, descriptor: int) -> None:
+        started = time.perf_counter()
+        os.fsync(descriptor)
+        self.sync_seconds += time.perf_counter() - started
+
     def _put(self, path: Path, content: bytes, *, mtime: float = 0.0) -> None:
         """Write ``path`` atomically: locked temporary file, fsync, rename."""
         staged = self.staging / path.name
@@ -287,7 +294,7 @@ class SpoolStore(Store):
             file.flush()
             if mtime:
                 os.utime(file.fileno(), (mtime, mtime))
-            os.fsync(file.fileno())
+            self._sync(file.fileno())
         os.rename(staged, path)
         self._touched.add(path.parent)
 

@@ -355,7 +355,9 @@ class SQLiteStore(PagingStore):
             try:
                 for kind, group in groupby(ops.compact(batch), type):
                     self._apply(kind, list(group))
+                started = time.perf_counter()
                 db.execute("COMMIT")
+                self.sync_seconds = time.perf_counter() - started
             except BaseException:
                 if db.in_transaction:  # a failed COMMIT may have rolled back already
                     db.execute("ROLLBACK")

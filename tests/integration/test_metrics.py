@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import urllib.error
 import urllib.request
+from pathlib import Path
 
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
@@ -117,3 +118,18 @@ def test_a_bad_metrics_address_stops_start_up(bad: str) -> None:
     refused = pytest.raises(AssertionError, match="listen address")
     with refused, run_broker("--metrics-listen", bad):
         pass
+
+
+def test_store_commits_are_timed_with_their_fsync(tmp_path: Path) -> None:
+    with run_broker("--metrics-listen", "0", "--store", f"sqlite:{tmp_path}/jobs.db") as broker:
+        with Client([broker.address]) as client:
+            for n in range(3):
+                client.submit_background("mail", b"%d" % n)  # answered once committed
+        samples = scrape(metrics_address(broker.listening))
+    commits = value(samples, "spoolgear_store_commits_total")
+    assert commits >= 1
+    assert value(samples, "spoolgear_store_batch_operations_sum") >= 3
+    assert value(samples, "spoolgear_store_commit_seconds_count") == commits
+    assert value(samples, "spoolgear_store_sync_seconds_count") == commits
+    synced = value(samples, "spoolgear_store_sync_seconds_sum")
+    assert 0 < synced <= value(samples, "spoolgear_store_commit_seconds_sum")
