@@ -54,6 +54,9 @@ def job_runner(
             )
             if isinstance(exc, WorkFailed):
                 raise
+            # The traceback as a warning first: the broker adds it to the failed-list
+            # record of a background job; the exception's line stays the report.
+            job.send_warning(traceback.format_exc())
             report = "".join(traceback.format_exception_only(exc)).strip()
             raise WorkFailed(report) from exc
         finally:

@@ -211,7 +211,7 @@ class AdminCommands:
 
     def _drop(self, session: Session, words: list[bytes]) -> bytes:
         if len(words) == 3 and words[1].lower() == b"failed":
-            return self._on_failed(self.broker.drop_failed, words[2])
+            return self._on_failed(self.broker.failed.drop, words[2])
         if len(words) != 3 or words[1].lower() != b"function":
             return _INCOMPLETE + words[0] + b"\r\n"
         function = self.broker.functions.by_name.get(words[2])

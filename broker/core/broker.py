@@ -447,12 +447,12 @@ class Broker:
         limit = self.settings.job_retries if limit is None else limit
         if limit and job.retries >= limit:
             # One attempt needs no count: a task's own "attempt 4 of 4" stays unambiguous.
-            self._give_up(
-                job,
-                reason if job.retries == 1 else f"{reason}; gave up after {job.retries} attempts",
-            )
+            if job.retries > 1:
+                first, newline, rest = reason.partition("\n")
+                reason = f"{first}; gave up after {job.retries} attempts{newline}{rest}"
+            self._give_up(job, reason)
             return
-        log.info("requeueing job %s (%s)", job.handle.decode(), reason)
+        log.info("requeueing job %s (%s)", job.handle.decode(), reason.partition("\n")[0])
         job.function.retried += 1
         if self.timing:
             job.since = self.clock()
@@ -464,7 +464,10 @@ class Broker:
 
     def _give_up(self, job: Job, error: str) -> None:
         log.warning(
-            "job %s of %s failed: %s", job.handle.decode(), job.function.name.decode(), error
+            "job %s of %s failed: %s",
+            job.handle.decode(),
+            job.function.name.decode(),
+            error.partition("\n")[0],
         )
         if job.background:
             self.failed.add_job(job, error, self.clock())
@@ -480,6 +483,8 @@ class Broker:
         worker = job.worker
         if worker is not None:
             del worker.held[job.handle]
+            if worker.warnings:
+                worker.warnings.pop(job.handle, None)
             job.worker = None
             job.function.running -= 1
         if job.timer is not None:
@@ -501,7 +506,7 @@ class Broker:
         job.worker = session
         function.running += 1
         if self.timing:
-            self._started(job)
+            function.job_started(job, self.clock())
         session.held[job.handle] = job
         if job.stored:
             self.journal.job_running(job)
@@ -520,16 +525,6 @@ class Broker:
                 T.JOB_ASSIGN_UNIQ, job.handle, function.name, job.unique, job.data
             )
         self.send(session, reply)
-
-    def _started(self, job: Job) -> None:
-        now = self.clock()
-        if job.since:
-            job.function.wait_time.observe(now - job.since)
-        job.since = now
-
-    def _ended(self, job: Job) -> None:
-        if job.since and job.worker is not None:
-            job.function.run_time.observe(self.clock() - job.since)
 
     def _on_job_timeout(self, job: Job, worker: Session, *, first: bool = True) -> None:
         job.timer = None
@@ -561,6 +556,9 @@ class Broker:
                 if kind is T.WORK_EXCEPTION
                 else "WORK_FAIL"
             )
+            detail = session.warnings.get(job.handle)
+            if detail:  # the worker's last warning (a traceback) follows the first line
+                error = f"{error or 'WORK_EXCEPTION'}\n{detail.decode('utf-8', 'replace')}"
             self.requeue(
                 job,
                 reason=error or "WORK_EXCEPTION",
@@ -573,7 +571,7 @@ class Broker:
         else:
             job.function.failed += 1
         if self.timing:
-            self._ended(job)
+            job.function.job_ended(job, self.clock())
         if kind is T.WORK_EXCEPTION:
             fail = encode_packet(T.WORK_FAIL, job.handle)
             self._finish(job, [(c, data if c.exceptions else fail) for c in job.clients])
@@ -632,12 +630,6 @@ class Broker:
         for failed_handle in handles:
             record = self.failed.pop(failed_handle)
             self.submit(None, record.function, record.unique, record.data, record.priority, True)
-        return len(handles)
-
-    def drop_failed(self, handle: bytes | None) -> int:
-        handles = self.failed.select(handle)
-        for failed_handle in handles:
-            self.failed.pop(failed_handle)
         return len(handles)
 
     # ------------------------------------------------------------------ pages

@@ -56,6 +56,13 @@ class FailedList:
         self.journal.failed_removed(record.number)
         return record
 
+    def drop(self, handle: bytes | None) -> int:
+        """Forget failed jobs (all when ``handle`` is None); returns how many."""
+        handles = self.select(handle)
+        for failed_handle in handles:
+            self.pop(failed_handle)
+        return len(handles)
+
     def select(self, handle: bytes | None) -> list[bytes]:
         """``None`` means every failed job; an unknown handle selects nothing."""
         if handle is None:

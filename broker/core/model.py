@@ -142,6 +142,16 @@ class Function:
             if gearman_priority(rank) is priority
         )
 
+    def job_started(self, job: Job, now: float) -> None:
+        """With job timing on: ``job`` starts now, after waiting since ``job.since``."""
+        if job.since:
+            self.wait_time.observe(now - job.since)
+        job.since = now
+
+    def job_ended(self, job: Job, now: float) -> None:
+        if job.since:
+            self.run_time.observe(now - job.since)
+
     def limit(self, rank: int) -> int:
         return self.max_queue[priority_index(rank)]
 
@@ -189,6 +199,7 @@ class Session:
         "round_robin",
         "sleeping",
         "timeouts",
+        "warnings",
         "write",
     )
 
@@ -213,6 +224,9 @@ class Session:
         self.closed = False
         # Journal batch whose commit this session's output waits for (0 = none).
         self.gate = 0
+        self.warnings: dict[bytes, bytes] = {}
+        """The last WORK_WARNING of each job this worker holds (a failing django_jobs task
+        sends its traceback so): it joins the job's failed-list record."""
         self.names: tuple[str, ...] = ()
         """The verified names of the peer's TLS certificate, if it presented one."""
         self.permits: Permits | None = None

@@ -7,7 +7,7 @@ from collections.abc import Callable
 
 from broker.core.model import Job, Session
 from broker.protocol.numbers import leading_int
-from broker.protocol.packets import Packet, encode_packet, error_packet
+from broker.protocol.packets import Packet, PacketType, encode_packet, error_packet
 
 Send = Callable[[Session, bytes], None]
 
@@ -35,8 +35,11 @@ class Progress:
 
     def forward(self, session: Session, packet: Packet) -> None:
         job = owned_job(session, packet.args[0], b"Job does not exist on server", self.send)
-        if job is not None:
-            self._forward(job, packet)
+        if job is None:
+            return
+        if packet.type is PacketType.WORK_WARNING:
+            session.warnings[job.handle] = packet.args[1]
+        self._forward(job, packet)
 
     def _forward(self, job: Job, packet: Packet) -> None:
         if job.clients:

@@ -161,9 +161,9 @@ def test_the_dashboard_shows_the_broker_and_retries_a_failed_job(
             assert status["report"].total == 2 and status["mail.send"].workers == 1
             assert cell(browser, 'tr[data-function="mail.send"] .workers') == "1"
             assert "0 6 * * *" in cell(browser, "table.schedules")
-            assert "No such file or directory" in cell(
-                browser, f'tr[data-handle="{handle}"] .error'
-            )
+            error = cell(browser, f'tr[data-handle="{handle}"] .error')
+            assert error.startswith("FileNotFoundError: [Errno 2] No such file or directory")
+            assert "Traceback (most recent call last)" in error  # the worker's, in the record
             browser.save_screenshot(str(screenshots / "dashboard.png"))
 
             outbox.parent.mkdir()  # what the job lacked: now it can run

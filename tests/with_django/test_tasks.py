@@ -35,7 +35,7 @@ def test_a_retry_chain_carries_its_buffer_across_attempts(
     report = tmp_path / "report.json"
     call = flaky(str(report))
     assert call.handle is not None, "queued on the broker, not run inline"
-    wait_until(report.exists)
+    wait_until(lambda: report.exists() and report.read_text() != "")  # written, not just made
     assert json.loads(report.read_text()) == {"attempts": [1, 2, 3]}
     log = tasks_worker.output()
     assert "shop.feeds.flaky attempt 1 of 4: RetryTaskException; again in 0.2 s" in log
