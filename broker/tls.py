@@ -14,7 +14,7 @@ import argparse
 import os
 import ssl
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from typing import Any
 
 from broker.errors import ConfigurationError
@@ -55,8 +55,11 @@ class TLSFiles:
 
     def client_options(self) -> list[str]:
         """The command-line options of a client command (``add_client_options``)."""
-        given = {"ca-file": self.ca_file, "certificate": self.certificate, "key": self.key}
-        return ["--ssl", *(f"--ssl-{name}={path}" for name, path in given.items() if path)]
+        given = asdict(self).items()
+        return [
+            "--ssl",
+            *(f"--ssl-{name.replace('_', '-')}={path}" for name, path in given if path),
+        ]
 
     def client_context(self) -> ssl.SSLContext:
         """A client's context: the broker's certificate must chain to ``ca_file`` (or to
@@ -97,8 +100,8 @@ class TLSFiles:
         return context
 
     def _described(self) -> str:
-        given = {"ca_file": self.ca_file, "certificate": self.certificate, "key": self.key}
-        return ", ".join(f"{name}={path}" for name, path in given.items() if path) or "(none)"
+        given = asdict(self).items()
+        return ", ".join(f"{name}={path}" for name, path in given if path) or "(none)"
 
 
 class ServerTLS:
@@ -111,8 +114,7 @@ class ServerTLS:
 
     def __init__(self, files: TLSFiles) -> None:
         self.files = files
-        self.current = files.server_context()
-        self.listening = files.server_context()
+        self.listening = self.current = files.server_context()
         self.listening.sni_callback = self._hand_over
 
     def _hand_over(self, connection: ssl.SSLObject, _name: str | None, _ctx: Any) -> None:
@@ -139,23 +141,15 @@ def add_client_options(parser: argparse.ArgumentParser) -> None:
 def client_files(options: argparse.Namespace) -> TLSFiles | None:
     """The files ``add_client_options`` asked for (the libgearman variables fill in
     what is not given), or None without ``--ssl``."""
-    given = {
-        "ca_file": options.ssl_ca_file,
-        "certificate": options.ssl_certificate,
-        "key": options.ssl_key,
-    }
+    given = {field: getattr(options, f"ssl_{field}") for field in CLIENT_ENVIRONMENT}
     if not options.ssl:
         stray = [field for field, value in given.items() if value]
         if stray:
             flag = "--ssl-" + stray[0].replace("_", "-")
             raise ConfigurationError(f"{flag} given without --ssl")
         return None
-    environment = TLSFiles.from_environment()
-    return TLSFiles(
-        given["ca_file"] or environment.ca_file,
-        given["certificate"] or environment.certificate,
-        given["key"] or environment.key,
-    )
+    environment = asdict(TLSFiles.from_environment())
+    return TLSFiles(**{field: path or environment[field] for field, path in given.items()})
 
 
 def peer_names(certificate: Mapping[str, Any] | None) -> tuple[str, ...]:

@@ -24,6 +24,17 @@ class Histogram:
         self.counts[bisect_left(self.bounds, value)] += 1
         self.total += value
 
+    def copy(self) -> Histogram:
+        copy = Histogram(self.bounds)
+        copy.counts = list(self.counts)
+        copy.total = self.total
+        return copy
+
+    def add(self, other: Histogram) -> None:
+        """Count ``other``'s observations here too (same bounds)."""
+        self.counts = [a + b for a, b in zip(self.counts, other.counts, strict=True)]
+        self.total += other.total
+
     def cumulative(self) -> list[tuple[str, int]]:
         """(upper bound, observations at or below it) per bucket, ``+Inf`` last."""
         buckets, seen = [], 0

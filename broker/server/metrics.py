@@ -32,7 +32,7 @@ from prometheus_client.registry import Collector
 
 from broker.core.histogram import Histogram
 from broker.core.model import Function
-from broker.protocol.priorities import Priority, gearman_priority
+from broker.protocol.priorities import Priority
 
 # How long a scrape or a health check waits for the event loop to answer.
 LOOP_ANSWER_SECONDS = 2.0
@@ -75,29 +75,11 @@ class Snapshot:
     """Empty when ready; else why not."""
 
 
-def copied(histogram: Histogram) -> Histogram:
-    copy = Histogram(histogram.bounds)
-    copy.counts = list(histogram.counts)
-    copy.total = histogram.total
-    return copy
-
-
-def added(into: Histogram, other: Histogram) -> None:
-    into.counts = [a + b for a, b in zip(into.counts, other.counts, strict=True)]
-    into.total += other.total
-
-
 def function_figures(function: Function) -> FunctionFigures:
     """A core ``Function``'s figures (read on the loop)."""
-    queued = dict.fromkeys(PRIORITY_LABELS.values(), 0)
-    for rank, queue in function.queues.items():
-        queued[PRIORITY_LABELS[gearman_priority(rank)]] += len(queue) + function.spilled[rank]
-    for rank, count in function.spilled.items():
-        if rank not in function.queues:
-            queued[PRIORITY_LABELS[gearman_priority(rank)]] += count
     return FunctionFigures(
         name=function.name.decode("utf-8", "replace"),
-        queued=queued,
+        queued={label: function.waiting(priority) for priority, label in PRIORITY_LABELS.items()},
         delayed=function.delayed,
         running=function.running,
         workers=len(function.workers),
@@ -108,8 +90,8 @@ def function_figures(function: Function) -> FunctionFigures:
             "cancelled": function.cancelled,
         },
         retried=function.retried,
-        wait_time=copied(function.wait_time),
-        run_time=copied(function.run_time),
+        wait_time=function.wait_time.copy(),
+        run_time=function.run_time.copy(),
     )
 
 
@@ -149,8 +131,8 @@ def folded(functions: Iterable[FunctionFigures], label: FunctionLabels) -> list[
         total.workers += figures.workers
         total.submitted += figures.submitted
         total.retried += figures.retried
-        added(total.wait_time, figures.wait_time)
-        added(total.run_time, figures.run_time)
+        total.wait_time.add(figures.wait_time)
+        total.run_time.add(figures.run_time)
     return sorted(by_label.values(), key=lambda figures: figures.name)
 
 

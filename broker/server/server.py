@@ -23,7 +23,7 @@ from broker.errors import ConfigurationError, StoreUnavailable
 from broker.server.committer import Committer
 from broker.server.connection import GearmanConnection
 from broker.server.context import ServerContext
-from broker.server.metrics import MetricsServer, Snapshot, copied, function_figures, on_loop
+from broker.server.metrics import MetricsServer, Snapshot, function_figures, on_loop
 from broker.server.spool_door import SpoolConnection
 from broker.server.spool_ingest import SpoolIngest
 from broker.server.tls_door import TLSListener, bind
@@ -180,9 +180,9 @@ class BrokerServer:
             failed_jobs=len(broker.failed),
             schedule_firings=broker.scheduler.firings,
             commits=committer.commits,
-            batch_operations=copied(committer.batch_operations),
-            commit_seconds=copied(committer.commit_seconds),
-            sync_seconds=copied(committer.sync_seconds),
+            batch_operations=committer.batch_operations.copy(),
+            commit_seconds=committer.commit_seconds.copy(),
+            sync_seconds=committer.sync_seconds.copy(),
             connections={"gearman": len(context.connections), "uwsgi": context.spool_connections},
             bytes_in=context.bytes_in,
             bytes_out=context.bytes_out,
