@@ -141,6 +141,10 @@ class Committer:
             self._delayed.cancel()
         while self._in_flight is not None:
             await asyncio.shield(self._in_flight)
+            # A finished write's future is done before its callback (_done, which clears
+            # _in_flight) has run; awaiting a done future does not yield, so without this
+            # the loop would spin here forever instead of letting _done run.
+            await asyncio.sleep(0)
         if self.broker.journal.ops:
             batch = self.broker.take_batch()
             await self.loop.run_in_executor(self._writer, self.store.write, batch.operations)

@@ -240,3 +240,19 @@ def test_the_uwsgi_door_answers_once_the_job_is_stored_and_refuses_a_full_queue(
         assert bytes(full_wire.written) == REFUSED  # at once: nothing to wait for
 
     run(test, SQLiteStore(tmp_path / "jobs.db"))
+
+
+def test_closing_right_after_a_write_finished_lets_its_callback_run() -> None:
+    """The write's future is done but its callback (which clears the write in flight) has
+    not run yet: closing must yield to it rather than spin (a broker hung at shutdown at
+    100% CPU so). Without the fix this test never returns (pytest-timeout fails it)."""
+
+    async def test(server: BrokerServer) -> None:
+        committer = server.committer
+        written: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        written.add_done_callback(lambda _: setattr(committer, "_in_flight", None))
+        committer._in_flight = written
+        written.set_result(([], 0.0, 0.0))  # done; the callback waits for the next turn
+        await committer.close()  # in this same turn, as the server's shutdown does
+
+    run(test)
