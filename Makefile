@@ -2,7 +2,7 @@
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
-DEBIAN_PEERS := gearman-job-server gearman-tools openssl nginx prometheus chromium chromium-driver php-cli php-gearman libgearman-client-perl \
+DEBIAN_PEERS := gearman-job-server gearman-tools openssl nginx prometheus chromium chromium-driver postgresql php-cli php-gearman libgearman-client-perl \
 	uwsgi-core uwsgi-plugin-python3
 
 .PHONY: venv peers lint test demo bench clean
@@ -10,7 +10,7 @@ DEBIAN_PEERS := gearman-job-server gearman-tools openssl nginx prometheus chromi
 $(BIN)/spoolgear: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e '.[test]'
+	$(BIN)/pip install --quiet -e '.[test,bench]'
 	touch $@
 
 venv: $(BIN)/spoolgear

@@ -85,24 +85,34 @@ async def run_until_done(streams: list[Stream]) -> float:
 
 
 class Submitter(Stream):
-    """Pipelines background submits in batches and counts JOB_CREATED."""
+    """Pipelines background submits in batches and counts JOB_CREATED; with ``uniques``
+    each job has a unique of its own (gearmand's PostgreSQL queue keys rows by it)."""
 
-    def __init__(self, total: int, batch: int) -> None:
+    def __init__(self, total: int, batch: int, uniques: bool) -> None:
         super().__init__()
         self.total = total
         self.batch = batch
         self.sent = 0
         self.created = 0
         self.request = packet(SUBMIT_JOB_BG, FUNCTION, b"", PAYLOAD)
+        self.uniques = b"%x-" % id(self) if uniques else b""
 
     def start(self) -> None:
         self._send_batch()
 
     def _send_batch(self) -> None:
         count = min(self.batch, self.total - self.sent)
-        self.sent += count
         assert self.transport is not None
-        self.transport.write(self.request * count)
+        if self.uniques:
+            self.transport.write(
+                b"".join(
+                    packet(SUBMIT_JOB_BG, FUNCTION, self.uniques + b"%d" % n, PAYLOAD)
+                    for n in range(self.sent, self.sent + count)
+                )
+            )
+        else:
+            self.transport.write(self.request * count)
+        self.sent += count
 
     def on_packet(self, kind: int, body: bytes) -> None:
         if kind != JOB_CREATED:
@@ -114,10 +124,12 @@ class Submitter(Stream):
             self._send_batch()
 
 
-async def enqueue(port: int, total: int, connections: int = 4, batch: int = 1000) -> float:
+async def enqueue(
+    port: int, total: int, connections: int = 4, batch: int = 1000, *, uniques: bool = False
+) -> float:
     """Background submits per second, ``connections`` clients pipelining ``batch`` at a time."""
     share = total // connections
-    clients = await connect(port, Submitter, connections, share, batch)
+    clients = await connect(port, Submitter, connections, share, batch, uniques)
     elapsed = await run_until_done(clients)
     for client in clients:
         client.close()

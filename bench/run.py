@@ -2,7 +2,8 @@
 then the same loads with metrics served and scraped; then the uWSGI spooler against
 spoolgear's uwsgi door (``uwsgi_spooler.py``), then a Django
 gearman_worker process against a pygearman worker (``django_worker.py``), then transient
-against durable mule/farm messages (``mules.py``).
+against durable mule/farm messages (``mules.py``), then the PostgreSQL store against
+gearmand's PostgreSQL queue and procrastinate (``postgresql.py``).
 
 Usage: ``make bench`` or ``python bench/run.py [--scale 0.2]``. Prints a table with
 both servers' figures and spoolgear/gearmand ratios. Timings vary run to run on a
@@ -15,83 +16,20 @@ import argparse
 import asyncio
 import functools
 import os
-import shutil
-import subprocess
 import sys
 import tempfile
-import threading
 import time
-import urllib.request
-from collections.abc import Callable, Iterator
-from contextlib import AbstractContextManager, contextmanager
+from collections.abc import Callable
+from contextlib import AbstractContextManager
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import django_worker
 import loadgen
 import mules
+import postgresql
 import uwsgi_spooler
-from ports import free_port, wait_for_port
-
-ROOT = Path(__file__).resolve().parent.parent
-
-
-@contextmanager
-def gearmand(*options: str) -> Iterator[tuple[int, int]]:
-    binary = shutil.which("gearmand")
-    if binary is None:
-        raise SystemExit("gearmand is not installed: run `make peers` (as root) first")
-    port = free_port()
-    process = subprocess.Popen(
-        [binary, "-p", str(port), "-L", "127.0.0.1", "-t", "1", "--log-file=none", *options]
-    )
-    try:
-        wait_for_port(port)
-        yield port, process.pid
-    finally:
-        process.terminate()
-        process.wait()
-
-
-@contextmanager
-def spoolgear(store: str = "memory:", *, metrics: bool = False) -> Iterator[tuple[int, int]]:
-    """A broker; with ``metrics``, serving them and scraped every second meanwhile."""
-    options = ["--metrics-listen", "0"] if metrics else []
-    process = subprocess.Popen(
-        [sys.executable, "-m", "broker.cli", "serve", "--port", "0", "--store", store, *options],
-        cwd=ROOT,
-        stdout=subprocess.PIPE,
-        text=True,
-    )
-    assert process.stdout is not None
-    bound = dict(word.split("=", 1) for word in process.stdout.readline().split()[2:])
-    port = int(bound["gearman"].rsplit(":", 1)[1])
-    stop = threading.Event()
-    if metrics:
-        threading.Thread(target=scrape_every_second, args=(bound["metrics"], stop)).start()
-    try:
-        yield port, process.pid
-    finally:
-        stop.set()
-        process.terminate()
-        process.wait()
-
-
-def scrape_every_second(address: str, stop: threading.Event) -> None:
-    """What a Prometheus server does to a broker, until ``stop``."""
-    while not stop.wait(1.0):
-        with urllib.request.urlopen(f"http://{address}/metrics", timeout=10) as response:
-            response.read()
-
-
-def rss(pid: int, field: str = "VmRSS") -> int:
-    """Resident memory of ``pid`` in bytes (``VmHWM``: its peak so far)."""
-    with open(f"/proc/{pid}/status") as status:
-        for line in status:
-            if line.startswith(field + ":"):
-                return int(line.split()[1]) * 1024
-    raise RuntimeError(f"no {field} in /proc/{pid}/status")
-
+from servers import gearmand, rss, spoolgear
 
 Server = Callable[[], AbstractContextManager[tuple[int, int]]]
 
@@ -249,6 +187,7 @@ def main() -> int:
     uwsgi_spooler.run(args.scale)
     django_worker.run(int(20_000 * args.scale), rounds=2)
     mules.main(["--messages", str(int(5_000 * args.scale))])
+    postgresql.run(args.scale)
     return 0
 
 

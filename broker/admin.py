@@ -63,6 +63,18 @@ class FailedInfo:
 
 
 @dataclass(frozen=True, slots=True)
+class BrokerInfo:
+    """A broker sharing a PostgreSQL store (``show brokers``); id 0 counts the jobs
+    applications wrote that no broker has taken over yet."""
+
+    id: int
+    name: str
+    state: str
+    jobs: int
+    running: int
+
+
+@dataclass(frozen=True, slots=True)
 class ScheduleInfo:
     handle: str
     function: str
@@ -161,6 +173,13 @@ class AdminClient:
         return [
             FailedInfo(handle, function, int(attempts), int(failed_at), error)
             for handle, function, attempts, failed_at, error in self._table("show failed")
+        ]
+
+    def show_brokers(self) -> list[BrokerInfo]:
+        """The brokers sharing this broker's store (``ServerError`` if it shares none)."""
+        return [
+            BrokerInfo(int(number), name, state, int(jobs), int(running))
+            for number, name, state, jobs, running in self._table("show brokers")
         ]
 
     def retry_failed(self, handle: str = "all") -> int:

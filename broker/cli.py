@@ -51,6 +51,11 @@ def _parser() -> argparse.ArgumentParser:
 
     with_server(commands.add_parser("status", help="queued and running jobs per function"))
     with_server(commands.add_parser("workers", help="connections and their functions"))
+    with_server(
+        commands.add_parser(
+            "brokers", help="the brokers sharing a PostgreSQL store, and their jobs"
+        )
+    )
     failed = with_server(commands.add_parser("failed", help="show, replay or drop failed jobs"))
     action = failed.add_mutually_exclusive_group()
     action.add_argument("--retry", metavar="HANDLE|all", help="queue failed jobs again")
@@ -267,6 +272,19 @@ def _workers(args: argparse.Namespace) -> int:
     return 0
 
 
+def _brokers(args: argparse.Namespace) -> int:
+    with AdminClient(args.server, tls=client_files(args)) as admin:
+        records = admin.show_brokers()
+    if args.json:
+        print(json.dumps([dataclasses.asdict(r) for r in records]))
+    else:
+        _print_table(
+            ["ID", "BROKER", "STATE", "JOBS", "RUNNING"],
+            [[r.id or "-", r.name, r.state, r.jobs, r.running] for r in records],
+        )
+    return 0
+
+
 def _failed(args: argparse.Namespace) -> int:
     with AdminClient(args.server, tls=client_files(args)) as admin:
         if args.retry or args.drop:
@@ -373,6 +391,7 @@ _COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
     "serve": _serve,
     "status": _status,
     "workers": _workers,
+    "brokers": _brokers,
     "failed": _failed,
     "submit": _submit,
     "spooler": _spooler,

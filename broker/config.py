@@ -19,8 +19,8 @@ from broker.core.settings import BrokerSettings
 from broker.errors import ConfigurationError
 from broker.protocol.reader import DEFAULT_MAX_LINE_LENGTH, DEFAULT_MAX_PACKET_SIZE
 from broker.protocol.spool_request import DEFAULT_SPOOL_FUNCTION
-from broker.store import check_store_url, default_store_url
-from broker.store.base import PAGE_BYTES
+from broker.store import POSTGRESQL_SCHEMES, check_store_url, default_store_url
+from broker.store.base import DEFAULT_STORE_LEASE, DEFAULT_STORE_RETRY, PAGE_BYTES
 from broker.tls import TLSFiles
 
 # A connection whose unread replies pass this many bytes stops being read until
@@ -45,7 +45,7 @@ LOG_LEVELS = ("FATAL", "ALERT", "CRITICAL", "ERROR", "WARNING", "NOTICE", "INFO"
 # Minimum time between two store commits: a little waiting lets one fsync cover more jobs.
 DEFAULT_COMMIT_DELAY = 0.001
 # Queued background jobs kept in memory per function and priority; with a store that
-# pages (SQLite) the rest wait in the store and are read in as the queue drains.
+# pages (SQLite, PostgreSQL) the rest wait in the store and are read in as the queue drains.
 DEFAULT_QUEUE_WINDOW = 50_000
 # Failed background jobs kept for inspection and replay; the oldest go first.
 DEFAULT_MAX_FAILED_JOBS = 100_000
@@ -276,7 +276,18 @@ class ServerConfig:
         rule="must be at least 1",
     )
     store: str = option(
-        default_store_url, "job store: sqlite:PATH (durable), spool:DIRECTORY or memory:"
+        default_store_url,
+        "job store: sqlite:PATH (durable), postgresql://... (durable, shared), "
+        "spool:DIRECTORY or memory:",
+    )
+    store_retry: float = option(
+        DEFAULT_STORE_RETRY,
+        "with a postgresql store: seconds a write keeps reconnecting to an unreachable "
+        "database (with backoff) while the replies waiting for it are held; past that "
+        "they get an ERROR and the broker stops",
+        metavar="SECONDS",
+        check=lambda seconds: seconds > 0,
+        rule="must be more than 0 seconds",
     )
     job_retries: int = option(
         0,
@@ -297,10 +308,19 @@ class ServerConfig:
         check=lambda delay: 0 <= delay <= 1,
         rule="must be between 0 and 1 second",
     )
+    store_lease: float = option(
+        DEFAULT_STORE_LEASE,
+        "with a postgresql store shared by several brokers: seconds a broker's lease "
+        "lasts; the others take over the jobs of a broker that has not renewed it for "
+        "this long (it renews with every write and every second or so)",
+        metavar="SECONDS",
+        check=lambda seconds: seconds >= 1,
+        rule="must be at least 1 second",
+    )
     queue_window: int = option(
         DEFAULT_QUEUE_WINDOW,
         "queued background jobs per function and "
-        "priority held in memory; with sqlite: the rest wait in the "
+        "priority held in memory; with sqlite or postgresql: the rest wait in the "
         "store (0 = no limit)",
         check=_at_least(0),
         rule=_COUNT,
@@ -492,7 +512,14 @@ class ServerConfig:
         self._validate_tls()
         if self.metrics_listen:
             self.metrics_address()
-        if self.spool_ingest and not self.store.startswith(("sqlite:", "spool:")):
+        if not self.uses_postgresql:
+            for flag, value, default in (
+                ("--store-retry", self.store_retry, DEFAULT_STORE_RETRY),
+                ("--store-lease", self.store_lease, DEFAULT_STORE_LEASE),
+            ):
+                if value != default:
+                    raise ConfigurationError(f"{flag} applies only to a postgresql store")
+        if self.spool_ingest and self.store.startswith("memory:"):
             raise ConfigurationError(
                 "--spool-ingest needs a durable --store: files are deleted once their job is stored"
             )
@@ -501,6 +528,10 @@ class ServerConfig:
                 raise ConfigurationError(f"--spool-ingest {directory}: not a directory")
             if self.store.startswith("spool:") and _same_dir(self.store[6:], directory):
                 raise ConfigurationError(f"--spool-ingest {directory} is the store's own directory")
+
+    @property
+    def uses_postgresql(self) -> bool:
+        return self.store.partition(":")[0] in POSTGRESQL_SCHEMES
 
     def metrics_address(self) -> tuple[str, int]:
         """``--metrics-listen`` as (host, port); a bare port is on loopback."""

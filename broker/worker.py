@@ -51,6 +51,11 @@ class WorkerJob:
         self.unique = unique.decode("utf-8", "replace")
         self.data = data
 
+    @property
+    def server(self) -> str:
+        """The address of the server that handed out this job."""
+        return self._wire.address
+
     def _send(self, kind: PacketType, *args: bytes) -> None:
         self._wire.send(encode_packet(kind, self.handle.encode(), *args, magic=MAGIC_REQ))
 

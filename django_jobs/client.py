@@ -24,6 +24,7 @@ from broker.errors import BrokerError, JobException
 from broker.protocol.priorities import Priority
 from django_jobs.conf import JobSettings, job_settings
 from django_jobs.serialization import dumps_call, loads_result
+from django_jobs.transactional import in_store_transaction, write_jobs
 
 PRIORITIES = {"high": Priority.HIGH, "normal": Priority.NORMAL, "low": Priority.LOW}
 MAX_DIGIT_PRIORITY = 999
@@ -182,6 +183,8 @@ class GearmanClient:
         )
         background = background or not wait_until_complete
         request = self._request(job, background)
+        if background and self._in_transaction([request]):
+            return self._write_in_transaction([request])[0]
         if background:
             return self._client.submit_background(
                 request.function,
@@ -218,6 +221,8 @@ class GearmanClient:
         returned in its place with ``return_exceptions=True``.
         """
         requests = [self._request(job, background) for job in jobs]
+        if background and self._in_transaction(requests):
+            return list(self._write_in_transaction(requests))
         outcomes: list[Any] = []
         for outcome in self._client.submit_many(requests, timeout=timeout):
             if isinstance(outcome, BrokerError):
@@ -231,6 +236,17 @@ class GearmanClient:
                 if isinstance(outcome, BrokerError):
                     raise outcome
         return outcomes
+
+    def _in_transaction(self, requests: list[JobRequest]) -> bool:
+        """Whether background ``requests`` are written in the open transaction of
+        ``GEARMAN_STORE_DATABASE`` instead of sent to a broker (``transactional.py``)."""
+        return bool(requests) and all(
+            in_store_transaction(self.settings, request) for request in requests
+        )
+
+    def _write_in_transaction(self, requests: list[JobRequest]) -> list[JobHandle]:
+        assert self.settings.store_database is not None
+        return write_jobs(self.settings.store_database, requests)
 
     def dispatch_background_task(
         self,

@@ -7,7 +7,10 @@ Accepted names (``README.md`` "Django settings"): ``GEARMAN_CLIENT_SERVERS`` and
 ``GEARMAN_JOB_NAME`` (a callable from task name to wire name, django-gearman) and
 ``GEARMAN_CLIENT_NAMESPACE`` (an ``@namespace`` suffix, django-gearman-commands);
 ``GEARMAN_SSL`` (TLS to every broker: ``{"ca_file": ..., "certificate": ..., "key":
-...}``, any of them, ``{}`` for the system's CAs and no client certificate).
+...}``, any of them, ``{}`` for the system's CAs and no client certificate);
+``GEARMAN_STORE_DATABASE`` (the alias of the PostgreSQL database the brokers share as
+their ``--store``: background jobs submitted inside ``transaction.atomic()`` on it are
+written in that transaction, ``transactional.py``).
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ from typing import Any
 
 from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
+from django.db import connections
 
 from broker.errors import ConfigurationError
 from broker.tls import TLSFiles
@@ -38,6 +42,7 @@ class JobSettings:
     job_name: Callable[[str], str] | None
     namespace: str
     tls: TLSFiles | None = None
+    store_database: str | None = None
 
     def wire_name(self, task_name: str) -> str:
         """The Gearman function name a task is registered and submitted under."""
@@ -81,6 +86,23 @@ def _tls() -> TLSFiles | None:
         raise ImproperlyConfigured(str(exc)) from None
 
 
+def _store_database() -> str | None:
+    alias: Any = getattr(settings, "GEARMAN_STORE_DATABASE", None)
+    if alias is None:
+        return None
+    if alias not in settings.DATABASES:
+        raise ImproperlyConfigured(
+            f"GEARMAN_STORE_DATABASE = {alias!r} is not one of DATABASES: name the alias of "
+            "the PostgreSQL database the brokers use as their --store"
+        )
+    if connections[alias].vendor != "postgresql":
+        raise ImproperlyConfigured(
+            f"GEARMAN_STORE_DATABASE = {alias!r} is a {connections[alias].vendor} database: "
+            "jobs can be written in a transaction only to a PostgreSQL --store"
+        )
+    return str(alias)
+
+
 def job_settings() -> JobSettings:
     """Read and check the settings (cheap; called where they are needed, so tests can override)."""
     shared = _servers("GEARMAN_SERVERS", DEFAULT_SERVERS)
@@ -97,6 +119,7 @@ def job_settings() -> JobSettings:
     namespace = getattr(settings, "GEARMAN_CLIENT_NAMESPACE", "") or ""
     return JobSettings(
         tls=_tls(),
+        store_database=_store_database(),
         client_servers=_servers("GEARMAN_CLIENT_SERVERS", shared),
         worker_servers=_servers("GEARMAN_WORKER_SERVERS", shared),
         serializer=serializer,

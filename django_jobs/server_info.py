@@ -4,7 +4,9 @@ Same three tables and column names as django-gearman-commands and jbox, so
 eyes and scripts used to them still find their way, minus their bugs:
 "Queued Jobs" counts jobs waiting (gearmand's total minus those running),
 the filter narrows both tables, and a server that cannot be reached is a
-row saying so instead of a crash. Works against spoolgear and gearmand.
+row saying so instead of a crash. Works against spoolgear and gearmand. A
+spoolgear broker sharing a PostgreSQL store with others adds a fourth table: what
+each of them holds in the store.
 """
 
 from __future__ import annotations
@@ -14,14 +16,19 @@ from typing import Any
 
 from prettytable import PrettyTable
 
-from broker.admin import AdminClient
+from broker.admin import AdminClient, BrokerInfo
 from broker.client import Client
-from broker.errors import BrokerError
+from broker.errors import BrokerError, ServerError
 from broker.tls import TLSFiles
 
 SERVER_COLUMNS = ("Gearman Server Host", "Gearman Server Version", "Ping Response Time")
 TASK_COLUMNS = ("Task Name", "Total Workers", "Running Jobs", "Queued Jobs")
 WORKER_COLUMNS = ("Worker IP", "Registered Tasks", "Client ID", "File Descriptor")
+BROKER_COLUMNS = ("Broker ID", "Broker", "State", "Jobs in the Store", "Running")
+SHARED_NOTE = (
+    "The tables above count this broker's jobs; brokers sharing its PostgreSQL store "
+    "each hold their own. The store holds, for all of them:"
+)
 
 
 @dataclass(frozen=True)
@@ -50,6 +57,8 @@ class ServerReport:
     """Why the server could not be asked; empty when it answered."""
     tasks: list[TaskRow] = field(default_factory=list)
     workers: list[WorkerRow] = field(default_factory=list)
+    brokers: list[BrokerInfo] = field(default_factory=list)
+    """With a shared store: every broker's jobs there (``show brokers``)."""
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -76,11 +85,20 @@ def collect(host: str, *, timeout: float = 5.0, tls: TLSFiles | None = None) -> 
                 ),
                 key=lambda row: row.tasks,
             )
+            report.brokers = _shared_store(admin)
         with Client([host], timeout=timeout, connect_timeout=timeout, tls=tls) as client:
             report.ping = client.ping(host)
     except (BrokerError, OSError) as exc:
         report.error = str(exc) or type(exc).__name__
     return report
+
+
+def _shared_store(admin: AdminClient) -> list[BrokerInfo]:
+    """The brokers sharing the server's store; none for gearmand or an unshared store."""
+    try:
+        return admin.show_brokers()
+    except ServerError:
+        return []
 
 
 def apply_filter(report: ServerReport, text: str) -> ServerReport:
@@ -112,4 +130,11 @@ def render(report: ServerReport) -> str:
     workers.align["Registered Tasks"] = "l"
     for worker in report.workers:
         workers.add_row([worker.ip, ",".join(worker.tasks), worker.client_id, worker.fd])
-    return "\n\n".join([server.get_string(), tasks.get_string() + unserved, workers.get_string()])
+    tables = [server.get_string(), tasks.get_string() + unserved, workers.get_string()]
+    if report.brokers:
+        brokers = PrettyTable(BROKER_COLUMNS)
+        brokers.align["Broker"] = "l"
+        for broker in report.brokers:
+            brokers.add_row([broker.id, broker.name, broker.state, broker.jobs, broker.running])
+        tables.append(SHARED_NOTE + "\n" + brokers.get_string())
+    return "\n\n".join(tables)

@@ -9,6 +9,7 @@ import socket
 import ssl
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -205,6 +206,15 @@ class RawConnection:
                 raise ConnectionError("closed")
             self.reader.feed(data)
 
+    def packets_until_closed(self, timeout: float = 30.0) -> list[Packet]:
+        """Every packet that arrives until the peer closes the connection."""
+        packets = []
+        while True:
+            try:
+                packets.append(self.packet(timeout))
+            except (ConnectionError, OSError):
+                return packets
+
     def quiet(self, wait: float = 0.2) -> bool:
         """True if nothing arrives within ``wait`` seconds (and the socket is open)."""
         if self.reader.pending:
@@ -241,3 +251,61 @@ class RawConnection:
         except TimeoutError:
             pass
         return b"".join(chunks)
+
+
+def _submit_pipelined(port: int, prefix: bytes, acked: list[bytes], stop: threading.Event) -> None:
+    """Pipeline background submits to ``f``; a payload counts once its JOB_CREATED
+    arrived."""
+    sock = socket.create_connection(("127.0.0.1", port))
+    sock.settimeout(5)
+    buffer = b""
+    sent: list[bytes] = []
+    try:
+        batch = 0
+        while not stop.is_set():
+            payloads = [b"%s-%d-%d" % (prefix, batch, i) for i in range(50)]
+            sock.sendall(
+                b"".join(
+                    encode_packet(PacketType.SUBMIT_JOB_BG, b"f", b"", p, magic=MAGIC_REQ)
+                    for p in payloads
+                )
+            )
+            sent.extend(payloads)
+            while len(acked) < len(sent):
+                data = sock.recv(65536)
+                if not data:
+                    return
+                buffer += data
+                while len(buffer) >= 12:
+                    size = int.from_bytes(buffer[8:12], "big")
+                    if len(buffer) < 12 + size:
+                        break
+                    if buffer[4:8] != PacketType.JOB_CREATED.to_bytes(4, "big"):
+                        return  # refused (an ERROR): the client's to resend
+                    acked.append(sent[len(acked)])
+                    buffer = buffer[12 + size :]
+            batch += 1
+    except OSError:
+        return  # the broker died: whatever was not acknowledged is the client's to resend
+    finally:
+        sock.close()
+
+
+@contextmanager
+def pipelined_submitters(port: int, clients: int = 4) -> Iterator[list[list[bytes]]]:
+    """Clients pipelining background submits to ``f`` until the block ends (or the broker
+    dies); yields, per client, the payloads acknowledged so far."""
+    acked: list[list[bytes]] = [[] for _ in range(clients)]
+    stop = threading.Event()
+    threads = [
+        threading.Thread(target=_submit_pipelined, args=(port, b"c%d" % i, acked[i], stop))
+        for i in range(clients)
+    ]
+    for thread in threads:
+        thread.start()
+    try:
+        yield acked
+    finally:
+        stop.set()
+        for thread in threads:
+            thread.join(10)

@@ -16,9 +16,10 @@ from collections.abc import Callable
 from broker.core.access import LOOPBACK, Allowed, is_control
 from broker.core.broker import Broker
 from broker.core.model import Session
-from broker.errors import ProtocolError
+from broker.errors import ProtocolError, StoreUnavailable
 from broker.protocol.numbers import leading_int
 from broker.protocol.priorities import Priority
+from broker.store.base import SharedStore
 
 # gearmand closes the connection on a line with more than five tokens.
 MAX_ADMIN_TOKENS = 5
@@ -63,8 +64,11 @@ class AdminCommands:
         request_shutdown: Callable[[bool], None],
         control_from: Allowed = LOOPBACK,
         control_names: frozenset[str] = frozenset(),
+        shared: SharedStore | None = None,
     ) -> None:
         self.broker = broker
+        self.shared = shared
+        """A store several brokers share: ``show brokers`` and the failed list read it."""
         self.control_from = control_from
         self.control_names = control_names
         default = control_from.networks == LOOPBACK.networks
@@ -108,7 +112,10 @@ class AdminCommands:
                 name,
                 self._control_rule,
             )
-        return command(session, words)
+        try:
+            return command(session, words)
+        except StoreUnavailable as exc:
+            return b"ERR STORE_UNAVAILABLE %s\r\n" % _one_line(str(exc)).replace(b" ", b"+")
 
     def _may_control(self, session: Session) -> bool:
         if session.host in self.control_from:
@@ -152,7 +159,10 @@ class AdminCommands:
             ]
         elif what == [b"unique", b"jobs"]:
             lines = [job.unique + b"\n" for job in self.broker.index.jobs.values()]
+        elif what == [b"brokers"]:
+            return self._brokers()
         elif what == [b"failed"]:
+            self._reload_failed()
             lines = [
                 b"%s\t%s\t%d\t%d\t%s\n"
                 % (handle, f.function, f.attempts, f.failed_at, _one_line(f.error))
@@ -168,6 +178,22 @@ class AdminCommands:
             return b"ERR UNKNOWN_SHOW_ARGUMENTS\r\n"
         lines.append(b".\n")
         return b"".join(lines)
+
+    def _brokers(self) -> bytes:
+        if self.shared is None:
+            return b"ERR NO_SHARED_STORE this+broker's+store+is+not+shared+with+other+brokers\r\n"
+        lines = [
+            b"%d\t%s\t%s\t%d\t%d\n"
+            % (row.id, row.name.encode(), row.state.encode(), row.jobs, row.running)
+            for row in self.shared.brokers()
+        ]
+        return b"".join(lines) + b".\n"
+
+    def _reload_failed(self) -> None:
+        """With a shared store the failed list is every broker's: read it from there."""
+        if self.shared is not None:
+            handle = self.broker.handles.of
+            self.broker.failed.reload((handle(r.number), r) for r in self.shared.failed_jobs())
 
     def _cancel(self, session: Session, words: list[bytes]) -> bytes:
         if len(words) < 3:
@@ -200,6 +226,7 @@ class AdminCommands:
     def _retry(self, session: Session, words: list[bytes]) -> bytes:
         if len(words) != 3 or words[1].lower() != b"failed":
             return _INCOMPLETE + words[0] + b"\r\n"
+        self._reload_failed()
         return self._on_failed(self.broker.retry_failed, words[2])
 
     @staticmethod
@@ -211,6 +238,7 @@ class AdminCommands:
 
     def _drop(self, session: Session, words: list[bytes]) -> bytes:
         if len(words) == 3 and words[1].lower() == b"failed":
+            self._reload_failed()
             return self._on_failed(self.broker.failed.drop, words[2])
         if len(words) != 3 or words[1].lower() != b"function":
             return _INCOMPLETE + words[0] + b"\r\n"

@@ -32,11 +32,13 @@ of shared/reference/gearman-protocol.md.
 from __future__ import annotations
 
 import logging
+import math
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from broker.core.abilities import Abilities
+from broker.core.elsewhere import Elsewhere
 from broker.core.failed import FailedList
 from broker.core.functions import Functions
 from broker.core.handles import Handles
@@ -51,7 +53,7 @@ from broker.core.queries import Queries
 from broker.core.schedules import Schedule, Scheduler
 from broker.core.settings import BrokerSettings
 from broker.core.timeline import Timeline
-from broker.errors import ProtocolError
+from broker.errors import ProtocolError, StoreUnavailable
 from broker.protocol.numbers import leading_int
 from broker.protocol.packets import (
     MAGIC_RES,
@@ -62,7 +64,7 @@ from broker.protocol.packets import (
     error_packet,
 )
 from broker.protocol.priorities import Priority
-from broker.store.base import Page, PagingStore
+from broker.store.base import Page, PagingStore, SharedStore
 from broker.store.operations import Operation, StoredJob
 
 log = logging.getLogger("spoolgear.broker")
@@ -139,11 +141,19 @@ class Broker:
             clock=clock,
             fire=self._fire_schedule,
         )
-        queries = Queries(self.index, self.pager, self.send)
+        self.elsewhere = Elsewhere(
+            paging_store if isinstance(paging_store, SharedStore) else None, self.handles
+        )
+        queries = Queries(self.index, self.pager, self.elsewhere, self.send)
         progress = Progress(self.send)
         self.abilities = Abilities(self.functions, self.send, self._release_held)
         self.sessions: dict[int, Session] = {}
         self.timeline: Timeline[Job] = Timeline(call_later, clock, self._due)
+        self.lease_deadline = math.inf
+        """With a shared store: until when (``time.monotonic()``) the lease surely holds;
+        the committer moves it after each write."""
+        self.renewal_wanted = False
+        """A job was handed out past ``lease_deadline``: write, if only to renew."""
         self._handlers: dict[PacketType, Callable[[Session, Packet], None]] = {
             T.CAN_DO: self.abilities.can_do,
             T.CAN_DO_TIMEOUT: self.abilities.can_do_timeout,
@@ -206,17 +216,28 @@ class Broker:
 
     def batch_waiting(self) -> bool:
         """Whether there is something to write or pages to read."""
-        return bool(self.journal.ops) or self.pager.wants_pages()
+        return bool(self.journal.ops) or self.pager.wants_pages() or self.renewal_wanted
 
     def take_batch(self) -> Batch:
         """The operations journaled since the last batch, and the pages to read after
         them; replies gated on this batch wait until ``apply_batch``."""
         number, operations = self.journal.take()
+        self.renewal_wanted = False
         return Batch(number, operations, self.pager.take_requests())
 
-    def apply_batch(self, batch: Batch, pages: Sequence[Page]) -> None:
-        """``batch`` is written and its pages read: release the replies it gated, queue
-        the pages (answering the grabs that waited for them), and write the replies."""
+    def apply_batch(
+        self, batch: Batch, pages: Sequence[Page], coalesced: dict[int, int] | None = None
+    ) -> None:
+        """``batch`` is written and its pages read: settle the jobs that waited for it
+        (``coalesced``: those a shared store already had under their unique, see
+        ``elsewhere.py``), release the replies it gated, queue the pages (answering the
+        grabs that waited for them), and write the replies."""
+        ready, dropped = self.elsewhere.committed(batch.number, coalesced or {})
+        for job in dropped:
+            fail = encode_packet(T.WORK_FAIL, job.handle)
+            self._finish(job, [(client, fail) for client in job.clients], stored=False)
+        for job in ready:
+            self._place(job)
         self.output.release(batch.number)
         self.pager.committed(batch.number)
         for request, page in zip(batch.page_requests, pages, strict=True):
@@ -245,6 +266,8 @@ class Broker:
             handler(session, packet)
         except ProtocolError as exc:
             self.send(session, error_packet(exc.code or b"INVALID_PACKET", str(exc).encode()))
+        except StoreUnavailable as exc:  # a look-up in a store on the network failed
+            self.send(session, error_packet(b"STORE_UNAVAILABLE", str(exc).encode()))
 
     # ------------------------------------------------------------------ submitting
 
@@ -293,7 +316,9 @@ class Broker:
                 # A background job may have been created in this very batch.
                 building = self.journal.building if existing.background else 0
                 accepted = self._accept(session, existing.handle, building)
-                if session is not None and not background:
+                if background:
+                    self.elsewhere.replied(existing, session)
+                elif session is not None:
                     self._attach(session, existing)
                 return accepted
             if background:
@@ -324,13 +349,21 @@ class Broker:
         accepted = self._accept(session, job.handle, building)
         if session is not None and not background:
             self._attach(session, job)
-        if when:
+        if building and self.elsewhere.must_hold(key):
+            self.elsewhere.hold(job, building)  # until the store says it is the only one
+            self.elsewhere.replied(job, session)
+        else:
+            self._place(job)
+        return accepted
+
+    def _place(self, job: Job) -> None:
+        """A new job joins its queue, or the timeline if it is delayed."""
+        if job.when:
             self.defer(job)
         else:
             if self.timing:
                 job.since = self.clock()
             self._enqueue(job)
-        return accepted
 
     def _accept(self, session: Session | None, handle: bytes, batch: int) -> Accepted:
         if session is not None:
@@ -363,6 +396,17 @@ class Broker:
         job.retries = stored.attempts
         self.index.add_stored(job)
         return job
+
+    def take_over(self, job: Job, *, running: bool) -> None:
+        """A job from a broker that stopped (its lease ran out): a running one counts an
+        attempt; each goes to the tail of its queue or waits for its time."""
+        if running:
+            self.requeue(job, reason="its broker stopped")
+        elif job.when:
+            self.defer(job)
+        else:
+            self.journal.job_requeued(job)
+            self._enqueue(job)
 
     def _attach(self, session: Session, job: Job) -> None:
         if isinstance(job.clients, list):
@@ -413,6 +457,11 @@ class Broker:
             return
         if session.permits is not None and not session.permits.allows("schedule", name):
             self._deny(session, "schedule", name)
+            return
+        holder = self.elsewhere.schedule_holder(name, unique)
+        if holder is not None:
+            text = b"broker %s of the shared store holds this schedule: change it there"
+            self._refuse(session, b"SCHEDULE_ELSEWHERE", text % holder.encode())
             return
         handle = self.scheduler.put(
             name, unique, [field.decode("ascii", "replace") for field in fields], data
@@ -495,6 +544,11 @@ class Broker:
         session.sleeping = False
         session.noop_sent = False
         job = self.functions.take(session)
+        if job is not None and time.monotonic() > self.lease_deadline:
+            # A shared store's lease may have run out (this broker was paused, say): the
+            # job goes out only once a write has renewed it, or never (broker/store/pg_leases).
+            session.gate = self.journal.building
+            self.renewal_wanted = True
         if job is None:
             if self.functions.spilling(session):
                 # Jobs wait in the store and a page is on its way: answer then, not NO_JOB.
@@ -611,7 +665,8 @@ class Broker:
         if job is None:
             return self.pager.cancel(handle)
         job.function.cancelled += 1
-        if job.worker is None:
+        held = self.elsewhere.cancel(job)  # waiting for its batch's commit: in no queue
+        if not held and job.worker is None:
             if job.when:
                 job.function.delayed -= 1
             else:

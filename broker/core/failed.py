@@ -7,7 +7,7 @@ Every change is journaled, so the list survives restarts with a durable store.
 from __future__ import annotations
 
 import logging
-from collections.abc import ItemsView
+from collections.abc import ItemsView, Iterable
 
 from broker.core.handles import handle_number
 from broker.core.journal import Journal
@@ -32,6 +32,11 @@ class FailedList:
     def restore(self, handle: bytes, record: FailedJob) -> None:
         """Put back a record loaded from the store (nothing to journal)."""
         self._records[handle] = record
+
+    def reload(self, records: Iterable[tuple[bytes, FailedJob]]) -> None:
+        """With a shared store, which holds the list for every broker: take it as it is
+        there now (nothing to journal)."""
+        self._records = dict(records)
 
     def add_job(self, job: Job, error: str, when: float) -> None:
         """A background job ran out of attempts with ``error``, at ``when``."""

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+from broker.core.elsewhere import Elsewhere
 from broker.core.index import JobIndex
 from broker.core.model import Session
 from broker.core.paging import Paging
@@ -18,18 +19,25 @@ MAX_CLIENT_ID_SIZE = 127
 
 class Queries:
     def __init__(
-        self, index: JobIndex, pager: Paging, send: Callable[[Session, bytes], None]
+        self,
+        index: JobIndex,
+        pager: Paging,
+        elsewhere: Elsewhere,
+        send: Callable[[Session, bytes], None],
     ) -> None:
         self.index = index
         self.pager = pager
+        self.elsewhere = elsewhere
         self.send = send
 
     def get_status(self, session: Session, packet: Packet) -> None:
         handle = packet.args[0]
         job = self.index.jobs.get(handle)
         if job is None:
-            known = b"0" if self.pager.find(handle) is None else b"1"
-            reply = encode_packet(T.STATUS_RES, handle, known, b"0", b"0", b"0")
+            row = self.pager.find(handle) or self.elsewhere.job(handle)
+            known = b"0" if row is None else b"1"
+            running = b"1" if row is not None and row.running else b"0"
+            reply = encode_packet(T.STATUS_RES, handle, known, running, b"0", b"0")
         else:
             running = b"1" if job.worker is not None else b"0"
             reply = encode_packet(

@@ -5,15 +5,20 @@ broker stopped counts that as an attempt and goes to the tail of its queue. With
 queue windows, a queue longer than its window comes back as its head plus a count
 of jobs left in the store. Missed-firing policy for schedules: firings that fell
 into the downtime coalesce into one run at start-up, then the schedule resumes
-from now.
+from now. Jobs and schedules taken over from another broker of a shared store while
+serving come back the same way, each job at the tail of its queue.
 """
 
 from __future__ import annotations
 
+import logging
+
 from broker.core.broker import Broker
 from broker.core.schedules import Schedule, parse_stored
-from broker.store.base import StoredState
+from broker.store.base import Claimed, StoredState
 from broker.store.operations import StoredSchedule
+
+log = logging.getLogger("spoolgear.broker")
 
 
 def restore(broker: Broker, state: StoredState) -> None:
@@ -44,6 +49,22 @@ def restore(broker: Broker, state: StoredState) -> None:
         _restore_schedule(broker, stored_schedule, now)
     for failed in state.failed:
         broker.failed.restore(broker.handles.of(failed.number), failed)
+
+
+def take_over(broker: Broker, claimed: Claimed) -> None:
+    """Jobs and schedules taken over from brokers that stopped, while serving."""
+    now = broker.clock()
+    for stored in claimed.jobs:
+        function = broker.functions.get(stored.function)
+        job = broker.adopt(function, stored, stored.run_at if stored.run_at > now else 0.0)
+        broker.take_over(job, running=stored.running)
+    for stored_schedule in claimed.schedules:
+        _restore_schedule(broker, stored_schedule, now)
+    log.info(
+        "took over %d jobs and %d schedules from brokers that stopped",
+        len(claimed.jobs),
+        len(claimed.schedules),
+    )
 
 
 def _restore_schedule(broker: Broker, stored: StoredSchedule, now: float) -> None:

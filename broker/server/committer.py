@@ -21,17 +21,28 @@ import time
 from collections import deque
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from typing import NamedTuple
 
 from broker.core.broker import Batch, Broker
 from broker.core.histogram import BATCH_OPERATIONS, COMMIT_SECONDS, Histogram
 from broker.core.paging import read_pages
+from broker.core.restore import take_over
 from broker.errors import StoreUnavailable
-from broker.store.base import Page, PagingStore, Store
+from broker.store.base import Claimed, Page, PagingStore, SharedStore, Store
 
 log = logging.getLogger("spoolgear.store")
 
-Written = tuple[list[Page], float, float]
-"""A batch's pages, the seconds its write took, and the seconds its fsync took."""
+
+class Written(NamedTuple):
+    pages: list[Page]
+    seconds: float
+    """How long the write took."""
+    synced: float
+    """How long its fsync (or COMMIT) took."""
+    claimed: Claimed | None
+    """What a sweep of a shared store took over, if one ran."""
+    coalesced: dict[int, int]
+    """New jobs a shared store already had under their unique (``SharedStore.coalesced``)."""
 
 
 class Committer:
@@ -53,6 +64,9 @@ class Committer:
         self._writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="spoolgear-store")
         self._in_flight: asyncio.Future[Written] | None = None
         self._failed = False
+        self._closing = False
+        """Set by ``close``/``abandon``: no new write or sweep starts (``close`` writes the
+        rest itself)."""
         self._waiting: deque[tuple[int, Callable[[bool], None]]] = deque()
         """(batch, done) in batch order: told once that batch is on disk."""
         self.commits = 0
@@ -61,6 +75,13 @@ class Committer:
         self.sync_seconds = Histogram(COMMIT_SECONDS)
         """Store transactions written, their sizes, how long each took (fsync included),
         and how long its fsync took."""
+        self._shared = store if isinstance(store, SharedStore) else None
+        self._sweep_wanted = False
+        self._sweep_timer: asyncio.TimerHandle | None = None
+        if self._shared is not None:
+            broker.lease_deadline = self._shared.lease_valid_until()
+            self._sweep_timer = self.loop.call_later(self._shared.sweep_seconds, self._sweep_now)
+            self._shared.listen(self._sweep_from_thread)
 
     def after_commit(self, batch: int, done: Callable[[bool], None]) -> None:
         """``done(True)`` once ``batch`` is on disk (at once if it is), ``done(False)``
@@ -72,8 +93,23 @@ class Committer:
         else:
             self._waiting.append((batch, done))
 
+    def _sweep_now(self) -> None:
+        """A shared store's turn to renew the lease and take over stopped brokers' jobs
+        (its timer, or an application committed a job)."""
+        if self._sweep_timer is not None:
+            self._sweep_timer.cancel()
+            self._sweep_timer = None
+        self._sweep_wanted = True
+        self.kick()
+
+    def _sweep_from_thread(self) -> None:
+        if not self._closing:
+            self.loop.call_soon_threadsafe(self._sweep_now)
+
     def kick(self) -> None:
-        if self._in_flight is not None or not self.broker.batch_waiting():
+        if self._in_flight is not None or self._failed or self._closing:
+            return
+        if not (self._sweep_wanted or self.broker.batch_waiting()):
             return
         wait = self._next_commit_at - self.loop.time()
         if wait > 0:
@@ -82,21 +118,28 @@ class Committer:
             return
         self._next_commit_at = self.loop.time() + self.commit_delay
         batch = self.broker.take_batch()
-        future = self.loop.run_in_executor(self._writer, self._write, batch)
+        sweep, self._sweep_wanted = self._sweep_wanted, False
+        future = self.loop.run_in_executor(self._writer, self._write, batch, sweep)
         self._in_flight = future
         future.add_done_callback(lambda done: self._done(batch, done))
 
-    def _write(self, batch: Batch) -> Written:
-        """On the writer thread: the batch's pages, and how long its write took."""
+    def _write(self, batch: Batch, sweep: bool) -> Written:
+        """On the writer thread: the batch, its pages, and a shared store's sweep (each
+        write renews a shared store's lease, so an empty batch is written as a renewal)."""
         seconds = synced = 0.0
-        if batch.operations:
+        coalesced: dict[int, int] = {}
+        if batch.operations or (self._shared is not None and not sweep):
             started = time.perf_counter()
             self.store.write(batch.operations)
             seconds, synced = time.perf_counter() - started, self.store.sync_seconds
-        if not batch.page_requests:
-            return [], seconds, synced
-        assert isinstance(self.store, PagingStore)
-        return read_pages(self.store, batch.page_requests), seconds, synced
+            if self._shared is not None:
+                coalesced = self._shared.coalesced
+        pages = []
+        if batch.page_requests:
+            assert isinstance(self.store, PagingStore)
+            pages = read_pages(self.store, batch.page_requests)
+        claimed = self._shared.sweep() if sweep and self._shared is not None else None
+        return Written(pages, seconds, synced, claimed, coalesced)
 
     def _after_delay(self) -> None:
         self._delayed = None
@@ -117,28 +160,47 @@ class Committer:
                 self._waiting.popleft()[1](False)
             self.on_failure(error)
             return
-        pages, seconds, synced = future.result()
+        written = future.result()
         if batch.operations:
             self.commits += 1
             self.batch_operations.observe(len(batch.operations))
-            self.commit_seconds.observe(seconds)
-            self.sync_seconds.observe(synced)
-        self.broker.apply_batch(batch, pages)
+            self.commit_seconds.observe(written.seconds)
+            self.sync_seconds.observe(written.synced)
+        if self._shared is not None:
+            self.broker.lease_deadline = self._shared.lease_valid_until()
+        self.broker.apply_batch(batch, written.pages, written.coalesced)
+        if written.claimed is not None:
+            self._took_over(written.claimed)
         while self._waiting and self._waiting[0][0] <= batch.number:
             self._waiting.popleft()[1](True)
         self.kick()
 
+    def _took_over(self, claimed: Claimed) -> None:
+        """Serve what a sweep took over; sweep again at once while more is left."""
+        if claimed.jobs or claimed.schedules:
+            take_over(self.broker, claimed)
+            self.broker.flush()
+        if claimed.more:
+            self._sweep_wanted = True
+        elif self._shared is not None and self._sweep_timer is None and not self._closing:
+            self._sweep_timer = self.loop.call_later(self._shared.sweep_seconds, self._sweep_now)
+
+    def _stop_new_work(self) -> None:
+        """No write or sweep starts from now on; timers are cancelled."""
+        self._closing = True
+        for timer in (self._delayed, self._sweep_timer):
+            if timer is not None:
+                timer.cancel()
+
     def abandon(self) -> None:
         """The store failed: release it without writing what is left (it cannot be)."""
-        if self._delayed is not None:
-            self._delayed.cancel()
+        self._stop_new_work()
         self._writer.shutdown(wait=True)
         self.store.close()
 
     async def close(self) -> None:
         """Write what is still journaled, then release the store."""
-        if self._delayed is not None:
-            self._delayed.cancel()
+        self._stop_new_work()
         while self._in_flight is not None:
             await asyncio.shield(self._in_flight)
             # A finished write's future is done before its callback (_done, which clears

@@ -28,7 +28,7 @@ from broker.server.spool_door import SpoolConnection
 from broker.server.spool_ingest import SpoolIngest
 from broker.server.tls_door import TLSListener, bind
 from broker.store import open_store
-from broker.store.base import PagingStore, Store, StoredState
+from broker.store.base import PagingStore, SharedStore, Store, StoredState
 from broker.tls import ServerTLS
 
 log = logging.getLogger("spoolgear.server")
@@ -68,6 +68,7 @@ class BrokerServer:
             request_shutdown=self.request_shutdown,
             control_from=Allowed(config.admin_allow),
             control_names=frozenset(config.admin_allow_names),
+            shared=store if isinstance(store, SharedStore) else None,
         )
         self.tls = ServerTLS(config.tls_files) if config.tls_listening else None
         self.context = ServerContext(
@@ -279,7 +280,12 @@ class BrokerServer:
 
 async def serve(config: ServerConfig, out: TextIO = sys.stdout) -> None:
     """Run a broker until it is asked to stop (signal or admin ``shutdown``)."""
-    store = open_store(config.store, page_bytes=config.page_bytes)
+    store = open_store(
+        config.store,
+        page_bytes=config.page_bytes,
+        retry_seconds=config.store_retry,
+        lease_seconds=config.store_lease,
+    )
     state = await asyncio.get_running_loop().run_in_executor(None, store.load, config.queue_window)
     for problem in state.problems:
         log.error("%s", problem)

@@ -7,7 +7,14 @@ import os
 from pathlib import Path
 
 from broker.errors import ConfigurationError
-from broker.store.base import PAGE_BYTES, MemoryStore, Store, StoredState
+from broker.store.base import (
+    DEFAULT_STORE_LEASE,
+    DEFAULT_STORE_RETRY,
+    PAGE_BYTES,
+    MemoryStore,
+    Store,
+    StoredState,
+)
 from broker.store.spool import SpoolStore
 from broker.store.sqlite import SQLiteStore
 
@@ -28,12 +35,15 @@ def default_store_url() -> str:
     return f"sqlite:{default_data_dir() / 'spoolgear.db'}"
 
 
+POSTGRESQL_SCHEMES = ("postgresql", "postgres")
+
+
 def check_store_url(url: str) -> None:
     """Reject an unknown or malformed store URL before anything starts."""
     scheme, sep, rest = url.partition(":")
-    if not sep or scheme not in ("memory", "sqlite", "spool"):
+    if not sep or scheme not in ("memory", "sqlite", "spool", *POSTGRESQL_SCHEMES):
         raise ConfigurationError(
-            f"--store {url!r}: expected memory:, sqlite:PATH or spool:DIRECTORY"
+            f"--store {url!r}: expected memory:, sqlite:PATH, spool:DIRECTORY or postgresql://..."
         )
     if scheme == "sqlite" and not rest:
         raise ConfigurationError(
@@ -45,7 +55,13 @@ def check_store_url(url: str) -> None:
         )
 
 
-def open_store(url: str, *, page_bytes: int = PAGE_BYTES) -> Store:
+def open_store(
+    url: str,
+    *,
+    page_bytes: int = PAGE_BYTES,
+    retry_seconds: float = DEFAULT_STORE_RETRY,
+    lease_seconds: float = DEFAULT_STORE_LEASE,
+) -> Store:
     """The store a ``--store`` URL names, opened."""
     check_store_url(url)
     scheme, _, rest = url.partition(":")
@@ -53,4 +69,10 @@ def open_store(url: str, *, page_bytes: int = PAGE_BYTES) -> Store:
         return MemoryStore()
     if scheme == "spool":
         return SpoolStore(Path(rest))
+    if scheme in POSTGRESQL_SCHEMES:
+        from broker.store.postgresql import PostgreSQLStore  # psycopg only when asked for
+
+        return PostgreSQLStore(
+            url, page_bytes=page_bytes, retry_seconds=retry_seconds, lease_seconds=lease_seconds
+        )
     return SQLiteStore(Path(rest), page_bytes=page_bytes)

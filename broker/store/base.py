@@ -17,7 +17,7 @@ across restarts because numbers are reserved in blocks (``ReserveHandles``).
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import NamedTuple
 
@@ -26,6 +26,14 @@ from broker.store.operations import FailedJob, Operation, StoredJob, StoredSched
 PAGE_BYTES = 64 << 20
 """Payload bytes read into memory by one page (or one queue's window at start-up), so
 queues of large jobs page in bounded steps; a single larger job still comes alone."""
+
+DEFAULT_STORE_RETRY = 30.0
+"""Seconds a write to a store on the network (PostgreSQL) keeps reconnecting before it
+fails and the broker stops."""
+
+DEFAULT_STORE_LEASE = 10.0
+"""Seconds a broker's lease on a shared store (PostgreSQL) lasts: after a broker dies, the
+others take over its jobs this long after its last write or renewal."""
 
 
 class Page(NamedTuple):
@@ -110,6 +118,72 @@ class PagingStore(Store):
     @abstractmethod
     def find_unique(self, unique: bytes, function: bytes | None) -> StoredJob | None:
         """A stored job with this unique, of ``function`` if given (event loop)."""
+
+
+@dataclass
+class Claimed:
+    """Jobs and schedules a broker took over from brokers that stopped (or from nobody:
+    jobs an application wrote in its own transaction)."""
+
+    jobs: list[StoredJob] = field(default_factory=list)
+    schedules: list[StoredSchedule] = field(default_factory=list)
+    more: bool = False
+    """Whether jobs were left to take over (a sweep takes a bounded number)."""
+
+
+class BrokerRow(NamedTuple):
+    """A broker sharing the store, as ``show brokers`` lists it."""
+
+    id: int
+    name: str
+    state: str
+    """``this broker``, ``live``, ``lease ran out`` or ``stopped``."""
+    jobs: int
+    """Jobs it owns in the store (running ones included)."""
+    running: int
+
+
+class SharedStore(PagingStore):
+    """A paging store several brokers use at once (PostgreSQL). Each broker holds a
+    lease it renews with every write; ``sweep`` renews it when the broker is idle and
+    takes over the jobs of brokers whose lease ran out. Past ``lease_valid_until`` the
+    broker hands out no job before a write has renewed the lease."""
+
+    sweep_seconds: float
+    """How often the broker calls ``sweep``."""
+    coalesced: dict[int, int]
+    """After a ``write``: its new jobs the store did not add because a job of the same
+    function with the same unique was there (their number -> that job's number)."""
+
+    @abstractmethod
+    def sweep(self) -> Claimed:
+        """Renew the lease and take over what stopped brokers left (writer thread)."""
+
+    @abstractmethod
+    def find_elsewhere(self, number: int) -> StoredJob | None:
+        """The job with this number if another broker (or nobody yet) holds it."""
+
+    @abstractmethod
+    def schedule_holder(self, function: bytes, unique: bytes) -> str | None:
+        """The broker (as ``id N (name)``) holding a schedule of ``function`` with this
+        unique, if it is another one."""
+
+    @abstractmethod
+    def brokers(self) -> list[BrokerRow]:
+        """The brokers sharing the store, this one first, and a row (id 0) for jobs
+        applications wrote that no broker has taken over yet (event loop)."""
+
+    @abstractmethod
+    def failed_jobs(self) -> list[FailedJob]:
+        """The failed list every broker of the store shares, oldest first (event loop)."""
+
+    @abstractmethod
+    def listen(self, wake: Callable[[], None]) -> None:
+        """Call ``wake`` (from another thread) when an application commits a job."""
+
+    @abstractmethod
+    def lease_valid_until(self) -> float:
+        """Until when (``time.monotonic()``) the lease holds without another renewal."""
 
 
 class MemoryStore(Store):

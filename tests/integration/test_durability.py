@@ -4,9 +4,7 @@ from __future__ import annotations
 
 import json
 import signal
-import socket
 import subprocess
-import threading
 import time
 from pathlib import Path
 
@@ -14,9 +12,16 @@ import pytest
 
 from broker.admin import AdminClient
 from broker.client import Client, JobRequest
-from broker.protocol.packets import MAGIC_REQ, PacketType, encode_packet
+from broker.protocol.packets import PacketType
 from broker.worker import Worker, WorkerJob
-from tests.helpers import SPOOLGEAR, RawConnection, burst_drain, require_peer, run_broker
+from tests.helpers import (
+    SPOOLGEAR,
+    RawConnection,
+    burst_drain,
+    pipelined_submitters,
+    require_peer,
+    run_broker,
+)
 
 T = PacketType
 
@@ -26,71 +31,49 @@ def drain(address: str) -> list[bytes]:
     return [data for _, data in burst_drain(address, "f")]
 
 
-def submit_until_killed(
-    port: int, prefix: bytes, acked: list[bytes], stop: threading.Event
-) -> None:
-    """Pipeline background submits; a payload counts once its JOB_CREATED arrived."""
-    sock = socket.create_connection(("127.0.0.1", port))
-    sock.settimeout(5)
-    buffer = b""
-    sent: list[bytes] = []
-    try:
-        batch = 0
-        while not stop.is_set():
-            payloads = [b"%s-%d-%d" % (prefix, batch, i) for i in range(50)]
-            sock.sendall(
-                b"".join(
-                    encode_packet(T.SUBMIT_JOB_BG, b"f", b"", p, magic=MAGIC_REQ) for p in payloads
-                )
-            )
-            sent.extend(payloads)
-            while len(acked) < len(sent):
-                data = sock.recv(65536)
-                if not data:
-                    return
-                buffer += data
-                while len(buffer) >= 12:
-                    size = int.from_bytes(buffer[8:12], "big")
-                    if len(buffer) < 12 + size:
-                        break
-                    assert buffer[4:8] == T.JOB_CREATED.to_bytes(4, "big")
-                    acked.append(sent[len(acked)])
-                    buffer = buffer[12 + size :]
-            batch += 1
-    except OSError:
-        return  # the broker died: whatever was not acknowledged is the client's to resend
-    finally:
-        sock.close()
-
-
-@pytest.fixture(params=["sqlite", "spool"])
+@pytest.fixture(params=["sqlite", "spool", "postgresql"])
 def store(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     """Each durable backend, as a --store URL."""
+    if request.param == "postgresql":
+        return request.getfixturevalue("postgres_store")
     return f"sqlite:{tmp_path / 'jobs.db'}" if request.param == "sqlite" else f"spool:{tmp_path}"
 
 
+@pytest.fixture(params=["sqlite", "postgresql"])
+def paging_store(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """Each backend that pages, as a --store URL."""
+    if request.param == "postgresql":
+        return request.getfixturevalue("postgres_store")
+    return f"sqlite:{tmp_path / 'jobs.db'}"
+
+
+def killable(store: str) -> tuple[str, ...]:
+    """Broker options for ``store`` in tests that kill the broker: with PostgreSQL a short
+    lease, since a restarted broker takes over a killed one's jobs once its lease is out."""
+    if store.startswith("postgresql:"):
+        return ("--store", store, "--store-lease", "1")
+    return ("--store", store)
+
+
+def wait_until_queued(address: str, count: int) -> None:
+    """Until ``f`` has ``count`` jobs (at once, except after a shared store's takeover)."""
+    deadline = time.monotonic() + 30
+    with AdminClient(address) as admin:
+        while sum(s.total for s in admin.status() if s.name == "f") < count:
+            assert time.monotonic() < deadline, "the jobs were not taken over"
+            time.sleep(0.05)
+
+
 def test_kill_9_loses_no_acknowledged_job(store: str) -> None:
-    acked: list[list[bytes]] = [[] for _ in range(4)]
-    stop = threading.Event()
-    with run_broker("--store", store) as broker:
-        threads = [
-            threading.Thread(
-                target=submit_until_killed, args=(broker.port, b"c%d" % i, acked[i], stop)
-            )
-            for i in range(4)
-        ]
-        for thread in threads:
-            thread.start()
+    with run_broker(*killable(store)) as broker, pipelined_submitters(broker.port) as acked:
         while sum(map(len, acked)) < 2000:
             time.sleep(0.01)
         broker.process.kill()
         broker.process.wait()
-        stop.set()
-        for thread in threads:
-            thread.join(10)
     acknowledged = {payload for client in acked for payload in client}
     assert len(acknowledged) >= 2000
-    with run_broker("--store", store) as broker:
+    with run_broker(*killable(store)) as broker:
+        wait_until_queued(broker.address, len(acknowledged))
         ran = drain(broker.address)
     assert acknowledged <= set(ran)
     assert len(ran) == len(set(ran))  # and nothing ran twice
@@ -147,7 +130,7 @@ def test_a_job_whose_worker_is_killed_runs_on_another(tmp_path: Path) -> None:
 
 
 def test_a_job_running_when_the_broker_dies_is_requeued_with_an_attempt(store: str) -> None:
-    with run_broker("--store", store) as broker, RawConnection(broker.port) as raw:
+    with run_broker(*killable(store)) as broker, RawConnection(broker.port) as raw:
         raw.send(T.SUBMIT_JOB_BG, b"f", b"", b"interrupted")
         raw.packet()
         raw.send(T.CAN_DO, b"f")
@@ -156,7 +139,8 @@ def test_a_job_running_when_the_broker_dies_is_requeued_with_an_attempt(store: s
         time.sleep(0.2)  # the MarkRunning is committed with the next batch
         broker.process.kill()
         broker.process.wait()
-    with run_broker("--store", store) as broker:
+    with run_broker(*killable(store)) as broker:
+        wait_until_queued(broker.address, 1)
         with AdminClient(broker.address) as admin:
             (job,) = admin.show_jobs()
         assert (job.retries, job.background) == (1, True)
@@ -220,8 +204,8 @@ def test_failed_jobs_from_the_command_line(tmp_path: Path) -> None:
         assert drain(broker.address) == [b"x"]
 
 
-def test_a_small_queue_window_keeps_jobs_in_the_store_until_needed(tmp_path: Path) -> None:
-    store = f"sqlite:{tmp_path / 'jobs.db'}"
+def test_a_small_queue_window_keeps_jobs_in_the_store_until_needed(paging_store: str) -> None:
+    store = paging_store
     payloads = [b"%d" % n for n in range(300)]
     with run_broker("--store", store, "--queue-window", "20") as broker:
         with Client([broker.address]) as client:

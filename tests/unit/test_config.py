@@ -66,6 +66,9 @@ def test_defaults_types_and_repeatable_options_come_from_the_declarations() -> N
             ["--max-unread-output", "100"],
             "--max-unread-output must be at least --max-output-buffer",
         ),
+        (["--store-lease", "0.5"], "--store-lease must be at least 1 second, got 0.5"),
+        (["--store-lease", "5"], "--store-lease applies only to a postgresql store"),
+        (["--store-retry", "5"], "--store-retry applies only to a postgresql store"),
     ],
 )
 def test_bad_values_are_refused_with_the_option_named(argv: list[str], message: str) -> None:

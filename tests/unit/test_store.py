@@ -15,7 +15,7 @@ from broker.errors import ConfigurationError, StoreUnavailable
 from broker.protocol.uwsgi import decode_spool, encode_spool
 from broker.store import open_store
 from broker.store import operations as ops
-from broker.store.base import MemoryStore, Store
+from broker.store.base import MemoryStore, PagingStore, Store
 from broker.store.sqlite import SQLiteStore
 
 
@@ -38,11 +38,14 @@ def job(number: int, priority: int = 1, seq: int | None = None, **changes: objec
 Reopen = Callable[[], Store]
 
 
-@pytest.fixture(params=["sqlite", "spool"])
+@pytest.fixture(params=["sqlite", "spool", "postgresql"])
 def reopen(request: pytest.FixtureRequest, tmp_path: Path) -> Reopen:
     """A factory that opens the same durable store again (as after a restart)."""
     opened: list[Store] = []
-    url = f"sqlite:{tmp_path / 'jobs.db'}" if request.param == "sqlite" else f"spool:{tmp_path}"
+    urls = {"sqlite": f"sqlite:{tmp_path / 'jobs.db'}", "spool": f"spool:{tmp_path}"}
+    if request.param == "postgresql":
+        urls["postgresql"] = request.getfixturevalue("postgres_store")
+    url = urls[request.param]
 
     def factory() -> Store:
         if opened:
@@ -100,10 +103,11 @@ def test_failed_list_and_schedules(reopen: Reopen) -> None:
     assert (state.jobs, state.failed, state.schedules) == ([], [failed], [schedule])
 
 
-def test_handle_reservation(reopen: Reopen) -> None:
-    assert reopen().load().next_number == 1
-    reopen().write([ops.ReserveHandles(100_001)])
-    assert reopen().load().next_number == 100_001
+def test_handle_numbers_never_repeat_across_restarts(reopen: Reopen) -> None:
+    first = reopen().load().next_number
+    assert first >= 1
+    reopen().write([ops.ReserveHandles(first + 100_000)])
+    assert reopen().load().next_number >= first + 100_000
 
 
 def test_an_sqlite_batch_is_all_or_nothing(tmp_path: Path) -> None:
@@ -242,3 +246,22 @@ def test_a_schema_1_store_gets_the_schedule_columns(tmp_path: Path) -> None:
         ops.StoredSchedule(4, b"tick", b"", b"", "*/5 * * * *", 0.0, 0)
     ]
     store.close()
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
+def test_pages_stop_at_the_limit_and_say_whether_more_are_left(
+    backend: str, tmp_path: Path, request: pytest.FixtureRequest
+) -> None:
+    url = f"sqlite:{tmp_path / 'jobs.db'}"
+    if backend == "postgresql":
+        url = request.getfixturevalue("postgres_store")
+    store = open_store(url)
+    try:
+        store.write([ops.AddJob(job(n)) for n in range(1, 8)])
+        assert isinstance(store, PagingStore)
+        first = store.page(b"f", 1, 0, 3)
+        assert [j.number for j in first.rows] == [1, 2, 3] and first.more
+        last = store.page(b"f", 1, first.rows[-1].seq + 1, 10)
+        assert [j.number for j in last.rows] == [4, 5, 6, 7] and not last.more
+    finally:
+        store.close()

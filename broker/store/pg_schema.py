@@ -1,0 +1,86 @@
+"""The PostgreSQL store's tables: created and migrated in order, the version kept in
+``spoolgear_meta``, under an advisory lock so that brokers starting together migrate once.
+
+A database whose schema is newer than this spoolgear knows is refused rather than used:
+an older broker would not know what the newer columns mean.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import psycopg
+from psycopg.conninfo import conninfo_to_dict
+
+from broker import transactional
+from broker.errors import StoreUnavailable
+
+_V1 = f"""
+CREATE TABLE spoolgear_brokers (
+    id BIGSERIAL PRIMARY KEY, name TEXT NOT NULL,
+    started TIMESTAMPTZ NOT NULL DEFAULT now(), lease_until TIMESTAMPTZ NOT NULL);
+CREATE TABLE spoolgear_jobs (
+    number BIGINT PRIMARY KEY, function BYTEA NOT NULL, unique_key BYTEA NOT NULL,
+    data BYTEA NOT NULL, priority INTEGER NOT NULL, run_at DOUBLE PRECISION NOT NULL,
+    reducer BYTEA NOT NULL, attempts INTEGER NOT NULL, running BOOLEAN NOT NULL,
+    seq BIGINT NOT NULL, owner BIGINT);
+CREATE TABLE spoolgear_schedules (
+    number BIGINT PRIMARY KEY, function BYTEA NOT NULL, unique_key BYTEA NOT NULL,
+    data BYTEA NOT NULL, cron TEXT NOT NULL, next_run DOUBLE PRECISION NOT NULL,
+    fired INTEGER NOT NULL, owner BIGINT);
+CREATE TABLE spoolgear_failed (
+    number BIGINT PRIMARY KEY, function BYTEA NOT NULL, unique_key BYTEA NOT NULL,
+    data BYTEA NOT NULL, priority INTEGER NOT NULL, attempts INTEGER NOT NULL,
+    error TEXT NOT NULL, failed_at DOUBLE PRECISION NOT NULL);
+CREATE INDEX spoolgear_jobs_queue ON spoolgear_jobs (owner, function, priority, seq)
+    WHERE NOT running AND run_at = 0;
+CREATE INDEX spoolgear_jobs_owner ON spoolgear_jobs (owner, priority, seq);
+CREATE INDEX spoolgear_jobs_unique ON spoolgear_jobs (unique_key) WHERE unique_key != '';
+CREATE UNIQUE INDEX spoolgear_jobs_coalescing ON spoolgear_jobs (function, unique_key)
+    WHERE unique_key NOT IN ('', '-');
+CREATE INDEX spoolgear_schedules_owner ON spoolgear_schedules (owner);
+CREATE SEQUENCE {transactional.NUMBERS} MAXVALUE {(1 << transactional.NUMBER_BITS) - 1};
+"""
+
+MIGRATIONS = (_V1,)
+"""Step ``n`` takes the schema from version ``n`` to ``n + 1``; append, never edit."""
+
+_MIGRATION_LOCK = 0x73706F6F6C  # an advisory lock key of spoolgear's own ("spool")
+
+
+def migrate(db: psycopg.Connection[Any]) -> None:
+    """Bring the database's tables to the newest version, in one transaction."""
+    with db.transaction():
+        db.execute("SELECT pg_advisory_xact_lock(%s)", (_MIGRATION_LOCK,))
+        db.execute(
+            "CREATE TABLE IF NOT EXISTS spoolgear_meta"
+            " (key TEXT PRIMARY KEY, value BIGINT NOT NULL)"
+        )
+        row = db.execute("SELECT value FROM spoolgear_meta WHERE key = 'schema_version'").fetchone()
+        version = int(row[0]) if row else 0
+        if version > len(MIGRATIONS):
+            raise StoreUnavailable(
+                f"the store's schema is version {version}, newer than this spoolgear knows"
+                f" ({len(MIGRATIONS)}): upgrade spoolgear"
+            )
+        for step in MIGRATIONS[version:]:
+            db.execute(step)
+        db.execute(
+            "INSERT INTO spoolgear_meta VALUES ('schema_version', %s)"
+            " ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value",
+            (len(MIGRATIONS),),
+        )
+
+
+def described(url: str) -> str:
+    """The connection as a URL without its password, for logs and the banner."""
+    parts = conninfo_to_dict(url)
+    user = f"{parts['user']}@" if parts.get("user") else ""
+    port = f":{parts['port']}" if parts.get("port") else ""
+    return f"postgresql://{user}{parts.get('host', '')}{port}/{parts.get('dbname', '')}"
+
+
+def plain_row(row: Sequence[Any]) -> tuple[Any, ...]:
+    """psycopg hands BYTEA back as bytes already; memoryview from some paths is copied."""
+    return tuple(bytes(value) if isinstance(value, memoryview) else value for value in row)
