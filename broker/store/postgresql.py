@@ -419,10 +419,12 @@ class PostgreSQLStore(SharedStore):
             self.lease.postpone_claims()
 
     def close(self) -> None:
-        """Release the lease (what is left is taken over at once), then the connections."""
+        """Release the lease (what is left is taken over at once), then the connections;
+        over a connection known lost there is nothing to release through."""
         if self._listener is not None:
             self._listener.stop()
-        with suppress(psycopg.Error), self.db.transaction():
-            self.lease.release(self.db)
+        if not self.db.broken:
+            with suppress(psycopg.Error), self.db.transaction():
+                self.lease.release(self.db)
         self.reader.close()
         self.db.close()
