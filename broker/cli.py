@@ -259,30 +259,38 @@ def _status(args: argparse.Namespace) -> int:
     return 0
 
 
-def _workers(args: argparse.Namespace) -> int:
+def _listing(
+    args: argparse.Namespace,
+    ask: Callable[[AdminClient], Sequence[Any]],
+    header: list[str],
+    row: Callable[[Any], list[object]],
+) -> int:
+    """One admin listing, as JSON or as a table."""
     with AdminClient(args.server, tls=client_files(args)) as admin:
-        records = admin.workers()
+        records = ask(admin)
     if args.json:
         print(json.dumps([dataclasses.asdict(r) for r in records]))
     else:
-        _print_table(
-            ["FD", "ADDRESS", "CLIENT ID", "FUNCTIONS"],
-            [[r.fd, r.ip, r.client_id, " ".join(r.functions) or "-"] for r in records],
-        )
+        _print_table(header, [row(r) for r in records])
     return 0
+
+
+def _workers(args: argparse.Namespace) -> int:
+    return _listing(
+        args,
+        AdminClient.workers,
+        ["FD", "ADDRESS", "CLIENT ID", "FUNCTIONS"],
+        lambda r: [r.fd, r.ip, r.client_id, " ".join(r.functions) or "-"],
+    )
 
 
 def _brokers(args: argparse.Namespace) -> int:
-    with AdminClient(args.server, tls=client_files(args)) as admin:
-        records = admin.show_brokers()
-    if args.json:
-        print(json.dumps([dataclasses.asdict(r) for r in records]))
-    else:
-        _print_table(
-            ["ID", "BROKER", "STATE", "JOBS", "RUNNING"],
-            [[r.id or "-", r.name, r.state, r.jobs, r.running] for r in records],
-        )
-    return 0
+    return _listing(
+        args,
+        AdminClient.show_brokers,
+        ["ID", "BROKER", "STATE", "JOBS", "RUNNING"],
+        lambda r: [r.id or "-", r.name, r.state, r.jobs, r.running],
+    )
 
 
 def _failed(args: argparse.Namespace) -> int:
