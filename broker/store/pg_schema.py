@@ -36,8 +36,7 @@ CREATE TABLE spoolgear_failed (
 CREATE INDEX spoolgear_jobs_queue ON spoolgear_jobs (owner, function, priority, seq)
     WHERE NOT running AND run_at = 0;
 CREATE INDEX spoolgear_jobs_owner ON spoolgear_jobs (owner, priority, seq);
-CREATE INDEX spoolgear_jobs_unique ON spoolgear_jobs (unique_key) WHERE unique_key != '';
-CREATE UNIQUE INDEX spoolgear_jobs_coalescing ON spoolgear_jobs (function, unique_key)
+CREATE UNIQUE INDEX spoolgear_jobs_unique ON spoolgear_jobs (unique_key, function)
     WHERE unique_key NOT IN ('', '-');
 CREATE INDEX spoolgear_schedules_owner ON spoolgear_schedules (owner);
 CREATE SEQUENCE {transactional.NUMBERS} MAXVALUE {(1 << transactional.NUMBER_BITS) - 1};
