@@ -70,6 +70,8 @@ class Committer:
         self._waiting: deque[tuple[int, Callable[[bool], None]]] = deque()
         """(batch, done) in batch order: told once that batch is on disk."""
         self.commits = 0
+        self.taken_over = 0
+        """Jobs a shared store's sweeps took over from brokers that stopped."""
         self.batch_operations = Histogram(BATCH_OPERATIONS)
         self.commit_seconds = Histogram(COMMIT_SECONDS)
         self.sync_seconds = Histogram(COMMIT_SECONDS)
@@ -178,6 +180,7 @@ class Committer:
     def _took_over(self, claimed: Claimed) -> None:
         """Serve what a sweep took over; sweep again at once while more is left."""
         if claimed.jobs or claimed.schedules:
+            self.taken_over += len(claimed.jobs)
             take_over(self.broker, claimed)
             self.broker.flush()
         if claimed.more:

@@ -65,6 +65,7 @@ class Snapshot:
     failed_jobs: int = 0
     schedule_firings: int = 0
     commits: int = 0
+    taken_over: int = 0
     batch_operations: Histogram | None = None
     commit_seconds: Histogram | None = None
     sync_seconds: Histogram | None = None
@@ -217,6 +218,11 @@ class BrokerCollector(Collector):
         )
         yield CounterMetricFamily(
             "spoolgear_store_commits", "Store transactions written.", value=snap.commits
+        )
+        yield CounterMetricFamily(
+            "spoolgear_jobs_taken_over",
+            "Jobs taken over from brokers of a shared store that stopped.",
+            value=snap.taken_over,
         )
         if snap.batch_operations and snap.commit_seconds and snap.sync_seconds:
             yield _histogram(

@@ -8,6 +8,7 @@ import os
 import signal
 import stat
 import sys
+import time
 from collections.abc import Callable
 from typing import TextIO
 
@@ -176,11 +177,14 @@ class BrokerServer:
             ready = "shutting down"
         elif not self._listening:
             ready = "starting"
+        elif time.monotonic() > broker.lease_deadline:
+            ready = "the lease on the shared store has not been renewed lately"
         return Snapshot(
             functions=[function_figures(f) for f in broker.functions.by_name.values()],
             failed_jobs=len(broker.failed),
             schedule_firings=broker.scheduler.firings,
             commits=committer.commits,
+            taken_over=committer.taken_over,
             batch_operations=committer.batch_operations.copy(),
             commit_seconds=committer.commit_seconds.copy(),
             sync_seconds=committer.sync_seconds.copy(),

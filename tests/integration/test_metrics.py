@@ -3,46 +3,15 @@ prometheus_client's own parser and compared with what the admin protocol says.""
 
 from __future__ import annotations
 
-import urllib.error
-import urllib.request
 from pathlib import Path
 
 import pytest
-from prometheus_client.parser import text_string_to_metric_families
 
 from broker.admin import AdminClient
 from broker.client import Client
 from broker.worker import Worker, WorkerJob
 from tests.helpers import run_broker
-
-Samples = dict[tuple[str, tuple[tuple[str, str], ...]], float]
-
-
-def scrape(address: str) -> Samples:
-    with urllib.request.urlopen(f"http://{address}/metrics", timeout=10) as response:
-        text = response.read().decode()
-    return {
-        (sample.name, tuple(sorted(sample.labels.items()))): sample.value
-        for family in text_string_to_metric_families(text)
-        for sample in family.samples
-    }
-
-
-def value(samples: Samples, name: str, **labels: str) -> float:
-    return samples[(name, tuple(sorted(labels.items())))]
-
-
-def get(address: str, path: str) -> tuple[int, str]:
-    try:
-        with urllib.request.urlopen(f"http://{address}{path}", timeout=10) as response:
-            return response.status, response.read().decode()
-    except urllib.error.HTTPError as error:
-        with error:
-            return error.code, error.read().decode()
-
-
-def metrics_address(listening: str) -> str:
-    return next(w for w in listening.split() if w.startswith("metrics=")).split("=", 1)[1]
+from tests.metrics import get, metrics_address, scrape, value
 
 
 def _fail(job: WorkerJob) -> bytes:
