@@ -149,6 +149,8 @@ class Broker:
         self.abilities = Abilities(self.functions, self.send, self._release_held)
         self.sessions: dict[int, Session] = {}
         self.timeline: Timeline[Job] = Timeline(call_later, clock, self._due)
+        self.leased = self.elsewhere.store is not None
+        """Whether this broker holds a lease on a shared store (the grab path checks it)."""
         self.lease_deadline = math.inf
         """With a shared store: until when (``time.monotonic()``) the lease surely holds;
         the committer moves it after each write."""
@@ -544,11 +546,6 @@ class Broker:
         session.sleeping = False
         session.noop_sent = False
         job = self.functions.take(session)
-        if job is not None and time.monotonic() > self.lease_deadline:
-            # A shared store's lease may have run out (this broker was paused, say): the
-            # job goes out only once a write has renewed it, or never (broker/store/pg_leases).
-            session.gate = self.journal.building
-            self.renewal_wanted = True
         if job is None:
             if self.functions.spilling(session):
                 # Jobs wait in the store and a page is on its way: answer then, not NO_JOB.
@@ -556,6 +553,11 @@ class Broker:
                 return
             self.send(session, NO_JOB)
             return
+        if self.leased and time.monotonic() > self.lease_deadline:
+            # A shared store's lease may have run out (this broker was paused, say): the
+            # job goes out only once a write has renewed it, or never (broker/store/pg_leases).
+            session.gate = self.journal.building
+            self.renewal_wanted = True
         function = job.function
         job.worker = session
         function.running += 1
