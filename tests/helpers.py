@@ -17,6 +17,7 @@ from pathlib import Path
 
 import pytest
 
+from broker.admin import AdminClient
 from broker.protocol.packets import MAGIC_REQ, Packet, PacketType, encode_packet
 from broker.protocol.reader import PacketReader
 from broker.uwsgi_client import connect as connect_uwsgi
@@ -150,12 +151,21 @@ def uwsgi_exchange(address: str, data: bytes, wait: float = 5.0) -> bytes:
         return received
 
 
-def wait_until(condition: Callable[[], bool], timeout: float = 10.0) -> None:
-    """Poll ``condition`` until it holds; fail the test after ``timeout`` seconds."""
+def wait_until(
+    condition: Callable[[], object], what: str = "the condition held", timeout: float = 10.0
+) -> None:
+    """Poll ``condition`` until it holds; fail the test after ``timeout`` seconds (a
+    liveness bound, not a timing assertion), saying ``what`` it waited for."""
     deadline = time.monotonic() + timeout
     while not condition():
-        assert time.monotonic() < deadline, "condition not reached in time"
+        assert time.monotonic() < deadline, f"timed out waiting until {what}"
         time.sleep(0.02)
+
+
+def queued(address: str, function: str = "f") -> int:
+    """The jobs a broker's ``status`` counts for ``function``."""
+    with AdminClient(address) as admin:
+        return sum(s.total for s in admin.status() if s.name == function)
 
 
 def wait_for_port(port: int, timeout: float = 10.0) -> None:

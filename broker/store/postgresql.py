@@ -53,6 +53,7 @@ CLAIM_BATCH = 1000
 _FIRST_BACKOFF, _MAX_BACKOFF = 0.1, 5.0
 
 _RUNNABLE = "NOT running AND run_at = 0"
+_FAILED_LIST = "SELECT * FROM spoolgear_failed ORDER BY failed_at, number"
 
 _WRITES: dict[type, tuple[str, Callable[[Any, int], tuple[Any, ...]]]] = {
     ops.MarkRunning: (
@@ -125,8 +126,9 @@ class PostgreSQLStore(SharedStore):
             with self.db.transaction():
                 self.lease.register(self.db, f"{socket.gethostname()} pid {os.getpid()}")
         except psycopg.Error as exc:
-            reason = " ".join(str(exc).split())  # libpq's messages span lines
-            raise StoreUnavailable(f"cannot open the store {described(url)}: {reason}") from exc
+            raise StoreUnavailable(
+                f"cannot open the store {described(url)}: {_one_line(exc)}"
+            ) from exc
 
     def _connect_writer(self) -> psycopg.Connection[Any]:
         """The writer's connection, with the table new jobs are copied into. A transaction
@@ -193,9 +195,7 @@ class PostgreSQLStore(SharedStore):
             ops.StoredSchedule,
             mine,
         )
-        state.failed = self._rows(
-            "SELECT * FROM spoolgear_failed ORDER BY failed_at, number", ops.FailedJob
-        )
+        state.failed = self._rows(_FAILED_LIST, ops.FailedJob)
         return state
 
     def _rows(self, sql: str, record: Any, params: Sequence[Any] = ()) -> list[Any]:
@@ -287,10 +287,7 @@ class PostgreSQLStore(SharedStore):
             raise StoreUnavailable(f"cannot read the store {self.describe()}: {exc}") from exc
 
     def failed_jobs(self) -> list[ops.FailedJob]:
-        return [
-            ops.FailedJob._make(plain_row(row))
-            for row in self._read("SELECT * FROM spoolgear_failed ORDER BY failed_at, number")
-        ]
+        return [ops.FailedJob._make(plain_row(row)) for row in self._read(_FAILED_LIST)]
 
     def brokers(self) -> list[BrokerRow]:
         return [
@@ -382,7 +379,7 @@ class PostgreSQLStore(SharedStore):
             try:
                 result = action()
             except psycopg.OperationalError as exc:
-                reason = " ".join(str(exc).split())
+                reason = _one_line(exc)
                 if time.monotonic() + backoff > started + self.retry_seconds:
                     raise StoreUnavailable(
                         f"the store {self.describe()} has been unreachable for"
@@ -428,3 +425,8 @@ class PostgreSQLStore(SharedStore):
                 self.lease.release(self.db)
         self.reader.close()
         self.db.close()
+
+
+def _one_line(exc: Exception) -> str:
+    """libpq's error messages span lines; logs and refusals want one."""
+    return " ".join(str(exc).split())

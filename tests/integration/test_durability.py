@@ -19,8 +19,10 @@ from tests.helpers import (
     RawConnection,
     burst_drain,
     pipelined_submitters,
+    queued,
     require_peer,
     run_broker,
+    wait_until,
 )
 
 T = PacketType
@@ -57,11 +59,7 @@ def killable(store: str) -> tuple[str, ...]:
 
 def wait_until_queued(address: str, count: int) -> None:
     """Until ``f`` has ``count`` jobs (at once, except after a shared store's takeover)."""
-    deadline = time.monotonic() + 30
-    with AdminClient(address) as admin:
-        while sum(s.total for s in admin.status() if s.name == "f") < count:
-            assert time.monotonic() < deadline, "the jobs were not taken over"
-            time.sleep(0.05)
+    wait_until(lambda: queued(address) >= count, "the jobs were taken over", timeout=30)
 
 
 def test_kill_9_loses_no_acknowledged_job(store: str) -> None:

@@ -23,7 +23,9 @@ from tests.helpers import (
     RunningBroker,
     burst_drain,
     pipelined_submitters,
+    queued,
     run_broker,
+    wait_until,
 )
 from tests.metrics import get, metrics_address, scrape, value
 from tests.postgres import Cluster
@@ -31,20 +33,6 @@ from tests.with_django.project import manage
 
 T = PacketType
 LEASE = "2"
-
-
-def queued(address: str, function: str = "f") -> int:
-    with AdminClient(address) as admin:
-        return sum(s.total for s in admin.status() if s.name == function)
-
-
-def wait_until(condition: object, what: str, timeout: float = 60) -> None:
-    """Poll ``condition()`` (a liveness bound, not a timing assertion)."""
-    assert callable(condition)
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, f"timed out waiting until {what}"
-        time.sleep(0.05)
 
 
 def test_a_broker_stopped_cleanly_is_taken_over_at_once(postgres_store: str) -> None:
@@ -58,7 +46,7 @@ def test_a_broker_stopped_cleanly_is_taken_over_at_once(postgres_store: str) -> 
         assert queued(second.address) == 0  # each broker serves what was submitted to it
         first.process.send_signal(signal.SIGTERM)
         assert first.process.wait(10) == 0
-        wait_until(lambda: queued(second.address) == 100, "the second broker took over")
+        wait_until(lambda: queued(second.address) == 100, "the second broker took over", timeout=60)
         ran = [data for _, data in burst_drain(second.address, "f")]
         samples = scrape(metrics_address(second.listening))
     assert ran == [b"%d" % n for n in range(100)]  # in their order
@@ -91,11 +79,13 @@ def test_three_brokers_one_killed_under_load_lose_no_acknowledged_job(postgres_s
             threads[-1].start()
         victim = brokers[0]
         with pipelined_submitters(victim.port, clients=2) as acked:
-            wait_until(lambda: sum(map(len, acked)) >= 3000, "3000 jobs were acknowledged")
+            wait_until(
+                lambda: sum(map(len, acked)) >= 3000, "3000 jobs were acknowledged", timeout=60
+            )
             victim.process.kill()
             victim.process.wait()
         acknowledged = {payload for client in acked for payload in client}
-        wait_until(lambda: acknowledged <= set(seen), "every acknowledged job ran")
+        wait_until(lambda: acknowledged <= set(seen), "every acknowledged job ran", timeout=60)
         for worker in workers:
             worker.stop()
         for thread in threads:
@@ -125,7 +115,7 @@ def test_a_paused_broker_hands_out_and_completes_nothing_once_taken_over(
             raw.send(T.SUBMIT_JOB_BG, b"f", b"", b"was queued")
             raw.packet()
             paused.process.send_signal(signal.SIGSTOP)
-            wait_until(lambda: queued(other.address) == 2, "the other broker took over")
+            wait_until(lambda: queued(other.address) == 2, "the other broker took over", timeout=60)
             paused.process.send_signal(signal.SIGCONT)
             raw.send(T.WORK_COMPLETE, assigned.args[0], b"done through the paused broker")
             raw.send(T.GRAB_JOB)
@@ -150,7 +140,9 @@ def test_a_database_outage_longer_than_the_lease_takes_nobody_over(
         with Client([first.address]) as client:
             client.submit_background("f", b"before")
         postgres_cluster.stop("fast")
-        wait_until(lambda: get(health, "/readyz")[0] == 503, "the broker said it is not ready")
+        wait_until(
+            lambda: get(health, "/readyz")[0] == 503, "the broker said it is not ready", timeout=60
+        )
         assert "lease on the shared store has not been renewed" in get(health, "/readyz")[1]
         time.sleep(3)  # every lease runs out meanwhile
         postgres_cluster.start()
@@ -179,12 +171,14 @@ def test_the_failed_list_and_what_each_broker_holds_are_shown_on_every_broker(
             handle = raw.packet().args[0]
             raw.send(T.WORK_FAIL, handle)
         with AdminClient(second.address) as admin:
-            wait_until(admin.show_failed, "the other broker shows the failure")
+            wait_until(admin.show_failed, "the other broker shows the failure", timeout=60)
             (failed,) = admin.show_failed()
             assert failed.function == "f"
             assert admin.retry_failed(failed.handle) == 1
         with AdminClient(first.address) as admin:
-            wait_until(lambda: admin.show_failed() == [], "the retry through the other broker")
+            wait_until(
+                lambda: admin.show_failed() == [], "the retry through the other broker", timeout=60
+            )
         with AdminClient(second.address) as admin:
             brokers = admin.show_brokers()
         result = manage(second.address, "gearman_server_info")
