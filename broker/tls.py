@@ -83,6 +83,10 @@ class TLSFiles:
             )
         context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
         context.minimum_version = MINIMUM_VERSION
+        # No TLS 1.3 session tickets: Gearman connections are long-lived, so resumption
+        # buys little, and a ticket arriving before a client's first request stalls
+        # clients that read before they write (pygearman spins on it forever).
+        context.num_tickets = 0
         try:
             context.load_cert_chain(self.certificate, self.key)
         except (OSError, ssl.SSLError) as exc:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import select
 import signal
 import ssl
 import subprocess
@@ -171,6 +172,13 @@ def test_pygearman_over_tls(pki: PKI) -> None:
         }
         with reversing(f"127.0.0.1:{broker.tls_port}", pki.client("worker.example")):
             client = gearman.GearmanClient([server])
+            connection = client.connection_list[0]
+            client.establish_connection(connection)
+            # pygearman reads before it writes and spins on SSL_ERROR_WANT_READ, so a TLS
+            # record arriving before its first request (a TLS 1.3 session ticket) would
+            # stall it for good: the broker sends nothing unasked.
+            readable, _, _ = select.select([connection.gearman_socket], [], [], 0.5)
+            assert not readable
             request = client.submit_job("reverse", b"pygearman", poll_timeout=10)
             assert request.result == b"namraegyp"
             client.shutdown()
