@@ -7,13 +7,22 @@ DEBIAN_PEERS := gearman-job-server gearman-tools openssl nginx prometheus chromi
 
 .PHONY: venv peers lint test demo bench clean
 
+# The editable install skips compiling (SPOOLGEAR_PURE_PYTHON): the rule below compiles the
+# core in place, and again whenever one of its sources changes.
 $(BIN)/spoolgear: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e '.[test,bench]'
+	$(BIN)/pip install --quiet --upgrade pip setuptools
+	SPOOLGEAR_PURE_PYTHON=1 $(BIN)/pip install --quiet -e '.[test,bench]'
 	touch $@
 
-venv: $(BIN)/spoolgear
+# The core and the protocol codecs compiled by mypyc (setup.py); without a C compiler the
+# step says so and the pure-Python modules run. --force: the compiled code lives in one
+# shared library that setuptools would not relink when only a module's source changed.
+$(VENV)/compiled-core: $(BIN)/spoolgear setup.py $(wildcard broker/core/*.py broker/protocol/*.py)
+	$(BIN)/python setup.py --quiet build_ext --inplace --force
+	touch $@
+
+venv: $(VENV)/compiled-core
 
 # Test peers (gearmand, gearman-tools, PHP and Perl clients, uWSGI) from Debian, installed when
 # missing and we are root; without them the peer tests skip (but fail under CI=true).
@@ -32,8 +41,11 @@ lint: venv
 	$(BIN)/mypy
 	$(BIN)/lint-imports
 
+# The whole suite on the compiled core, then the tests of the compiled modules themselves
+# (codecs and dispatch) once more on their pure-Python twins.
 test: venv peers lint
 	$(BIN)/pytest -q
+	SPOOLGEAR_PURE_PYTHON=1 $(BIN)/pytest -q tests/unit
 
 demo: venv
 	$(BIN)/python examples/demo.py
@@ -42,4 +54,5 @@ bench: venv peers
 	$(BIN)/python bench/run.py
 
 clean:
-	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache build
+	find broker -name '*.so' -delete

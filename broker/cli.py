@@ -13,7 +13,7 @@ import sys
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from broker import __version__
+from broker import __version__, build
 from broker.addresses import DEFAULT_PORT
 from broker.admin import AdminClient
 from broker.client import Client
@@ -32,7 +32,12 @@ from broker.tls import add_client_options, client_files
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="spoolgear", description=__doc__)
-    parser.add_argument("--version", action="version", version=f"spoolgear {__version__}")
+    loop = "uvloop" if _uvloop_factory() else "asyncio"
+    parser.add_argument(
+        "--version",
+        action="version",
+        version=f"spoolgear {__version__} ({build.DESCRIPTION}, {loop} event loop)",
+    )
     commands = parser.add_subparsers(dest="command", required=True)
 
     serve = commands.add_parser("serve", help="run the broker in the foreground")

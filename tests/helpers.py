@@ -67,13 +67,14 @@ class RunningBroker:
 
 
 @contextmanager
-def run_broker(*args: str) -> Iterator[RunningBroker]:
+def run_broker(*args: str, env: dict[str, str] | None = None) -> Iterator[RunningBroker]:
     """A real ``spoolgear serve`` on a free port; fails the test if it logged a traceback."""
     if "--store" not in args:
         args = ("--store", "memory:", *args)
     process = subprocess.Popen(
         [*SPOOLGEAR, "serve", "--port", "0", *args],
         cwd=ROOT,
+        env=env,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,

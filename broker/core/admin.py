@@ -133,7 +133,7 @@ class AdminCommands:
     def _priority_status(self, session: Session, words: list[bytes]) -> bytes:
         lines = []
         for f in self.broker.functions.by_name.values():
-            high, normal, low = (f.waiting(priority) for priority in Priority)
+            high, normal, low = [f.waiting(priority) for priority in Priority]
             lines.append(
                 b"%s\t%d\t%d\t%d\t%d\n" % (f.name, high, normal + f.delayed, low, len(f.workers))
             )
@@ -143,7 +143,7 @@ class AdminCommands:
     def _workers(self, session: Session, words: list[bytes]) -> bytes:
         lines = []
         for peer in reversed(self.broker.sessions.values()):
-            names = b"".join(b" " + f.name for f in peer.abilities)
+            names = b"".join([b" " + f.name for f in peer.abilities])
             lines.append(b"%d %s %s :%s\n" % (peer.fd, peer.host.encode(), peer.client_id, names))
         lines.append(b".\n")
         return b"".join(lines)
@@ -193,7 +193,7 @@ class AdminCommands:
         """With a shared store the failed list is every broker's: read it from there."""
         if self.shared is not None:
             handle = self.broker.handles.of
-            self.broker.failed.reload((handle(r.number), r) for r in self.shared.failed_jobs())
+            self.broker.failed.reload([(handle(r.number), r) for r in self.shared.failed_jobs()])
 
     def _cancel(self, session: Session, words: list[bytes]) -> bytes:
         if len(words) < 3:

@@ -45,7 +45,7 @@ class Permits:
         return any(fnmatchcase(function, pattern) for pattern in patterns)
 
     def joined(self, other: Permits) -> Permits:
-        return Permits(*(getattr(self, a) + getattr(other, a) for a in ACTIONS))
+        return Permits(*[getattr(self, a) + getattr(other, a) for a in ACTIONS])
 
 
 @dataclass(frozen=True, slots=True)

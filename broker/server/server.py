@@ -12,6 +12,7 @@ import time
 from collections.abc import Callable
 from typing import TextIO
 
+from broker import build
 from broker.addresses import parse_listen_address, uwsgi_address
 from broker.config import ServerConfig, load_permissions
 from broker.core.access import Allowed
@@ -225,7 +226,13 @@ class BrokerServer:
         return f"{kind}={host}:{port}"
 
     def announce(self, bound: list[str], out: TextIO = sys.stdout) -> None:
-        out.write(f"spoolgear listening {' '.join(bound)} store={self.store.describe()}\n")
+        loop = "uvloop" if type(self.loop).__module__.startswith("uvloop") else "asyncio"
+        core = "compiled" if build.COMPILED else "python"
+        log.info("running the %s on the %s event loop", build.DESCRIPTION, loop)
+        out.write(
+            f"spoolgear listening {' '.join(bound)} store={self.store.describe()} "
+            f"core={core} loop={loop}\n"
+        )
         out.flush()
 
     def install_signal_handlers(self) -> None:

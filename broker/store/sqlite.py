@@ -103,6 +103,12 @@ _VALID_ROW = {
 _RUNNABLE = "running = 0 AND run_at = 0"
 
 
+def _job_from_row(_cursor: object, row: tuple[Any, ...]) -> ops.StoredJob:
+    """SQLite hands booleans back as 0 and 1; the compiled core takes only a bool."""
+    job = ops.StoredJob._make(row)
+    return job._replace(running=bool(job.running))
+
+
 def _upgrade(db: sqlite3.Connection) -> None:
     """Schema 1 stores had no next run or firing count for schedules."""
     columns = {row[1] for row in db.execute("PRAGMA table_info(schedules)")}
@@ -144,7 +150,7 @@ class SQLiteStore(PagingStore):
             self.db = self._open()
             # Lookups from the event loop must not see the writer's open transaction.
             self.reader = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
-            self.reader.row_factory = lambda _cursor, row: ops.StoredJob._make(row)
+            self.reader.row_factory = _job_from_row
             self._inode = os.stat(path).st_ino
         except (OSError, sqlite3.Error) as exc:
             raise StoreUnavailable(
@@ -345,7 +351,9 @@ class SQLiteStore(PagingStore):
                 f"{self.path}: skipped a {table} row with bad values (number {number!r})"
             )
         cursor = self.db.execute(f"SELECT * FROM {table} WHERE ({valid}) {order}")
-        cursor.row_factory = lambda _cursor, row: record._make(row)
+        cursor.row_factory = (
+            _job_from_row if record is ops.StoredJob else lambda _cursor, row: record._make(row)
+        )
         return cursor.fetchall()
 
     def write(self, batch: Sequence[ops.Operation]) -> None:

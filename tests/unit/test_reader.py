@@ -112,7 +112,7 @@ def test_admin_line_limit() -> None:
 
 def test_text_is_not_accepted_on_the_client_side() -> None:
     with pytest.raises(ProtocolError):
-        read_all([b"OK 1.1.20\n"], accept_text=0)
+        read_all([b"OK 1.1.20\n"], accept_text=False)
 
 
 @settings(max_examples=400, deadline=None)

@@ -1,0 +1,81 @@
+"""Which build of the core runs: compiled by mypyc, or pure Python.
+
+``setup.py`` compiles ``broker.core`` and ``broker.protocol`` where a C compiler exists;
+a compiled module wins the import over its ``.py`` twin. Pure Python runs instead when
+SPOOLGEAR_PURE_PYTHON is set (for tracebacks with line numbers, or to compare), and when
+a source is newer than its compiled module, so an edit is never silently ignored: the
+banner and ``spoolgear --version`` say which build runs and why.
+"""
+
+from __future__ import annotations
+
+import importlib.abc
+import importlib.machinery
+import os
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from types import ModuleType
+
+COMPILED_PACKAGES = ("broker.core", "broker.protocol")
+PURE_PYTHON_VARIABLE = "SPOOLGEAR_PURE_PYTHON"
+# mypyc puts the compiled code of every module in this one library (setup.py's group
+# name); each module's own extension is a small stub that loads it.
+LIBRARY = "compiled_core__mypyc"
+_EXTENSION = importlib.machinery.EXTENSION_SUFFIXES[0]
+# A source written within this many seconds of its compiled module is the one it was
+# built from: installers unpack a wheel's files in any order.
+_SAME_BUILD_SECONDS = 2.0
+
+
+class _SourcesOnly(importlib.abc.MetaPathFinder):
+    """Finds the modules of the compiled packages from their ``.py`` files only."""
+
+    def find_spec(
+        self, fullname: str, path: Sequence[str] | None, target: ModuleType | None = None
+    ) -> importlib.machinery.ModuleSpec | None:
+        if path is None or fullname.rpartition(".")[0] not in COMPILED_PACKAGES:
+            return None
+        loader = (importlib.machinery.SourceFileLoader, importlib.machinery.SOURCE_SUFFIXES)
+        return importlib.machinery.FileFinder(path[0], loader).find_spec(fullname, target)
+
+
+def _package_directories() -> list[Path]:
+    here = Path(__file__).resolve().parent
+    return [here.parent.joinpath(*name.split(".")) for name in COMPILED_PACKAGES]
+
+
+def _why_pure() -> str | None:
+    """Why the compiled modules are passed over, or None when they run."""
+    if os.environ.get(PURE_PYTHON_VARIABLE):
+        return f"{PURE_PYTHON_VARIABLE} is set"
+    sources = [
+        source
+        for directory in _package_directories()
+        for source in sorted(directory.glob("*.py"))
+        if source.name != "__init__.py"
+    ]
+    library = Path(__file__).with_name(LIBRARY + _EXTENSION)
+    if not library.exists():
+        return "not compiled"
+    built = library.stat().st_mtime + _SAME_BUILD_SECONDS
+    for source in sources:
+        if not source.with_name(source.stem + _EXTENSION).exists():
+            return f"{source.name} was never compiled; run make"
+        if source.stat().st_mtime > built:
+            return f"{source.name} changed since the build; run make"
+    return None
+
+
+def _choose() -> str:
+    """Decides once, before any compiled package is imported, and describes the choice."""
+    reason = _why_pure()
+    if reason is None:
+        return "compiled core (mypyc)"
+    if reason != "not compiled":
+        sys.meta_path.insert(0, _SourcesOnly())
+    return f"pure Python core ({reason})"
+
+
+DESCRIPTION = _choose()
+COMPILED = DESCRIPTION.startswith("compiled")
