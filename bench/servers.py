@@ -3,6 +3,7 @@ and the memory a process holds."""
 
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
 import sys
@@ -13,6 +14,8 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from ports import free_port, wait_for_port
+
+from broker.build import PURE_PYTHON_VARIABLE
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -36,16 +39,19 @@ def gearmand(*options: str) -> Iterator[tuple[int, int]]:
 
 @contextmanager
 def spoolgear(
-    store: str = "memory:", *options: str, metrics: bool = False
+    store: str = "memory:", *options: str, metrics: bool = False, pure: bool = False
 ) -> Iterator[tuple[int, int]]:
-    """A broker; with ``metrics``, serving them and scraped every second meanwhile."""
+    """A broker; with ``metrics``, serving them and scraped every second meanwhile; with
+    ``pure``, on the pure-Python core even where the compiled one is built."""
     if metrics:
         options = (*options, "--metrics-listen", "0")
+    environment = {**os.environ, PURE_PYTHON_VARIABLE: "1"} if pure else None
     process = subprocess.Popen(
         [sys.executable, "-m", "broker.cli", "serve", "--port", "0", "--store", store, *options],
         cwd=ROOT,
         stdout=subprocess.PIPE,
         text=True,
+        env=environment,
     )
     assert process.stdout is not None
     bound = dict(word.split("=", 1) for word in process.stdout.readline().split()[2:])
@@ -75,3 +81,10 @@ def rss(pid: int, field: str = "VmRSS") -> int:
             if line.startswith(field + ":"):
                 return int(line.split()[1]) * 1024
     raise RuntimeError(f"no {field} in /proc/{pid}/status")
+
+
+def cpu_seconds(pid: int) -> float:
+    """User plus system CPU time ``pid`` has used so far (``/proc/PID/stat``)."""
+    with open(f"/proc/{pid}/stat") as stat:
+        fields = stat.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")

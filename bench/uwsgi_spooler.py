@@ -133,7 +133,7 @@ def spoolgear_side(workdir: Path, consumers: int) -> Iterator[str]:
 
 
 @contextmanager
-def spoolgear_broker(workdir: Path) -> Iterator[None]:
+def spoolgear_broker(workdir: Path, sync: str = "full") -> Iterator[None]:
     process = subprocess.Popen(
         [
             sys.executable,
@@ -144,6 +144,8 @@ def spoolgear_broker(workdir: Path) -> Iterator[None]:
             "0",
             "--store",
             f"sqlite:{workdir / 'db'}",
+            "--sync",
+            sync,
             "--uwsgi-socket",
             "127.0.0.1:0",
         ],
@@ -243,10 +245,17 @@ def drain(side: Side, workdir: Path, total: int) -> tuple[float, int, int]:
     return len(set(ids)) / elapsed, len(ids) - len(set(ids)), total - len(set(ids))
 
 
+SENDERS = (1, 4, 16)
+
+
+def enqueue_rates(side: Side, workdir: Path, total: int) -> dict[int, float]:
+    """Intake with each number of concurrent senders in ``SENDERS``."""
+    return {senders: enqueue_rate(side, workdir, total, senders) for senders in SENDERS}
+
+
 @dataclass
 class SideResult:
-    enqueue_one: float
-    enqueue_four: float
+    enqueue: dict[int, float]
     latency: tuple[float, float, float]
     gap: float
     drain: tuple[float, int, int]
@@ -255,8 +264,7 @@ class SideResult:
 def measure(side: Side, workdir: Path, scale: float) -> SideResult:
     total = max(100, int(2000 * scale))
     return SideResult(
-        enqueue_rate(side, workdir, total, 1),
-        enqueue_rate(side, workdir, total, 4),
+        enqueue_rates(side, workdir, total),
         latency(side, workdir, max(50, int(250 * scale))),
         busy_gap(side, workdir),
         drain(side, workdir, total),
@@ -271,9 +279,20 @@ def run(scale: float) -> None:
         theirs = measure(uwsgi_side, uwsgi_dir, scale)
         with spoolgear_broker(spoolgear_dir):
             ours = measure(spoolgear_side, spoolgear_dir, scale)
+        normal_dir = Path(temp) / "normal"
+        normal_dir.mkdir()
+        with spoolgear_broker(normal_dir, "normal"):
+            normal = enqueue_rates(spoolgear_side, normal_dir, max(100, int(2000 * scale)))
     rows: list[tuple[str, float, float, str, bool]] = [
-        ("enqueue/s, 1 client", theirs.enqueue_one, ours.enqueue_one, ">= 2.0", True),
-        ("enqueue/s, 4 clients", theirs.enqueue_four, ours.enqueue_four, ">= 2.0", True),
+        *(
+            (f"enqueue/s, {n} senders, normal", theirs.enqueue[n], normal[n], ">= 2.0", True)
+            for n in SENDERS
+            if n < 16
+        ),
+        *(
+            (f"enqueue/s, {n} senders, full", theirs.enqueue[n], ours.enqueue[n], "", True)
+            for n in SENDERS
+        ),
         ("start latency p50 ms", theirs.latency[0], ours.latency[0], "", False),
         ("start latency p99 ms", theirs.latency[1], ours.latency[1], "p99 < 5 ms", False),
         ("start latency max ms", theirs.latency[2], ours.latency[2], "", False),
@@ -284,7 +303,8 @@ def run(scale: float) -> None:
     ]
     print(
         f"\nuWSGI spooler (Debian 2.0.21, files, no fsync) vs spoolgear --uwsgi-socket "
-        f"(SQLite, fsync); {max(100, int(2000 * scale))} tasks per run"
+        f"(SQLite; --sync normal: no fsync, as uWSGI; full: fsync, the default); "
+        f"{max(100, int(2000 * scale))} tasks per run; target at 16 senders, full: >= 1.0"
     )
     print(f"{'metric':<28}{'uWSGI':>14}{'spoolgear':>14}{'ratio':>9}  target")
     for metric, their_value, our_value, target, higher_is_better in rows:

@@ -20,7 +20,13 @@ from broker.errors import ConfigurationError
 from broker.protocol.reader import DEFAULT_MAX_LINE_LENGTH, DEFAULT_MAX_PACKET_SIZE
 from broker.protocol.spool_request import DEFAULT_SPOOL_FUNCTION
 from broker.store import POSTGRESQL_SCHEMES, check_store_url, default_store_url
-from broker.store.base import DEFAULT_STORE_LEASE, DEFAULT_STORE_RETRY, PAGE_BYTES
+from broker.store.base import (
+    DEFAULT_STORE_LEASE,
+    DEFAULT_STORE_RETRY,
+    DEFAULT_SYNC,
+    PAGE_BYTES,
+    SYNC_LEVELS,
+)
 from broker.tls import TLSFiles
 
 # A connection whose unread replies pass this many bytes stops being read until
@@ -280,6 +286,15 @@ class ServerConfig:
         "job store: sqlite:PATH (durable), postgresql://... (durable, shared), "
         "spool:DIRECTORY or memory:",
     )
+    sync: str = option(
+        DEFAULT_SYNC,
+        "with a durable store, what a job's acknowledgement waits for: full (on disk, "
+        "fsynced: survives a power cut) or normal (handed to the operating system, or "
+        "committed without waiting for PostgreSQL's disk: survives a crash of the broker, "
+        "not of the machine; uWSGI's spooler never fsyncs)",
+        check=lambda level: level in SYNC_LEVELS,
+        rule=f"must be one of {', '.join(SYNC_LEVELS)}",
+    )
     store_retry: float = option(
         DEFAULT_STORE_RETRY,
         "with a postgresql store: seconds a write keeps reconnecting to an unreachable "
@@ -519,6 +534,8 @@ class ServerConfig:
             ):
                 if value != default:
                     raise ConfigurationError(f"{flag} applies only to a postgresql store")
+        if self.sync != DEFAULT_SYNC and self.store.startswith("memory:"):
+            raise ConfigurationError("--sync applies only to a durable --store, not memory:")
         if self.spool_ingest and self.store.startswith("memory:"):
             raise ConfigurationError(
                 "--spool-ingest needs a durable --store: files are deleted once their job is stored"

@@ -296,6 +296,7 @@ async def serve(config: ServerConfig, out: TextIO = sys.stdout) -> None:
         page_bytes=config.page_bytes,
         retry_seconds=config.store_retry,
         lease_seconds=config.store_lease,
+        sync=config.sync,
     )
     state = await asyncio.get_running_loop().run_in_executor(None, store.load, config.queue_window)
     for problem in state.problems:

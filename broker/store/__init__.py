@@ -10,6 +10,7 @@ from broker.errors import ConfigurationError
 from broker.store.base import (
     DEFAULT_STORE_LEASE,
     DEFAULT_STORE_RETRY,
+    DEFAULT_SYNC,
     PAGE_BYTES,
     MemoryStore,
     Store,
@@ -61,6 +62,7 @@ def open_store(
     page_bytes: int = PAGE_BYTES,
     retry_seconds: float = DEFAULT_STORE_RETRY,
     lease_seconds: float = DEFAULT_STORE_LEASE,
+    sync: str = DEFAULT_SYNC,
 ) -> Store:
     """The store a ``--store`` URL names, opened."""
     check_store_url(url)
@@ -68,11 +70,15 @@ def open_store(
     if scheme == "memory":
         return MemoryStore()
     if scheme == "spool":
-        return SpoolStore(Path(rest))
+        return SpoolStore(Path(rest), sync=sync)
     if scheme in POSTGRESQL_SCHEMES:
         from broker.store.postgresql import PostgreSQLStore  # psycopg only when asked for
 
         return PostgreSQLStore(
-            url, page_bytes=page_bytes, retry_seconds=retry_seconds, lease_seconds=lease_seconds
+            url,
+            page_bytes=page_bytes,
+            retry_seconds=retry_seconds,
+            lease_seconds=lease_seconds,
+            sync=sync,
         )
-    return SQLiteStore(Path(rest), page_bytes=page_bytes)
+    return SQLiteStore(Path(rest), page_bytes=page_bytes, sync=sync)

@@ -31,6 +31,15 @@ DEFAULT_STORE_RETRY = 30.0
 """Seconds a write to a store on the network (PostgreSQL) keeps reconnecting before it
 fails and the broker stops."""
 
+SYNC_LEVELS = ("full", "normal")
+"""How far a durable store goes before a job is acknowledged (``--sync``): ``full``: on disk
+(fsync), surviving a power cut; ``normal``: handed to the operating system (SQLite's WAL
+without fsync per commit, spool files without fsync, PostgreSQL with
+``synchronous_commit = off``), surviving a crash of the broker but not of the machine or
+the database server, which is all uWSGI's spooler ever promises."""
+
+DEFAULT_SYNC = "full"
+
 DEFAULT_STORE_LEASE = 10.0
 """Seconds a broker's lease on a shared store (PostgreSQL) lasts: after a broker dies, the
 others take over its jobs this long after its last write or renewal."""

@@ -32,6 +32,7 @@ from broker.store import operations as ops
 from broker.store.base import (
     DEFAULT_STORE_LEASE,
     DEFAULT_STORE_RETRY,
+    DEFAULT_SYNC,
     PAGE_BYTES,
     BrokerRow,
     Claimed,
@@ -110,8 +111,10 @@ class PostgreSQLStore(SharedStore):
         page_bytes: int = PAGE_BYTES,
         retry_seconds: float = DEFAULT_STORE_RETRY,
         lease_seconds: float = DEFAULT_STORE_LEASE,
+        sync: str = DEFAULT_SYNC,
     ) -> None:
         self.url = url
+        self.synchronous_commit = "on" if sync == "full" else "off"
         self.page_bytes = page_bytes
         self.retry_seconds = retry_seconds
         self.lease = Lease(lease_seconds)
@@ -139,6 +142,9 @@ class PostgreSQLStore(SharedStore):
             db.execute(
                 "SELECT set_config('idle_in_transaction_session_timeout', %s, false)",
                 (f"{int(self.lease.seconds * 1000)}ms",),
+            )
+            db.execute(
+                "SELECT set_config('synchronous_commit', %s, false)", (self.synchronous_commit,)
             )
             db.execute(_INCOMING)
         return db

@@ -29,7 +29,7 @@ from broker.errors import ProtocolError
 from broker.protocol.priorities import MAX_RANK, MIN_RANK
 from broker.protocol.uwsgi import decode_spool, encode_spool
 from broker.store import operations as ops
-from broker.store.base import Store, StoredState
+from broker.store.base import DEFAULT_SYNC, Store, StoredState
 
 JOB_PREFIX = "uwsgi_spoolfile_on_spoolgear_"
 UWSGI_PREFIX = "uwsgi_spoolfile_on_"
@@ -105,8 +105,9 @@ def _decode_failed(path: Path, values: Vars, body: bytes) -> ops.FailedJob:
 class SpoolStore(Store):
     durable = True
 
-    def __init__(self, directory: Path) -> None:
+    def __init__(self, directory: Path, *, sync: str = DEFAULT_SYNC) -> None:
         self.directory = directory
+        self.fsync = sync == "full"
         self.running = directory / ".running"
         self.failed = directory / "failed"
         self.schedules = directory / "schedules"
@@ -281,6 +282,8 @@ class SpoolStore(Store):
         )
 
     def _sync(self, descriptor: int) -> None:
+        if not self.fsync:
+            return
         started = time.perf_counter()
         os.fsync(descriptor)
         self.sync_seconds += time.perf_counter() - started

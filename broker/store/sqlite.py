@@ -1,4 +1,5 @@
-"""The SQLite store: one file, WAL journal, ``synchronous=FULL``, one transaction per batch.
+"""The SQLite store: one file, WAL journal, ``synchronous=FULL`` (``NORMAL`` with
+``--sync normal``), one transaction per batch.
 
 A batch is everything the broker changed in one event-loop turn, so a thousand
 submissions cost one commit and one fsync, not a thousand (gearmand commits per
@@ -34,7 +35,7 @@ from typing import Any
 from broker.errors import StoreUnavailable
 from broker.protocol.priorities import MAX_RANK, MIN_RANK
 from broker.store import operations as ops
-from broker.store.base import PAGE_BYTES, Page, PagingStore, SpilledQueue, StoredState
+from broker.store.base import DEFAULT_SYNC, PAGE_BYTES, Page, PagingStore, SpilledQueue, StoredState
 
 log = logging.getLogger("spoolgear.store")
 
@@ -138,9 +139,12 @@ def _damaged(exc: sqlite3.DatabaseError) -> bool:
 class SQLiteStore(PagingStore):
     durable = True
 
-    def __init__(self, path: Path, *, page_bytes: int = PAGE_BYTES) -> None:
+    def __init__(
+        self, path: Path, *, page_bytes: int = PAGE_BYTES, sync: str = DEFAULT_SYNC
+    ) -> None:
         self.path = path
         self.page_bytes = page_bytes
+        self.sync = sync
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
             self._lock = self._take_lock()
@@ -212,7 +216,7 @@ class SQLiteStore(PagingStore):
             db.execute(f"PRAGMA busy_timeout={_BUSY_TIMEOUT_MS}")
             self._reclaim_space_from_now_on(db)
             db.execute("PRAGMA journal_mode=WAL")
-            db.execute("PRAGMA synchronous=FULL")
+            db.execute(f"PRAGMA synchronous={self.sync.upper()}")
             db.execute(f"PRAGMA journal_size_limit={_JOURNAL_SIZE_LIMIT}")
             db.executescript(SCHEMA)
             _upgrade(db)

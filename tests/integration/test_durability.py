@@ -62,8 +62,14 @@ def wait_until_queued(address: str, count: int) -> None:
     wait_until(lambda: queued(address) >= count, "the jobs were taken over", timeout=30)
 
 
-def test_kill_9_loses_no_acknowledged_job(store: str) -> None:
-    with run_broker(*killable(store)) as broker, pipelined_submitters(broker.port) as acked:
+@pytest.mark.parametrize("sync", ["full", "normal"])
+def test_kill_9_loses_no_acknowledged_job(store: str, sync: str) -> None:
+    """Both ``--sync`` levels survive a crash of the broker (``normal`` only not one of
+    the machine, which a test cannot stage)."""
+    with (
+        run_broker(*killable(store), "--sync", sync) as broker,
+        pipelined_submitters(broker.port) as acked,
+    ):
         while sum(map(len, acked)) < 2000:
             time.sleep(0.01)
         broker.process.kill()

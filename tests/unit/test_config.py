@@ -69,6 +69,11 @@ def test_defaults_types_and_repeatable_options_come_from_the_declarations() -> N
         (["--store-lease", "0.5"], "--store-lease must be at least 1 second, got 0.5"),
         (["--store-lease", "5"], "--store-lease applies only to a postgresql store"),
         (["--store-retry", "5"], "--store-retry applies only to a postgresql store"),
+        (["--sync", "off"], "--sync must be one of full, normal, got 'off'"),
+        (
+            ["--store", "memory:", "--sync", "normal"],
+            "--sync applies only to a durable --store, not memory:",
+        ),
     ],
 )
 def test_bad_values_are_refused_with_the_option_named(argv: list[str], message: str) -> None:

@@ -16,6 +16,8 @@ from broker.protocol.uwsgi import decode_spool, encode_spool
 from broker.store import open_store
 from broker.store import operations as ops
 from broker.store.base import MemoryStore, PagingStore, Store
+from broker.store.postgresql import PostgreSQLStore
+from broker.store.spool import SpoolStore
 from broker.store.sqlite import SQLiteStore
 
 
@@ -265,3 +267,26 @@ def test_pages_stop_at_the_limit_and_say_whether_more_are_left(
         assert [j.number for j in last.rows] == [4, 5, 6, 7] and not last.more
     finally:
         store.close()
+
+
+@pytest.mark.parametrize("sync", ["full", "normal"])
+def test_sync_decides_what_an_acknowledgement_waits_for(
+    sync: str, tmp_path: Path, request: pytest.FixtureRequest
+) -> None:
+    """``full`` fsyncs before a batch is acknowledged; ``normal`` hands it to the operating
+    system (or to PostgreSQL without waiting for its disk), as uWSGI's spooler does."""
+    sqlite_store = SQLiteStore(tmp_path / "jobs.db", sync=sync)
+    synchronous = sqlite_store.db.execute("PRAGMA synchronous").fetchone()[0]
+    sqlite_store.close()
+    assert synchronous == {"full": 2, "normal": 1}[sync]
+
+    spool_store = SpoolStore(tmp_path / "spool", sync=sync)
+    spool_store.write([ops.AddJob(job(1))])
+    spool_store.close()
+    assert (spool_store.sync_seconds > 0) == (sync == "full")
+
+    postgresql_store = PostgreSQLStore(request.getfixturevalue("postgres_store"), sync=sync)
+    with postgresql_store.db.transaction():
+        setting = postgresql_store.db.execute("SHOW synchronous_commit").fetchone()
+    postgresql_store.close()
+    assert setting == ({"full": "on", "normal": "off"}[sync],)
