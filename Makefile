@@ -36,8 +36,8 @@ peers:
 	fi
 
 lint: venv
-	$(BIN)/ruff check broker django_jobs tests bench examples
-	$(BIN)/ruff format --check broker django_jobs tests bench examples
+	$(BIN)/ruff check broker django_jobs tests bench examples setup.py
+	$(BIN)/ruff format --check broker django_jobs tests bench examples setup.py
 	$(BIN)/mypy
 	$(BIN)/lint-imports
 

@@ -133,7 +133,7 @@ def spoolgear_side(workdir: Path, consumers: int) -> Iterator[str]:
 
 
 @contextmanager
-def spoolgear_broker(workdir: Path, sync: str = "full") -> Iterator[None]:
+def spoolgear_broker(workdir: Path, sync: str = "full", *options: str) -> Iterator[None]:
     process = subprocess.Popen(
         [
             sys.executable,
@@ -148,6 +148,7 @@ def spoolgear_broker(workdir: Path, sync: str = "full") -> Iterator[None]:
             sync,
             "--uwsgi-socket",
             "127.0.0.1:0",
+            *options,
         ],
         cwd=ROOT,
         stdout=subprocess.PIPE,
@@ -253,6 +254,33 @@ def enqueue_rates(side: Side, workdir: Path, total: int) -> dict[int, float]:
     return {senders: enqueue_rate(side, workdir, total, senders) for senders in SENDERS}
 
 
+def ingestion(workdir: Path, total: int) -> tuple[float, float]:
+    """One spool directory of ``total`` files written by uWSGI, processed by uWSGI's
+    spooler and, a copy of it, by ``spoolgear serve --spool-ingest`` with spoolgear
+    spoolers (two consumers each): tasks per second from the start of the processes to
+    the end of the last task."""
+    uwsgi_dir, spoolgear_dir = workdir / "uwsgi", workdir / "spoolgear"
+    for directory in (uwsgi_dir, spoolgear_dir):
+        directory.mkdir()
+    with uwsgi_side(uwsgi_dir, 0) as address:
+        for n in range(total):
+            spool(address, f"i{n}")
+    shutil.copytree(uwsgi_dir / "spool", spoolgear_dir / "ingest")
+    started = time.time()
+    with uwsgi_side(uwsgi_dir, 2):
+        theirs = total / (last_end(wait_for_tasks(uwsgi_dir, total, 120)) - started)
+    started = time.time()
+    ingest = ("--spool-ingest", str(spoolgear_dir / "ingest"))
+    with spoolgear_broker(spoolgear_dir, "full", *ingest), spoolgear_side(spoolgear_dir, 2):
+        ours = total / (last_end(wait_for_tasks(spoolgear_dir, total, 120)) - started)
+    return theirs, ours
+
+
+def last_end(lines: list[list[str]]) -> float:
+    """When the last task in the handler's log ended (epoch seconds)."""
+    return max(float(line[3]) for line in lines)
+
+
 @dataclass
 class SideResult:
     enqueue: dict[int, float]
@@ -283,6 +311,9 @@ def run(scale: float) -> None:
         normal_dir.mkdir()
         with spoolgear_broker(normal_dir, "normal"):
             normal = enqueue_rates(spoolgear_side, normal_dir, max(100, int(2000 * scale)))
+        ingest_dir = Path(temp) / "ingest"
+        ingest_dir.mkdir()
+        ingested = ingestion(ingest_dir, max(100, int(2000 * scale)))
     rows: list[tuple[str, float, float, str, bool]] = [
         *(
             (f"enqueue/s, {n} senders, normal", theirs.enqueue[n], normal[n], ">= 2.0", True)
@@ -300,6 +331,7 @@ def run(scale: float) -> None:
         ("drain/s, 2 consumers", theirs.drain[0], ours.drain[0], "", True),
         ("drain duplicates", theirs.drain[1], ours.drain[1], "0", False),
         ("drain missing", theirs.drain[2], ours.drain[2], "0", False),
+        ("spool dir processed/s", *ingested, "", True),
     ]
     print(
         f"\nuWSGI spooler (Debian 2.0.21, files, no fsync) vs spoolgear --uwsgi-socket "

@@ -116,15 +116,20 @@ def _from_tagged(obj: dict[str, Any]) -> Any:
         raise PayloadError(f"bad {obj[TYPE_KEY]} value {obj['value']!r}: {exc}") from exc
 
 
+# Made once: json.loads and json.dumps with options build a new one per call.
+_DECODER = json.JSONDecoder(object_hook=_from_tagged)
+_ENCODER = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False)
+
+
 def _loads_json(data: bytes) -> Any:
     try:
-        return json.loads(data, object_hook=_from_tagged)
+        return _DECODER.decode(data.decode(json.detect_encoding(data), "surrogatepass"))
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise PayloadError(f"not JSON: {exc}") from exc
 
 
 def _dumps_json(value: Any) -> bytes:
-    return json.dumps(value, separators=(",", ":"), ensure_ascii=False).encode()
+    return _ENCODER.encode(value).encode()
 
 
 def _looks_like_pickle(data: bytes) -> bool:

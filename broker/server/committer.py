@@ -5,9 +5,9 @@ waiting and no commit is running, it goes to a single writer thread. When it is
 on disk the broker takes it back (``apply_batch``: the replies that waited for it
 go out), callers of ``after_commit`` hear so, and the next batch, which kept
 filling meanwhile, goes out. So the commit rate adapts to the load: one fsync
-covers whatever arrived while the previous one ran. ``commit_delay`` spaces
-commits at least that far apart, so under load each one carries more
-(PostgreSQL's commit_delay).
+covers whatever arrived while the previous one ran. ``commit_delay`` (none by
+default) spaces commits at least that far apart, so under load each one carries
+more (PostgreSQL's commit_delay), at the cost of latency for a lone client.
 
 Page requests of a paging broker (``broker/core/paging.py``) ride along: they
 are read right after the batch taken with them, on the same thread.
