@@ -24,11 +24,11 @@ def draw(ratios: Ratios, targets: dict[str, float], title: str, path: Path) -> N
             rows, [values.get(metric, 0.0) for metric in metrics], height, label=series
         )
         axes.bar_label(bars, fmt="%.2fx", padding=3, fontsize=8)
+    axes.axvline(1.0, color="grey", linewidth=0.8)
     middle = [position + height * (len(ratios) - 1) / 2 for position in range(len(metrics))]
     for position, metric in zip(middle, metrics, strict=True):
         if metric in targets:
-            axes.plot(targets[metric], position, "k|", markersize=18)
-    axes.axvline(1.0, color="grey", linewidth=0.8)
+            axes.plot(targets[metric], position, "k|", markersize=18, markeredgewidth=2)
     axes.set_yticks(middle, metrics)
     axes.invert_yaxis()
     axes.set_xscale("log")

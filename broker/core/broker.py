@@ -64,6 +64,7 @@ from broker.protocol.packets import (
     error_packet,
 )
 from broker.protocol.priorities import Priority
+from broker.protocol.reader import AdminLine, PacketReader
 from broker.store.base import Page, PagingStore, SharedStore
 from broker.store.operations import Operation, StoredJob
 
@@ -254,6 +255,22 @@ class Broker:
         self.output.refuse_gated(text)
 
     # ------------------------------------------------------------------ packets
+
+    def handle_stream(self, session: Session, reader: PacketReader) -> tuple[int, AdminLine | None]:
+        """Handle the complete packets ``reader`` holds, in this compiled loop rather than
+        the connection's (the hot path of a pipelining client). Returns how many were
+        handled and the admin line it stopped at (for the admin layer above), if any;
+        a ``ProtocolError`` of the stream itself propagates."""
+        handled = 0
+        while not session.closed:
+            event = reader.next_event()
+            if event is None:
+                break
+            handled += 1
+            if not isinstance(event, Packet):
+                return handled, event
+            self.handle_packet(session, event)
+        return handled, None
 
     def handle_packet(self, session: Session, packet: Packet) -> None:
         magic, kind, _ = packet

@@ -15,7 +15,7 @@ import socket
 from typing import cast
 
 from broker.errors import ProtocolError
-from broker.protocol.packets import Packet, error_packet
+from broker.protocol.packets import error_packet
 from broker.protocol.reader import PacketReader
 from broker.server.context import ServerContext
 from broker.tls import peer_names
@@ -96,23 +96,21 @@ class GearmanConnection(asyncio.Protocol):
         completed = False
         while not session.closed:
             try:
-                event = reader.next_event()
+                handled, admin_line = broker.handle_stream(session, reader)
             except ProtocolError as exc:
                 if self._protocol_error(exc):
                     return
+                completed = True
                 continue
-            if event is None:
+            completed = completed or handled > 0
+            if admin_line is None:
                 break
-            completed = True
-            if isinstance(event, Packet):
-                broker.handle_packet(session, event)
-            else:
-                try:
-                    reply = self.context.admin.run(session, event.line)
-                except ProtocolError as exc:
-                    self._protocol_error(exc)
-                    return
-                broker.send(session, reply)
+            try:
+                reply = self.context.admin.run(session, admin_line.line)
+            except ProtocolError as exc:
+                self._protocol_error(exc)
+                return
+            broker.send(session, reply)
         if completed:
             self.context.end_turn_soon()
         pending = reader.pending
