@@ -32,7 +32,7 @@ def why_pure() -> str | None:
         return "SPOOLGEAR_PURE_PYTHON is set"
     if not Path(sysconfig.get_paths()["include"], "Python.h").exists():
         return "the Python headers (Python.h) are missing"
-    compiler = (sysconfig.get_config_var("CC") or "cc").split()[0]
+    compiler = (os.environ.get("CC") or sysconfig.get_config_var("CC") or "cc").split()[0]
     if shutil.which(compiler) is None:
         return f"no C compiler ({compiler}) on PATH"
     try:
