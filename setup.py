@@ -12,7 +12,7 @@ from pathlib import Path
 
 from setuptools import setup
 
-COMPILED_PACKAGES = ("broker/core", "broker/protocol")
+COMPILED_PACKAGES = ("broker/core", "broker/protocol")  # broker/build.py's COMPILED_PACKAGES
 
 
 def compiled_sources() -> list[str]:

@@ -3,7 +3,7 @@
 ``setup.py`` compiles ``broker.core`` and ``broker.protocol`` where a C compiler exists;
 a compiled module wins the import over its ``.py`` twin. Pure Python runs instead when
 SPOOLGEAR_PURE_PYTHON is set (for tracebacks with line numbers, or to compare), and when
-a source is newer than its compiled module, so an edit is never silently ignored: the
+a source is newer than the compiled library, so an edit is never silently ignored: the
 banner and ``spoolgear --version`` say which build runs and why.
 """
 
@@ -17,7 +17,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from types import ModuleType
 
-COMPILED_PACKAGES = ("broker.core", "broker.protocol")
+COMPILED_PACKAGES = ("broker.core", "broker.protocol")  # setup.py's COMPILED_PACKAGES
 PURE_PYTHON_VARIABLE = "SPOOLGEAR_PURE_PYTHON"
 # mypyc puts the compiled code of every module in this one library (setup.py's group
 # name); each module's own extension is a small stub that loads it.
@@ -67,15 +67,9 @@ def _why_pure() -> str | None:
     return None
 
 
-def _choose() -> str:
-    """Decides once, before any compiled package is imported, and describes the choice."""
-    reason = _why_pure()
-    if reason is None:
-        return "compiled core (mypyc)"
-    if reason != "not compiled":
-        sys.meta_path.insert(0, _SourcesOnly())
-    return f"pure Python core ({reason})"
-
-
-DESCRIPTION = _choose()
-COMPILED = DESCRIPTION.startswith("compiled")
+# Decided once, on the first import of ``broker``, before any compiled package is imported.
+_WHY_PURE = _why_pure()
+if _WHY_PURE not in (None, "not compiled"):
+    sys.meta_path.insert(0, _SourcesOnly())
+COMPILED = _WHY_PURE is None
+DESCRIPTION = "compiled core (mypyc)" if COMPILED else f"pure Python core ({_WHY_PURE})"
