@@ -114,7 +114,9 @@ class PostgreSQLStore(SharedStore):
         sync: str = DEFAULT_SYNC,
     ) -> None:
         self.url = url
-        self.synchronous_commit = "on" if sync == "full" else "off"
+        # full keeps the server's setting (a DBA's remote_apply for synchronous replicas,
+        # say); normal turns it off for the broker's own writes.
+        self.asynchronous_commit = sync == "normal"
         self.page_bytes = page_bytes
         self.retry_seconds = retry_seconds
         self.lease = Lease(lease_seconds)
@@ -143,9 +145,8 @@ class PostgreSQLStore(SharedStore):
                 "SELECT set_config('idle_in_transaction_session_timeout', %s, false)",
                 (f"{int(self.lease.seconds * 1000)}ms",),
             )
-            db.execute(
-                "SELECT set_config('synchronous_commit', %s, false)", (self.synchronous_commit,)
-            )
+            if self.asynchronous_commit:
+                db.execute("SET synchronous_commit = off")
             db.execute(_INCOMING)
         return db
 
