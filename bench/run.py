@@ -74,7 +74,14 @@ def measure(server: Server, scale: float) -> dict[str, float]:
     return results
 
 
-LOWER_IS_BETTER = {"fg p50 ms", "fg p99 ms", "fg 1x1 p50 ms", "bytes/queued job"}
+LOWER_IS_BETTER = {
+    "CPU us/bg job",
+    "CPU us/fg job",
+    "fg p50 ms",
+    "fg p99 ms",
+    "fg 1x1 p50 ms",
+    "bytes/queued job",
+}
 TARGETS = {
     "enqueue/s": 1.0,
     "drain/s (8 workers)": 1.5,
@@ -91,7 +98,7 @@ TARGETS = {
 def advantage(metric: str, theirs: float, ours: float) -> float:
     """Above 1.0 when spoolgear does better: a rate over gearmand's, or gearmand's time,
     latency, CPU or memory over spoolgear's."""
-    if metric in LOWER_IS_BETTER or metric.startswith("CPU"):
+    if metric in LOWER_IS_BETTER:
         return theirs / ours
     return ours / theirs
 
