@@ -5,12 +5,15 @@ Perl's Net::uwsgi does) to both; the same handler (``spool_handler.py``) notes
 when each task starts. uWSGI writes spool files without fsync; spoolgear answers
 only once the job is committed to its SQLite store. Scenarios:
 
-- enqueue rate: one client, then four concurrent clients, one consumer running;
+- enqueue rate: 1, 4 and 16 concurrent senders, one consumer running; spoolgear at
+  ``--sync full`` (fsync, the default) and at ``--sync normal`` (uWSGI's own promise);
 - enqueue-to-start latency with busy consumers: two consumers, each task takes
   20 ms, one task every 12 ms (consumers are busy most of the time, never all at once);
 - the busy-spooler gap (shared/reference/uwsgi-spooler.md section 2.4): one
   consumer, 20 tasks of 50 ms, one every 10 ms, default --spooler-frequency (30 s);
-- drain: tasks queued with no consumer, then two consumers; rate and duplicates.
+- drain: tasks queued with no consumer, then two consumers; rate and duplicates;
+- a spool directory uWSGI wrote, processed by its spooler and (a copy) by
+  ``spoolgear serve --spool-ingest`` with two spoolgear spoolers.
 
 Usage: ``python bench/uwsgi_spooler.py [--scale 0.5]`` (``make bench`` runs it too).
 """
@@ -289,8 +292,12 @@ class SideResult:
     drain: tuple[float, int, int]
 
 
+def tasks_per_run(scale: float) -> int:
+    return max(100, int(2000 * scale))
+
+
 def measure(side: Side, workdir: Path, scale: float) -> SideResult:
-    total = max(100, int(2000 * scale))
+    total = tasks_per_run(scale)
     return SideResult(
         enqueue_rates(side, workdir, total),
         latency(side, workdir, max(50, int(250 * scale))),
@@ -310,10 +317,10 @@ def run(scale: float) -> None:
         normal_dir = Path(temp) / "normal"
         normal_dir.mkdir()
         with spoolgear_broker(normal_dir, "normal"):
-            normal = enqueue_rates(spoolgear_side, normal_dir, max(100, int(2000 * scale)))
+            normal = enqueue_rates(spoolgear_side, normal_dir, tasks_per_run(scale))
         ingest_dir = Path(temp) / "ingest"
         ingest_dir.mkdir()
-        ingested = ingestion(ingest_dir, max(100, int(2000 * scale)))
+        ingested = ingestion(ingest_dir, tasks_per_run(scale))
     rows: list[tuple[str, float, float, str, bool]] = [
         *(
             (f"enqueue/s, {n} senders, normal", theirs.enqueue[n], normal[n], ">= 2.0", True)
@@ -336,7 +343,7 @@ def run(scale: float) -> None:
     print(
         f"\nuWSGI spooler (Debian 2.0.21, files, no fsync) vs spoolgear --uwsgi-socket "
         f"(SQLite; --sync normal: no fsync, as uWSGI; full: fsync, the default); "
-        f"{max(100, int(2000 * scale))} tasks per run; target at 16 senders, full: >= 1.0"
+        f"{tasks_per_run(scale)} tasks per run; target at 16 senders, full: >= 1.0"
     )
     print(f"{'metric':<28}{'uWSGI':>14}{'spoolgear':>14}{'ratio':>9}  target")
     for metric, their_value, our_value, target, higher_is_better in rows:
