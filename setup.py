@@ -5,6 +5,7 @@ install as pure Python. ``broker/build.py`` tells at run time which one was load
 from __future__ import annotations
 
 import os
+import runpy
 import shutil
 import sys
 import sysconfig
@@ -12,24 +13,17 @@ from pathlib import Path
 
 from setuptools import setup
 
-COMPILED_PACKAGES = ("broker/core", "broker/protocol")  # broker/build.py's COMPILED_PACKAGES
-
-
-def compiled_sources() -> list[str]:
-    """Every module of the compiled packages but their ``__init__``, which stay Python so
-    that the packages import even when the compiled modules are passed over."""
-    return sorted(
-        str(path)
-        for package in COMPILED_PACKAGES
-        for path in Path(package).glob("*.py")
-        if path.name != "__init__.py"
-    )
+# What is compiled, and the library it goes into, as broker/build.py (which decides at run
+# time which core runs) knows them; run as a file, not imported: the package is not built yet.
+HERE = Path(__file__).resolve().parent
+BUILD = runpy.run_path(str(HERE / "broker" / "build.py"))
+PURE_PYTHON_VARIABLE = BUILD["PURE_PYTHON_VARIABLE"]
 
 
 def why_pure() -> str | None:
     """The reason to skip compiling, or None when everything it needs is here."""
-    if os.environ.get("SPOOLGEAR_PURE_PYTHON"):
-        return "SPOOLGEAR_PURE_PYTHON is set"
+    if os.environ.get(PURE_PYTHON_VARIABLE):
+        return f"{PURE_PYTHON_VARIABLE} is set"
     if not Path(sysconfig.get_paths()["include"], "Python.h").exists():
         return "the Python headers (Python.h) are missing"
     compiler = (os.environ.get("CC") or sysconfig.get_config_var("CC") or "cc").split()[0]
@@ -49,7 +43,8 @@ def extensions() -> list[object]:
         return []
     from mypyc.build import mypycify
 
-    return list(mypycify(compiled_sources(), opt_level="3", group_name="broker.compiled_core"))
+    sources = [str(path.relative_to(HERE)) for path in BUILD["compiled_sources"](HERE)]
+    return list(mypycify(sources, opt_level="3", group_name=BUILD["GROUP"]))
 
 
 setup(ext_modules=extensions())

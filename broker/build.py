@@ -17,11 +17,12 @@ from collections.abc import Sequence
 from pathlib import Path
 from types import ModuleType
 
-COMPILED_PACKAGES = ("broker.core", "broker.protocol")  # setup.py's COMPILED_PACKAGES
+COMPILED_PACKAGES = ("broker.core", "broker.protocol")
 PURE_PYTHON_VARIABLE = "SPOOLGEAR_PURE_PYTHON"
-# mypyc puts the compiled code of every module in this one library (setup.py's group
-# name); each module's own extension is a small stub that loads it.
-LIBRARY = "compiled_core__mypyc"
+# mypyc puts the compiled code of every module in this one library, named after the group;
+# each module's own extension is a small stub that loads it.
+GROUP = "broker.compiled_core"
+LIBRARY = GROUP.rpartition(".")[2] + "__mypyc"
 _EXTENSION = importlib.machinery.EXTENSION_SUFFIXES[0]
 # A source written within this many seconds of its compiled module is the one it was
 # built from: installers unpack a wheel's files in any order.
@@ -40,21 +41,23 @@ class _SourcesOnly(importlib.abc.MetaPathFinder):
         return importlib.machinery.FileFinder(path[0], loader).find_spec(fullname, target)
 
 
-def _package_directories() -> list[Path]:
-    here = Path(__file__).resolve().parent
-    return [here.parent.joinpath(*name.split(".")) for name in COMPILED_PACKAGES]
+def compiled_sources(root: Path) -> list[Path]:
+    """The modules ``setup.py`` compiles under the source tree ``root``: every module of
+    the compiled packages but their ``__init__``, which stay Python so that the packages
+    import even when the compiled modules are passed over."""
+    return [
+        source
+        for name in COMPILED_PACKAGES
+        for source in sorted(root.joinpath(*name.split(".")).glob("*.py"))
+        if source.name != "__init__.py"
+    ]
 
 
 def _why_pure() -> str | None:
     """Why the compiled modules are passed over, or None when they run."""
     if os.environ.get(PURE_PYTHON_VARIABLE):
         return f"{PURE_PYTHON_VARIABLE} is set"
-    sources = [
-        source
-        for directory in _package_directories()
-        for source in sorted(directory.glob("*.py"))
-        if source.name != "__init__.py"
-    ]
+    sources = compiled_sources(Path(__file__).resolve().parent.parent)
     library = Path(__file__).with_name(LIBRARY + _EXTENSION)
     if not library.exists():
         return "not compiled"
