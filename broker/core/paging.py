@@ -29,7 +29,7 @@ from broker.core.handles import Handles
 from broker.core.journal import Journal
 from broker.core.model import Function, Job, Session
 from broker.protocol.packets import Packet
-from broker.store.base import Page, PagingStore
+from broker.store.base import Page, PagingStore, SharedStore
 from broker.store.operations import StoredJob
 
 QueueKey = tuple[bytes, int]
@@ -129,6 +129,10 @@ class Pager(Paging):
         journal: Journal,
     ) -> None:
         self.store = store
+        self.coalesces_at_commit = isinstance(store, SharedStore)
+        """A shared store's unique index finds a spilled job with the same unique when the
+        new one is written (``core/elsewhere.py``): no look-up per submission, which would
+        be a network round trip on the event loop."""
         self.window = window
         self.functions = functions
         self.handles = handles
@@ -274,6 +278,8 @@ class Pager(Paging):
         function = self.functions.get(key[0])
         if len(key) != 2 or function is None or not function.has_spilled:
             return None  # the unique "-" (coalescing on the payload) never spills
+        if self.coalesces_at_commit:
+            return None
         row = self._spilled(self.store.find_unique(key[1], key[0]))
         return None if row is None else self.handles.of(row.number)
 

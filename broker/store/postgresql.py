@@ -91,8 +91,23 @@ _WRITES: dict[type, tuple[str, Callable[[Any, int], tuple[Any, ...]]]] = {
 _INCOMING = (
     "CREATE TEMP TABLE IF NOT EXISTS spoolgear_incoming (LIKE spoolgear_jobs) ON COMMIT DELETE ROWS"
 )
-"""New jobs are copied here first (COPY: about twice the rows per second of pipelined
-INSERTs), then moved in one statement that skips rows already there."""
+"""Where a batch's new jobs go first when some of them are in the table already, to be
+moved in by one statement that skips those (``_add_jobs_but_known``)."""
+_COPIED_TYPES = (
+    "int8",
+    "bytea",
+    "bytea",
+    "bytea",
+    "int4",
+    "float8",
+    "bytea",
+    "int4",
+    "bool",
+    "int8",
+    "int8",
+)
+"""A job row's column types, for the binary COPY: payloads travel as they are instead of
+as hex text PostgreSQL parses back."""
 _ADD_INCOMING = (
     "INSERT INTO spoolgear_jobs SELECT * FROM spoolgear_incoming ON CONFLICT DO NOTHING"
     " RETURNING number"
@@ -347,13 +362,22 @@ class PostgreSQLStore(SharedStore):
         cursor.executemany(sql, [params(op, owner) for op in group])
 
     def _add_jobs(self, cursor: psycopg.Cursor[Any], group: list[ops.AddJob]) -> None:
-        """New jobs, copied in. A job not added was either there already (a batch written
-        again after a lost connection) or has a unique a job of its function already has
-        (another broker's, or an application's): it coalesces onto that one."""
-        owner = self.lease.broker_id
-        with cursor.copy(f"COPY spoolgear_incoming ({JOB_COLUMNS}, owner) FROM STDIN") as copy:
-            for op in group:
-                copy.write_row((*op.job, owner))
+        """New jobs, copied straight into the table under a savepoint: COPY is about twice
+        the rows per second of pipelined INSERTs, and straight in (no ON CONFLICT, no
+        table between) twice again. When a row is there already, the savepoint undoes the
+        copy and the batch's jobs go through ``_add_jobs_but_known``."""
+        try:
+            with self.db.transaction():  # a savepoint: a conflict undoes only the copy
+                self._copy(cursor, "spoolgear_jobs", group)
+        except psycopg.errors.UniqueViolation:
+            self._add_jobs_but_known(cursor, group)
+
+    def _add_jobs_but_known(self, cursor: psycopg.Cursor[Any], group: list[ops.AddJob]) -> None:
+        """New jobs, copied in aside, then moved in skipping those already there. A job not
+        added was either there already (a batch written again after a lost connection) or
+        has a unique a job of its function already has (another broker's, or an
+        application's): it coalesces onto that one."""
+        self._copy(cursor, "spoolgear_incoming", group)
         added = {row[0] for row in cursor.execute(_ADD_INCOMING).fetchall()}
         for op in group:
             job = op.job
@@ -365,6 +389,13 @@ class PostgreSQLStore(SharedStore):
             ).fetchone()
             if row is not None and row[0] != job.number:  # else a replayed batch's own row
                 self.coalesced[job.number] = row[0]
+
+    def _copy(self, cursor: psycopg.Cursor[Any], table: str, group: list[ops.AddJob]) -> None:
+        owner = self.lease.broker_id
+        with cursor.copy(f"COPY {table} ({JOB_COLUMNS}, owner) FROM STDIN (FORMAT BINARY)") as copy:
+            copy.set_types(_COPIED_TYPES)
+            for op in group:
+                copy.write_row((*op.job, owner))
 
     def sweep(self) -> Claimed:
         return self._retrying(self._sweep)

@@ -15,7 +15,7 @@ from broker.core.restore import restore
 from broker.core.settings import BrokerSettings
 from broker.protocol.packets import MAGIC_REQ, Packet, PacketType
 from broker.protocol.reader import PacketReader
-from broker.store.base import PagingStore, Store, StoredState
+from broker.store.base import PagingStore, SharedStore, Store, StoredState
 from broker.store.sqlite import SQLiteStore
 
 T = PacketType
@@ -81,7 +81,8 @@ class Harness:
         if batch.page_requests:
             assert isinstance(self.store, PagingStore)
             pages = read_pages(self.store, batch.page_requests)
-        self.broker.apply_batch(batch, pages)
+        coalesced = self.store.coalesced if isinstance(self.store, SharedStore) else {}
+        self.broker.apply_batch(batch, pages, coalesced)
 
     def call_later(self, delay: float, callback: Callable[[], None]) -> FakeTimer:
         timer = FakeTimer(self.now + delay, callback)

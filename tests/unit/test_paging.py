@@ -10,6 +10,8 @@ import pytest
 from broker.core.paging import read_pages
 from broker.protocol.packets import PacketType
 from broker.protocol.priorities import Priority
+from broker.store.base import PagingStore
+from broker.store.postgresql import PostgreSQLStore
 from broker.store.sqlite import SQLiteStore
 from tests.unit.harness import Harness, Peer, restart
 
@@ -122,7 +124,20 @@ def test_a_grab_waits_for_the_page_instead_of_getting_no_job(harness: Harness) -
     assert (packet_type, args[3]) == (T.JOB_ASSIGN_UNIQ, b"%d" % WINDOW)
 
 
-def test_coalescing_finds_spilled_jobs_before_and_after_their_commit(harness: Harness) -> None:
+@pytest.fixture(params=["sqlite", "postgresql"])
+def either_harness(request: pytest.FixtureRequest, store_path: Path) -> Iterator[Harness]:
+    """On SQLite or on PostgreSQL, whose unique index finds spilled jobs at commit."""
+    store: PagingStore = SQLiteStore(store_path)
+    if request.param == "postgresql":
+        store = PostgreSQLStore(request.getfixturevalue("postgres_store"))
+    yield Harness(store=store, window=WINDOW)
+    store.close()
+
+
+def test_coalescing_finds_spilled_jobs_before_and_after_their_commit(
+    either_harness: Harness,
+) -> None:
+    harness = either_harness
     client = harness.peer()
     submit(harness, client, *[b"%d" % n for n in range(WINDOW)])
     client.send(T.SUBMIT_JOB_BG, b"f", b"same", b"first")
@@ -130,6 +145,7 @@ def test_coalescing_finds_spilled_jobs_before_and_after_their_commit(harness: Ha
     harness.commit()
     first, second = client.received()
     assert first == second
+    harness.commit()  # on PostgreSQL the job spilled once placed, after its commit
     assert submit(harness, client, b"third", unique=b"same") == [first[1][0]]
     assert status_line(client) == b"f\t5\t0\t0"
 

@@ -290,3 +290,22 @@ def test_sync_decides_what_an_acknowledgement_waits_for(
         setting = postgresql_store.db.execute("SHOW synchronous_commit").fetchone()
     postgresql_store.close()
     assert setting == ({"full": "on", "normal": "off"}[sync],)
+
+
+def test_a_postgresql_batch_written_again_adds_nothing_and_a_known_unique_coalesces(
+    postgres_store: str,
+) -> None:
+    """New jobs are copied straight in; a batch that meets rows already there (written
+    again after a lost connection, or a unique another job of its function holds) is
+    undone and added row by row instead, and nothing else in it is lost."""
+    store = PostgreSQLStore(postgres_store)
+    try:
+        batch: list[ops.Operation] = [ops.AddJob(job(n)) for n in (1, 2)]
+        store.write(batch)
+        store.write(batch)
+        assert store.coalesced == {}
+        store.write([ops.AddJob(job(3)), ops.AddJob(job(4, unique=b"u1"))])
+        assert store.coalesced == {4: 1}
+        assert [j.number for j in store.load().jobs] == [1, 2, 3]
+    finally:
+        store.close()
