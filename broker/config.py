@@ -53,6 +53,7 @@ LOG_LEVELS = ("FATAL", "ALERT", "CRITICAL", "ERROR", "WARNING", "NOTICE", "INFO"
 # (bench/RESULTS.md: 1 ms more cost a lone sender two thirds of its rate and bought no
 # throughput).
 DEFAULT_COMMIT_DELAY = 0.0
+DEFAULT_LAZY_COMMIT_DELAY = 0.005
 # Queued background jobs kept in memory per function and priority; with a store that
 # pages (SQLite, PostgreSQL) the rest wait in the store and are read in as the queue drains.
 DEFAULT_QUEUE_WINDOW = 50_000
@@ -323,6 +324,14 @@ class ServerConfig:
     commit_delay: float = option(
         DEFAULT_COMMIT_DELAY,
         "least seconds between two store commits; longer batches more jobs per fsync",
+        check=lambda delay: 0 <= delay <= 1,
+        rule="must be between 0 and 1 second",
+    )
+    lazy_commit_delay: float = option(
+        DEFAULT_LAZY_COMMIT_DELAY,
+        "least seconds between two store commits that no reply waits for (they record "
+        "jobs handed out and finished): fewer fsyncs while draining; a crash may re-run "
+        "the jobs finished within this window; 0 commits at once",
         check=lambda delay: 0 <= delay <= 1,
         rule="must be between 0 and 1 second",
     )

@@ -221,6 +221,16 @@ class Broker:
         """Whether there is something to write or pages to read."""
         return bool(self.journal.ops) or self.pager.wants_pages() or self.renewal_wanted
 
+    def commit_awaited(self) -> bool:
+        """Whether a reply or a page waits for the batch being built. If none does (the
+        batch only records jobs handed out and finished), its commit may wait a little
+        and carry more (``--lazy-commit-delay``)."""
+        return (
+            self.output.awaited > self.output.committed
+            or self.pager.wants_pages()
+            or self.renewal_wanted
+        )
+
     def take_batch(self) -> Batch:
         """The operations journaled since the last batch, and the pages to read after
         them; replies gated on this batch wait until ``apply_batch``."""
@@ -387,7 +397,7 @@ class Broker:
     def _accept(self, session: Session | None, handle: bytes, batch: int) -> Accepted:
         if session is not None:
             if batch:
-                session.gate = batch
+                self.output.gate(session, batch)
             self.send(session, encode_response(T.JOB_CREATED, handle))
         return Accepted(handle, batch)
 
@@ -573,7 +583,7 @@ class Broker:
         if self.leased and time.monotonic() > self.lease_deadline:
             # A shared store's lease may have run out (this broker was paused, say): the
             # job goes out only once a write has renewed it, or never (broker/store/pg_leases).
-            session.gate = self.journal.building
+            self.output.gate(session, self.journal.building)
             self.renewal_wanted = True
         function = job.function
         job.worker = session

@@ -21,6 +21,14 @@ class Output:
         """Sessions whose output waits for a batch to be committed."""
         self.committed = 0
         """Number of the last journal batch on disk (a gate at or below it is open)."""
+        self.awaited = 0
+        """The newest batch some session's output was gated on."""
+
+    def gate(self, session: Session, batch: int) -> None:
+        """Hold ``session``'s output (this turn's and later) until ``batch`` is committed."""
+        session.gate = batch
+        if batch > self.awaited:
+            self.awaited = batch
 
     def send(self, session: Session, data: bytes) -> None:
         if session.closed:

@@ -8,6 +8,11 @@ filling meanwhile, goes out. So the commit rate adapts to the load: one fsync
 covers whatever arrived while the previous one ran. ``commit_delay`` (none by
 default) spaces commits at least that far apart, so under load each one carries
 more (PostgreSQL's commit_delay), at the cost of latency for a lone client.
+``lazy_commit_delay`` spaces them when no reply waits for the batch (it only
+records jobs handed out and finished, as in a drain): nobody waits longer, a
+draining broker fsyncs a few hundred times a second instead of thousands, and a
+crash may re-run the jobs that finished within that window (they would have run
+again anyway had it come a moment earlier).
 
 Page requests of a paging broker (``broker/core/paging.py``) ride along: they
 are read right after the batch taken with them, on the same thread.
@@ -52,15 +57,18 @@ class Committer:
         store: Store,
         *,
         commit_delay: float,
+        lazy_commit_delay: float,
         on_failure: Callable[[BaseException], None],
     ) -> None:
         self.broker = broker
         self.store = store
         self.commit_delay = commit_delay
+        self.lazy_commit_delay = max(commit_delay, lazy_commit_delay)
         self.on_failure = on_failure
         self.loop = asyncio.get_running_loop()
-        self._next_commit_at = 0.0
-        self._delayed: asyncio.TimerHandle | None = None
+        self._last_commit_at = -1e9
+        self._delayed: asyncio.Handle | None = None
+        self._delayed_until = 0.0
         self._writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="spoolgear-store")
         self._in_flight: asyncio.Future[Written] | None = None
         self._failed = False
@@ -113,12 +121,16 @@ class Committer:
             return
         if not (self._sweep_wanted or self.broker.batch_waiting()):
             return
-        wait = self._next_commit_at - self.loop.time()
-        if wait > 0:
-            if self._delayed is None:
-                self._delayed = self.loop.call_later(wait, self._after_delay)
+        awaited = self._sweep_wanted or bool(self._waiting) or self.broker.commit_awaited()
+        now = self.loop.time()
+        due = self._last_commit_at + (self.commit_delay if awaited else self.lazy_commit_delay)
+        if due > now:
+            self._commit_at(due)
             return
-        self._next_commit_at = self.loop.time() + self.commit_delay
+        if self._delayed is not None:
+            self._delayed.cancel()
+            self._delayed = None
+        self._last_commit_at = now
         batch = self.broker.take_batch()
         sweep, self._sweep_wanted = self._sweep_wanted, False
         future = self.loop.run_in_executor(self._writer, self._write, batch, sweep)
@@ -142,6 +154,15 @@ class Committer:
             pages = read_pages(self.store, batch.page_requests)
         claimed = self._shared.sweep() if sweep and self._shared is not None else None
         return Written(pages, seconds, synced, claimed, coalesced)
+
+    def _commit_at(self, due: float) -> None:
+        """Commit at ``due`` (loop time), or at the earlier time already set."""
+        if self._delayed is not None:
+            if self._delayed_until <= due:
+                return
+            self._delayed.cancel()
+        self._delayed = self.loop.call_at(due, self._after_delay)
+        self._delayed_until = due
 
     def _after_delay(self) -> None:
         self._delayed = None

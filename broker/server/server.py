@@ -63,7 +63,11 @@ class BrokerServer:
         )
         restore(self.broker, state)
         self.committer = Committer(
-            self.broker, store, commit_delay=config.commit_delay, on_failure=self._store_failed
+            self.broker,
+            store,
+            commit_delay=config.commit_delay,
+            lazy_commit_delay=config.lazy_commit_delay,
+            on_failure=self._store_failed,
         )
         self.admin = AdminCommands(
             self.broker,

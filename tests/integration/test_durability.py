@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import json
 import signal
+import sqlite3
 import subprocess
 import time
+from contextlib import closing
 from pathlib import Path
 
 import pytest
@@ -149,6 +151,37 @@ def test_a_job_running_when_the_broker_dies_is_requeued_with_an_attempt(store: s
             (job,) = admin.show_jobs()
         assert (job.retries, job.background) == (1, True)
         assert drain(broker.address) == [b"interrupted"]
+
+
+def test_a_commit_nobody_waits_for_waits_and_one_an_answer_waits_for_does_not(
+    tmp_path: Path,
+) -> None:
+    """``--lazy-commit-delay``: the end of a job (no reply waits for it) is committed
+    later, with the next commit an answer waits for, which starts at once."""
+    path = tmp_path / "jobs.db"
+
+    def stored() -> list[bytes]:
+        with closing(sqlite3.connect(path)) as db:
+            return [row[0] for row in db.execute("SELECT data FROM jobs ORDER BY seq")]
+
+    lazy = 1.0
+    with (
+        run_broker("--store", f"sqlite:{path}", "--lazy-commit-delay", str(lazy)) as broker,
+        RawConnection(broker.port) as raw,
+    ):
+        raw.send(T.SUBMIT_JOB_BG, b"f", b"", b"first")
+        (handle,) = raw.packet().args
+        first_committed = time.monotonic()
+        raw.send(T.CAN_DO, b"f")
+        raw.send(T.GRAB_JOB)
+        assert raw.packet().type is T.JOB_ASSIGN
+        raw.send(T.WORK_COMPLETE, handle, b"")
+        time.sleep(lazy / 3)
+        assert stored() == [b"first"]  # ended, but its commit waits
+        raw.send(T.SUBMIT_JOB_BG, b"f", b"", b"second")
+        assert raw.packet().type is T.JOB_CREATED
+        assert time.monotonic() - first_committed < lazy  # did not wait for the lazy one
+        assert stored() == [b"second"]  # and carried the first's end along
 
 
 def test_a_corrupt_store_is_set_aside_with_its_journal_and_the_broker_starts(
