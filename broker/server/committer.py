@@ -1,7 +1,9 @@
 """Group commit: one store transaction per event-loop turn, written off the loop.
 
 At the end of a turn the server calls ``kick()``. If the broker has a batch
-waiting and no commit is running, it goes to a single writer thread. When it is
+waiting and no commit is running, it goes to a single writer thread (or is
+written at once on the loop's thread, for a store whose writes never wait:
+``Store.writes_on_loop``, SQLite at ``--sync normal``). When it is
 on disk the broker takes it back (``apply_batch``: the replies that waited for it
 go out), callers of ``after_commit`` hear so, and the next batch, which kept
 filling meanwhile, goes out. So the commit rate adapts to the load: one fsync
@@ -133,6 +135,14 @@ class Committer:
         self._last_commit_at = now
         batch = self.broker.take_batch()
         sweep, self._sweep_wanted = self._sweep_wanted, False
+        if self.store.writes_on_loop:
+            try:
+                written = self._write(batch, sweep)
+            except Exception as error:
+                self._fail(error)
+                return
+            self._apply(batch, written)
+            return
         future = self.loop.run_in_executor(self._writer, self._write, batch, sweep)
         self._in_flight = future
         future.add_done_callback(lambda done: self._done(batch, done))
@@ -172,18 +182,25 @@ class Committer:
         self._in_flight = None
         error = future.exception()
         if error is not None:
-            log.critical(
-                "%s",
-                error
-                if isinstance(error, StoreUnavailable)
-                else f"writing to {self.store.describe()} failed: {error}",
-            )
-            self._failed = True
-            while self._waiting:
-                self._waiting.popleft()[1](False)
-            self.on_failure(error)
+            self._fail(error)
             return
-        written = future.result()
+        self._apply(batch, future.result())
+
+    def _fail(self, error: BaseException) -> None:
+        """The store failed: every waiter hears so, and the server stops."""
+        log.critical(
+            "%s",
+            error
+            if isinstance(error, StoreUnavailable)
+            else f"writing to {self.store.describe()} failed: {error}",
+        )
+        self._failed = True
+        while self._waiting:
+            self._waiting.popleft()[1](False)
+        self.on_failure(error)
+
+    def _apply(self, batch: Batch, written: Written) -> None:
+        """The batch is on disk: release what waited for it, then start the next."""
         if batch.operations:
             self.commits += 1
             self.batch_operations.observe(len(batch.operations))

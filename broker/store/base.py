@@ -76,9 +76,14 @@ class StoredState:
 
 
 class Store(ABC):
-    """A job store. ``write`` is called from one writer thread, never concurrently."""
+    """A job store. ``write`` is called from one thread at a time, never concurrently:
+    the writer thread, or the event loop's own when ``writes_on_loop``."""
 
     durable: bool
+    writes_on_loop = False
+    """Whether ``write`` is quick enough to run on the event loop's thread: nothing to
+    wait for (no fsync, no network), so a hand-off to the writer thread and back costs
+    more than the write itself."""
     sync_seconds = 0.0
     """Seconds the last ``write`` spent making its batch durable (SQLite's COMMIT with its
     fsync; the spool store's fsyncs), for the metrics."""

@@ -151,6 +151,10 @@ class SQLiteStore(PagingStore):
         self.path = path
         self.page_bytes = page_bytes
         self.sync = sync
+        # Without fsync a commit is a write to the WAL in the page cache (SQLite fsyncs
+        # only at checkpoints, every thousand pages): one sender waiting for each answer
+        # got twice the rate this way, a pipelined load about a fifth more.
+        self.writes_on_loop = sync == "normal"
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
             self._lock = self._take_lock()

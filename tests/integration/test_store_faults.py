@@ -100,11 +100,11 @@ def test_a_read_only_store_or_directory_is_refused_and_left_as_it_was(tmp_path: 
 
 @contextmanager
 def broker_process(
-    store: Path, preexec: Callable[[], None] | None = None
+    store: Path, preexec: Callable[[], None] | None = None, sync: str = "full"
 ) -> Iterator[tuple[subprocess.Popen[str], str]]:
     """A broker expected to stop by itself: the process and its address."""
     process = subprocess.Popen(
-        [*SPOOLGEAR, "serve", "--port", "0", "--store", f"sqlite:{store}"],
+        [*SPOOLGEAR, "serve", "--port", "0", "--store", f"sqlite:{store}", "--sync", sync],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
@@ -119,9 +119,16 @@ def broker_process(
         process.communicate()
 
 
-def test_a_store_deleted_while_running_stops_the_acknowledgements(tmp_path: Path) -> None:
+# At ``normal`` SQLite commits on the event loop's thread (``Store.writes_on_loop``).
+SYNC_LEVELS = pytest.mark.parametrize("sync", ["full", "normal"])
+
+
+@SYNC_LEVELS
+def test_a_store_deleted_while_running_stops_the_acknowledgements(
+    tmp_path: Path, sync: str
+) -> None:
     store = tmp_path / "jobs.db"
-    with broker_process(store) as (process, address), Client([address]) as client:
+    with broker_process(store, sync=sync) as (process, address), Client([address]) as client:
         client.submit_background("work", b"before")
         for suffix in ("", "-wal", "-shm"):
             Path(f"{store}{suffix}").unlink()
@@ -133,8 +140,9 @@ def test_a_store_deleted_while_running_stops_the_acknowledgements(tmp_path: Path
     assert "Traceback" not in stderr
 
 
+@SYNC_LEVELS
 def test_a_full_disk_stops_the_broker_and_a_restart_serves_every_acknowledged_job(
-    tmp_path: Path,
+    tmp_path: Path, sync: str
 ) -> None:
     """The store may grow to 2 MiB (RLIMIT_FSIZE: writes past it fail as on a full disk)."""
     store = tmp_path / "jobs.db"
@@ -144,7 +152,10 @@ def test_a_full_disk_stops_the_broker_and_a_restart_serves_every_acknowledged_jo
         resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
 
     acknowledged = set()
-    with broker_process(store, small_disk) as (process, address), Client([address]) as client:
+    with (
+        broker_process(store, small_disk, sync) as (process, address),
+        Client([address]) as client,
+    ):
         for number in range(1000):
             payload = b"%04d" % number + b"x" * 16_000
             try:
