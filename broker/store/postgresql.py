@@ -364,8 +364,8 @@ class PostgreSQLStore(SharedStore):
     def _add_jobs(self, cursor: psycopg.Cursor[Any], group: list[ops.AddJob]) -> None:
         """New jobs, copied straight into the table under a savepoint: COPY is about twice
         the rows per second of pipelined INSERTs, and straight in (no ON CONFLICT, no
-        table between) twice again. When a row is there already, the savepoint undoes the
-        copy and the batch's jobs go through ``_add_jobs_but_known``."""
+        table between) half again (bench/RESULTS.md). When a row is there already, the
+        savepoint undoes the copy and the batch's jobs go through ``_add_jobs_but_known``."""
         try:
             with self.db.transaction():  # a savepoint: a conflict undoes only the copy
                 self._copy(cursor, "spoolgear_jobs", group)
