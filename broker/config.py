@@ -331,7 +331,8 @@ class ServerConfig:
         DEFAULT_LAZY_COMMIT_DELAY,
         "least seconds between two store commits that no reply waits for (they record "
         "jobs handed out and finished): fewer fsyncs while draining; a crash may re-run "
-        "the jobs finished within this window; 0 commits at once",
+        "the jobs finished within this window; 0 commits at once; never shorter than "
+        "--commit-delay",
         check=lambda delay: 0 <= delay <= 1,
         rule="must be between 0 and 1 second",
     )
@@ -546,8 +547,23 @@ class ServerConfig:
             ):
                 if value != default:
                     raise ConfigurationError(f"{flag} applies only to a postgresql store")
-        if self.sync != DEFAULT_SYNC and self.store.startswith("memory:"):
-            raise ConfigurationError("--sync applies only to a durable --store, not memory:")
+        if self.store.startswith("memory:"):
+            for flag, value, default in (
+                ("--sync", self.sync, DEFAULT_SYNC),
+                ("--commit-delay", self.commit_delay, DEFAULT_COMMIT_DELAY),
+                ("--lazy-commit-delay", self.lazy_commit_delay, DEFAULT_LAZY_COMMIT_DELAY),
+            ):
+                if value != default:
+                    raise ConfigurationError(
+                        f"{flag} applies only to a durable --store, not memory:"
+                    )
+        if self.lazy_commit_delay not in (DEFAULT_LAZY_COMMIT_DELAY, 0) and (
+            self.lazy_commit_delay < self.commit_delay
+        ):
+            raise ConfigurationError(
+                f"--lazy-commit-delay {self.lazy_commit_delay:g} is shorter than --commit-delay"
+                f" {self.commit_delay:g}, which spaces every commit: lengthen it or leave it out"
+            )
         if self.spool_ingest and self.store.startswith("memory:"):
             raise ConfigurationError(
                 "--spool-ingest needs a durable --store: files are deleted once their job is stored"

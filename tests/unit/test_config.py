@@ -74,6 +74,18 @@ def test_defaults_types_and_repeatable_options_come_from_the_declarations() -> N
             ["--store", "memory:", "--sync", "normal"],
             "--sync applies only to a durable --store, not memory:",
         ),
+        (
+            ["--store", "memory:", "--lazy-commit-delay", "0.01"],
+            "--lazy-commit-delay applies only to a durable --store, not memory:",
+        ),
+        (
+            ["--store", "memory:", "--commit-delay", "0.01"],
+            "--commit-delay applies only to a durable --store, not memory:",
+        ),
+        (
+            ["--store", "sqlite:jobs.db", "--commit-delay", "0.01", "--lazy-commit-delay", "0.002"],
+            "--lazy-commit-delay 0.002 is shorter than --commit-delay 0.01",
+        ),
     ],
 )
 def test_bad_values_are_refused_with_the_option_named(argv: list[str], message: str) -> None:
