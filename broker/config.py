@@ -548,11 +548,12 @@ class ServerConfig:
                 if value != default:
                     raise ConfigurationError(f"{flag} applies only to a postgresql store")
         if self.store.startswith("memory:"):
-            for flag, value, default in (
+            durable_only: tuple[tuple[str, object, object], ...] = (
                 ("--sync", self.sync, DEFAULT_SYNC),
                 ("--commit-delay", self.commit_delay, DEFAULT_COMMIT_DELAY),
                 ("--lazy-commit-delay", self.lazy_commit_delay, DEFAULT_LAZY_COMMIT_DELAY),
-            ):
+            )
+            for flag, value, default in durable_only:
                 if value != default:
                     raise ConfigurationError(
                         f"{flag} applies only to a durable --store, not memory:"
