@@ -94,6 +94,15 @@ def _default(declared: Field[Any]) -> Any:
     return factory()
 
 
+def _only_with(applies: bool, where: str, options: list[tuple[str, object, object]]) -> None:
+    """Refuse an option set away from its default where it would do nothing."""
+    if applies:
+        return
+    for flag, value, default in options:
+        if value != default:
+            raise ConfigurationError(f"{flag} applies only to {where}")
+
+
 def _same_dir(one: str, other: str) -> bool:
     return os.path.realpath(one) == os.path.realpath(other)
 
@@ -540,24 +549,23 @@ class ServerConfig:
         self._validate_tls()
         if self.metrics_listen:
             self.metrics_address()
-        if not self.uses_postgresql:
-            for flag, value, default in (
+        _only_with(
+            self.uses_postgresql,
+            "a postgresql store",
+            [
                 ("--store-retry", self.store_retry, DEFAULT_STORE_RETRY),
                 ("--store-lease", self.store_lease, DEFAULT_STORE_LEASE),
-            ):
-                if value != default:
-                    raise ConfigurationError(f"{flag} applies only to a postgresql store")
-        if self.store.startswith("memory:"):
-            durable_only: tuple[tuple[str, object, object], ...] = (
+            ],
+        )
+        _only_with(
+            not self.store.startswith("memory:"),
+            "a durable --store, not memory:",
+            [
                 ("--sync", self.sync, DEFAULT_SYNC),
                 ("--commit-delay", self.commit_delay, DEFAULT_COMMIT_DELAY),
                 ("--lazy-commit-delay", self.lazy_commit_delay, DEFAULT_LAZY_COMMIT_DELAY),
-            )
-            for flag, value, default in durable_only:
-                if value != default:
-                    raise ConfigurationError(
-                        f"{flag} applies only to a durable --store, not memory:"
-                    )
+            ],
+        )
         if self.lazy_commit_delay not in (DEFAULT_LAZY_COMMIT_DELAY, 0) and (
             self.lazy_commit_delay < self.commit_delay
         ):
