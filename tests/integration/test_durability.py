@@ -185,6 +185,28 @@ def test_a_commit_nobody_waits_for_waits_and_one_an_answer_waits_for_does_not(
         assert stored() == [b"second"]  # and carried the first's end along
 
 
+def test_a_graceful_stop_commits_what_waited_lazily(tmp_path: Path) -> None:
+    """SIGTERM writes the ends of jobs that were waiting for a lazy commit: nothing that
+    finished runs again after a clean restart."""
+    store = f"sqlite:{tmp_path / 'jobs.db'}"
+    with run_broker("--store", store, "--lazy-commit-delay", "1") as broker:
+        with Client([broker.address]) as client:
+            client.submit_background("f", b"done")
+            client.submit_background("f", b"left")
+        with RawConnection(broker.port) as raw:
+            raw.send(T.CAN_DO, b"f")
+            raw.send(T.GRAB_JOB)
+            job = raw.packet()
+            assert job.args[2] == b"done"
+            raw.send(T.WORK_COMPLETE, job.args[0], b"")
+            raw.send(T.ECHO_REQ, b"sync")
+            assert raw.packet().type is T.ECHO_RES
+        broker.process.send_signal(signal.SIGTERM)
+        assert broker.process.wait(10) == 0
+    with run_broker("--store", store) as broker:
+        assert drain(broker.address) == [b"left"]
+
+
 def test_a_corrupt_store_is_set_aside_with_its_journal_and_the_broker_starts(
     tmp_path: Path,
 ) -> None:
