@@ -142,6 +142,9 @@ class Committer:
                 self._fail(error)
                 return
             self._apply(batch, written)
+            # What the batch released may want the next commit at once (a page, say):
+            # start it from the loop, not by recursion.
+            self.loop.call_soon(self.kick)
             return
         future = self.loop.run_in_executor(self._writer, self._write, batch, sweep)
         self._in_flight = future
@@ -185,6 +188,7 @@ class Committer:
             self._fail(error)
             return
         self._apply(batch, future.result())
+        self.kick()
 
     def _fail(self, error: BaseException) -> None:
         """The store failed: every waiter hears so, and the server stops."""
@@ -200,7 +204,7 @@ class Committer:
         self.on_failure(error)
 
     def _apply(self, batch: Batch, written: Written) -> None:
-        """The batch is on disk: release what waited for it, then start the next."""
+        """The batch is on disk: release what waited for it."""
         if batch.operations:
             self.commits += 1
             self.batch_operations.observe(len(batch.operations))
@@ -213,7 +217,6 @@ class Committer:
             self._took_over(written.claimed)
         while self._waiting and self._waiting[0][0] <= batch.number:
             self._waiting.popleft()[1](True)
-        self.kick()
 
     def _took_over(self, claimed: Claimed) -> None:
         """Serve what a sweep took over; sweep again at once while more is left."""

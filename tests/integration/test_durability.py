@@ -264,16 +264,20 @@ def test_failed_jobs_from_the_command_line(tmp_path: Path) -> None:
         assert drain(broker.address) == [b"x"]
 
 
-def test_a_small_queue_window_keeps_jobs_in_the_store_until_needed(paging_store: str) -> None:
+@pytest.mark.parametrize("sync", ["full", "normal"])
+def test_a_small_queue_window_keeps_jobs_in_the_store_until_needed(
+    paging_store: str, sync: str
+) -> None:
+    """At ``normal`` SQLite commits and reads pages on the event loop's thread."""
     store = paging_store
     payloads = [b"%d" % n for n in range(300)]
-    with run_broker("--store", store, "--queue-window", "20") as broker:
+    with run_broker("--store", store, "--queue-window", "20", "--sync", sync) as broker:
         with Client([broker.address]) as client:
             for payload in payloads:
                 client.submit_background("f", payload)
         broker.process.send_signal(signal.SIGTERM)
         assert broker.process.wait(10) == 0
-    with run_broker("--store", store, "--queue-window", "20") as broker:
+    with run_broker("--store", store, "--queue-window", "20", "--sync", sync) as broker:
         with AdminClient(broker.address) as admin:
             assert [(s.name, s.total) for s in admin.status()] == [("f", 300)]
             assert len(admin.show_jobs()) == 20
@@ -281,10 +285,14 @@ def test_a_small_queue_window_keeps_jobs_in_the_store_until_needed(paging_store:
         assert drain(broker.address) == payloads
 
 
-def test_queues_of_large_jobs_restart_and_page_in_within_the_byte_budget(tmp_path: Path) -> None:
+@pytest.mark.parametrize("sync", ["full", "normal"])
+def test_queues_of_large_jobs_restart_and_page_in_within_the_byte_budget(
+    tmp_path: Path, sync: str
+) -> None:
     """1,500 jobs of 64 KiB (94 MiB) with one page limited to 256 KiB: the restart reads one
     budget's worth per queue, every job comes back once and in order, and the broker's
-    memory stays well below the queue's size (a page used to be one string of it all)."""
+    memory stays well below the queue's size (a page used to be one string of it all).
+    At ``normal`` the 375 pages are read on the event loop's thread, one after another."""
     store = f"sqlite:{tmp_path / 'jobs.db'}"
     payloads = [b"%05d" % n + b"x" * (64 << 10) for n in range(1500)]
     with run_broker("--store", store) as broker, Client([broker.address]) as client:
@@ -295,7 +303,7 @@ def test_queues_of_large_jobs_restart_and_page_in_within_the_byte_budget(tmp_pat
                     for payload in payloads[start : start + 100]
                 ]
             )
-    with run_broker("--store", store, "--page-bytes", str(256 << 10)) as broker:
+    with run_broker("--store", store, "--page-bytes", str(256 << 10), "--sync", sync) as broker:
         with AdminClient(broker.address) as admin:
             assert [(s.name, s.total) for s in admin.status()] == [("big", 1500)]
             assert len(admin.show_jobs()) == 4  # 256 KiB of 64 KiB jobs
