@@ -35,7 +35,6 @@ import uwsgi_spooler
 from servers import cpu_seconds, gearmand, rss, spoolgear
 
 Server = Callable[[], AbstractContextManager[tuple[int, int]]]
-Ratios = dict[str, dict[str, float]]
 
 
 def measure(server: Server, scale: float) -> dict[str, float]:
@@ -103,11 +102,11 @@ def advantage(metric: str, theirs: float, ours: float) -> float:
     return ours / theirs
 
 
-def compare_with_gearmand(scale: float, runs: int) -> tuple[dict[str, float], Ratios]:
+def compare_with_gearmand(scale: float, runs: int) -> tuple[dict[str, float], chart.Ratios]:
     """gearmand -t 1, the compiled core and the pure-Python core, ``runs`` times in turn;
     every run printed, then the best ratio of each metric. Returns the compiled core's
     last figures and the best ratios of both cores."""
-    best: Ratios = {"compiled": {}, "pure Python": {}}
+    best: chart.Ratios = {"compiled": {}, "pure Python": {}}
     ours: dict[str, float] = {}
     for run in range(1, runs + 1):
         theirs = measure(gearmand, scale)
