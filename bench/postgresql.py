@@ -27,11 +27,16 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import loadgen
 from servers import gearmand, spoolgear
 
+from broker.store.pg_schema import migrate
+from broker.store.postgresql import copy_job_rows
 from broker.worker import Worker, WorkerJob
 from tests.postgres import Cluster, fresh_database, postgres_binaries, run_postgres
 
 LEASE = 2.0
 """The takeover scenario's ``--store-lease`` (the target is lease + 2 s)."""
+FLOOR_BATCH = 2_000
+"""Rows per transaction of the floor, about what a broker's group commit carries under
+this load."""
 
 
 def gearmand_libpq_enqueue(cluster: Cluster, jobs: int) -> float:
@@ -48,6 +53,26 @@ def spoolgear_rates(cluster: Cluster, jobs: int) -> tuple[float, float]:
         enqueued = asyncio.run(loadgen.enqueue(port, jobs, uniques=True))
         drained = asyncio.run(loadgen.drain(port, jobs))
     return enqueued, drained
+
+
+def postgresql_floor(cluster: Cluster, jobs: int) -> float:
+    """Rows per second PostgreSQL itself takes into spoolgear's job table, with no broker:
+    the store's own binary COPY from one process, ``FLOOR_BATCH`` rows a transaction.
+    What any broker keeping a row per job in this schema could reach at best."""
+    import psycopg
+
+    with psycopg.connect(fresh_database(cluster.url, "bench_floor"), autocommit=True) as db:
+        migrate(db)
+        rows = [
+            (n, loadgen.FUNCTION, b"%d" % n, loadgen.PAYLOAD, 1, 0.0, b"", 0, False, n, 1)
+            for n in range(jobs)
+        ]
+        started = time.perf_counter()
+        with db.cursor() as cursor:
+            for first in range(0, jobs, FLOOR_BATCH):
+                with db.transaction():
+                    copy_job_rows(cursor, "spoolgear_jobs", rows[first : first + FLOOR_BATCH])
+        return jobs / (time.perf_counter() - started)
 
 
 def procrastinate_rates(cluster: Cluster, jobs: int) -> tuple[float, float, float]:
@@ -126,6 +151,7 @@ def run(scale: float) -> None:
     with run_postgres() as cluster:
         theirs_gearmand = gearmand_libpq_enqueue(cluster, int(2_000 * max(scale, 0.25)))
         ours_enqueue, ours_drain = spoolgear_rates(cluster, jobs)
+        floor = postgresql_floor(cluster, jobs)
         theirs_single, theirs_batched, theirs_drain = procrastinate_rates(cluster, jobs)
         takeover = takeover_seconds(cluster, int(5_000 * scale))
     print("\nPostgreSQL store (one local PostgreSQL 15 server for all, fsync on):")
@@ -140,6 +166,12 @@ def run(scale: float) -> None:
     for metric, peer, theirs, ours, target in rows:
         peer_text = f"{peer} {theirs:,.0f}"
         print(f"{metric:<32}{peer_text:>36}{ours:>12,.0f}{ours / theirs:>8.1f}x  {target}")
+    floor_text = f"COPY, {FLOOR_BATCH:,} rows a commit"
+    print(
+        f"{'floor: PostgreSQL alone':<32}{floor_text:>36}"
+        f"{floor:>12,.0f}{floor / theirs_gearmand:>8.1f}x  (vs gearmand -q Postgres: the most"
+        " any broker could reach)"
+    )
     print(
         f"{'death to last job started':<32}{'lease ' + format(LEASE, 'g') + ' s':>36}"
         f"{takeover:>11.2f}s  target <= lease + 2 s"

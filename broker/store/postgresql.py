@@ -20,7 +20,7 @@ import logging
 import os
 import socket
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from contextlib import suppress
 from itertools import groupby
 from typing import Any, TypeVar
@@ -108,6 +108,17 @@ _COPIED_TYPES = (
 )
 """A job row's column types, for the binary COPY: payloads travel as they are instead of
 as hex text PostgreSQL parses back."""
+
+
+def copy_job_rows(cursor: psycopg.Cursor[Any], table: str, rows: Iterable[tuple[Any, ...]]) -> None:
+    """Write job rows (a ``StoredJob`` and its owner) by one binary COPY; also what
+    ``bench/postgresql.py`` times as PostgreSQL's own floor."""
+    with cursor.copy(f"COPY {table} ({JOB_COLUMNS}, owner) FROM STDIN (FORMAT BINARY)") as copy:
+        copy.set_types(_COPIED_TYPES)
+        for row in rows:
+            copy.write_row(row)
+
+
 _ADD_INCOMING = (
     "INSERT INTO spoolgear_jobs SELECT * FROM spoolgear_incoming ON CONFLICT DO NOTHING"
     " RETURNING number"
@@ -392,10 +403,7 @@ class PostgreSQLStore(SharedStore):
 
     def _copy(self, cursor: psycopg.Cursor[Any], table: str, group: list[ops.AddJob]) -> None:
         owner = self.lease.broker_id
-        with cursor.copy(f"COPY {table} ({JOB_COLUMNS}, owner) FROM STDIN (FORMAT BINARY)") as copy:
-            copy.set_types(_COPIED_TYPES)
-            for op in group:
-                copy.write_row((*op.job, owner))
+        copy_job_rows(cursor, table, ((*op.job, owner) for op in group))
 
     def sweep(self) -> Claimed:
         return self._retrying(self._sweep)
