@@ -3,7 +3,9 @@
 Both serve the same trivial task (``django_site/benchapp``: return the
 argument) from a fresh ``spoolgear serve --store memory:``; each is started,
 seen registered, then sent N background jobs in one pipelined batch, and
-timed until the broker's queue is empty. Rounds alternate the two workers.
+timed until the broker's queue is empty. Rounds alternate the workers. A bare
+round-trip worker (``round_trip_worker.py``) runs beside them as the floor: the
+most any worker holding one job at a time could drain here.
 
 Usage: ``python bench/django_worker.py [--jobs 20000] [--rounds 2]`` (``make bench`` runs it).
 """
@@ -37,11 +39,16 @@ DJANGO_WORKER = [
     "trivial",
 ]
 PYGEARMAN = "pygearman 0.2.6"
+FLOOR = "floor: a bare round trip per job"
 WORKERS = {
     "gearman_worker (default, --prefetch 1)": DJANGO_WORKER,
     "gearman_worker --prefetch 4": [*DJANGO_WORKER, "--prefetch", "4"],
     PYGEARMAN: [sys.executable, str(BENCH / "pygearman_worker.py")],
+    FLOOR: [sys.executable, str(BENCH / "round_trip_worker.py")],
 }
+TAKE_THE_ADDRESS = (WORKERS[PYGEARMAN], WORKERS[FLOOR])
+"""Commands given the broker's address as their argument (the Django worker reads
+``GEARMAN_SERVER``)."""
 
 
 @contextmanager
@@ -80,7 +87,7 @@ def drain_rate(command: list[str], jobs: int) -> float:
     with broker() as address:
         env = {**os.environ, "PYTHONPATH": str(ROOT), "GEARMAN_SERVER": address}
         worker = subprocess.Popen(
-            command if command is not WORKERS[PYGEARMAN] else [*command, address],
+            [*command, address] if command in TAKE_THE_ADDRESS else command,
             env=env,
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,

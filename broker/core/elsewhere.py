@@ -14,7 +14,6 @@ broker's memory and its own part of the store have no answer.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 
 from broker.core.handles import Handles, handle_number
 from broker.core.model import Job, Session
@@ -23,13 +22,15 @@ from broker.store.base import SharedStore
 from broker.store.operations import StoredJob
 
 
-@dataclass(slots=True)
 class Held:
     """A new job waiting for its batch's commit, and where its JOB_CREATED replies sit
-    (session, index in its unsent output)."""
+    (session, index in its unsent output). A plain class, not a dataclass: one is made per
+    submission, and compiled, its constructor runs natively (a dataclass's generated
+    ``__init__`` stays interpreted)."""
 
-    job: Job
-    replies: list[tuple[Session, int]] = field(default_factory=list)
+    def __init__(self, job: Job) -> None:
+        self.job = job
+        self.replies: list[tuple[Session, int]] = []
 
 
 class Elsewhere:
