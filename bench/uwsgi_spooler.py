@@ -13,7 +13,9 @@ only once the job is committed to its SQLite store. Scenarios:
   consumer, 20 tasks of 50 ms, one every 10 ms, default --spooler-frequency (30 s);
 - drain: tasks queued with no consumer, then two consumers; rate and duplicates;
 - a spool directory uWSGI wrote, processed by its spooler and (a copy) by
-  ``spoolgear serve --spool-ingest`` with two spoolgear spoolers.
+  ``spoolgear serve --spool-ingest`` with two spoolgear spoolers;
+- the floor: the same senders against ``uwsgi_answer.c``, a C server that answers each
+  packet at once and stores nothing, the most any spooler could take in here.
 
 Usage: ``python bench/uwsgi_spooler.py [--scale 0.5]`` (``make bench`` runs it too).
 """
@@ -194,20 +196,44 @@ def enqueue_rate(side: Side, workdir: Path, total: int, clients: int) -> float:
     """Acknowledged packets per second, ``clients`` threads sending ``total`` in all."""
     reset_log(workdir)
     with side(workdir, 1) as address:
-
-        def send(client: int) -> None:
-            for n in range(total // clients):
-                spool(address, f"e{clients}-{client}-{n}")
-
-        threads = [threading.Thread(target=send, args=(c,)) for c in range(clients)]
-        started = time.perf_counter()
-        for thread in threads:
-            thread.start()
-        for thread in threads:
-            thread.join()
-        elapsed = time.perf_counter() - started
+        rate = send_all(address, total, clients)
         wait_for_tasks(workdir, total, 60)
-    return total / elapsed
+    return rate
+
+
+def send_all(address: str, total: int, clients: int) -> float:
+    """Packets per second answered at ``address``, ``clients`` threads sending ``total``."""
+
+    def send(client: int) -> None:
+        for n in range(total // clients):
+            spool(address, f"e{clients}-{client}-{n}")
+
+    threads = [threading.Thread(target=send, args=(c,)) for c in range(clients)]
+    started = time.perf_counter()
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    return total / (time.perf_counter() - started)
+
+
+def floor_rates(workdir: Path, total: int) -> dict[int, float] | None:
+    """Intake of ``uwsgi_answer.c`` (answers each packet, stores nothing) with each number
+    of senders in ``SENDERS``; None without a C compiler."""
+    compiler = shutil.which("cc")
+    if compiler is None:
+        print("no C compiler: the floor rows are left out")
+        return None
+    binary = workdir / "uwsgi_answer"
+    subprocess.run([compiler, "-O2", "-o", str(binary), str(BENCH / "uwsgi_answer.c")], check=True)
+    port = free_port()
+    process = subprocess.Popen([str(binary), str(port)])
+    try:
+        wait_for_port(port)
+        return {n: send_all(f"127.0.0.1:{port}", total, n) for n in SENDERS}
+    finally:
+        process.kill()
+        process.wait()
 
 
 def latency(side: Side, workdir: Path, tasks: int) -> tuple[float, float, float]:
@@ -321,6 +347,7 @@ def run(scale: float) -> None:
         ingest_dir = Path(temp) / "ingest"
         ingest_dir.mkdir()
         ingested = ingestion(ingest_dir, tasks_per_run(scale))
+        floor = floor_rates(Path(temp), tasks_per_run(scale))
     rows: list[tuple[str, float, float, str, bool]] = [
         *(
             (f"enqueue/s, {n} senders, normal", theirs.enqueue[n], normal[n], ">= 2.0", True)
@@ -339,6 +366,11 @@ def run(scale: float) -> None:
         ("drain duplicates", theirs.drain[1], ours.drain[1], "0", False),
         ("drain missing", theirs.drain[2], ours.drain[2], "0", False),
         ("spool dir processed/s", *ingested, "", True),
+        *(
+            (f"floor: {n} senders", theirs.enqueue[n], floor[n], "answers, stores nothing", True)
+            for n in SENDERS
+            if floor is not None
+        ),
     ]
     print(
         f"\nuWSGI spooler (Debian 2.0.21, files, no fsync) vs spoolgear --uwsgi-socket "
