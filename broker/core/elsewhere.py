@@ -14,7 +14,6 @@ broker's memory and its own part of the store have no answer.
 
 from __future__ import annotations
 
-
 from broker.core.handles import Handles, handle_number
 from broker.core.model import Job, Session
 from broker.protocol.packets import PacketType, encode_response

@@ -309,3 +309,36 @@ def test_a_postgresql_batch_written_again_adds_nothing_and_a_known_unique_coales
         assert [j.number for j in store.load().jobs] == [1, 2, 3]
     finally:
         store.close()
+
+
+def test_a_version_1_postgresql_store_is_migrated_with_its_jobs(postgres_store: str) -> None:
+    """A database a version-1 broker made gets version 2's indexes at the next start, in
+    place, its jobs kept; one that says a version this spoolgear does not know is refused."""
+    import psycopg
+
+    from broker.store import pg_schema
+    from broker.store.postgresql import copy_job_rows
+
+    with psycopg.connect(postgres_store, autocommit=True) as db:
+        db.execute(pg_schema.MIGRATIONS[0])
+        db.execute("CREATE TABLE spoolgear_meta (key TEXT PRIMARY KEY, value BIGINT NOT NULL)")
+        db.execute("INSERT INTO spoolgear_meta VALUES ('schema_version', 1)")
+        with db.cursor() as cursor:
+            copy_job_rows(cursor, "spoolgear_jobs", [(*job(7), None)])
+    PostgreSQLStore(postgres_store).close()
+    with psycopg.connect(postgres_store, autocommit=True) as db:
+        version = db.execute("SELECT value FROM spoolgear_meta").fetchone()
+        indexes = db.execute(
+            "SELECT indexname FROM pg_indexes WHERE tablename = 'spoolgear_jobs'"
+        ).fetchall()
+        numbers = db.execute("SELECT number FROM spoolgear_jobs").fetchall()
+        db.execute("UPDATE spoolgear_meta SET value = value + 1")
+    assert version == (len(pg_schema.MIGRATIONS),) == (2,)
+    assert sorted(name for (name,) in indexes) == [
+        "spoolgear_jobs_by_owner",
+        "spoolgear_jobs_pkey",
+        "spoolgear_jobs_unique",
+    ]
+    assert numbers == [(7,)]
+    with pytest.raises(StoreUnavailable, match="newer than this spoolgear knows"):
+        PostgreSQLStore(postgres_store)
