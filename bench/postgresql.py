@@ -21,6 +21,7 @@ from contextlib import ExitStack
 from pathlib import Path
 
 import procrastinate
+import psycopg
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
@@ -59,8 +60,6 @@ def postgresql_floor(cluster: Cluster, jobs: int) -> float:
     """Rows per second PostgreSQL itself takes into spoolgear's job table, with no broker:
     the store's own binary COPY from one process, ``FLOOR_BATCH`` rows a transaction.
     What any broker keeping a row per job in this schema could reach at best."""
-    import psycopg
-
     with psycopg.connect(fresh_database(cluster.url, "bench_floor"), autocommit=True) as db:
         migrate(db)
         rows = [
