@@ -176,15 +176,25 @@ def spool(address: str, task_id: str, sleep: float = 0.0) -> None:
     send_spool(address, values)
 
 
-def log_lines(workdir: Path) -> list[list[str]]:
+def log_lines(workdir: Path, scenario: str) -> list[list[str]]:
+    """The handler's log lines of one scenario's tasks (their ids start with ``scenario``):
+    a task an earlier scenario left queued may still run meanwhile."""
     log = workdir / "log"
-    return [line.split() for line in log.read_text().splitlines()] if log.exists() else []
+    lines = [line.split() for line in log.read_text().splitlines()] if log.exists() else []
+    return [line for line in lines if line[0].startswith(scenario)]
 
 
-def wait_for_tasks(workdir: Path, count: int, timeout: float) -> list[list[str]]:
+def wait_for_tasks(workdir: Path, count: int, timeout: float, scenario: str) -> list[list[str]]:
+    """The log lines of ``count`` tasks of ``scenario``, or of those started within
+    ``timeout`` seconds, said so (uWSGI's spooler may sleep 30 s between looks)."""
     deadline = time.monotonic() + timeout
-    while len(lines := log_lines(workdir)) < count and time.monotonic() < deadline:
+    while len(lines := log_lines(workdir, scenario)) < count and time.monotonic() < deadline:
         time.sleep(0.02)
+    if len(lines) < count:
+        print(
+            f"{workdir.name}: only {len(lines)} of {count} tasks of scenario {scenario!r}"
+            f" started within {timeout:g} s; the figures count those"
+        )
     return lines
 
 
@@ -197,7 +207,7 @@ def enqueue_rate(side: Side, workdir: Path, total: int, clients: int) -> float:
     reset_log(workdir)
     with side(workdir, 1) as address:
         rate = send_all(address, total, clients)
-        wait_for_tasks(workdir, total, 60)
+        wait_for_tasks(workdir, total, 60, f"e{clients}-")
     return rate
 
 
@@ -243,7 +253,7 @@ def latency(side: Side, workdir: Path, tasks: int) -> tuple[float, float, float]
         for n in range(tasks):
             spool(address, f"l{n}", sleep=0.02)
             time.sleep(0.012)
-        lines = wait_for_tasks(workdir, tasks, 60)
+        lines = wait_for_tasks(workdir, tasks, 60, "l")
     waits = sorted((float(start) - float(t0)) * 1000 for _, t0, start, _, _ in lines)
     return statistics.median(waits), waits[int(len(waits) * 0.99) - 1], waits[-1]
 
@@ -256,7 +266,7 @@ def busy_gap(side: Side, workdir: Path) -> float:
         for n in range(20):
             spool(address, f"g{n}", sleep=0.05)
             time.sleep(0.01)
-        lines = wait_for_tasks(workdir, 20, 60)
+        lines = wait_for_tasks(workdir, 20, 60, "g")
     return max(float(start) for _, _, start, _, _ in lines) - first
 
 
@@ -267,9 +277,9 @@ def drain(side: Side, workdir: Path, total: int) -> tuple[float, int, int]:
         for n in range(total):
             spool(address, f"d{n}")
     with side(workdir, 2):
-        lines = wait_for_tasks(workdir, total, 120)
+        wait_for_tasks(workdir, total, 120, "d")
         time.sleep(0.5)  # a duplicate would show up now
-        lines = log_lines(workdir)
+        lines = log_lines(workdir, "d")
     ids = [line[0] for line in lines]
     elapsed = max(float(line[3]) for line in lines) - min(float(line[2]) for line in lines)
     return len(set(ids)) / elapsed, len(ids) - len(set(ids)), total - len(set(ids))
@@ -297,11 +307,11 @@ def ingestion(workdir: Path, total: int) -> tuple[float, float]:
     shutil.copytree(uwsgi_dir / "spool", spoolgear_dir / "ingest")
     started = time.time()
     with uwsgi_side(uwsgi_dir, 2):
-        theirs = total / (last_end(wait_for_tasks(uwsgi_dir, total, 120)) - started)
+        theirs = total / (last_end(wait_for_tasks(uwsgi_dir, total, 120, "i")) - started)
     started = time.time()
     ingest = ("--spool-ingest", str(spoolgear_dir / "ingest"))
     with spoolgear_broker(spoolgear_dir, "full", *ingest), spoolgear_side(spoolgear_dir, 2):
-        ours = total / (last_end(wait_for_tasks(spoolgear_dir, total, 120)) - started)
+        ours = total / (last_end(wait_for_tasks(spoolgear_dir, total, 120, "i")) - started)
     return theirs, ours
 
 
