@@ -307,17 +307,17 @@ def ingestion(workdir: Path, total: int) -> tuple[float, float]:
     shutil.copytree(uwsgi_dir / "spool", spoolgear_dir / "ingest")
     started = time.time()
     with uwsgi_side(uwsgi_dir, 2):
-        theirs = total / (last_end(wait_for_tasks(uwsgi_dir, total, 120, "i")) - started)
+        theirs = processed_rate(wait_for_tasks(uwsgi_dir, total, 120, "i"), started)
     started = time.time()
     ingest = ("--spool-ingest", str(spoolgear_dir / "ingest"))
     with spoolgear_broker(spoolgear_dir, "full", *ingest), spoolgear_side(spoolgear_dir, 2):
-        ours = total / (last_end(wait_for_tasks(spoolgear_dir, total, 120, "i")) - started)
+        ours = processed_rate(wait_for_tasks(spoolgear_dir, total, 120, "i"), started)
     return theirs, ours
 
 
-def last_end(lines: list[list[str]]) -> float:
-    """When the last task in the handler's log ended (epoch seconds)."""
-    return max(float(line[3]) for line in lines)
+def processed_rate(lines: list[list[str]], started: float) -> float:
+    """Tasks per second from ``started`` (epoch seconds) to the end of the last of them."""
+    return len(lines) / (max(float(line[3]) for line in lines) - started)
 
 
 @dataclass
