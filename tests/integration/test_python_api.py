@@ -173,9 +173,9 @@ def test_client_fails_over_to_a_live_server(broker: RunningBroker) -> None:
 
 
 def test_worker_reconnects_after_the_broker_restarts() -> None:
-    port = free_port()
     done: list[bytes] = []
-    with run_broker("--port", str(port)) as broker:
+    with run_broker() as broker:
+        port = broker.port
         worker_cm = running_worker([broker.address], {"r": lambda job: done.append(job.data)})
         worker_cm.__enter__()
     try:

@@ -17,7 +17,7 @@ from broker.admin import AdminClient
 from broker.client import Client
 from broker.protocol.uwsgi import encode_spool
 from broker.uwsgi_client import send_spool
-from tests.helpers import ROOT, SPOOLGEAR, free_port, run_broker
+from tests.helpers import ROOT, SPOOLGEAR, run_broker
 from tests.pki import PKI
 
 HANDLERS = """
@@ -267,8 +267,7 @@ def test_a_module_without_handlers_is_a_clear_error(tmp_path: Path) -> None:
 def test_the_spooler_serves_a_tls_broker(tmp_path: Path, handlers: ModuleType) -> None:
     pki = PKI(tmp_path / "pki")
     files = pki.client("spooler.example")
-    plain = f"127.0.0.1:{free_port()}"
-    with run_broker(*pki.server_args(), "--plain-listen", plain) as broker:
+    with run_broker(*pki.server_args(), "--plain-listen", "127.0.0.1:0") as broker:
         spool_file = encode_spool([(b"ud_spool_func", b"mail"), (b"to", b"tls@example.org")])
         with Client([broker.address]) as client:
             client.submit_background("mail", spool_file)

@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from tests.helpers import free_port, run_broker
+from tests.helpers import run_broker
 from tests.pki import PKI
 from tests.with_django.project import gearman_worker, manage, parse_tables
 
@@ -19,8 +19,7 @@ def test_django_commands_speak_tls(tmp_path: Path) -> None:
         "GEARMAN_SSL_CERT": files.certificate,
         "GEARMAN_SSL_KEY": files.key,
     }
-    plain = f"127.0.0.1:{free_port()}"
-    with run_broker(*pki.server_args(), "--plain-listen", plain) as broker:
+    with run_broker(*pki.server_args(), "--plain-listen", "127.0.0.1:0") as broker:
         server = f"127.0.0.1:{broker.tls_port}"
         worker_args = ("-a", "shop", "-n", "images")
         with gearman_worker(server, *worker_args, watched_on=broker.address, **tls):
