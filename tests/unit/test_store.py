@@ -9,14 +9,15 @@ import sqlite3
 from collections.abc import Callable
 from pathlib import Path
 
+import psycopg
 import pytest
 
 from broker.errors import ConfigurationError, StoreUnavailable
 from broker.protocol.uwsgi import decode_spool, encode_spool
-from broker.store import open_store
+from broker.store import open_store, pg_schema
 from broker.store import operations as ops
 from broker.store.base import MemoryStore, PagingStore, Store
-from broker.store.postgresql import PostgreSQLStore
+from broker.store.postgresql import PostgreSQLStore, copy_job_rows
 from broker.store.spool import SpoolStore
 from broker.store.sqlite import SQLiteStore
 
@@ -314,11 +315,6 @@ def test_a_postgresql_batch_written_again_adds_nothing_and_a_known_unique_coales
 def test_a_version_1_postgresql_store_is_migrated_with_its_jobs(postgres_store: str) -> None:
     """A database a version-1 broker made gets version 2's indexes at the next start, in
     place, its jobs kept; one that says a version this spoolgear does not know is refused."""
-    import psycopg
-
-    from broker.store import pg_schema
-    from broker.store.postgresql import copy_job_rows
-
     with psycopg.connect(postgres_store, autocommit=True) as db:
         db.execute(pg_schema.MIGRATIONS[0])
         db.execute("CREATE TABLE spoolgear_meta (key TEXT PRIMARY KEY, value BIGINT NOT NULL)")
