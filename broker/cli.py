@@ -17,7 +17,7 @@ from broker import __version__, build
 from broker.addresses import DEFAULT_PORT
 from broker.admin import AdminClient
 from broker.client import Client
-from broker.config import LOG_LEVELS, ServerConfig
+from broker.config import LOG_LEVELS, ServerConfig, read_config_file
 from broker.errors import BrokerError
 from broker.protocol.priorities import Priority
 from broker.protocol.spool_request import DEFAULT_QUEUE, DEFAULT_SPOOL_FUNCTION
@@ -30,7 +30,8 @@ from broker.spooler import (
 from broker.tls import add_client_options, client_files
 
 
-def _parser() -> argparse.ArgumentParser:
+def _parser() -> tuple[argparse.ArgumentParser, argparse.ArgumentParser]:
+    """The ``spoolgear`` parser, and its ``serve`` subparser (which a config file fills)."""
     parser = argparse.ArgumentParser(prog="spoolgear", description=__doc__)
     loop = "uvloop" if _uvloop_factory() else "asyncio"
     parser.add_argument(
@@ -41,6 +42,12 @@ def _parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True)
 
     serve = commands.add_parser("serve", help="run the broker in the foreground")
+    serve.add_argument(
+        "--config",
+        metavar="FILE",
+        help="TOML file of serve options, keyed by their names without the dashes "
+        "(job-retries = 3); an option on the command line wins over the file",
+    )
     ServerConfig.add_options(serve)
 
     def with_server(sub: argparse.ArgumentParser) -> argparse.ArgumentParser:
@@ -170,7 +177,26 @@ def _parser() -> argparse.ArgumentParser:
         choices=LOG_LEVELS,
         help="log level (default %(default)s)",
     )
-    return parser
+    return parser, serve
+
+
+def _parse(argv: Sequence[str] | None) -> argparse.Namespace:
+    """The command line, over the ``serve --config`` file when one is given."""
+    parser, serve = _parser()
+    args = parser.parse_args(argv)
+    if args.command != "serve" or not args.config:
+        return args
+    try:
+        from_file = read_config_file(args.config)
+    except BrokerError as exc:
+        parser.exit(2, f"spoolgear serve: {exc}\n")
+    repeated = {name for name in from_file if isinstance(from_file[name], list)}
+    serve.set_defaults(**{name: from_file[name] for name in from_file.keys() - repeated})
+    args = parser.parse_args(argv)
+    for name in repeated:  # given on the command line, a repeatable option replaces the file's
+        if getattr(args, name) is None:
+            setattr(args, name, from_file[name])
+    return args
 
 
 def _spooler(args: argparse.Namespace) -> int:
@@ -412,7 +438,7 @@ _COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = _parser().parse_args(argv)
+    args = _parse(argv)
     try:
         return _COMMANDS[args.command](args)
     except BrokerError as exc:

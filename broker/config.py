@@ -6,8 +6,10 @@ Every limit has a name, a default and a command-line option; see README "Limits"
 from __future__ import annotations
 
 import argparse
+import difflib
 import os
 import socket
+import tomllib
 from collections.abc import Callable
 from dataclasses import MISSING, Field, dataclass, field, fields
 from typing import Any
@@ -143,6 +145,52 @@ def parse_retry_failures(specs: tuple[str, ...]) -> dict[bytes, int]:
             )
         attempts[name.encode()] = int(count)
     return attempts
+
+
+def read_config_file(path: str) -> dict[str, Any]:
+    """``spoolgear serve --config FILE``: options from a TOML file, keyed by their flags
+    without the dashes (``job-retries = 3``, ``uwsgi-socket = ["127.0.0.1:3031"]``), as
+    ``ServerConfig`` field names to values. A key that is no option is refused by name (a
+    misspelt key would otherwise be a setting silently ignored); types are checked here,
+    the options' rules later by ``validate`` as for the command line."""
+    try:
+        with open(path, "rb") as file:
+            table = tomllib.load(file)
+    except (OSError, tomllib.TOMLDecodeError) as exc:
+        raise ConfigurationError(f"--config {path}: {exc}") from exc
+    by_key = {flag_of(declared).removeprefix("--"): declared for declared in fields(ServerConfig)}
+    values = {}
+    for key, value in table.items():
+        declared = by_key.get(key)
+        if declared is None:
+            close = difflib.get_close_matches(key, by_key, 1)
+            hint = f"; did you mean {close[0]!r}?" if close else ""
+            raise ConfigurationError(f"--config {path}: {key!r} is not an option{hint}")
+        values[declared.name] = _file_value(declared, value, f"--config {path}: {key}")
+    return values
+
+
+def _file_value(declared: Field[Any], value: Any, where: str) -> Any:
+    """A TOML value as the command line would have given it: a list for a repeatable
+    option (a lone string is a list of one), text read by the option's own parser."""
+    default = _default(declared)
+    if declared.metadata["repeat"]:
+        items = [value] if isinstance(value, str) else value
+        if not isinstance(items, list) or not all(isinstance(item, str) for item in items):
+            raise ConfigurationError(f"{where} must be a string or a list of strings")
+        return items
+    expected = type(default)
+    parse = declared.metadata["parse"] or expected
+    if isinstance(value, str) and expected is not bool:
+        try:
+            return parse(value)
+        except ValueError as exc:
+            raise ConfigurationError(f"{where}: {exc}") from exc
+    if expected is float and type(value) is int:
+        return float(value)
+    if type(value) is not expected:
+        raise ConfigurationError(f"{where} must be {expected.__name__}, not {value!r}")
+    return value
 
 
 Check = Callable[[Any], bool]
@@ -463,8 +511,9 @@ class ServerConfig:
         "", "job handle prefix (default H:<hostname>)", flag="--job-handle-prefix"
     )
     verbose: str = option(
-        "ERROR",
-        "log level",
+        "WARNING",
+        "log level; WARNING shows what an operator must see (refused peers, failed TLS "
+        "handshakes, permission refusals); gearmand's default is ERROR",
         parse=str.upper,
         check=lambda level: level.upper() in LOG_LEVELS,
         rule=f"must be one of {', '.join(LOG_LEVELS)}",

@@ -33,6 +33,8 @@ def default_data_dir() -> Path:
 
 
 def default_store_url() -> str:
+    """`sqlite:DATA_DIR/spoolgear.db`, DATA_DIR being `$SPOOLGEAR_DATA_DIR`, else
+    `$XDG_DATA_HOME/spoolgear`, else `~/.local/share/spoolgear`."""
     return f"sqlite:{default_data_dir() / 'spoolgear.db'}"
 
 

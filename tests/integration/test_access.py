@@ -15,6 +15,8 @@ def test_a_peer_outside_allow_is_cut_off_on_both_doors() -> None:
         with RawConnection(broker.port) as connection:
             assert connection.closed_by_peer()
         assert uwsgi_exchange(broker.uwsgi[0], b"\x11\x00\x00\x00") == b""  # no answer
+    # At the default log level: a misconfigured client is visible where an operator looks.
+    assert "WARNING spoolgear.connection: refused a connection from 127.0.0.1" in broker.log
     allowed = ("--allow", "127.0.0.1", "--allow", "10.0.0.0/8")
     with run_broker(*allowed) as broker, RawConnection(broker.port) as connection:
         assert connection.admin(b"version\n").startswith(b"OK ")
@@ -30,5 +32,6 @@ def test_admin_allow_replaces_the_loopback_default() -> None:
             b"ERR PERMISSION_DENIED cancel+is+only+accepted+from+--admin-allow+networks\r\n"
         )
         assert connection.admin(b"shutdown\n").startswith(b"ERR PERMISSION_DENIED shutdown")
+    assert "WARNING" in broker.log and "cancel" in broker.log  # the refusal, logged by default
     with run_broker() as broker, RawConnection(broker.port) as connection:
         assert connection.admin(b"create function f\n") == b"OK\r\n"  # loopback by default
