@@ -3,16 +3,16 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 DEBIAN_PEERS := gearman-job-server gearman-tools openssl nginx prometheus chromium chromium-driver postgresql php-cli php-gearman libgearman-client-perl \
-	uwsgi-core uwsgi-plugin-python3
+	uwsgi-core uwsgi-plugin-python3 systemd
 
-.PHONY: venv peers lint test demo bench clean
+.PHONY: venv peers lint docs test demo bench clean
 
 # The editable install skips compiling (SPOOLGEAR_PURE_PYTHON): the rule below compiles the
 # core in place, and again whenever one of its sources changes.
 $(BIN)/spoolgear: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip setuptools
-	SPOOLGEAR_PURE_PYTHON=1 $(BIN)/pip install --quiet -e '.[test,bench]'
+	SPOOLGEAR_PURE_PYTHON=1 $(BIN)/pip install --quiet -e '.[test,bench,docs]'
 	touch $@
 
 # The core and the protocol codecs compiled by mypyc (setup.py); without a C compiler the
@@ -36,14 +36,19 @@ peers:
 	fi
 
 lint: venv
-	$(BIN)/ruff check broker django_jobs tests bench examples setup.py
-	$(BIN)/ruff format --check broker django_jobs tests bench examples setup.py
+	$(BIN)/ruff check broker django_jobs tests bench examples docs setup.py
+	$(BIN)/ruff format --check broker django_jobs tests bench examples docs setup.py
 	$(BIN)/mypy
 	$(BIN)/lint-imports
 
-# The whole suite on the compiled core, then the tests of the compiled modules themselves
+# The documentation site, every warning (a broken link or anchor) an error.
+docs: venv
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict --quiet
+
+# The whole suite on the compiled core (tests/packaging builds the sdist and wheels and
+# tests them installed in clean venvs), then the tests of the compiled modules themselves
 # (codecs and dispatch) once more on their pure-Python twins.
-test: venv peers lint
+test: venv peers lint docs
 	$(BIN)/pytest -q
 	SPOOLGEAR_PURE_PYTHON=1 $(BIN)/pytest -q tests/unit
 
@@ -54,5 +59,5 @@ bench: venv peers
 	$(BIN)/python bench/run.py
 
 clean:
-	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache build
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache build site dist
 	find broker -name '*.so' -delete

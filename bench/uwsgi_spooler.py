@@ -9,7 +9,7 @@ only once the job is committed to its SQLite store. Scenarios:
   ``--sync full`` (fsync, the default) and at ``--sync normal`` (uWSGI's own promise);
 - enqueue-to-start latency with busy consumers: two consumers, each task takes
   20 ms, one task every 12 ms (consumers are busy most of the time, never all at once);
-- the busy-spooler gap (shared/reference/uwsgi-spooler.md section 2.4): one
+- the busy-spooler gap (a busy uWSGI spooler sleeps --spooler-frequency between scans): one
   consumer, 20 tasks of 50 ms, one every 10 ms, default --spooler-frequency (30 s);
 - drain: tasks queued with no consumer, then two consumers; rate and duplicates;
 - a spool directory uWSGI wrote, processed by its spooler and (a copy) by

@@ -1,4 +1,4 @@
-"""spoolgear: a Gearman-compatible job broker (see DESIGN.md for the layers)."""
+"""spoolgear: a Gearman-compatible job broker (docs/architecture.md describes its layers)."""
 
 # Chooses between the compiled and the pure-Python core before either is imported.
 from broker import build as build

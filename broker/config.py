@@ -1,6 +1,6 @@
 """One validated configuration object for the broker, built by the CLI (and later Django).
 
-Every limit has a name, a default and a command-line option; see README "Limits".
+Every limit has a name, a default and a command-line option; see docs/limits.md.
 """
 
 from __future__ import annotations
@@ -250,7 +250,8 @@ _COUNT = "must be 0 or a positive count"
 
 @dataclass(frozen=True, slots=True)
 class ServerConfig:
-    """Every ``spoolgear serve`` option (the parser and the README's table come from here)."""
+    """Every ``spoolgear serve`` option: the parser, the configuration file and the docs'
+    option reference come from here."""
 
     listen: str = option("127.0.0.1", "address to bind")
     port: int = option(

@@ -16,8 +16,8 @@ Handler modules import uWSGI's own names unchanged (``import uwsgi``, ``from
 uwsgidecorators import spool``): ``broker.spooler_environment`` provides them in
 this process only, and sets Django up when ``DJANGO_SETTINGS_MODULE`` is set.
 
-A handler gets what the uWSGI spooler would pass (shared/reference/uwsgi-spooler.md
-section 2.9) and its return code is applied (section 2.8), with the flaws
+A handler gets what the uWSGI spooler would pass (docs/uwsgi.md,
+"Running the handlers") and its return code is applied as there, with the flaws
 fixed: SPOOL_OK (-2) ends the job; SPOOL_RETRY (-1), any other code and an
 exception run it again after a doubling delay, at most ``--attempts`` times in
 all, and then the job goes to the broker's failed list with the reason;

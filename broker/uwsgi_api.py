@@ -112,7 +112,7 @@ def mule_get_msg(*_: Any, **__: Any) -> bytes:
     raise NotImplementedError(
         "programmed mule loops are not provided: write the loop's body as a @mulemsg() or "
         "@farm(NAME) handler (django_jobs.mules) and run `manage.py gearman_worker --mule N` "
-        "(README: Moving over, uWSGI mules)"
+        "(docs/moving-over.md, uWSGI mules)"
     )
 
 

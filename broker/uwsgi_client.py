@@ -2,7 +2,7 @@
 
 ``send_spool(address, vars)`` sends one spool packet (modifier1 17) to a uWSGI
 spooler or to spoolgear's ``--uwsgi-socket`` and says whether it was stored,
-following the reply rules of shared/reference/uwsgi-spooler.md section 1.4.
+following uWSGI's reply rules (docs/uwsgi.md, "Packets").
 """
 
 from __future__ import annotations

@@ -5,7 +5,7 @@
 Existing code changes one import (``from broker.uwsgidecorators import spool,
 SPOOL_OK``) and keeps working: calling ``f.spool(...)`` (or ``f(...)``) queues a
 spool job in spoolgear, and ``spoolgear spooler --import MODULE`` runs it with
-uWSGI's semantics (shared/reference/uwsgi-spooler.md section 3.1):
+uWSGI's semantics (docs/uwsgi.md, "Drop-in decorators"):
 
 - the job's function is the decorated function's ``__name__`` (the
   ``ud_spool_func`` var), ``FUNCTION@QUEUE`` with a ``spooler=`` argument;
@@ -247,7 +247,7 @@ def _not_provided(name: str, instead: str) -> Callable[..., Any]:
     def refuse(*_: Any, **__: Any) -> Any:
         raise NotImplementedError(
             f"@{name} is a uWSGI process feature with no spoolgear "
-            f"equivalent: {instead} (README: Moving over)"
+            f"equivalent: {instead} (docs/moving-over.md)"
         )
 
     refuse.__name__ = name

@@ -1,6 +1,6 @@
 """The ``GEARMAN_*`` settings, read once, checked, with the defaults of django-gearman-jbox.
 
-Accepted names (``README.md`` "Django settings"): ``GEARMAN_CLIENT_SERVERS`` and
+Accepted names (docs/django.md): ``GEARMAN_CLIENT_SERVERS`` and
 ``GEARMAN_WORKER_SERVERS`` (jbox), both falling back to ``GEARMAN_SERVERS``
 (django-gearman, -commands) and then to ``['127.0.0.1:4730']``;
 ``GEARMAN_SERIALIZER`` (``"json"``, or ``"pickle"`` for trusted legacy producers);

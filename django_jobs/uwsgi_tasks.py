@@ -4,7 +4,7 @@
 ``set_uwsgi_callbacks()`` has nothing to do here (workers find tasks by name, not
 through uWSGI's spooler and mule hooks) and is kept so project packages that call
 it import unchanged; ``django_setup()`` is uwsgi_tasks' helper for processes that
-start outside Django. What differs is in the README's "Moving over" section.
+start outside Django. What differs is in docs/moving-over.md.
 """
 
 from __future__ import annotations

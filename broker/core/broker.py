@@ -25,8 +25,8 @@ server's committer and the unit tests' harness make the same two calls.
 
 Semantics are gearmand 1.1.20's wire behaviour with the 2.0 fixes (priority is
 global across a worker's functions, functions are served round-robin, epoch
-jobs wake sleeping workers when due) and without the bugs listed in section 9
-of shared/reference/gearman-protocol.md.
+jobs wake sleeping workers when due) and without the gearmand bugs
+listed in docs/gearmand.md.
 """
 
 from __future__ import annotations
@@ -582,7 +582,7 @@ class Broker:
             return
         if self.leased and time.monotonic() > self.lease_deadline:
             # A shared store's lease may have run out (this broker was paused, say): the
-            # job goes out only once a write has renewed it, or never (broker/store/pg_leases).
+            # job goes out only once a write has renewed it, or never (broker/store/pg_leases.py).
             self.output.gate(session, self.journal.building)
             self.renewal_wanted = True
         function = job.function

@@ -3,7 +3,7 @@
 Argument counts come from libgearman's command table (gearmand 1.1.20), which is
 what both the C client library and the server use; the PROTOCOL text differs for
 the reduce submits (four arguments, not three) and STATUS_RES_UNIQUE (it echoes
-the unique). See shared/reference/gearman-protocol.md section 1.3.
+the unique). docs/gearmand.md says what is byte for byte the same.
 """
 
 from __future__ import annotations

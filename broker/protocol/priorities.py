@@ -17,7 +17,7 @@ class Priority(IntEnum):
 # A queue's rank: lower runs first. Gearman's three priorities are ranks 0-2; a uWSGI
 # spool request's numeric ``priority`` P is rank P - SPOOL_RANK_OFFSET, so prioritised
 # spool jobs run before everything else, lower numbers first, as uWSGI's priority
-# directories do (shared/reference/uwsgi-spooler.md section 2.5).
+# directories do (docs/uwsgi.md, "From vars to a job").
 SPOOL_RANK_OFFSET = 1000
 MIN_RANK = -SPOOL_RANK_OFFSET
 MAX_RANK = int(Priority.LOW)

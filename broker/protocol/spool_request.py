@@ -4,7 +4,7 @@ uWSGI code hands the spooler a dict of byte vars plus an optional body. The
 job keeps all of it: its payload is the request in spool-file form (header,
 vars, body), so a handler later sees exactly the dict the uWSGI spooler would
 have passed. What the broker itself reads from the vars
-(shared/reference/uwsgi-spooler.md sections 2.5, 2.6, 3.1, 4.3):
+(docs/uwsgi.md, "From vars to a job"):
 
 - the function: ``ud_spool_func`` (uwsgidecorators), else ``function_name``
   (uwsgi_tasks), else a configured default for plain dicts;

@@ -1,4 +1,4 @@
-"""uwsgi packets and spool files (shared/reference/uwsgi-spooler.md sections 1.1-1.2, 2.2).
+"""uwsgi packets and spool files (docs/uwsgi.md).
 
 A packet is a 4-byte header (modifier1, little-endian u16 size of the vars block,
 modifier2) and a vars block of ``u16 key_len, key, u16 val_len, val`` pairs. A

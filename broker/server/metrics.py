@@ -63,6 +63,7 @@ class Snapshot:
 
     functions: list[FunctionFigures] = field(default_factory=list)
     failed_jobs: int = 0
+    queued_payload_bytes: int = 0
     schedule_firings: int = 0
     commits: int = 0
     taken_over: int = 0
@@ -212,6 +213,11 @@ class BrokerCollector(Collector):
         )
         yield GaugeMetricFamily(
             "spoolgear_failed_jobs", "Jobs in the failed list.", value=snap.failed_jobs
+        )
+        yield GaugeMetricFamily(
+            "spoolgear_queued_payload_bytes",
+            "Payload bytes of queued jobs held in memory, all functions (--max-queued-bytes).",
+            value=snap.queued_payload_bytes,
         )
         yield CounterMetricFamily(
             "spoolgear_schedule_firings", "Runs started by schedules.", value=snap.schedule_firings

@@ -29,6 +29,7 @@ from broker.server.context import ServerContext
 from broker.server.metrics import MetricsServer, Snapshot, function_figures, on_loop
 from broker.server.spool_door import SpoolConnection
 from broker.server.spool_ingest import SpoolIngest
+from broker.server.systemd import notify
 from broker.server.tls_door import TLSListener, bind
 from broker.store import open_store
 from broker.store.base import PagingStore, SharedStore, Store, StoredState
@@ -188,6 +189,7 @@ class BrokerServer:
         return Snapshot(
             functions=[function_figures(f) for f in broker.functions.by_name.values()],
             failed_jobs=len(broker.failed),
+            queued_payload_bytes=broker.functions.queued_bytes,
             schedule_firings=broker.scheduler.firings,
             commits=committer.commits,
             taken_over=committer.taken_over,
@@ -239,6 +241,7 @@ class BrokerServer:
             f"core={core} loop={loop}\n"
         )
         out.flush()
+        notify(f"READY=1\nSTATUS=listening {' '.join(bound)}\nMAINPID={os.getpid()}")
 
     def install_signal_handlers(self) -> None:
         for signum in (signal.SIGTERM, signal.SIGINT):
@@ -261,6 +264,8 @@ class BrokerServer:
 
     def request_shutdown(self, graceful: bool) -> None:
         """Immediate: stop now. Graceful: refuse new connections, stop once no job is left."""
+        if not self._stopping:
+            notify("STOPPING=1")
         self._stopping = True
         for listener in self._listeners:
             listener.close()

@@ -1,7 +1,7 @@
 """The uWSGI front door: spool packets (modifier1 17) in, uWSGI's 4-byte answer out.
 
-One packet per connection, as in uWSGI (shared/reference/uwsgi-spooler.md
-section 1.4): the header, then the declared vars block, then the broker stores
+One packet per connection, as in uWSGI (docs/uwsgi.md,
+"Packets"): the header, then the declared vars block, then the broker stores
 the job and answers ``ff 00 00 01`` once it is durable (``ff 00 00 00`` if it is
 refused) and closes. A datasize above the configured limit, another modifier1
 or a packet that does not arrive within the timeout closes the connection with

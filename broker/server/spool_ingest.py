@@ -3,7 +3,7 @@
 uWSGI apps write spool files into a directory (``--spooler-external DIR``, or
 one a uWSGI spooler used to own). Every ``--ingest-interval`` the directory and
 its all-digit priority subdirectories are listed, and each spool file is taken
-under uWSGI's own protocol (shared/reference/uwsgi-spooler.md section 2.3):
+under uWSGI's own protocol (docs/uwsgi.md, "Spool directories"):
 open, non-blocking fcntl write lock (a writer still writing holds it, so the
 file is skipped until it is complete), check it was not unlinked meanwhile,
 read it. The job is submitted with the lock held; the file is unlinked only

@@ -1,7 +1,7 @@
 """The spool-directory store: one uWSGI spool file per job (``spool:DIR``).
 
 Each job is ``DIR/uwsgi_spoolfile_on_spoolgear_<number>`` in uWSGI's spool-file
-format (shared/reference/uwsgi-spooler.md section 2.2): the job's fields as
+format (docs/uwsgi.md): the job's fields as
 vars, its payload as the body, ``at`` kept as a var and as the file's mtime, as
 uWSGI does. Files are written under a temporary name with an fcntl lock held,
 fsynced, then renamed into place, so a reader (this store, or a uWSGI spooler

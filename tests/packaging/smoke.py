@@ -19,6 +19,7 @@ import sys
 import tempfile
 import threading
 from collections.abc import Iterator
+from importlib import metadata
 from pathlib import Path
 
 SPOOLGEAR = str(Path(sys.executable).with_name("spoolgear"))
@@ -53,6 +54,8 @@ def check_imported_from(checkout: str, editable: str | None, django: bool) -> No
 def check_version(core: str) -> None:
     from broker import __version__
 
+    if metadata.version("spoolgear") != __version__:
+        fail(f"the package metadata says {metadata.version('spoolgear')}, broker {__version__}")
     version = run(SPOOLGEAR, "--version")
     if f"spoolgear {__version__}" not in version or core not in version:
         fail(f"spoolgear --version said {version!r}; expected {__version__} and {core!r}")

@@ -1,6 +1,7 @@
-"""The documents users migrate from (shared/reference/seeds/), example by example.
+"""The documents users migrate from (the uWSGI spooler and mules docs, uwsgi_tasks'
+README, a spooler article, django-gearman-jbox's README), example by example.
 
-Each test runs an example ported as README "Moving over" says, against real processes,
+Each test runs an example ported as docs/moving-over.md says, against real processes,
 and asserts what its source describes, or the documented difference. The Django-side
 examples live in the test project's ``seeds`` app (tests/django_project/seeds/).
 """

@@ -1,19 +1,19 @@
 """The ``spoolgear serve`` options are declared once (``ServerConfig``); the parser, the
-validation and the README follow from the declarations."""
+validation, the configuration file and the docs' option reference follow from them."""
 
 from __future__ import annotations
 
 import argparse
 import re
 from dataclasses import fields
+from pathlib import Path
 
 import pytest
 
-from broker.config import ServerConfig, flag_of
+from broker import cli
+from broker.config import ServerConfig, flag_of, read_config_file
 from broker.errors import ConfigurationError
-from tests.helpers import ROOT
 
-README = (ROOT / "README.md").read_text()
 DECLARED = {flag_of(declared) for declared in fields(ServerConfig)}
 
 
@@ -23,15 +23,69 @@ def parse(*argv: str) -> ServerConfig:
     return ServerConfig.from_options(parser.parse_args(["--store", "memory:", *argv]))
 
 
-def test_every_declared_option_is_in_the_readme() -> None:
-    missing = sorted(flag for flag in DECLARED if f"`{flag}" not in README)
-    assert missing == [], "document these in README.md"
+def test_the_option_reference_lists_every_declared_option_and_nothing_else() -> None:
+    from docs.hooks import options_page
+
+    documented = set(re.findall(r"^\| `(--[a-z-]+)", options_page(), re.MULTILINE))
+    assert documented == DECLARED
 
 
-def test_the_readme_option_table_names_only_declared_options() -> None:
-    section = README.split("## Running the broker", 1)[1].split("\n### ", 1)[0]
-    documented = set(re.findall(r"^\| `(--[a-z-]+)", section, re.MULTILINE))
-    assert documented and documented <= DECLARED
+def cli_with_file(tmp_path: Path, text: str, *argv: str) -> argparse.Namespace:
+    (tmp_path / "broker.toml").write_text(text)
+    return cli._parse(["serve", "--config", str(tmp_path / "broker.toml"), *argv])
+
+
+def test_a_configuration_file_gives_options_and_the_command_line_wins(tmp_path: Path) -> None:
+    text = """
+port = 4731
+job-retries = 3
+transient = []
+uwsgi-socket = "127.0.0.1:3031"
+admin-allow = ["10.0.0.0/8"]
+packet-timeout = 5
+verbose = "info"
+ssl = false
+"""
+    args = cli_with_file(tmp_path, text, "--port", "0", "--admin-allow", "127.0.0.1")
+    config = ServerConfig.from_options(args)
+    assert (config.port, config.job_retries, config.transient) == (0, 3, ())
+    assert config.uwsgi_sockets == ("127.0.0.1:3031",)
+    assert config.admin_allow == ("127.0.0.1",)  # a repeatable option given replaces the file's
+    assert (config.packet_timeout, config.verbose, config.ssl) == (5.0, "INFO", False)
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("prot = 1", "'prot' is not an option; did you mean 'port'?"),
+        ("handle_prefix = 'x'", "'handle_prefix' is not an option"),
+        ("port = true", "port must be int, not True"),
+        ("port = 'many'", "port: invalid literal for int()"),
+        ("allow = [1]", "allow must be a string or a list of strings"),
+        ("port = [", "--config"),
+    ],
+)
+def test_a_bad_configuration_file_is_refused_naming_the_key(
+    tmp_path: Path, text: str, message: str
+) -> None:
+    (tmp_path / "broker.toml").write_text(text)
+    with pytest.raises(ConfigurationError, match=re.escape(message)):
+        read_config_file(str(tmp_path / "broker.toml"))
+
+
+def test_a_configuration_file_value_meets_the_same_checks(tmp_path: Path) -> None:
+    args = cli_with_file(tmp_path, "port = 70000")
+    with pytest.raises(ConfigurationError, match="--port must be 0-65535, got 70000"):
+        ServerConfig.from_options(args)
+
+
+def test_a_missing_configuration_file_stops_the_command_with_its_name(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(SystemExit) as stopped:
+        cli._parse(["serve", "--config", str(tmp_path / "nowhere.toml")])
+    assert stopped.value.code == 2
+    assert "nowhere.toml" in capsys.readouterr().err
 
 
 def test_defaults_types_and_repeatable_options_come_from_the_declarations() -> None:
