@@ -72,7 +72,7 @@ def option_row(declared: Any) -> str:
     if isinstance(declared.default, bool):
         usage = f"`{flag}`"
     notes = [meta["help"]]
-    if meta["repeat"]:
+    if meta["repeat"] and "repeatable" not in meta["help"]:
         notes.append("repeatable")
     if meta["environment"]:
         notes.append(f"`${meta['environment']}` when not given")

@@ -9,6 +9,7 @@ import socket
 import ssl
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -68,35 +69,40 @@ class RunningBroker:
 
 @contextmanager
 def run_broker(*args: str, env: dict[str, str] | None = None) -> Iterator[RunningBroker]:
-    """A real ``spoolgear serve`` on a free port; fails the test if it logged a traceback."""
+    """A real ``spoolgear serve`` on a free port; fails the test if it logged a traceback.
+    Its log goes to a file, read once it stops: a pipe nobody reads while the test runs
+    would stall a broker that logs more than the pipe holds."""
     if "--store" not in args:
         args = ("--store", "memory:", *args)
-    process = subprocess.Popen(
-        [*SPOOLGEAR, "serve", "--port", "0", *args],
-        cwd=ROOT,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    assert process.stdout is not None
-    line = process.stdout.readline()
-    if not line.startswith("spoolgear listening"):
-        process.kill()
-        _, stderr = process.communicate()
-        raise AssertionError(f"broker did not start: {line!r} {stderr!r}")
-    running = RunningBroker(process, line)
-    try:
-        yield running
-    finally:
-        process.terminate()
-        try:
-            _, stderr = process.communicate(timeout=10)
-        except subprocess.TimeoutExpired:
+    with tempfile.TemporaryFile("w+") as log:
+        process = subprocess.Popen(
+            [*SPOOLGEAR, "serve", "--port", "0", *args],
+            cwd=ROOT,
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=log,
+            text=True,
+        )
+        assert process.stdout is not None
+        line = process.stdout.readline()
+        if not line.startswith("spoolgear listening"):
             process.kill()
-            _, stderr = process.communicate()
-        running.log = stderr
-        assert "Traceback" not in stderr, stderr
+            process.communicate()
+            log.seek(0)
+            raise AssertionError(f"broker did not start: {line!r} {log.read()!r}")
+        running = RunningBroker(process, line)
+        try:
+            yield running
+        finally:
+            process.terminate()
+            try:
+                process.communicate(timeout=10)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.communicate()
+            log.seek(0)
+            running.log = log.read()
+            assert "Traceback" not in running.log, running.log
 
 
 @contextmanager

@@ -77,6 +77,8 @@ NO_JOB = encode_packet(T.NO_JOB)
 MAX_UNIQUE_SIZE = 64
 # A job timeout that finds its worker's answer possibly waiting unread looks again this soon.
 TIMEOUT_RECHECK = 0.05
+# How a worker's Python traceback starts, where a failure report carries one.
+WORKER_TRACEBACK = "Traceback (most recent call last):"
 
 # (priority, background) for each plain submit type.
 _SUBMITS: dict[PacketType, tuple[Priority, bool]] = {
@@ -541,11 +543,12 @@ class Broker:
         self._enqueue(job)
 
     def _give_up(self, job: Job, error: str) -> None:
+        # One line per failure: a worker's traceback is kept whole in the failed list.
+        summary = error.partition("\n")[0].replace(
+            WORKER_TRACEBACK, "(traceback: spoolgear failed)"
+        )
         log.warning(
-            "job %s of %s failed: %s",
-            job.handle.decode(),
-            job.function.name.decode(),
-            error.partition("\n")[0],
+            "job %s of %s failed: %s", job.handle.decode(), job.function.name.decode(), summary
         )
         if job.background:
             self.failed.add_job(job, error, self.clock())

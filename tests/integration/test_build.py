@@ -84,26 +84,3 @@ def test_a_source_changed_after_the_build_is_never_silently_ignored(tmp_path: Pa
     assert description == "pure Python core (queries.py changed since the build; run make)"
     assert core == str(tmp_path / "broker" / "core" / "broker.py")
     assert reader == str(tmp_path / "broker" / "protocol" / "reader.py")
-
-
-def test_without_a_compiler_the_build_installs_pure_python_and_says_so(tmp_path: Path) -> None:
-    for name in ("setup.py", "pyproject.toml", "README.md"):
-        shutil.copy(ROOT / name, tmp_path)
-    shutil.copytree(
-        ROOT / "broker", tmp_path / "broker", ignore=shutil.ignore_patterns("*.pyc", "*.so")
-    )
-    environment = {**os.environ, "CC": "no-such-compiler"}
-    environment.pop(build.PURE_PYTHON_VARIABLE, None)
-    built = subprocess.run(
-        [sys.executable, "setup.py", "--quiet", "build_ext", "--inplace"],
-        cwd=tmp_path,
-        env=environment,
-        capture_output=True,
-        text=True,
-        check=True,
-    )
-    assert "installing pure Python, no C compiler (no-such-compiler) on PATH" in built.stderr
-    assert not list(tmp_path.rglob("*.so"))
-    description, core, _ = loaded(source_root=tmp_path)
-    assert description == "pure Python core (not compiled)"
-    assert core == str(tmp_path / "broker" / "core" / "broker.py")

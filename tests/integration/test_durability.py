@@ -164,6 +164,7 @@ def test_a_commit_nobody_waits_for_waits_and_one_an_answer_waits_for_does_not(
         with closing(sqlite3.connect(path)) as db:
             return [row[0] for row in db.execute("SELECT data FROM jobs ORDER BY seq")]
 
+    # The longest the option allows, so a busy machine's fsync is not taken for the wait.
     lazy = 1.0
     with (
         run_broker("--store", f"sqlite:{path}", "--lazy-commit-delay", str(lazy)) as broker,
@@ -176,12 +177,12 @@ def test_a_commit_nobody_waits_for_waits_and_one_an_answer_waits_for_does_not(
         raw.send(T.GRAB_JOB)
         assert raw.packet().type is T.JOB_ASSIGN
         raw.send(T.WORK_COMPLETE, handle, b"")
-        time.sleep(lazy / 4)
+        time.sleep(0.1)
         assert stored() == [b"first"]  # ended, but its commit waits
         raw.send(T.SUBMIT_JOB_BG, b"f", b"", b"second")
         assert raw.packet().type is T.JOB_CREATED
         # Waiting for the lazy commit would have taken until about ``lazy``.
-        assert time.monotonic() - first_committed < lazy * 0.6
+        assert time.monotonic() - first_committed < lazy * 0.9
         assert stored() == [b"second"]  # and carried the first's end along
 
 

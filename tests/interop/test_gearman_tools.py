@@ -186,7 +186,8 @@ def test_gearadmin_prints_the_same_as_against_gearmand(gearadmin: str, options: 
         outputs.append(run_gearadmin(gearadmin, port, *options))
         for conn in connections:
             conn.close()
-    with run_broker() as broker:
+    # gearmand's default log level, which --server-verbose prints.
+    with run_broker("--verbose", "ERROR") as broker:
         connections = prepare_state(broker.port)
         outputs.append(run_gearadmin(gearadmin, broker.port, *options))
         for conn in connections:
