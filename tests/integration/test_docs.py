@@ -1,11 +1,12 @@
 """The documentation's code examples work, and it cites only files the repository has.
 
-The README's 30-second example runs for real. Every other example is checked as far as it
-can be without the hosts it names: each ``spoolgear`` command line is parsed by the real
-parser (a ``serve`` line also meets the broker's own checks), each ``manage.py`` line's
-command and options exist in a real Django project, each name a Python example imports
-from spoolgear exists, and each TOML, INI and YAML example parses (a permissions or
-configuration file by the broker's own reader).
+The README's 30-second example runs for real, and so does every ``spoolgear status``,
+``workers``, ``failed`` and ``submit`` line that names no other host. Every other example
+is checked as far as it can be without the hosts it names: each ``spoolgear`` line is
+parsed by the real parser (a ``serve`` line also meets the broker's own checks), each
+``manage.py`` line's command and options exist in a real Django project, each name a
+Python example imports from spoolgear exists, and each TOML, INI and YAML example parses
+(a permissions or configuration file by the broker's own reader).
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ import re
 import shlex
 import subprocess
 import sys
+import threading
 import tomllib
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -30,7 +32,8 @@ from broker import __version__, cli
 from broker.config import ServerConfig, read_config_file
 from broker.core.permissions import Permissions
 from broker.errors import ConfigurationError
-from tests.helpers import ROOT, SPOOLGEAR
+from broker.worker import Worker
+from tests.helpers import ROOT, SPOOLGEAR, run_broker
 
 PAGES = sorted(
     [
@@ -338,3 +341,42 @@ def test_the_changelog_names_this_version_as_its_latest_release() -> None:
         re.M,
     )
     assert releases and releases[0] == __version__
+
+
+# Subcommands a documented line can run here as written, against a local broker.
+RUNNABLE_HERE = {"status", "workers", "failed", "submit"}
+ELSEWHERE = {"--server", "-s", "--ssl", "--ssl-ca-file", "--ssl-certificate", "--ssl-key"}
+
+
+def test_documented_commands_run_against_a_live_broker(tmp_path: Path) -> None:
+    """Each ``spoolgear status|workers|failed|submit`` line that names no other host, run
+    as written against a real broker (its address added) with a worker for every function
+    the lines submit to."""
+    lines = [
+        (example, words)
+        for example in examples("sh")
+        for words in command_lines(example.text)
+        if words[0] == "spoolgear" and words[1] in RUNNABLE_HERE and not ELSEWHERE & set(words)
+    ]
+    assert len(lines) > 5
+    functions = {words[2] for _, words in lines if words[1] == "submit"}
+    with run_broker("--store", f"sqlite:{tmp_path / 'jobs.db'}") as broker:
+        worker = Worker([broker.address], client_id="docs")
+        for function in functions:
+            worker.register(function, lambda job: job.data)
+        serving = threading.Thread(target=worker.work, daemon=True)
+        serving.start()
+        try:
+            for example, words in lines:
+                answer = subprocess.run(
+                    [*SPOOLGEAR, words[1], "--server", broker.address, *words[2:]],
+                    stdin=subprocess.DEVNULL,
+                    capture_output=True,
+                    text=True,
+                    timeout=60,
+                )
+                assert answer.returncode == 0, f"{example}: {' '.join(words)}: {answer.stderr}"
+        finally:
+            worker.stop()
+            serving.join(30)
+            worker.close()
