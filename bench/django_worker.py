@@ -21,6 +21,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from broker.banner import read_banner
+
 BENCH = Path(__file__).resolve().parent
 ROOT = BENCH.parent
 sys.path.insert(0, str(ROOT))
@@ -61,9 +63,9 @@ def broker() -> Iterator[str]:
         stderr=subprocess.DEVNULL,
     )
     assert process.stdout is not None
-    listening = process.stdout.readline().split()
+    address = read_banner(process.stdout.readline()).gearman
     try:
-        yield next(word for word in listening if word.startswith("gearman=")).split("=")[1]
+        yield address
     finally:
         process.terminate()
         process.wait(timeout=10)

@@ -15,6 +15,7 @@ from pathlib import Path
 
 from ports import free_port, wait_for_port
 
+from broker.banner import read_banner
 from broker.build import PURE_PYTHON_VARIABLE
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -54,11 +55,11 @@ def spoolgear(
         env=environment,
     )
     assert process.stdout is not None
-    bound = dict(word.split("=", 1) for word in process.stdout.readline().split()[2:])
-    port = int(bound["gearman"].rsplit(":", 1)[1])
+    bound = read_banner(process.stdout.readline())
+    port = int(bound.gearman.rsplit(":", 1)[1])
     stop = threading.Event()
     if metrics:
-        threading.Thread(target=scrape_every_second, args=(bound["metrics"], stop)).start()
+        threading.Thread(target=scrape_every_second, args=(bound.first("metrics"), stop)).start()
     try:
         yield port, process.pid
     finally:

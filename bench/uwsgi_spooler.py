@@ -37,6 +37,8 @@ from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
+from broker.banner import read_banner
+
 BENCH = Path(__file__).resolve().parent
 ROOT = BENCH.parent
 sys.path.insert(0, str(ROOT))
@@ -160,8 +162,8 @@ def spoolgear_broker(workdir: Path, sync: str = "full", *options: str) -> Iterat
         text=True,
     )
     assert process.stdout is not None
-    bound = dict(word.split("=", 1) for word in process.stdout.readline().split()[2:])
-    _brokers[workdir] = (bound["gearman"], bound["uwsgi"])
+    bound = read_banner(process.stdout.readline())
+    _brokers[workdir] = (bound.gearman, bound.first("uwsgi"))
     try:
         yield
     finally:

@@ -5,6 +5,8 @@ from __future__ import annotations
 from broker.errors import ConfigurationError
 
 DEFAULT_PORT = 4730
+# Where clients, workers and admin tools look for a broker when told nowhere else.
+DEFAULT_SERVER = f"127.0.0.1:{DEFAULT_PORT}"
 
 
 def parse_address(text: str) -> tuple[str, int]:

@@ -14,20 +14,20 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from broker import __version__, build
-from broker.addresses import DEFAULT_PORT
-from broker.admin import AdminClient
-from broker.client import Client
+from broker.addresses import DEFAULT_SERVER
 from broker.config import LOG_LEVELS, ServerConfig, read_config_file
 from broker.errors import BrokerError
+from broker.gearman.admin_client import AdminClient
+from broker.gearman.client import Client
 from broker.protocol.priorities import Priority
 from broker.protocol.spool_request import DEFAULT_QUEUE, DEFAULT_SPOOL_FUNCTION
-from broker.spooler import (
+from broker.tls import add_client_options, client_files
+from broker.uwsgi_compat.spooler import (
     DEFAULT_ATTEMPTS,
     DEFAULT_FOREVER_INTERVAL,
     DEFAULT_MAX_RETRY_DELAY,
     DEFAULT_RETRY_DELAY,
 )
-from broker.tls import add_client_options, client_files
 
 
 def _parser() -> tuple[argparse.ArgumentParser, argparse.ArgumentParser]:
@@ -54,7 +54,7 @@ def _parser() -> tuple[argparse.ArgumentParser, argparse.ArgumentParser]:
         sub.add_argument(
             "--server",
             "-s",
-            default=f"127.0.0.1:{DEFAULT_PORT}",
+            default=DEFAULT_SERVER,
             help="broker address (default %(default)s)",
         )
         sub.add_argument("--json", action="store_true", help="machine-readable output")
@@ -96,7 +96,7 @@ def _parser() -> tuple[argparse.ArgumentParser, argparse.ArgumentParser]:
         "-s",
         action="append",
         metavar="HOST:PORT",
-        help=f"broker address (repeatable; default 127.0.0.1:{DEFAULT_PORT})",
+        help=f"broker address (repeatable; default {DEFAULT_SERVER})",
     )
     spooler.add_argument(
         "--queue",
@@ -200,11 +200,11 @@ def _parse(argv: Sequence[str] | None) -> argparse.Namespace:
 
 
 def _spooler(args: argparse.Namespace) -> int:
-    from broker import spooler
+    from broker.uwsgi_compat import spooler
 
     _configure_logging(args.verbose)
     settings = spooler.SpoolerSettings(
-        servers=args.server or [f"127.0.0.1:{DEFAULT_PORT}"],
+        servers=args.server or [DEFAULT_SERVER],
         queues=args.queue or [DEFAULT_QUEUE],
         attempts=args.attempts,
         retry_delay=args.retry_delay,

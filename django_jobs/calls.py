@@ -10,8 +10,8 @@ import os
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
-from broker.client import JobHandle
 from broker.errors import BrokerError
+from broker.gearman.client import JobHandle
 from django_jobs.client import epoch
 from django_jobs.setup import CallSetup, When, seconds
 

@@ -19,8 +19,8 @@ from typing import Any
 from django.conf import settings
 from django.utils import timezone
 
-from broker.client import Client, JobHandle, JobRequest, JobResult
 from broker.errors import BrokerError, JobException
+from broker.gearman.client import Client, JobHandle, JobRequest, JobResult
 from broker.protocol.priorities import Priority
 from django_jobs.conf import JobSettings, job_settings
 from django_jobs.serialization import dumps_call, loads_result

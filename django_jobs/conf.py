@@ -23,10 +23,11 @@ from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
 from django.db import connections
 
+from broker.addresses import DEFAULT_SERVER
 from broker.errors import ConfigurationError
 from broker.tls import TLSFiles
 
-DEFAULT_SERVERS = ("127.0.0.1:4730",)
+DEFAULT_SERVERS = (DEFAULT_SERVER,)
 # Mule and farm messages go to these functions; the broker keeps their jobs in memory
 # only (its default --transient patterns).
 MULE_FUNCTION = "spoolgear.mule"

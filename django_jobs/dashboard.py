@@ -6,8 +6,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
-from broker.admin import AdminClient, FailedInfo, ScheduleInfo
 from broker.errors import BrokerError
+from broker.gearman.admin_client import AdminClient, FailedInfo, ScheduleInfo
 from broker.tls import TLSFiles
 from django_jobs.server_info import ServerReport, collect
 

@@ -28,9 +28,9 @@ import functools
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from broker.client import JobHandle
 from broker.errors import WorkFailed
-from broker.uwsgi_api import mule_id
+from broker.gearman.client import JobHandle
+from broker.uwsgi_compat.api import mule_id
 from django_jobs.client import Job
 from django_jobs.conf import MULE_FUNCTION, farm_function, job_settings, mule_function
 from django_jobs.registry import RegisteredTask, find_task

@@ -14,7 +14,7 @@ from typing import Any, TypeVar, overload
 
 from django.core.exceptions import ImproperlyConfigured
 
-from broker.definitions import claim
+from broker.gearman.function_names import claim
 from django_jobs.serialization import Call
 
 DEFAULT_QUEUE = "default"

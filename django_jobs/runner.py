@@ -17,7 +17,7 @@ from collections.abc import Callable
 from django.db import close_old_connections
 
 from broker.errors import WorkFailed
-from broker.worker import WorkerJob
+from broker.gearman.worker import WorkerJob
 from django_jobs.registry import RegisteredTask
 from django_jobs.serialization import dumps_result, loads_call
 

@@ -27,9 +27,9 @@ import logging
 from collections.abc import Callable
 from typing import Any
 
-from broker.client import Client, JobHandle, schedule_fields, schedule_unique, uwsgi_cron
-from broker.registration import register_in_background
-from broker.uwsgidecorators import EVERY_PROCESS_TARGETS
+from broker.gearman.client import Client, JobHandle, schedule_fields, schedule_unique, uwsgi_cron
+from broker.gearman.schedule_registration import register_in_background
+from broker.uwsgi_compat.decorators import EVERY_PROCESS_TARGETS
 from django_jobs.conf import job_settings
 from django_jobs.discovery import check_served
 from django_jobs.registry import RegisteredTask

@@ -17,7 +17,7 @@ import socket
 from dataclasses import dataclass
 from types import FrameType
 
-from broker.worker import Worker
+from broker.gearman.worker import Worker
 from django_jobs.conf import job_settings
 from django_jobs.discovery import WorkerModule
 from django_jobs.registry import RegisteredTask

@@ -16,9 +16,9 @@ from typing import Any
 
 from prettytable import PrettyTable
 
-from broker.admin import AdminClient, BrokerInfo
-from broker.client import Client
 from broker.errors import BrokerError, ServerError
+from broker.gearman.admin_client import AdminClient, BrokerInfo
+from broker.gearman.client import Client
 from broker.tls import TLSFiles
 
 SERVER_COLUMNS = ("Gearman Server Host", "Gearman Server Version", "Ping Response Time")

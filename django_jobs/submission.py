@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import threading
 
-from broker.client import JobHandle
 from broker.errors import BrokerError, ServerError
+from broker.gearman.client import JobHandle
 from django_jobs.client import GearmanClient, Job
 
 

@@ -30,9 +30,9 @@ from typing import Any, overload
 
 from django.conf import settings
 
-from broker.client import JobHandle
 from broker.errors import ConnectionFailed, WorkFailed
-from broker.uwsgidecorators import SPOOL_IGNORE, SPOOL_OK, SPOOL_RETRY
+from broker.gearman.client import JobHandle
+from broker.uwsgi_compat.decorators import SPOOL_IGNORE, SPOOL_OK, SPOOL_RETRY
 from django_jobs.calls import RetryTaskException, TaskCall, get_current_task, running
 from django_jobs.client import Job
 from django_jobs.conf import farm_function, job_settings, mule_function

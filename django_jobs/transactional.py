@@ -15,8 +15,8 @@ from collections.abc import Sequence
 from django.db import DatabaseError, connections
 
 from broker import transactional
-from broker.client import JobHandle, JobRequest
 from broker.errors import BrokerError
+from broker.gearman.client import JobHandle, JobRequest
 from django_jobs.conf import FARM_PREFIX, MULE_FUNCTION, JobSettings
 
 

@@ -23,6 +23,8 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+from broker.banner import read_banner
+
 ROOT = Path(__file__).resolve().parent.parent
 PROJECT = ROOT / "examples" / "project"
 sys.path[:0] = [str(ROOT), str(PROJECT)]
@@ -74,8 +76,8 @@ def start_broker(run_dir: Path) -> tuple[subprocess.Popen[str], str, str]:
     assert broker.stdout is not None
     banner = broker.stdout.readline().strip()
     print(banner)
-    bound = dict(word.split("=", 1) for word in banner.split()[2:])
-    return broker, bound["gearman"], bound["uwsgi"]
+    bound = read_banner(banner)
+    return broker, bound.gearman, bound.first("uwsgi")
 
 
 def manage(*args: str) -> str:

@@ -17,6 +17,7 @@ import time
 from pathlib import Path
 
 from broker.admin import AdminClient
+from broker.banner import read_banner
 from broker.client import Client
 from broker.worker import Worker, WorkerJob
 
@@ -52,7 +53,7 @@ def main() -> int:
     assert broker.stdout is not None
     banner = broker.stdout.readline().strip()
     print(banner)
-    address = banner.split("gearman=")[1].split()[0]
+    address = read_banner(banner).gearman
     worker = Worker([address], client_id="demo-worker")
     worker.register("thumbnail", thumbnail)
     thread = threading.Thread(target=worker.work)

@@ -19,6 +19,8 @@ from pathlib import Path
 import pytest
 
 from broker.admin import AdminClient
+from broker.banner import PREFIX as BANNER_PREFIX
+from broker.banner import read_banner
 from broker.protocol.packets import MAGIC_REQ, Packet, PacketType, encode_packet
 from broker.protocol.reader import PacketReader
 from broker.uwsgi_client import connect as connect_uwsgi
@@ -46,23 +48,22 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
+def port_of(address: str) -> int:
+    return int(address.rsplit(":", 1)[1]) if address else 0
+
+
 class RunningBroker:
     def __init__(self, process: subprocess.Popen[str], listening: str) -> None:
         """``listening`` is the broker's ``spoolgear listening gearman=... uwsgi=...`` line."""
         self.process = process
         self.listening = listening
-        bound = [word.split("=", 1) for word in listening.split()[2:]]
-        ports = {
-            name: int(address.rsplit(":", 1)[1])
-            for name, address in reversed(bound)
-            if name in ("gearman", "gearmans")
-        }
-        self.port = ports.get("gearman", 0)
+        self.banner = read_banner(listening)
+        self.port = port_of(self.banner.gearman)
         """The plaintext Gearman port (with ``--ssl``: the ``--plain-listen`` one, if any)."""
-        self.tls_port = ports.get("gearmans", 0)
+        self.tls_port = port_of(self.banner.first("gearmans"))
         self.address = f"127.0.0.1:{self.port}"
-        self.uwsgi = [address for name, address in bound if name == "uwsgi"]
-        self.suwsgi = [address for name, address in bound if name == "suwsgi"]
+        self.uwsgi = self.banner.all("uwsgi")
+        self.suwsgi = self.banner.all("suwsgi")
         self.log = ""
         """The broker's stderr, once it has stopped."""
 
@@ -85,7 +86,7 @@ def run_broker(*args: str, env: dict[str, str] | None = None) -> Iterator[Runnin
         )
         assert process.stdout is not None
         line = process.stdout.readline()
-        if not line.startswith("spoolgear listening"):
+        if not line.startswith(BANNER_PREFIX):
             process.kill()
             process.communicate()
             log.seek(0)

@@ -8,6 +8,8 @@ import urllib.request
 
 from prometheus_client.parser import text_string_to_metric_families
 
+from broker.banner import read_banner
+
 Samples = dict[tuple[str, tuple[tuple[str, str], ...]], float]
 
 
@@ -37,4 +39,4 @@ def get(address: str, path: str) -> tuple[int, str]:
 
 def metrics_address(listening: str) -> str:
     """The metrics address in a broker's ``spoolgear listening ...`` line."""
-    return next(w for w in listening.split() if w.startswith("metrics=")).split("=", 1)[1]
+    return read_banner(listening).first("metrics")

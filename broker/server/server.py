@@ -15,6 +15,7 @@ from typing import TextIO
 
 from broker import build
 from broker.addresses import parse_listen_address, uwsgi_address
+from broker.banner import format_banner
 from broker.config import ServerConfig, load_permissions
 from broker.core.access import Allowed
 from broker.core.admin import AdminCommands
@@ -236,10 +237,7 @@ class BrokerServer:
         loop = "uvloop" if type(self.loop).__module__.startswith("uvloop") else "asyncio"
         core = "compiled" if build.COMPILED else "python"
         log.info("running the %s on the %s event loop", build.DESCRIPTION, loop)
-        out.write(
-            f"spoolgear listening {' '.join(bound)} store={self.store.describe()} "
-            f"core={core} loop={loop}\n"
-        )
+        out.write(format_banner(bound, store=self.store.describe(), core=core, loop=loop) + "\n")
         out.flush()
         notify(f"READY=1\nSTATUS=listening {' '.join(bound)}\nMAINPID={os.getpid()}")
 

@@ -29,6 +29,7 @@ import pytest
 import yaml
 
 from broker import __version__, cli
+from broker.banner import read_banner
 from broker.config import ServerConfig, read_config_file
 from broker.core.permissions import Permissions
 from broker.errors import ConfigurationError
@@ -197,7 +198,13 @@ for module, names in json.loads(sys.argv[1]):
     except ImportError as exc:
         missing.append(f"{module}: {exc}")
         continue
-    missing += [f"{module}.{name}" for name in names if not hasattr(loaded, name)]
+    for name in names:
+        try:  # as ``from module import name`` does: an attribute, else a submodule
+            getattr(loaded, name) if hasattr(loaded, name) else importlib.import_module(
+                f"{module}.{name}"
+            )
+        except ImportError:
+            missing.append(f"{module}.{name}")
 print(json.dumps(missing))
 """
 
@@ -312,7 +319,7 @@ def test_the_readme_30_second_example_runs(tmp_path: Path) -> None:
                 )
                 started.append(broker)
                 assert broker.stdout is not None
-                address = broker.stdout.readline().split("gearman=")[1].split()[0]
+                address = read_banner(broker.stdout.readline()).gearman
             elif words == ["python", "worker.py", "&"]:
                 (tmp_path / "worker.py").write_text(worker_code.replace("127.0.0.1:4730", address))
                 started.append(subprocess.Popen([sys.executable, "worker.py"], cwd=tmp_path))

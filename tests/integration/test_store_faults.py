@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pytest
 
+from broker.banner import read_banner
 from broker.client import Client, JobRequest
 from broker.errors import BrokerError
 from tests.helpers import SPOOLGEAR, burst_drain, require_peer, run_broker
@@ -112,7 +113,7 @@ def broker_process(
     )
     assert process.stdout is not None
     try:
-        yield process, process.stdout.readline().split()[2].removeprefix("gearman=")
+        yield process, read_banner(process.stdout.readline()).gearman
     finally:
         if process.poll() is None:
             process.kill()

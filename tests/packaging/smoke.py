@@ -64,6 +64,8 @@ def check_version(core: str) -> None:
 @contextlib.contextmanager
 def running_broker(data_dir: Path) -> Iterator[str]:
     """``spoolgear serve`` on a SQLite store; yields its address."""
+    from broker.banner import read_banner
+
     broker = subprocess.Popen(
         [SPOOLGEAR, "serve", "--port", "0", "--store", f"sqlite:{data_dir / 'jobs.db'}"],
         stdout=subprocess.PIPE,
@@ -71,10 +73,12 @@ def running_broker(data_dir: Path) -> Iterator[str]:
     )
     try:
         assert broker.stdout is not None
-        banner = broker.stdout.readline()
-        if not banner.startswith("spoolgear listening"):
-            fail(f"the broker printed {banner!r} instead of its banner")
-        yield banner.split("gearman=")[1].split()[0]
+        line = broker.stdout.readline()
+        try:
+            banner = read_banner(line)
+        except ValueError:
+            fail(f"the broker printed {line!r} instead of its banner")
+        yield banner.gearman
     finally:
         broker.terminate()
         broker.wait(TIMEOUT)

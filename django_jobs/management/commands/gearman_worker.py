@@ -11,7 +11,7 @@ from typing import Any
 from django.apps import apps
 from django.core.management.base import BaseCommand, CommandError
 
-from broker.uwsgi_api import MULE_ID_VARIABLE
+from broker.uwsgi_compat.api import MULE_ID_VARIABLE
 from django_jobs.discovery import WorkerModule, import_worker, worker_modules
 from django_jobs.mules import member_tasks
 from django_jobs.registry import RegisteredTask

@@ -13,8 +13,8 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 
-from broker.client import JobHandle
 from broker.errors import BrokerError
+from broker.gearman.client import JobHandle
 
 # The longest wait between two attempts at registering a schedule.
 MAX_REGISTER_DELAY = 30.0

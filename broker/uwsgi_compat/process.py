@@ -21,7 +21,8 @@ import sys
 from collections.abc import Iterator
 from types import ModuleType
 
-from broker import uwsgi_api, uwsgidecorators
+from broker.uwsgi_compat import api as uwsgi_api
+from broker.uwsgi_compat import decorators as uwsgidecorators
 
 log = logging.getLogger("spoolgear.spooler")
 

@@ -2,18 +2,18 @@
 
 Handlers come from the modules given with ``--import``:
 
-- functions decorated with ``broker.uwsgidecorators`` (``spool``, ``spoolraw``,
+- functions decorated with ``broker.uwsgi_compat.decorators`` (``spool``, ``spoolraw``,
   ``spoolforever``) serve the jobs named by ``ud_spool_func``;
 - uwsgi_tasks-style tasks (module-level objects with a ``function``) serve the
   jobs whose ``function_name`` is ``module.function``;
 - a ``spooler(env)`` callable, module-level or assigned to ``uwsgi.spooler``,
   serves plain dicts, under the broker's ``--spool-function``;
-- ``@timer``, ``@rbtimer`` and ``@cron`` functions (``broker.uwsgidecorators``)
+- ``@timer``, ``@rbtimer`` and ``@cron`` functions (``broker.uwsgi_compat.decorators``)
   are registered on the broker as schedules when the spooler starts, and their
   firings run here.
 
 Handler modules import uWSGI's own names unchanged (``import uwsgi``, ``from
-uwsgidecorators import spool``): ``broker.spooler_environment`` provides them in
+uwsgidecorators import spool``): ``broker.uwsgi_compat.process`` provides them in
 this process only, and sets Django up when ``DJANGO_SETTINGS_MODULE`` is set.
 
 A handler gets what the uWSGI spooler would pass (docs/uwsgi.md,
@@ -44,16 +44,16 @@ from dataclasses import dataclass, field
 from types import FrameType, ModuleType
 from typing import Any
 
-from broker import uwsgi_api
-from broker.client import Client, JobHandle, schedule_unique
+from broker.addresses import DEFAULT_SERVER
 from broker.errors import BrokerError, ConfigurationError
-from broker.prefork import serve_forked
+from broker.gearman.client import Client, JobHandle, schedule_unique
+from broker.gearman.schedule_registration import register_in_background
+from broker.gearman.worker import Worker, WorkerJob
 from broker.protocol.spool_request import DEFAULT_QUEUE, DEFAULT_SPOOL_FUNCTION, QUEUE_SEPARATOR
 from broker.protocol.uwsgi import decode_spool, encode_spool
-from broker.registration import register_in_background
-from broker.spooler_environment import around_task, prepare
 from broker.tls import TLSFiles
-from broker.uwsgidecorators import (
+from broker.uwsgi_compat import api as uwsgi_api
+from broker.uwsgi_compat.decorators import (
     SPOOL_IGNORE,
     SPOOL_OK,
     SPOOL_RETRY,
@@ -63,8 +63,9 @@ from broker.uwsgidecorators import (
     schedules,
     unpickle,
 )
-from broker.uwsgidecorators import spool_functions as decorated_functions
-from broker.worker import Worker, WorkerJob
+from broker.uwsgi_compat.decorators import spool_functions as decorated_functions
+from broker.uwsgi_compat.prefork import serve_forked
+from broker.uwsgi_compat.process import around_task, prepare
 
 log = logging.getLogger("spoolgear.spooler")
 
@@ -84,7 +85,7 @@ class SpoolFailed(BrokerError):
 
 @dataclass
 class SpoolerSettings:
-    servers: Sequence[str] = ("127.0.0.1:4730",)
+    servers: Sequence[str] = (DEFAULT_SERVER,)
     queues: Sequence[str] = (DEFAULT_QUEUE,)
     """The named spoolers served, ``default`` being the unnamed one: each spooler serves
     exactly these, so one can be dedicated to a spooler name or directory."""

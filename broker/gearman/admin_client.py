@@ -1,0 +1,215 @@
+"""A small admin-protocol client that returns typed records (for CLIs and Django commands)."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+from broker.addresses import DEFAULT_SERVER
+from broker.errors import ServerError
+from broker.gearman.connection import Wire
+from broker.tls import TLSFiles
+
+
+@dataclass(frozen=True, slots=True)
+class FunctionStatus:
+    name: str
+    total: int
+    running: int
+    workers: int
+
+    @property
+    def queued(self) -> int:
+        """gearmand's TOTAL includes running jobs; this is the part still waiting."""
+        return self.total - self.running
+
+    @property
+    def unserved(self) -> bool:
+        """Jobs wait and no worker can take them: worth an operator's look."""
+        return self.queued > 0 and self.workers == 0
+
+
+@dataclass(frozen=True, slots=True)
+class PriorityStatus:
+    name: str
+    high: int
+    normal: int
+    low: int
+    workers: int
+
+
+@dataclass(frozen=True, slots=True)
+class WorkerInfo:
+    fd: int
+    ip: str
+    client_id: str
+    functions: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class JobInfo:
+    handle: str
+    retries: int
+    ignored: bool
+    background: bool
+
+
+@dataclass(frozen=True, slots=True)
+class FailedInfo:
+    handle: str
+    function: str
+    attempts: int
+    failed_at: int
+    error: str
+
+
+@dataclass(frozen=True, slots=True)
+class BrokerInfo:
+    """A broker sharing a PostgreSQL store (``show brokers``); id 0 counts the jobs
+    applications wrote that no broker has taken over yet."""
+
+    id: int
+    name: str
+    state: str
+    jobs: int
+    running: int
+
+
+@dataclass(frozen=True, slots=True)
+class ScheduleInfo:
+    handle: str
+    function: str
+    unique: str
+    spec: str
+    next_run: int
+    fired: int
+
+
+class AdminClient:
+    """Talks to one server's admin port. Every call raises ``ServerError`` on ``ERR``."""
+
+    def __init__(
+        self, server: str = DEFAULT_SERVER, *, timeout: float = 10.0, tls: TLSFiles | None = None
+    ) -> None:
+        self.server = server
+        self.timeout = timeout
+        self.tls = tls.client_context() if tls is not None else None
+        self._wire: Wire | None = None
+
+    def __enter__(self) -> AdminClient:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        if self._wire is not None:
+            self._wire.close()
+            self._wire = None
+
+    def _send(self, command: str) -> float:
+        if self._wire is None:
+            self._wire = Wire(self.server, connect_timeout=self.timeout, tls=self.tls)
+        self._wire.send(command.encode() + b"\n")
+        return time.monotonic() + self.timeout
+
+    def _line(self, command: str) -> str:
+        deadline = self._send(command)
+        assert self._wire is not None
+        line = self._wire.read_line(deadline).rstrip(b"\r").decode("utf-8", "replace")
+        if line.startswith("ERR "):
+            code, _, text = line[4:].partition(" ")
+            raise ServerError(code, text.replace("+", " "))
+        return line
+
+    def _table(self, command: str) -> list[list[str]]:
+        deadline = self._send(command)
+        assert self._wire is not None
+        rows: list[list[str]] = []
+        while True:
+            line = self._wire.read_line(deadline).decode("utf-8", "replace")
+            if line == ".":
+                return rows
+            if line.startswith("ERR "):
+                code, _, text = line[4:].rstrip("\r").partition(" ")
+                raise ServerError(code, text.replace("+", " "))
+            rows.append(line.split("\t"))
+
+    def status(self) -> list[FunctionStatus]:
+        return [
+            FunctionStatus(name, int(total), int(running), int(workers))
+            for name, total, running, workers in self._table("status")
+        ]
+
+    def priority_status(self) -> list[PriorityStatus]:
+        return [
+            PriorityStatus(name, int(high), int(normal), int(low), int(workers))
+            for name, high, normal, low, workers in self._table("prioritystatus")
+        ]
+
+    def workers(self) -> list[WorkerInfo]:
+        records = []
+        for (line,) in self._table("workers"):
+            head, _, functions = line.partition(" :")
+            fd, ip, client_id = head.split(" ", 2)
+            records.append(WorkerInfo(int(fd), ip, client_id, tuple(functions.split())))
+        return records
+
+    def show_jobs(self) -> list[JobInfo]:
+        return [
+            JobInfo(handle, int(retries), ignored == "1", queued == "1")
+            for handle, retries, ignored, queued in self._table("show jobs")
+        ]
+
+    def show_unique_jobs(self) -> list[str]:
+        return [row[0] for row in self._table("show unique jobs")]
+
+    def show_schedules(self) -> list[ScheduleInfo]:
+        return [
+            ScheduleInfo(handle, function, unique, spec, int(next_run), int(fired))
+            for handle, function, unique, spec, next_run, fired in self._table("show schedules")
+        ]
+
+    def show_failed(self) -> list[FailedInfo]:
+        return [
+            FailedInfo(handle, function, int(attempts), int(failed_at), error)
+            for handle, function, attempts, failed_at, error in self._table("show failed")
+        ]
+
+    def show_brokers(self) -> list[BrokerInfo]:
+        """The brokers sharing this broker's store (``ServerError`` if it shares none)."""
+        return [
+            BrokerInfo(int(number), name, state, int(jobs), int(running))
+            for number, name, state, jobs, running in self._table("show brokers")
+        ]
+
+    def retry_failed(self, handle: str = "all") -> int:
+        """Queue failed jobs again (``all`` or one handle); returns how many."""
+        return int(self._line(f"retry failed {handle}").removeprefix("OK "))
+
+    def drop_failed(self, handle: str = "all") -> int:
+        return int(self._line(f"drop failed {handle}").removeprefix("OK "))
+
+    def version(self) -> str:
+        return self._line("version").removeprefix("OK ")
+
+    def getpid(self) -> int:
+        return int(self._line("getpid").removeprefix("OK "))
+
+    def verbose(self) -> str:
+        return self._line("verbose").removeprefix("OK ")
+
+    def cancel_job(self, handle: str) -> None:
+        self._line(f"cancel job {handle}")
+
+    def maxqueue(self, function: str, *limits: int) -> None:
+        self._line(" ".join(["maxqueue", function, *map(str, limits)]))
+
+    def create_function(self, function: str) -> None:
+        self._line(f"create function {function}")
+
+    def drop_function(self, function: str) -> None:
+        self._line(f"drop function {function}")
+
+    def shutdown(self, *, graceful: bool = False) -> None:
+        self._line("shutdown graceful" if graceful else "shutdown")
