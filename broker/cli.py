@@ -19,15 +19,11 @@ from broker.config import LOG_LEVELS, ServerConfig, read_config_file
 from broker.errors import BrokerError
 from broker.gearman.admin_client import AdminClient
 from broker.gearman.client import Client
+from broker.options import add_options, option_values
 from broker.protocol.priorities import Priority
-from broker.protocol.spool_request import DEFAULT_QUEUE, DEFAULT_SPOOL_FUNCTION
 from broker.tls import add_client_options, client_files
-from broker.uwsgi_compat.spooler import (
-    DEFAULT_ATTEMPTS,
-    DEFAULT_FOREVER_INTERVAL,
-    DEFAULT_MAX_RETRY_DELAY,
-    DEFAULT_RETRY_DELAY,
-)
+from broker.uwsgi_compat.spooler import SpoolerSettings
+from broker.uwsgi_compat.spooler import run as run_spooler
 
 
 def _parser() -> tuple[argparse.ArgumentParser, argparse.ArgumentParser]:
@@ -91,83 +87,7 @@ def _parser() -> tuple[argparse.ArgumentParser, argparse.ArgumentParser]:
         metavar="MODULE",
         help="module (or .py file) with spool handlers (repeatable)",
     )
-    spooler.add_argument(
-        "--server",
-        "-s",
-        action="append",
-        metavar="HOST:PORT",
-        help=f"broker address (repeatable; default {DEFAULT_SERVER})",
-    )
-    spooler.add_argument(
-        "--queue",
-        "-q",
-        action="append",
-        metavar="SPOOLER",
-        help="serve jobs sent to this named spooler (its name or directory; "
-        "repeatable; 'default', the unnamed one, when not given)",
-    )
-    spooler.add_argument(
-        "--processes",
-        "--spooler-processes",
-        type=int,
-        default=1,
-        metavar="N",
-        help="N spooler processes under one master (default %(default)s)",
-    )
-    spooler.add_argument(
-        "--max-tasks",
-        "--spooler-max-tasks",
-        type=int,
-        metavar="N",
-        help="replace a spooler process after N jobs",
-    )
-    spooler.add_argument(
-        "--harakiri",
-        "--spooler-harakiri",
-        type=float,
-        metavar="SECONDS",
-        help="cut off a job running longer (a failed attempt) and replace its process",
-    )
-    spooler.add_argument(
-        "--chdir", "--spooler-chdir", metavar="DIR", help="run each job in this directory"
-    )
-    spooler.add_argument(
-        "--attempts",
-        type=int,
-        default=DEFAULT_ATTEMPTS,
-        help="runs of a job that keeps failing before it goes to the failed "
-        "list (default %(default)s)",
-    )
-    spooler.add_argument(
-        "--retry-delay",
-        type=float,
-        default=DEFAULT_RETRY_DELAY,
-        help="seconds before the first retry, doubled for each next one (default %(default)s)",
-    )
-    spooler.add_argument(
-        "--max-retry-delay",
-        type=float,
-        default=DEFAULT_MAX_RETRY_DELAY,
-        help="longest wait between two attempts (default %(default)s)",
-    )
-    spooler.add_argument(
-        "--forever-interval",
-        type=float,
-        default=DEFAULT_FOREVER_INTERVAL,
-        help="seconds between two runs of a @spoolforever job (default %(default)s)",
-    )
-    spooler.add_argument(
-        "--spool-function",
-        default=DEFAULT_SPOOL_FUNCTION,
-        help="function under which plain dicts reach spooler(env) handlers "
-        "(the broker's --spool-function; default %(default)s)",
-    )
-    spooler.add_argument(
-        "--allow-pickle",
-        action="store_true",
-        help="unpickle arguments of jobs from the real uwsgidecorators or "
-        "uwsgi_tasks: UNSAFE unless every producer is trusted",
-    )
+    add_options(SpoolerSettings, spooler)
     spooler.add_argument("--burst", action="store_true", help="exit once no job is left")
     add_client_options(spooler)
     spooler.add_argument(
@@ -200,25 +120,9 @@ def _parse(argv: Sequence[str] | None) -> argparse.Namespace:
 
 
 def _spooler(args: argparse.Namespace) -> int:
-    from broker.uwsgi_compat import spooler
-
     _configure_logging(args.verbose)
-    settings = spooler.SpoolerSettings(
-        servers=args.server or [DEFAULT_SERVER],
-        queues=args.queue or [DEFAULT_QUEUE],
-        attempts=args.attempts,
-        retry_delay=args.retry_delay,
-        max_retry_delay=args.max_retry_delay,
-        forever_interval=args.forever_interval,
-        allow_pickle=args.allow_pickle,
-        spool_function=args.spool_function,
-        processes=args.processes,
-        max_tasks=args.max_tasks,
-        harakiri=args.harakiri,
-        chdir=args.chdir,
-        tls=client_files(args),
-    )
-    spooler.run(args.modules, settings, burst=args.burst)
+    settings = SpoolerSettings(**option_values(SpoolerSettings, args), tls=client_files(args))
+    run_spooler(args.modules, settings, burst=args.burst)
     return 0
 
 

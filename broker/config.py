@@ -6,19 +6,30 @@ Every limit has a name, a default and a command-line option; see docs/limits.md.
 from __future__ import annotations
 
 import argparse
-import difflib
 import os
 import socket
-import tomllib
-from collections.abc import Callable
-from dataclasses import MISSING, Field, dataclass, field, fields
+from dataclasses import dataclass, fields
 from typing import Any
 
 from broker.addresses import DEFAULT_PORT, parse_listen_address, uwsgi_address
 from broker.core.access import LOOPBACK_NETWORKS, parse_networks
 from broker.core.permissions import Permissions
-from broker.core.settings import BrokerSettings
+from broker.core.settings import (
+    DEFAULT_MAX_FAILED_JOBS,
+    DEFAULT_MAX_QUEUED_BYTES,
+    DEFAULT_TRANSIENT_GRACE,
+    BrokerSettings,
+)
 from broker.errors import ConfigurationError
+from broker.options import (
+    Check,
+    add_options,
+    check_options,
+    flag_of,
+    option,
+    option_values,
+    read_option_file,
+)
 from broker.protocol.reader import DEFAULT_MAX_LINE_LENGTH, DEFAULT_MAX_PACKET_SIZE
 from broker.protocol.spool_request import DEFAULT_SPOOL_FUNCTION
 from broker.store import POSTGRESQL_SCHEMES, check_store_url, default_store_url
@@ -43,8 +54,6 @@ DEFAULT_PACKET_TIMEOUT = 60.0
 DEFAULT_FORGET_IDLE_AFTER = 3600.0
 # Bytes of started, incomplete packets held across all connections.
 DEFAULT_MAX_PENDING_BYTES = 1 << 30
-# Payload bytes queued jobs may hold in memory in all (beyond it: the store, or QUEUE_ERROR).
-DEFAULT_MAX_QUEUED_BYTES = 1 << 30
 UWSGI_GROUP = "uWSGI front door"
 TLS_GROUP = "TLS and permissions"
 LOG_LEVELS = ("FATAL", "ALERT", "CRITICAL", "ERROR", "WARNING", "NOTICE", "INFO", "DEBUG")
@@ -59,18 +68,12 @@ DEFAULT_LAZY_COMMIT_DELAY = 0.005
 # Queued background jobs kept in memory per function and priority; with a store that
 # pages (SQLite, PostgreSQL) the rest wait in the store and are read in as the queue drains.
 DEFAULT_QUEUE_WINDOW = 50_000
-# Failed background jobs kept for inspection and replay; the oldest go first.
-DEFAULT_MAX_FAILED_JOBS = 100_000
 # Functions whose background jobs stay in memory only: the mule and farm messages of
 # django_jobs (uWSGI's mule_msg / farm_msg), fast and lost on a broker restart.
 DEFAULT_TRANSIENT = ("spoolgear.mule*", "spoolgear.farm.*")
 # Queued jobs a transient function holds before submissions are refused (QUEUE_ERROR):
 # a producer learns its consumers are behind instead of memory growing without bound.
 DEFAULT_TRANSIENT_MAX_QUEUE = 10_000
-# Seconds a transient function may go without any worker before submissions to it are
-# refused (NO_WORKERS), as uWSGI refuses a message for a mule or farm that does not
-# exist; counted from the broker's start, so members have time to connect.
-DEFAULT_TRANSIENT_GRACE = 10.0
 # Largest vars block a uwsgi spool packet may declare: the full 16-bit size field
 # (uWSGI itself stops at --buffer-size, 4096 by default).
 DEFAULT_UWSGI_MAX_SIZE = 0xFFFF
@@ -82,18 +85,6 @@ DEFAULT_INGEST_INTERVAL = 0.1
 DEFAULT_INGEST_BATCH = 500
 # Function names labelled one by one in the metrics (function names are client input).
 DEFAULT_METRICS_MAX_FUNCTIONS = 100
-
-
-def flag_of(declared: Field[Any]) -> str:
-    """A declared option's command-line flag."""
-    return str(declared.metadata["flag"]) or "--" + declared.name.replace("_", "-")
-
-
-def _default(declared: Field[Any]) -> Any:
-    if declared.default is not MISSING:
-        return declared.default
-    factory: Callable[[], Any] = declared.default_factory  # type: ignore[assignment]
-    return factory()
 
 
 def _only_with(applies: bool, where: str, options: list[tuple[str, object, object]]) -> None:
@@ -148,88 +139,8 @@ def parse_retry_failures(specs: tuple[str, ...]) -> dict[bytes, int]:
 
 
 def read_config_file(path: str) -> dict[str, Any]:
-    """``spoolgear serve --config FILE``: options from a TOML file, keyed by their flags
-    without the dashes (``job-retries = 3``, ``uwsgi-socket = ["127.0.0.1:3031"]``), as
-    ``ServerConfig`` field names to values. A key that is no option is refused by name (a
-    misspelt key would otherwise be a setting silently ignored); types are checked here,
-    the options' rules later by ``validate`` as for the command line."""
-    try:
-        with open(path, "rb") as file:
-            table = tomllib.load(file)
-    except (OSError, tomllib.TOMLDecodeError) as exc:
-        raise ConfigurationError(f"--config {path}: {exc}") from exc
-    by_key = {flag_of(declared).removeprefix("--"): declared for declared in fields(ServerConfig)}
-    values = {}
-    for key, value in table.items():
-        declared = by_key.get(key)
-        if declared is None:
-            close = difflib.get_close_matches(key, by_key, 1)
-            hint = f"; did you mean {close[0]!r}?" if close else ""
-            raise ConfigurationError(f"--config {path}: {key!r} is not an option{hint}")
-        values[declared.name] = _file_value(declared, value, f"--config {path}: {key}")
-    return values
-
-
-def _file_value(declared: Field[Any], value: Any, where: str) -> Any:
-    """A TOML value as the command line would have given it: a list for a repeatable
-    option (a lone string is a list of one), text read by the option's own parser."""
-    default = _default(declared)
-    if declared.metadata["repeat"]:
-        items = [value] if isinstance(value, str) else value
-        if not isinstance(items, list) or not all(isinstance(item, str) for item in items):
-            raise ConfigurationError(f"{where} must be a string or a list of strings")
-        return items
-    expected = type(default)
-    parse = declared.metadata["parse"] or expected
-    if isinstance(value, str) and expected is not bool:
-        try:
-            return parse(value)
-        except ValueError as exc:
-            raise ConfigurationError(f"{where}: {exc}") from exc
-    if expected is float and type(value) is int:
-        return float(value)
-    if type(value) is not expected:
-        raise ConfigurationError(f"{where} must be {expected.__name__}, not {value!r}")
-    return value
-
-
-Check = Callable[[Any], bool]
-
-
-def option(
-    default: Any,
-    help: str,
-    *,
-    flag: str = "",
-    metavar: str | None = None,
-    check: Check | None = None,
-    rule: str = "",
-    group: str = "",
-    repeat: bool = False,
-    parse: Callable[[str], Any] | None = None,
-    environment: str = "",
-) -> Any:
-    """One ``spoolgear serve`` option, declared once: its field here, its command-line flag
-    (``--`` plus the field's name with dashes unless ``flag``), its help, and the ``check``
-    its value must pass (``rule`` says what that is, in the error); ``parse`` reads the
-    command-line text (default: the default's type); ``environment`` names a variable
-    that gives the value when the flag does not (gearmand's TLS variables)."""
-    metadata = {
-        "help": help,
-        "flag": flag,
-        "metavar": metavar,
-        "check": check,
-        "rule": rule,
-        "group": group,
-        "repeat": repeat,
-        "parse": parse,
-        "environment": environment,
-    }
-    if isinstance(default, list | tuple):
-        return field(default=tuple(default), metadata=metadata)
-    if callable(default):
-        return field(default_factory=default, metadata=metadata)
-    return field(default=default, metadata=metadata)
+    """``spoolgear serve --config FILE``: the serve options from a TOML file."""
+    return read_option_file(ServerConfig, path)
 
 
 def _networks(specs: tuple[str, ...]) -> bool:
@@ -584,12 +495,7 @@ class ServerConfig:
         self.validate()
 
     def validate(self) -> None:
-        for declared in fields(self):
-            check, value = declared.metadata["check"], getattr(self, declared.name)
-            if check is not None and not check(value):
-                raise ConfigurationError(
-                    f"{flag_of(declared)} {declared.metadata['rule']}, got {value!r}"
-                )
+        check_options(self)
         if self.max_unread_output < self.max_output_buffer:
             raise ConfigurationError("--max-unread-output must be at least --max-output-buffer")
         check_store_url(self.store)
@@ -685,53 +591,13 @@ class ServerConfig:
     @classmethod
     def add_options(cls, parser: argparse.ArgumentParser) -> None:
         """The ``spoolgear serve`` options, as declared above."""
-        groups = {
-            UWSGI_GROUP: parser.add_argument_group(UWSGI_GROUP),
-            TLS_GROUP: parser.add_argument_group(TLS_GROUP),
-        }
-        for declared in fields(cls):
-            meta = declared.metadata
-            default = _default(declared)
-            target = groups.get(meta["group"], parser)
-            shown = " ".join(default) if meta["repeat"] else default
-            help_text = f"{meta['help']} (default: {shown or 'none'})"
-            if meta["environment"]:
-                help_text += f"; ${meta['environment']} when not given"
-            if isinstance(default, bool):
-                target.add_argument(
-                    flag_of(declared), dest=declared.name, action="store_true", help=meta["help"]
-                )
-            elif meta["repeat"]:
-                target.add_argument(
-                    flag_of(declared),
-                    dest=declared.name,
-                    action="append",
-                    metavar=meta["metavar"],
-                    help=help_text,
-                )
-            else:
-                target.add_argument(
-                    flag_of(declared),
-                    dest=declared.name,
-                    type=meta["parse"] or type(default),
-                    default=default,
-                    metavar=meta["metavar"],
-                    help=help_text,
-                )
+        groups = {name: parser.add_argument_group(name) for name in (UWSGI_GROUP, TLS_GROUP)}
+        add_options(cls, parser, groups)
 
     @classmethod
     def from_options(cls, options: argparse.Namespace) -> ServerConfig:
         """The configuration from parsed ``add_options`` arguments."""
-        values = {}
-        for declared in fields(cls):
-            value = getattr(options, declared.name)
-            if declared.metadata["repeat"]:
-                if value is None:
-                    continue  # not given: the default
-                if _default(declared):  # "none" empties a list that has a default
-                    value = [item for item in value if item != "none"]
-                value = tuple(value)
-            values[declared.name] = value
+        values = option_values(cls, options)
         if values.get("ssl") or values.get("suwsgi_sockets"):
             _take_environment(values)
         return cls(**values)

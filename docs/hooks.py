@@ -8,14 +8,16 @@ shown in the site as it is in the repository.
 
 from __future__ import annotations
 
-from dataclasses import MISSING, fields
+from dataclasses import MISSING
 from pathlib import Path
 from typing import Any
 
 from mkdocs.config.defaults import MkDocsConfig
 from mkdocs.structure.files import File, Files
 
-from broker.config import ServerConfig, flag_of
+from broker.config import ServerConfig
+from broker.options import declared_options, flag_of
+from broker.uwsgi_compat.spooler import SpoolerSettings
 
 ROOT = Path(__file__).resolve().parent.parent
 # Site path: repository file shown there as it is.
@@ -28,7 +30,8 @@ INCLUDED = {
     "trust.md": "SECURITY.md",
     "LICENSE": "LICENSE",
 }
-OPTIONS_INTRO = """# Every option of `spoolgear serve`
+TABLE_HEAD = ["| option | default | meaning |", "| --- | --- | --- |"]
+OPTIONS_INTRO = """# Every option of `spoolgear serve` and `spoolgear spooler`
 
 Generated from `ServerConfig` in `broker/config.py`, where each option is declared once with
 its default, its check and its help; the command-line parser, the checks, the
@@ -62,15 +65,18 @@ def shown_default(declared: Any) -> str:
         return "on" if default else "off"
     if isinstance(default, tuple):
         return ", ".join(f"`{item}`" for item in default) or "none"
-    return f"`{default}`" if default != "" else "none"
+    return f"`{default}`" if default not in ("", None) else "none"
 
 
 def option_row(declared: Any) -> str:
     meta = declared.metadata
     flag = flag_of(declared)
+    spellings = ", ".join(f"`{name}`" for name in meta["aliases"])
     usage = f"`{flag} {meta['metavar'] or declared.name.upper()}`"
     if isinstance(declared.default, bool):
         usage = f"`{flag}`"
+    if spellings:
+        usage += f" (or {spellings})"
     notes = [meta["help"]]
     if meta["repeat"] and "repeatable" not in meta["help"]:
         notes.append("repeatable")
@@ -82,14 +88,25 @@ def option_row(declared: Any) -> str:
     return f"| {usage} | {shown_default(declared)} | {meaning} |"
 
 
+SPOOLER_INTRO = """## `spoolgear spooler`
+
+The options of the process that runs uWSGI-style spool handlers ([the uWSGI front
+door](uwsgi.md#the-uwsgi-front-door)), from `SpoolerSettings` in
+`broker/uwsgi_compat/spooler.py`; besides them, `--import MODULE` (repeatable, required),
+`--burst`, `--verbose LEVEL` and the client TLS options (`--ssl`, `--ssl-ca-file`,
+`--ssl-certificate`, `--ssl-key`).
+"""
+
+
 def options_page() -> str:
     groups: dict[str, list[str]] = {}
-    for declared in fields(ServerConfig):
+    for declared in declared_options(ServerConfig):
         groups.setdefault(declared.metadata["group"] or "The broker", []).append(
             option_row(declared)
         )
     parts = [OPTIONS_INTRO]
     for group, rows in groups.items():
-        parts += [f"## {group}", "", "| option | default | meaning |", "| --- | --- | --- |"]
-        parts += [*rows, ""]
-    return "\n".join(parts)
+        parts += [f"## {group}", "", *TABLE_HEAD, *rows, ""]
+    parts += [SPOOLER_INTRO, *TABLE_HEAD]
+    parts += [option_row(declared) for declared in declared_options(SpoolerSettings)]
+    return "\n".join([*parts, ""])

@@ -1,9 +1,19 @@
-"""The part of the configuration the core reads (derived from ``broker/config.py``)."""
+"""The part of the configuration the core reads (built by ``broker/config.py``), and the
+defaults of the options that are the core's own, declared here once."""
 
 from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+
+# Payload bytes queued jobs may hold in memory in all (beyond it: the store, or QUEUE_ERROR).
+DEFAULT_MAX_QUEUED_BYTES = 1 << 30
+# Failed background jobs kept for inspection and replay; the oldest go first.
+DEFAULT_MAX_FAILED_JOBS = 100_000
+# Seconds a transient function may go without any worker before submissions to it are
+# refused (NO_WORKERS), as uWSGI refuses a message for a mule or farm that does not
+# exist; counted from the broker's start, so members have time to connect.
+DEFAULT_TRANSIENT_GRACE = 10.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -15,17 +25,17 @@ class BrokerSettings:
     """Attempts for background jobs that end in WORK_FAIL/EXCEPTION, per function
     (``b"*"`` for all, default 1); such jobs run again until then, and then go to the
     failed list: a failing background job is never silently dropped."""
-    max_failed_jobs: int = 100_000
+    max_failed_jobs: int = DEFAULT_MAX_FAILED_JOBS
     transient: tuple[bytes, ...] = ()
     """fnmatch patterns of functions whose background jobs are never stored."""
     transient_max_queue: int = 0
     """The initial ``maxqueue`` of a transient function, per priority (0 = no limit)."""
-    max_queued_bytes: int = 1 << 30
+    max_queued_bytes: int = DEFAULT_MAX_QUEUED_BYTES
     """Payload bytes queued jobs may hold in memory in all: past it, stored jobs stay in
     the store only (paging) and others are refused with QUEUE_ERROR."""
     job_timing: bool = False
     """Measure each job's wait and run time per function (for the metrics endpoint):
     a clock read at each step of a job's life, so only when metrics are served."""
-    transient_grace: float = 10.0
+    transient_grace: float = DEFAULT_TRANSIENT_GRACE
     """Seconds a transient function may be without workers before it refuses jobs: a
     message nobody can take is refused, never parked (it would be lost anyway)."""

@@ -49,6 +49,7 @@ from broker.errors import BrokerError, ConfigurationError
 from broker.gearman.client import Client, JobHandle, schedule_unique
 from broker.gearman.schedule_registration import register_in_background
 from broker.gearman.worker import Worker, WorkerJob
+from broker.options import check_options, option
 from broker.protocol.spool_request import DEFAULT_QUEUE, DEFAULT_SPOOL_FUNCTION, QUEUE_SEPARATOR
 from broker.protocol.uwsgi import decode_spool, encode_spool
 from broker.tls import TLSFiles
@@ -79,51 +80,120 @@ DEFAULT_FOREVER_INTERVAL = 30.0
 Handler = Callable[[dict[Any, Any]], Any]
 
 
+def _positive_or_none(value: float | None) -> bool:
+    return value is None or value > 0
+
+
 class SpoolFailed(BrokerError):
     """A spool job that ran out of attempts (or can never run); the text says why."""
 
 
 @dataclass
 class SpoolerSettings:
-    servers: Sequence[str] = (DEFAULT_SERVER,)
-    queues: Sequence[str] = (DEFAULT_QUEUE,)
-    """The named spoolers served, ``default`` being the unnamed one: each spooler serves
-    exactly these, so one can be dedicated to a spooler name or directory."""
-    attempts: int = DEFAULT_ATTEMPTS
-    retry_delay: float = DEFAULT_RETRY_DELAY
-    max_retry_delay: float = DEFAULT_MAX_RETRY_DELAY
-    forever_interval: float = DEFAULT_FOREVER_INTERVAL
-    allow_pickle: bool = False
-    spool_function: str = DEFAULT_SPOOL_FUNCTION
+    """Every ``spoolgear spooler`` option, declared once: the parser and its checks come
+    from here (uWSGI's spooler options are accepted under their names too)."""
+
+    servers: Sequence[str] = option(
+        (DEFAULT_SERVER,),
+        "broker address (repeatable)",
+        flag="--server",
+        aliases=("-s",),
+        metavar="HOST:PORT",
+        repeat=True,
+    )
+    queues: Sequence[str] = option(
+        (DEFAULT_QUEUE,),
+        "serve jobs sent to this named spooler (its name or directory; repeatable); "
+        f"{DEFAULT_QUEUE!r} is the unnamed one",
+        flag="--queue",
+        aliases=("-q",),
+        metavar="SPOOLER",
+        repeat=True,
+    )
+    """The named spoolers served: each spooler serves exactly these, so one can be
+    dedicated to a spooler name or directory."""
+    attempts: int = option(
+        DEFAULT_ATTEMPTS,
+        "runs of a job that keeps failing before it goes to the failed list",
+        metavar="N",
+        check=lambda attempts: attempts >= 1,
+        rule="must be at least 1",
+    )
+    retry_delay: float = option(
+        DEFAULT_RETRY_DELAY,
+        "seconds before the first retry, doubled for each next one",
+        metavar="SECONDS",
+        check=lambda delay: delay >= 0,
+        rule="must be 0 or more",
+    )
+    max_retry_delay: float = option(
+        DEFAULT_MAX_RETRY_DELAY, "longest wait between two attempts", metavar="SECONDS"
+    )
+    forever_interval: float = option(
+        DEFAULT_FOREVER_INTERVAL,
+        "seconds between two runs of a @spoolforever job",
+        metavar="SECONDS",
+        check=lambda seconds: seconds > 0,
+        rule="must be positive",
+    )
+    allow_pickle: bool = option(
+        False,
+        "unpickle arguments of jobs from the real uwsgidecorators or uwsgi_tasks: UNSAFE "
+        "unless every producer is trusted",
+    )
+    spool_function: str = option(
+        DEFAULT_SPOOL_FUNCTION,
+        "function under which plain dicts reach spooler(env) handlers (the broker's "
+        "--spool-function)",
+    )
+    processes: int = option(
+        1,
+        "N spooler processes under one master (uWSGI's spooler-processes)",
+        aliases=("--spooler-processes",),
+        metavar="N",
+        check=lambda processes: processes >= 1,
+        rule="must be at least 1",
+    )
+    max_tasks: int | None = option(
+        None,
+        "replace a spooler process after N jobs (uWSGI's spooler-max-tasks)",
+        aliases=("--spooler-max-tasks",),
+        metavar="N",
+        parse=int,
+        check=_positive_or_none,
+        rule="must be positive",
+    )
+    harakiri: float | None = option(
+        None,
+        "cut off a job running longer (a failed attempt) and replace its process "
+        "(uWSGI's spooler-harakiri)",
+        aliases=("--spooler-harakiri",),
+        metavar="SECONDS",
+        parse=float,
+        check=_positive_or_none,
+        rule="must be positive",
+    )
+    chdir: str | None = option(
+        None,
+        "run each job in this directory (uWSGI's spooler-chdir)",
+        aliases=("--spooler-chdir",),
+        metavar="DIR",
+        parse=str,
+        check=lambda directory: directory is None or os.path.isdir(directory),
+        rule="must be an existing directory",
+    )
     client_id: str | None = None
-    processes: int = 1
-    """uWSGI's ``spooler-processes``: this many spooler processes under one master."""
-    max_tasks: int | None = None
-    """uWSGI's ``spooler-max-tasks``: a process is replaced after this many jobs."""
-    harakiri: float | None = None
-    """uWSGI's ``spooler-harakiri``: seconds a job may run before it is cut off."""
-    chdir: str | None = None
-    """uWSGI's ``spooler-chdir``: the directory each job runs in."""
     tls: TLSFiles | None = None
     """TLS to the brokers (``--ssl``)."""
 
     def __post_init__(self) -> None:
-        if self.attempts < 1:
-            raise ConfigurationError("--attempts must be at least 1")
-        if self.retry_delay < 0 or self.max_retry_delay < self.retry_delay:
-            raise ConfigurationError("--retry-delay must be >= 0 and <= --max-retry-delay")
+        check_options(self)
+        if self.max_retry_delay < self.retry_delay:
+            raise ConfigurationError("--max-retry-delay must be at least --retry-delay")
         if not self.queues:
             raise ConfigurationError(
                 f"--queue: name at least one queue ({DEFAULT_QUEUE!r} is the unnamed one)"
             )
-        if self.processes < 1:
-            raise ConfigurationError("--processes must be at least 1")
-        for name in ("max_tasks", "harakiri"):
-            value = getattr(self, name)
-            if value is not None and value <= 0:
-                raise ConfigurationError(f"--{name.replace('_', '-')} must be positive")
-        if self.chdir is not None and not os.path.isdir(self.chdir):
-            raise ConfigurationError(f"--chdir {self.chdir}: no such directory")
 
     @property
     def forked(self) -> bool:

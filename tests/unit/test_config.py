@@ -11,8 +11,10 @@ from pathlib import Path
 import pytest
 
 from broker import cli
-from broker.config import ServerConfig, flag_of, read_config_file
+from broker.config import ServerConfig, read_config_file
 from broker.errors import ConfigurationError
+from broker.options import declared_options, flag_of
+from broker.uwsgi_compat.spooler import SpoolerSettings
 
 DECLARED = {flag_of(declared) for declared in fields(ServerConfig)}
 
@@ -26,8 +28,10 @@ def parse(*argv: str) -> ServerConfig:
 def test_the_option_reference_lists_every_declared_option_and_nothing_else() -> None:
     from docs.hooks import options_page
 
-    documented = set(re.findall(r"^\| `(--[a-z-]+)", options_page(), re.MULTILINE))
-    assert documented == DECLARED
+    serve, spooler = options_page().split("## `spoolgear spooler`")
+    assert set(re.findall(r"^\| `(--[a-z-]+)", serve, re.MULTILINE)) == DECLARED
+    documented = set(re.findall(r"^\| `(--[a-z-]+)", spooler, re.MULTILINE))
+    assert documented == {flag_of(declared) for declared in declared_options(SpoolerSettings)}
 
 
 def cli_with_file(tmp_path: Path, text: str, *argv: str) -> argparse.Namespace:
