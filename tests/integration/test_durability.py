@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import signal
 import sqlite3
 import subprocess
@@ -121,18 +122,19 @@ def test_a_job_whose_worker_is_killed_runs_on_another(tmp_path: Path) -> None:
                 "--",
                 "sleep",
                 "30",
-            ]
+            ],
+            start_new_session=True,
         )
-        try:
-            with Client([broker.address]) as client:
+        with Client([broker.address]) as client:
+            try:
                 handle = client.submit_background("f", "payload")
-                deadline = time.monotonic() + 10
-                while not client.get_status(handle).running:
-                    assert time.monotonic() < deadline
-                    time.sleep(0.05)
-        finally:
-            stuck.kill()
-            stuck.wait()
+                wait_until(lambda: client.get_status(handle).running)
+            finally:
+                # The worker and the command it runs (which may hold its socket too).
+                os.killpg(stuck.pid, signal.SIGKILL)
+                stuck.wait()
+            # Requeued once the broker has seen the connection close (not at the kill).
+            wait_until(lambda: not client.get_status(handle).running)
         assert drain(broker.address) == [b"payload"]
 
 
