@@ -8,15 +8,22 @@ import contextvars
 import datetime as dt
 import os
 from collections.abc import Iterator
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from broker.errors import BrokerError
 from broker.gearman.client import JobHandle
 from django_jobs.client import epoch
 from django_jobs.setup import CallSetup, When, seconds
 
-if TYPE_CHECKING:
-    from django_jobs.tasks import Task
+
+class Enqueuer(Protocol):
+    """What a call needs of its task (``django_jobs.tasks.Task``): its name, and queuing
+    a call of it. A protocol, so that calls do not import the task API built on them."""
+
+    @property
+    def name(self) -> str: ...
+
+    def enqueue(self, call: TaskCall) -> TaskCall: ...
 
 
 class RetryTaskException(BrokerError):
@@ -43,7 +50,7 @@ class TaskCall:
     """One call of a task: what calling a task returns and ``get_current_task()`` gives."""
 
     def __init__(
-        self, task: Task, args: list[Any], kwargs: dict[str, Any], setup: CallSetup
+        self, task: Enqueuer, args: list[Any], kwargs: dict[str, Any], setup: CallSetup
     ) -> None:
         self.task = task
         self.args = args

@@ -114,7 +114,7 @@ class Task:
             return call
         check_served(self._registered)
         try:
-            call.handle = _submit(call, job_settings().client_servers)
+            call.handle = _submit(self, call, job_settings().client_servers)
         except ConnectionFailed:
             if self.executor is TaskExecutor.SPOOLER or not getattr(
                 settings, "GEARMAN_TASKS_INLINE_FALLBACK", True
@@ -180,7 +180,7 @@ class Task:
             delay,
         )
         call.setup.attempt += 1
-        call.handle = _submit(call, job_settings().worker_servers, delay)
+        call.handle = _submit(self, call, job_settings().worker_servers, delay)
 
 
 def _after(delay: float) -> float | None:
@@ -188,18 +188,21 @@ def _after(delay: float) -> float | None:
     return time.time() + delay if delay > 0 else None
 
 
-def _submit(call: TaskCall, servers: tuple[str, ...], delay: float | None = None) -> JobHandle:
-    """Queue ``call`` as a background job (a mule's or farm's for the MULE executor).
+def _submit(
+    task: Task, call: TaskCall, servers: tuple[str, ...], delay: float | None = None
+) -> JobHandle:
+    """Queue ``call`` of ``task`` as a background job (a mule's or farm's for the MULE
+    executor).
 
     A retry goes to the worker's servers, always: running it inline would skip its delay.
     """
     at = call.at if delay is None else _after(delay)  # a retry waits its delay, not ``at``
     setup = call.setup.to_wire()
-    name = call.task.name
-    if call.task.executor is TaskExecutor.MULE:
+    name = task.name
+    if task.executor is TaskExecutor.MULE:
         where = call.setup
         name = farm_function(where.farm) if where.farm else mule_function(where.mule)
-        setup["task"] = call.task.name
+        setup["task"] = task.name
     job = Job(
         name,
         call.args,
