@@ -6,12 +6,12 @@ from __future__ import annotations
 import contextlib
 import contextvars
 import datetime as dt
-import os
 from collections.abc import Iterator
 from typing import Any, Protocol
 
 from broker.errors import BrokerError
 from broker.gearman.client import JobHandle
+from broker.gearman.steps import working_directory
 from django_jobs.client import epoch
 from django_jobs.setup import CallSetup, When, seconds
 
@@ -112,14 +112,10 @@ class TaskCall:
 
 @contextlib.contextmanager
 def running(call: TaskCall) -> Iterator[None]:
+    """``call`` is ``get_current_task()`` while it runs, in its ``working_dir`` if it has one."""
     token = _current.set(call)
-    working_dir = call.setup.working_dir
-    previous = os.getcwd() if working_dir else None
     try:
-        if working_dir:
-            os.chdir(working_dir)
-        yield
+        with working_directory(call.setup.working_dir or None):
+            yield
     finally:
-        if previous is not None:
-            os.chdir(previous)
         _current.reset(token)

@@ -1,36 +1,27 @@
-"""Runs one Django task for a Gearman job: decode, call, encode, log, tidy the database.
+"""Runs one Django task for a Gearman job: decode, call, encode, log.
 
 Each job is logged on ``django_jobs.worker`` with its name, handle, duration
 and outcome. A task that raises is logged with its traceback and its job
 failed with WORK_EXCEPTION (the server turns that into WORK_FAIL for clients
-that did not ask for exceptions).
+that did not ask for exceptions). The worker's steps (``broker.gearman.steps``) look
+after the database connections and ``current_job()`` around it.
 """
 
 from __future__ import annotations
 
-import contextvars
 import logging
 import time
 import traceback
 from collections.abc import Callable
 
-from django.db import close_old_connections
-
 from broker.errors import WorkFailed
+from broker.gearman.steps import current_job
 from broker.gearman.worker import WorkerJob
 from django_jobs.registry import RegisteredTask
 from django_jobs.serialization import dumps_result, loads_call
 
 log = logging.getLogger("django_jobs.worker")
-_current_job: contextvars.ContextVar[WorkerJob] = contextvars.ContextVar("gearman_job")
-
-
-def current_job() -> WorkerJob:
-    """The job being run, for progress (``send_status``) and streamed data (``send_data``)."""
-    try:
-        return _current_job.get()
-    except LookupError:
-        raise RuntimeError("current_job() is only available inside a running task") from None
+__all__ = ["current_job", "job_runner"]
 
 
 def job_runner(
@@ -39,8 +30,6 @@ def job_runner(
     """The worker callback for ``task``; ``after_job`` runs once each job is settled."""
 
     def run(job: WorkerJob) -> bytes:
-        close_old_connections()
-        token = _current_job.set(job)
         started = time.monotonic()
         try:
             result = dumps_result(task.execute(loads_call(job.data, serializer)), serializer)
@@ -60,8 +49,6 @@ def job_runner(
             report = "".join(traceback.format_exception_only(exc)).strip()
             raise WorkFailed(report) from exc
         finally:
-            _current_job.reset(token)
-            close_old_connections()
             after_job()
         log.info(
             "job %s %s done in %.1f ms", task.name, job.handle, (time.monotonic() - started) * 1000

@@ -17,6 +17,7 @@ import socket
 from dataclasses import dataclass
 from types import FrameType
 
+from broker.gearman.steps import closing_stale_database_connections
 from broker.gearman.worker import Worker
 from django_jobs.conf import job_settings
 from django_jobs.discovery import WorkerModule
@@ -62,6 +63,7 @@ class WorkerProcess:
             client_id=self.client_id,
             prefetch=self.prefetch,
             tls=settings.tls,
+            steps=[closing_stale_database_connections],
         )
         self._gearman = gearman
         for task in self.tasks:

@@ -11,11 +11,11 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
-import random
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from broker.gearman.retries import backoff_delay
 from django_jobs.client import job_priority
 
 # uwsgi_tasks setup keys about uWSGI's spool files, which a task here does not have.
@@ -113,9 +113,9 @@ class CallSetup:
 
     def retry_delay(self) -> float:
         """Seconds before the next attempt: backed off per attempt, jittered if asked."""
-        delay = self.retry_timeout * self.retry_backoff ** (self.attempt - 1)
-        jitter = self.retry_jitter
-        return max(0.0, delay * (1 + random.uniform(-jitter, jitter))) if jitter else delay
+        return backoff_delay(
+            self.retry_timeout, self.attempt, factor=self.retry_backoff, jitter=self.retry_jitter
+        )
 
 
 _DEFAULTS = {

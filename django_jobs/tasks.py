@@ -32,6 +32,7 @@ from django.conf import settings
 
 from broker.errors import ConnectionFailed, WorkFailed
 from broker.gearman.client import JobHandle
+from broker.gearman.retries import log_retry
 from broker.uwsgi_compat.decorators import SPOOL_IGNORE, SPOOL_OK, SPOOL_RETRY
 from django_jobs.calls import RetryTaskException, TaskCall, get_current_task, running
 from django_jobs.client import Job
@@ -171,14 +172,7 @@ class Task:
                 f"{self.name} failed on attempt {call.attempt} of {call.retry_count + 1}: {reason}"
             )
         delay = call.setup.retry_delay() if delay is None else delay
-        log.warning(
-            "%s attempt %d of %d: %s; again in %.1f s",
-            self.name,
-            call.attempt,
-            call.retry_count + 1,
-            reason.strip().splitlines()[-1],
-            delay,
-        )
+        log_retry(log, self.name, call.attempt, call.retry_count + 1, reason, delay)
         call.setup.attempt += 1
         call.handle = _submit(self, call, job_settings().worker_servers, delay)
 

@@ -26,6 +26,7 @@ from dataclasses import dataclass
 from broker.addresses import DEFAULT_SERVER
 from broker.errors import ConnectionFailed, WorkFailed
 from broker.gearman.connection import Wire
+from broker.gearman.steps import JobStep, tracking_current_job
 from broker.protocol.packets import MAGIC_REQ, Packet, PacketType, encode_packet
 from broker.tls import TLSFiles
 
@@ -98,7 +99,10 @@ class Worker:
         client_id: str | None = None,
         prefetch: int = 1,
         tls: TLSFiles | None = None,
+        steps: Sequence[JobStep] = (),
     ) -> None:
+        """``steps`` run around every job, in order (``broker.gearman.steps``); the job's
+        function runs innermost, and whatever it raises passes through them."""
         if not servers:
             raise ValueError("at least one server address is needed")
         if prefetch < 1:
@@ -108,6 +112,7 @@ class Worker:
         self.prefetch = prefetch
         self.tls = tls.client_context() if tls is not None else None
         self.tasks: dict[str, _Task] = {}
+        self.steps: list[JobStep] = [tracking_current_job, *steps]
         self._stopping = False
         self._grab_budget: int | None = None
         """Jobs ``max_jobs`` still allows, minus grabs outstanding; None without a limit."""
@@ -277,7 +282,10 @@ class Worker:
         if task is None:
             return encode_packet(T.WORK_FAIL, handle, magic=MAGIC_REQ)
         try:
-            result = task.function(job)
+            with contextlib.ExitStack() as around:
+                for step in self.steps:
+                    around.enter_context(step(job))
+                result = task.function(job)
         except WorkFailed as exc:
             return encode_packet(T.WORK_EXCEPTION, handle, str(exc).encode(), magic=MAGIC_REQ)
         except Exception as exc:

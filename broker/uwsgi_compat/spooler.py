@@ -47,7 +47,9 @@ from typing import Any
 from broker.addresses import DEFAULT_SERVER
 from broker.errors import BrokerError, ConfigurationError
 from broker.gearman.client import Client, JobHandle, schedule_unique
+from broker.gearman.retries import backoff_delay, log_retry
 from broker.gearman.schedule_registration import register_in_background
+from broker.gearman.steps import closing_stale_database_connections, working_directory
 from broker.gearman.worker import Worker, WorkerJob
 from broker.options import check_options, option
 from broker.protocol.spool_request import DEFAULT_QUEUE, DEFAULT_SPOOL_FUNCTION, QUEUE_SEPARATOR
@@ -66,7 +68,7 @@ from broker.uwsgi_compat.decorators import (
 )
 from broker.uwsgi_compat.decorators import spool_functions as decorated_functions
 from broker.uwsgi_compat.prefork import serve_forked
-from broker.uwsgi_compat.process import around_task, prepare
+from broker.uwsgi_compat.process import prepare
 
 log = logging.getLogger("spoolgear.spooler")
 
@@ -297,7 +299,12 @@ class Spooler:
         self.handlers = handlers
         self.settings = settings
         self.client = Client(settings.servers, tls=settings.tls)
-        self.worker = Worker(settings.servers, client_id=settings.client_id, tls=settings.tls)
+        self.worker = Worker(
+            settings.servers,
+            client_id=settings.client_id,
+            tls=settings.tls,
+            steps=[closing_stale_database_connections, self._in_chdir],
+        )
         for name in handlers.chains:
             for function_name in self.function_names(name):
                 self.worker.register(function_name, self.run_job)
@@ -351,7 +358,7 @@ class Spooler:
 
     def run_timer(self, schedule: Schedule, job: WorkerJob) -> bytes:
         """One firing: the function gets its signal number, as uWSGI's handlers do."""
-        with self._task():
+        with self._time_limit():
             schedule.function(schedule.signum)
         return b""
 
@@ -366,7 +373,7 @@ class Spooler:
         name = job.function.partition(QUEUE_SEPARATOR.decode())[0]
         raised = False
         try:
-            with self._task():
+            with self._time_limit():
                 code, reason = self._call(self.handlers.chains.get(name, []), env)
         except PickleRefused as exc:
             raise SpoolFailed(str(exc)) from None
@@ -381,38 +388,35 @@ class Spooler:
             return b""
         if attempt >= self.settings.attempts:
             raise SpoolFailed(f"gave up after {attempt} attempts: {reason}")
-        delay = min(self.settings.retry_delay * 2 ** (attempt - 1), self.settings.max_retry_delay)
-        log.warning(
-            "spool job %s (%s) attempt %d of %d: %s; again in %.0f s",
-            job.handle,
-            name,
-            attempt,
-            self.settings.attempts,
-            reason.strip().splitlines()[-1],
-            delay,
+        settings = self.settings
+        delay = backoff_delay(settings.retry_delay, attempt, cap=settings.max_retry_delay)
+        log_retry(
+            log, f"spool job {job.handle} ({name})", attempt, settings.attempts, reason, delay
         )
         self._resubmit(job, pairs, body, attempt + 1, delay)
         return b""
 
+    def _in_chdir(self, job: WorkerJob) -> contextlib.AbstractContextManager[None]:
+        """``--chdir``: each job runs in that directory."""
+        return working_directory(self.settings.chdir)
+
     @contextlib.contextmanager
-    def _task(self) -> Iterator[None]:
-        """Around each job: ``--chdir``, Django's connection care, ``--harakiri``. A job cut
-        off by harakiri fails its attempt and this process is then replaced (a handler
-        stuck that long may have left anything behind)."""
-        if self.settings.chdir is not None:
-            os.chdir(self.settings.chdir)
+    def _time_limit(self) -> Iterator[None]:
+        """``--harakiri``, around the handlers only: a job cut off fails its attempt and
+        this process is then replaced (a handler stuck that long may have left anything
+        behind)."""
         harakiri = self.settings.harakiri
-        if harakiri is not None:
-            signal.setitimer(signal.ITIMER_REAL, harakiri)
+        if harakiri is None:
+            yield
+            return
+        signal.setitimer(signal.ITIMER_REAL, harakiri)
         try:
-            with around_task():
-                yield
+            yield
         except Harakiri:
             self.worker.stop()
             raise
         finally:
-            if harakiri is not None:
-                signal.setitimer(signal.ITIMER_REAL, 0)
+            signal.setitimer(signal.ITIMER_REAL, 0)
 
     def _harakiri(self, signum: int, frame: FrameType | None) -> None:
         raise Harakiri(f"harakiri: the job ran longer than {self.settings.harakiri} s")

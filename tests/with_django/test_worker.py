@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import signal
 import threading
+import time
 import uuid
 from collections.abc import Iterator
 from decimal import Decimal
@@ -312,3 +313,32 @@ def test_pickle_opt_in_serves_legacy_producers(broker: RunningBroker) -> None:
             "args": ((1, 2), dt.date(2020, 1, 1)),
             "kwargs": {},
         }
+
+
+def test_stale_database_connections_are_closed_before_and_after_each_job(
+    tmp_path: Path,
+) -> None:
+    """The step ``gearman_worker`` and ``spoolgear spooler`` run around every job, on a
+    real SQLite file database whose connection's lifetime (CONN_MAX_AGE) ran out."""
+    from django.db import connections
+
+    from broker.gearman.steps import closing_stale_database_connections
+
+    alias = "stale_test"
+    connections.settings[alias] = {
+        **connections.settings["default"],
+        "NAME": str(tmp_path / "s.db"),
+    }
+    connection = connections[alias]
+    try:
+        connection.ensure_connection()
+        connection.close_at = time.monotonic() - 1  # past its CONN_MAX_AGE
+        with closing_stale_database_connections(None):  # type: ignore[arg-type]
+            assert connection.connection is None, "closed before the job"
+            connection.ensure_connection()
+            connection.close_at = time.monotonic() - 1
+        assert connection.connection is None, "closed after the job"
+    finally:
+        connection.close()
+        del connections[alias]
+        del connections.settings[alias]
