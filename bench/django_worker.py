@@ -21,13 +21,12 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from broker.banner import read_banner
-
 BENCH = Path(__file__).resolve().parent
 ROOT = BENCH.parent
 sys.path.insert(0, str(ROOT))
 
 from broker.admin import AdminClient  # noqa: E402
+from broker.banner import read_banner  # noqa: E402
 from broker.client import Client, JobRequest  # noqa: E402
 
 TASK_NAME = "benchapp.trivial.noop"

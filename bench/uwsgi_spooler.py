@@ -37,14 +37,13 @@ from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from broker.banner import read_banner
-
 BENCH = Path(__file__).resolve().parent
 ROOT = BENCH.parent
 sys.path.insert(0, str(ROOT))
 from ports import free_port, wait_for_port  # noqa: E402
 
 from broker.admin import AdminClient  # noqa: E402
+from broker.banner import read_banner  # noqa: E402
 from broker.uwsgi_client import send_spool  # noqa: E402
 
 # A side is a context factory: (workdir, consumer processes) -> uwsgi address.

@@ -23,8 +23,6 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from broker.banner import read_banner
-
 ROOT = Path(__file__).resolve().parent.parent
 PROJECT = ROOT / "examples" / "project"
 sys.path[:0] = [str(ROOT), str(PROJECT)]
@@ -32,6 +30,7 @@ sys.path[:0] = [str(ROOT), str(PROJECT)]
 from supervised import Supervisord  # noqa: E402  (examples/, the script's directory)
 
 from broker.admin import AdminClient  # noqa: E402  (after the path set-up above)
+from broker.banner import read_banner  # noqa: E402
 from broker.uwsgi_client import send_spool  # noqa: E402
 
 # Programs the generated config runs: mail x2, video, reports, spooler.

@@ -13,11 +13,11 @@ from __future__ import annotations
 
 import contextlib
 import contextvars
+import functools
 import importlib
 import os
-import sys
 from collections.abc import Callable, Iterator
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from broker.gearman.worker import WorkerJob
@@ -35,36 +35,46 @@ def current_job() -> WorkerJob:
         raise RuntimeError("current_job() is only available inside a running task") from None
 
 
-@contextlib.contextmanager
-def tracking_current_job(job: WorkerJob) -> Iterator[None]:
-    """``current_job()`` is ``job`` while it runs, in whatever the task calls."""
-    token = _current_job.set(job)
-    try:
-        yield
-    finally:
-        _current_job.reset(token)
+class tracking_current_job:
+    """``current_job()`` is ``job`` while it runs, in whatever the task calls. Every
+    ``Worker`` runs it first; a class, not a generator, as it runs for every job."""
+
+    __slots__ = ("job", "token")
+
+    def __init__(self, job: WorkerJob) -> None:
+        self.job = job
+
+    def __enter__(self) -> None:
+        self.token = _current_job.set(self.job)
+
+    def __exit__(self, *exc_info: object) -> None:
+        _current_job.reset(self.token)
 
 
-@contextlib.contextmanager
-def closing_stale_database_connections(job: WorkerJob) -> Iterator[None]:
+class closing_stale_database_connections:
     """Drop Django's database connections that went stale, before and after a job (as
-    Django does around a request). Django is looked up, never imported here: the broker
-    package does not depend on it, and a process that did not set it up has nothing to
-    close."""
-    django_db = sys.modules.get("django.db")
-    if django_db is None or not _django_is_set_up():
-        yield
-        return
-    django_db.close_old_connections()
-    try:
-        yield
-    finally:
-        django_db.close_old_connections()
+    Django does around a request), for workers of a process that set Django up. Django
+    is imported by name when first needed: the broker package does not depend on it."""
+
+    __slots__ = ()
+
+    def __init__(self, job: WorkerJob) -> None:
+        pass
+
+    def __enter__(self) -> None:
+        _close_old_connections()
+
+    def __exit__(self, *exc_info: object) -> None:
+        _close_old_connections()
 
 
-def _django_is_set_up() -> bool:
-    apps = importlib.import_module("django.apps").apps
-    return bool(apps.ready)
+@functools.cache
+def _django_db() -> Any:
+    return importlib.import_module("django.db")
+
+
+def _close_old_connections() -> None:
+    _django_db().close_old_connections()
 
 
 @contextlib.contextmanager

@@ -25,10 +25,13 @@ from broker.uwsgi_compat import decorators as uwsgidecorators
 log = logging.getLogger("spoolgear.spooler")
 
 
-def prepare() -> None:
-    """Provide ``uwsgi`` and ``uwsgidecorators``, and set Django up if configured."""
+def prepare() -> bool:
+    """Provide ``uwsgi`` and ``uwsgidecorators``, and set Django up if configured;
+    whether it was."""
     sys.modules["uwsgi"] = uwsgi_api
     sys.modules["uwsgidecorators"] = uwsgidecorators
     if os.environ.get("DJANGO_SETTINGS_MODULE"):
         importlib.import_module("django").setup()
         log.info("Django set up with %s", os.environ["DJANGO_SETTINGS_MODULE"])
+        return True
+    return False

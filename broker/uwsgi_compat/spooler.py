@@ -295,7 +295,9 @@ class Harakiri(BrokerError):
 class Spooler:
     """Serves spool jobs with ``handlers`` until stopped."""
 
-    def __init__(self, handlers: Handlers, settings: SpoolerSettings) -> None:
+    def __init__(self, handlers: Handlers, settings: SpoolerSettings, *, django: bool) -> None:
+        """``django``: Django is set up in this process, so its database connections are
+        looked after around each job."""
         self.handlers = handlers
         self.settings = settings
         self.client = Client(settings.servers, tls=settings.tls)
@@ -303,7 +305,10 @@ class Spooler:
             settings.servers,
             client_id=settings.client_id,
             tls=settings.tls,
-            steps=[closing_stale_database_connections, self._in_chdir],
+            steps=[
+                *([closing_stale_database_connections] if django else []),
+                self._in_chdir,
+            ],
         )
         for name in handlers.chains:
             for function_name in self.function_names(name):
@@ -449,7 +454,7 @@ def run(modules: Sequence[str], settings: SpoolerSettings, *, burst: bool = Fals
     """Import the handler modules and serve until SIGTERM/SIGINT (the running job finishes):
     in this process, or with ``settings.forked`` in processes a master keeps running."""
     sys.path.insert(0, ".")
-    prepare()
+    django = prepare()
     handlers = collect_handlers([import_module(spec) for spec in modules], settings)
     if not handlers.chains and not handlers.schedules:
         raise ConfigurationError(
@@ -457,15 +462,14 @@ def run(modules: Sequence[str], settings: SpoolerSettings, *, burst: bool = Fals
             "function, a uwsgi_tasks task, a spooler(env) callable or "
             "a @timer/@cron function)"
         )
+    serve = functools.partial(_serve, handlers, settings, burst=burst, django=django)
     if not settings.forked:
-        return _serve(handlers, settings, burst)
-    return serve_forked(
-        settings.processes, functools.partial(_serve, handlers, settings, burst), respawn=not burst
-    )
+        return serve()
+    return serve_forked(settings.processes, serve, respawn=not burst)
 
 
-def _serve(handlers: Handlers, settings: SpoolerSettings, burst: bool) -> int:
-    spooler = Spooler(handlers, settings)
+def _serve(handlers: Handlers, settings: SpoolerSettings, *, burst: bool, django: bool) -> int:
+    spooler = Spooler(handlers, settings, django=django)
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, lambda *_: spooler.stop())
     log.info("serving spool functions: %s", ", ".join(sorted(spooler.worker.tasks)))
