@@ -32,6 +32,8 @@ PURE_PYTHON_VARIABLE = BUILD["PURE_PYTHON_VARIABLE"]
 # strict lint (`make lint`): no config file, and the optional extras (psycopg) need not be
 # importable in the build environment.
 MYPYC_OPTIONS = ["--config-file=", "--ignore-missing-imports", "--follow-imports=silent"]
+# Commands that make an sdist or metadata, never a build.
+METADATA_ONLY = {"sdist", "egg_info", "dist_info"}
 
 
 def say_pure(reason: str) -> None:
@@ -71,6 +73,11 @@ class CompileCore(build_ext):
     failure = ""
 
     def finalize_options(self) -> None:
+        # An sdist and the metadata steps ask build_ext for its sources only: mypyc's
+        # generated C is not shipped, so nothing is type-checked or generated for them.
+        if set(self.distribution.commands) <= METADATA_ONLY:
+            super().finalize_options()
+            return
         try:
             self.distribution.ext_modules = mypyc_extensions()
         except (Exception, SystemExit) as error:  # mypyc reports its failures by SystemExit
