@@ -1,9 +1,10 @@
 """Steps a ``Worker`` runs around every job, written once for every kind of worker.
 
-A step is a function of the job that returns a context manager: what comes before its
-``yield`` runs before the job, what follows after it, and an exception the job raises
-passes through it (to log, to clean up, to cut a process off). ``Worker(steps=[...])``
-enters them in order around each job, as dramatiq's middleware wraps each message.
+A step is a function of the job that returns a context manager: entered before the job,
+exited after it, and seeing any exception the job raises (to log, to clean up, to cut a
+process off). ``Worker(steps=[...])`` enters them in order around each job, as
+dramatiq's middleware wraps each message; the steps that run for every job are small
+classes, cheaper per job than generators.
 ``manage.py gearman_worker`` and ``spoolgear spooler`` build their workers from these,
 each with its own parameters; the task API's per-call working directory is
 ``working_directory`` too.
