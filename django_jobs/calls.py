@@ -1,4 +1,4 @@
-"""One call of a ``@task``: its arguments and setup (``setup.py``), and the context that
+"""One call of a ``@task``: its arguments and setup (``call_setup.py``), and the context that
 makes it ``get_current_task()`` while it runs."""
 
 from __future__ import annotations
@@ -12,8 +12,8 @@ from typing import Any, Protocol
 from broker.errors import BrokerError
 from broker.gearman.client import JobHandle
 from broker.gearman.steps import working_directory
+from django_jobs.call_setup import CallSetup, When, seconds
 from django_jobs.client import epoch
-from django_jobs.setup import CallSetup, When, seconds
 
 
 class Enqueuer(Protocol):
@@ -56,7 +56,7 @@ class TaskCall:
         self.args = args
         self.kwargs = kwargs
         self.setup = setup
-        """This call's own setup (``setup.py``)."""
+        """This call's own setup (``call_setup.py``)."""
         self.handle: JobHandle | None = None
         """The broker's handle once queued; None for an inline run."""
         self.result: Any = None

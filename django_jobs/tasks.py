@@ -34,13 +34,13 @@ from broker.errors import ConnectionFailed, WorkFailed
 from broker.gearman.client import JobHandle
 from broker.gearman.retries import log_retry
 from broker.uwsgi_compat.decorators import SPOOL_IGNORE, SPOOL_OK, SPOOL_RETRY
+from django_jobs.call_setup import CallSetup, seconds
 from django_jobs.calls import RetryTaskException, TaskCall, get_current_task, running
 from django_jobs.client import Job
 from django_jobs.conf import farm_function, job_settings, mule_function
 from django_jobs.discovery import check_served
 from django_jobs.registry import register
 from django_jobs.serialization import Call, PayloadError
-from django_jobs.setup import CallSetup, seconds
 from django_jobs.submission import NoConsumer, QueueFull, submit_background
 
 log = logging.getLogger("django_jobs.tasks")
