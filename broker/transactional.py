@@ -4,7 +4,7 @@ A row without an owner in ``spoolgear_jobs`` is a job no broker holds yet: the b
 take such rows over (``store/pg_leases.py``) when ``NOTIFY`` on ``CHANNEL`` tells them
 one was committed, or at their next sweep. Rolled back, the row and the notification
 never existed. This module is the whole agreement between the application side
-(``django_jobs/transactional.py``) and the store (``store/pg_schema.py`` creates the
+(``django_jobs/sending/transactional.py``) and the store (``store/pg_schema.py`` creates the
 numbers' sequence), so neither reaches into the other.
 """
 

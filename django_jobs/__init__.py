@@ -5,6 +5,6 @@ Importing this package imports nothing from Django's app registry: workers are
 discovered in ``AppConfig.ready()`` (see ``django_jobs.apps``).
 """
 
-from django_jobs.registry import gearman_job, gearman_task
+from django_jobs.jobs.registry import gearman_job, gearman_task
 
 __all__ = ["gearman_job", "gearman_task"]

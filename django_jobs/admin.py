@@ -17,8 +17,8 @@ from django.views.decorators.http import require_POST
 
 from broker.errors import BrokerError
 from django_jobs.conf import job_settings
-from django_jobs.dashboard import change_failed, server_panel
 from django_jobs.models import Broker
+from django_jobs.monitoring.panels import change_failed, server_panel
 
 CONTROL_PERMISSION = "django_jobs.control_broker"
 # Seconds between two reloads of the dashboard page.

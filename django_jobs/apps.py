@@ -20,6 +20,6 @@ class DjangoJobsConfig(AppConfig):
         from django_jobs import checks  # noqa: F401  (registers the system checks)
 
         if getattr(settings, "GEARMAN_AUTODISCOVER", True):
-            from django_jobs.discovery import discover
+            from django_jobs.jobs.discovery import discover
 
             discover()

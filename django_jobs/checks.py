@@ -14,8 +14,8 @@ from django.core.checks import CheckMessage, Warning, register
 
 @register("django_jobs")
 def check_tasks(app_configs: Any = None, **_: Any) -> list[CheckMessage]:
-    from django_jobs.discovery import unserved_message, unserved_tasks
-    from django_jobs.schedules import scheduled_tasks
+    from django_jobs.jobs.discovery import unserved_message, unserved_tasks
+    from django_jobs.task_api.schedules import scheduled_tasks
 
     messages: list[CheckMessage] = [
         Warning(

@@ -38,13 +38,13 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from broker.core.abilities import Abilities
-from broker.core.elsewhere import Elsewhere
 from broker.core.failed import FailedList
 from broker.core.functions import Functions
 from broker.core.handles import Handles
 from broker.core.index import JobIndex, coalesce_key
 from broker.core.journal import Journal, NullJournal
 from broker.core.model import Accepted, CallLater, Function, Job, Refused, Session, Submitted
+from broker.core.other_brokers import OtherBrokers
 from broker.core.output import Output
 from broker.core.paging import Pager, PageRequest, Paging
 from broker.core.permissions import refusal
@@ -144,15 +144,15 @@ class Broker:
             clock=clock,
             fire=self._fire_schedule,
         )
-        self.elsewhere = Elsewhere(
+        self.other_brokers = OtherBrokers(
             paging_store if isinstance(paging_store, SharedStore) else None, self.handles
         )
-        queries = Queries(self.index, self.pager, self.elsewhere, self.send)
+        queries = Queries(self.index, self.pager, self.other_brokers, self.send)
         progress = Progress(self.send)
         self.abilities = Abilities(self.functions, self.send, self._release_held)
         self.sessions: dict[int, Session] = {}
         self.timeline: Timeline[Job] = Timeline(call_later, clock, self._due)
-        self.leased = self.elsewhere.store is not None
+        self.leased = self.other_brokers.store is not None
         """Whether this broker holds a lease on a shared store (the grab path checks it)."""
         self.lease_deadline = math.inf
         """With a shared store: until when (``time.monotonic()``) the lease surely holds;
@@ -245,9 +245,9 @@ class Broker:
     ) -> None:
         """``batch`` is written and its pages read: settle the jobs that waited for it
         (``coalesced``: those a shared store already had under their unique, see
-        ``elsewhere.py``), release the replies it gated, queue the pages (answering the
+        ``other_brokers.py``), release the replies it gated, queue the pages (answering the
         grabs that waited for them), and write the replies."""
-        ready, dropped = self.elsewhere.committed(batch.number, coalesced or {})
+        ready, dropped = self.other_brokers.committed(batch.number, coalesced or {})
         for job in dropped:
             fail = encode_packet(T.WORK_FAIL, job.handle)
             self._finish(job, [(client, fail) for client in job.clients], stored=False)
@@ -348,7 +348,7 @@ class Broker:
                 building = self.journal.building if existing.background else 0
                 accepted = self._accept(session, existing.handle, building)
                 if background:
-                    self.elsewhere.replied(existing, session)
+                    self.other_brokers.replied(existing, session)
                 elif session is not None:
                     self._attach(session, existing)
                 return accepted
@@ -380,9 +380,9 @@ class Broker:
         accepted = self._accept(session, job.handle, building)
         if session is not None and not background:
             self._attach(session, job)
-        if building and self.elsewhere.must_hold(key):
-            self.elsewhere.hold(job, building)  # until the store says it is the only one
-            self.elsewhere.replied(job, session)
+        if building and self.other_brokers.must_hold(key):
+            self.other_brokers.hold(job, building)  # until the store says it is the only one
+            self.other_brokers.replied(job, session)
         else:
             self._place(job)
         return accepted
@@ -489,7 +489,7 @@ class Broker:
         if session.permits is not None and not session.permits.allows("schedule", name):
             self._deny(session, "schedule", name)
             return
-        holder = self.elsewhere.schedule_holder(name, unique)
+        holder = self.other_brokers.schedule_holder(name, unique)
         if holder is not None:
             text = b"broker %s of the shared store holds this schedule: change it there"
             self._refuse(session, b"SCHEDULE_ELSEWHERE", text % holder.encode())
@@ -697,7 +697,7 @@ class Broker:
         if job is None:
             return self.pager.cancel(handle)
         job.function.cancelled += 1
-        held = self.elsewhere.cancel(job)  # waiting for its batch's commit: in no queue
+        held = self.other_brokers.cancel(job)  # waiting for its batch's commit: in no queue
         if not held and job.worker is None:
             if job.when:
                 job.function.delayed -= 1

@@ -131,7 +131,7 @@ class Pager(Paging):
         self.store = store
         self.coalesces_at_commit = isinstance(store, SharedStore)
         """A shared store's unique index finds a spilled job with the same unique when the
-        new one is written (``core/elsewhere.py``): no look-up per submission, which would
+        new one is written (``core/other_brokers.py``): no look-up per submission, which would
         be a network round trip on the event loop."""
         self.window = window
         self.functions = functions

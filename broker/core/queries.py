@@ -5,9 +5,9 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from broker.core.elsewhere import Elsewhere
 from broker.core.index import JobIndex
 from broker.core.model import Session
+from broker.core.other_brokers import OtherBrokers
 from broker.core.paging import Paging
 from broker.protocol.packets import Packet, PacketType, encode_packet, error_packet
 
@@ -22,19 +22,19 @@ class Queries:
         self,
         index: JobIndex,
         pager: Paging,
-        elsewhere: Elsewhere,
+        other_brokers: OtherBrokers,
         send: Callable[[Session, bytes], None],
     ) -> None:
         self.index = index
         self.pager = pager
-        self.elsewhere = elsewhere
+        self.other_brokers = other_brokers
         self.send = send
 
     def get_status(self, session: Session, packet: Packet) -> None:
         handle = packet.args[0]
         job = self.index.jobs.get(handle)
         if job is None:
-            row = self.pager.find(handle) or self.elsewhere.job(handle)
+            row = self.pager.find(handle) or self.other_brokers.job(handle)
             known = b"0" if row is None else b"1"
             running = b"1" if row is not None and row.running else b"0"
             reply = encode_packet(T.STATUS_RES, handle, known, running, b"0", b"0")

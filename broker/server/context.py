@@ -10,7 +10,7 @@ from typing import Protocol
 
 from broker.config import ServerConfig
 from broker.core.access import Allowed
-from broker.core.admin import AdminCommands
+from broker.core.admin_commands import AdminCommands
 from broker.core.broker import Broker
 from broker.core.permissions import Permissions
 

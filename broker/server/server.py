@@ -18,7 +18,7 @@ from broker.addresses import parse_listen_address, uwsgi_address
 from broker.banner import format_banner
 from broker.config import ServerConfig, load_permissions
 from broker.core.access import Allowed
-from broker.core.admin import AdminCommands
+from broker.core.admin_commands import AdminCommands
 from broker.core.broker import Broker
 from broker.core.journal import Journal
 from broker.core.model import Cancellable
@@ -28,10 +28,10 @@ from broker.server.committer import Committer
 from broker.server.connection import GearmanConnection
 from broker.server.context import ServerContext
 from broker.server.metrics import MetricsServer, Snapshot, function_figures, on_loop
-from broker.server.spool_door import SpoolConnection
-from broker.server.spool_ingest import SpoolIngest
+from broker.server.spool_dir_ingest import SpoolIngest
 from broker.server.systemd import notify
-from broker.server.tls_door import TLSListener, bind
+from broker.server.tls_listener import TLSListener, bind
+from broker.server.uwsgi_listener import SpoolConnection
 from broker.store import open_store
 from broker.store.base import PagingStore, SharedStore, Store, StoredState
 from broker.tls import ServerTLS

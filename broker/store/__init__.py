@@ -16,7 +16,7 @@ from broker.store.base import (
     Store,
     StoredState,
 )
-from broker.store.spool import SpoolStore
+from broker.store.spool_dir import SpoolStore
 from broker.store.sqlite import SQLiteStore
 
 __all__ = ["Store", "StoredState", "check_store_url", "default_store_url", "open_store"]

@@ -47,7 +47,7 @@ from typing import Any
 from broker.addresses import DEFAULT_SERVER
 from broker.errors import BrokerError, ConfigurationError
 from broker.gearman.client import Client, JobHandle, schedule_unique
-from broker.gearman.retries import backoff_delay, log_retry
+from broker.gearman.retries import backoff_delay, retry_or_give_up
 from broker.gearman.schedule_registration import register_in_background
 from broker.gearman.steps import closing_stale_database_connections, working_directory
 from broker.gearman.worker import Worker, WorkerJob
@@ -391,14 +391,17 @@ class Spooler:
             # @spoolforever: runs again and again, as under uWSGI, at a fixed pace.
             self._resubmit(job, pairs, body, attempt, self.settings.forever_interval)
             return b""
-        if attempt >= self.settings.attempts:
-            raise SpoolFailed(f"gave up after {attempt} attempts: {reason}")
         settings = self.settings
-        delay = backoff_delay(settings.retry_delay, attempt, cap=settings.max_retry_delay)
-        log_retry(
-            log, f"spool job {job.handle} ({name})", attempt, settings.attempts, reason, delay
+        retry_or_give_up(
+            log,
+            f"spool job {job.handle} ({name})",
+            attempt=attempt,
+            attempts=settings.attempts,
+            reason=reason,
+            delay=backoff_delay(settings.retry_delay, attempt, cap=settings.max_retry_delay),
+            resubmit=lambda delay: self._resubmit(job, pairs, body, attempt + 1, delay),
+            give_up=lambda: SpoolFailed(f"gave up after {attempt} attempts: {reason}"),
         )
-        self._resubmit(job, pairs, body, attempt + 1, delay)
         return b""
 
     def _in_chdir(self, job: WorkerJob) -> contextlib.AbstractContextManager[None]:

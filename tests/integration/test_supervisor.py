@@ -14,7 +14,7 @@ import pytest
 
 from broker.admin import AdminClient
 from broker.client import Client
-from django_jobs.serialization import dumps_call, loads_result
+from django_jobs.sending.serialization import dumps_call, loads_result
 from examples.supervised import BIN, Supervisord
 from tests.helpers import ROOT, RunningBroker, require_peer, wait_until
 

@@ -6,7 +6,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from broker.core.admin import AdminCommands
+from broker.core.admin_commands import AdminCommands
 from broker.core.broker import Broker
 from broker.core.journal import Journal
 from broker.core.model import Session

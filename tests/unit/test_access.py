@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from broker.core.access import LOOPBACK, Allowed, is_control
-from broker.core.admin import AdminCommands
+from broker.core.admin_commands import AdminCommands
 from tests.unit.harness import Harness
 
 CONTROL = [

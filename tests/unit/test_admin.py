@@ -6,7 +6,7 @@ import os
 
 import pytest
 
-from broker.core.admin import tokenize
+from broker.core.admin_commands import tokenize
 from broker.errors import ProtocolError
 from broker.protocol.packets import PacketType
 from tests.unit.harness import Harness

@@ -13,7 +13,7 @@ from broker.protocol.packets import MAGIC_REQ, PacketType, encode_packet
 from broker.protocol.reader import PacketReader
 from broker.server.connection import GearmanConnection
 from broker.server.server import BrokerServer
-from broker.server.spool_door import REFUSED, SPOOLED, SpoolConnection
+from broker.server.uwsgi_listener import REFUSED, SPOOLED, SpoolConnection
 from broker.store.base import MemoryStore, Store, StoredState
 from broker.store.sqlite import SQLiteStore
 

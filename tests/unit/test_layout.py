@@ -57,6 +57,12 @@ PUBLIC_PATHS = {
     "broker.uwsgidecorators": "broker.uwsgi_compat.decorators",
     "broker.uwsgi_api": "broker.uwsgi_compat.api",
     "broker.uwsgi_client": "broker.uwsgi_compat.spool_client",
+    "django_jobs.client": "django_jobs.sending.client",
+    "django_jobs.tasks": "django_jobs.task_api.tasks",
+    "django_jobs.schedules": "django_jobs.task_api.schedules",
+    "django_jobs.mules": "django_jobs.task_api.mules",
+    "django_jobs.runner": "django_jobs.worker.runner",
+    "django_jobs.uwsgi_tasks": "django_jobs.task_api.uwsgi_tasks",
 }
 
 
@@ -74,3 +80,19 @@ def test_the_import_paths_users_write_are_the_modules_themselves() -> None:
     assert (Worker.__module__, WorkerJob.__module__) == ("broker.gearman.worker",) * 2
     assert AdminClient.__module__ == "broker.gearman.admin_client"
     assert callable(spool) and callable(spool_decorator) and SPOOL_OK == -2
+
+
+def test_the_django_names_users_import_come_from_their_homes() -> None:
+    from django_jobs.client import GearmanClient
+    from django_jobs.mules import mule_msg, mulefunc
+    from django_jobs.runner import current_job
+    from django_jobs.schedules import cron, timer
+    from django_jobs.tasks import TaskExecutor, task
+    from django_jobs.uwsgi_tasks import SPOOL_OK, RetryTaskException
+
+    assert GearmanClient.__module__ == "django_jobs.sending.client"
+    assert (task.__module__, TaskExecutor.__module__) == ("django_jobs.task_api.tasks",) * 2
+    assert (timer.__module__, cron.__module__) == ("django_jobs.task_api.schedules",) * 2
+    assert (mulefunc.__module__, mule_msg.__module__) == ("django_jobs.task_api.mules",) * 2
+    assert current_job.__module__ == "broker.gearman.steps"
+    assert RetryTaskException.__module__ == "django_jobs.task_api.calls" and SPOOL_OK == -2

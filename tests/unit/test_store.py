@@ -18,7 +18,7 @@ from broker.store import open_store, pg_schema
 from broker.store import operations as ops
 from broker.store.base import MemoryStore, PagingStore, Store
 from broker.store.postgresql import PostgreSQLStore, copy_job_rows
-from broker.store.spool import SpoolStore
+from broker.store.spool_dir import SpoolStore
 from broker.store.sqlite import SQLiteStore
 
 

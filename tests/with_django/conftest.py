@@ -24,6 +24,6 @@ django.setup()
 def _clients_closed() -> Iterator[None]:
     """Each test's broker is new: close the clients ``@task`` calls kept for the last one."""
     yield
-    from django_jobs.submission import close_clients
+    from django_jobs.sending.submission import close_clients
 
     close_clients()

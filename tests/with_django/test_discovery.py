@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from django_jobs.registry import default_name, find_task, gearman_task
+from django_jobs.jobs.registry import default_name, find_task, gearman_task
 from tests.with_django.project import manage
 
 EXPECTED_TASKS = [

@@ -12,7 +12,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from django_jobs.serialization import (
+from django_jobs.sending.serialization import (
     PayloadError,
     dumps_call,
     dumps_result,

@@ -10,7 +10,7 @@ from django.core.management.base import BaseCommand
 from prettytable import PrettyTable
 
 from django_jobs.conf import job_settings
-from django_jobs.discovery import discover
+from django_jobs.jobs.discovery import discover
 
 COLUMNS = ("App", "Worker", "Queue", "Task Name", "Gearman Function")
 

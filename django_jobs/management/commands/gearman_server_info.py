@@ -10,7 +10,7 @@ from typing import Any
 from django.core.management.base import BaseCommand, CommandError
 
 from django_jobs.conf import job_settings
-from django_jobs.server_info import apply_filter, collect, render
+from django_jobs.monitoring.server_info import apply_filter, collect, render
 
 CLEAR_SCREEN = "\x1b[H\x1b[2J"
 

@@ -13,8 +13,8 @@ from typing import Any
 from django.core.management.base import BaseCommand, CommandError
 
 from broker.errors import BrokerError
-from django_jobs.client import GearmanClient
-from django_jobs.serialization import PayloadError, to_json
+from django_jobs.sending.client import GearmanClient
+from django_jobs.sending.serialization import PayloadError, to_json
 
 
 def _json_option(text: str | None, kind: type, option: str) -> Any:

@@ -13,8 +13,8 @@ from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 
 from django_jobs.conf import job_settings
-from django_jobs.discovery import discover
-from django_jobs.supervisor import (
+from django_jobs.jobs.discovery import discover
+from django_jobs.worker.supervisor import (
     DEFAULT_LOG_DIR,
     DEFAULT_NUMPROCS,
     DEFAULT_STOPWAITSECS,

@@ -12,10 +12,10 @@ from django.apps import apps
 from django.core.management.base import BaseCommand, CommandError
 
 from broker.uwsgi_compat.api import MULE_ID_VARIABLE
-from django_jobs.discovery import WorkerModule, import_worker, worker_modules
-from django_jobs.mules import member_tasks
-from django_jobs.registry import RegisteredTask
-from django_jobs.serve import WorkerProcess
+from django_jobs.jobs.discovery import WorkerModule, import_worker, worker_modules
+from django_jobs.jobs.registry import RegisteredTask
+from django_jobs.task_api.mules import member_tasks
+from django_jobs.worker.serve import WorkerProcess
 
 log = logging.getLogger("django_jobs.worker")
 VERBOSITY_LEVELS = {0: logging.WARNING, 1: logging.INFO}
@@ -111,7 +111,9 @@ class Command(BaseCommand):
             os.environ[MULE_ID_VARIABLE] = str(options["mule"])
         if options["app_name"] is None and options["worker_name"] is None and members:
             worker = WorkerModule(
-                "farm", "+".join(options["farm"]) or f"mule{options['mule']}", "django_jobs.mules"
+                "farm",
+                "+".join(options["farm"]) or f"mule{options['mule']}",
+                "django_jobs.task_api.mules",
             )
             tasks = members
         else:

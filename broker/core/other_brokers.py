@@ -32,7 +32,7 @@ class Held:
         self.replies: list[tuple[Session, int]] = []
 
 
-class Elsewhere:
+class OtherBrokers:
     def __init__(self, store: SharedStore | None, handles: Handles) -> None:
         self.store = store
         self.handles = handles

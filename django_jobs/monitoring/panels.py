@@ -9,7 +9,7 @@ from datetime import UTC, datetime
 from broker.errors import BrokerError
 from broker.gearman.admin_client import AdminClient, FailedInfo, ScheduleInfo
 from broker.tls import TLSFiles
-from django_jobs.server_info import ServerReport, collect
+from django_jobs.monitoring.server_info import ServerReport, collect
 
 # Seconds the dashboard waits for a server before showing it as unreachable.
 DASHBOARD_TIMEOUT = 3.0

@@ -32,7 +32,7 @@ from broker.errors import ProtocolError
 from broker.protocol.spool_request import SpoolJob, SpoolRefused, spool_job
 from broker.protocol.uwsgi import split_spool
 from broker.server.context import ServerContext
-from broker.server.spool_door import submit_spool_job
+from broker.server.uwsgi_listener import submit_spool_job
 
 if TYPE_CHECKING:
     from collections.abc import Iterator

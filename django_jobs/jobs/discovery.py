@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from django.apps import AppConfig, apps
 from django.core.exceptions import ImproperlyConfigured
 
-from django_jobs.registry import (
+from django_jobs.jobs.registry import (
     LEGACY_JOBS_MODULE,
     WORKERS_PACKAGE,
     RegisteredTask,
@@ -54,7 +54,7 @@ def _exists(module: str) -> bool:
 
 def worker_modules(app_config: AppConfig) -> list[WorkerModule]:
     """The worker modules an app has, by name, without importing them."""
-    if app_config.name == __package__:  # django_jobs itself: its tasks.py is the @task API
+    if app_config.name == __name__.partition(".")[0]:  # django_jobs: its tasks.py is the @task API
         return []
     found = []
     package = f"{app_config.name}.{WORKERS_PACKAGE}"

@@ -15,7 +15,7 @@ from typing import Any, TypeVar, overload
 from django.core.exceptions import ImproperlyConfigured
 
 from broker.gearman.function_names import claim
-from django_jobs.serialization import Call
+from django_jobs.sending.serialization import Call
 
 DEFAULT_QUEUE = "default"
 WORKERS_PACKAGE = "gearman_workers"

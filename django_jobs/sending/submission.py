@@ -7,7 +7,7 @@ import threading
 
 from broker.errors import BrokerError, ServerError
 from broker.gearman.client import JobHandle
-from django_jobs.client import GearmanClient, Job
+from django_jobs.sending.client import GearmanClient, Job
 
 
 class QueueFull(BrokerError):

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from broker.gearman.retries import backoff_delay
-from django_jobs.client import job_priority
+from django_jobs.sending.client import job_priority
 
 # uwsgi_tasks setup keys about uWSGI's spool files, which a task here does not have.
 REFUSED_SETUP = {
@@ -107,9 +107,6 @@ class CallSetup:
             if value != default:
                 wire[name] = value
         return wire
-
-    def retries_left(self) -> int:
-        return self.retry_count - (self.attempt - 1)
 
     def retry_delay(self) -> float:
         """Seconds before the next attempt: backed off per attempt, jittered if asked."""

@@ -20,10 +20,10 @@ from types import FrameType
 from broker.gearman.steps import closing_stale_database_connections
 from broker.gearman.worker import Worker
 from django_jobs.conf import job_settings
-from django_jobs.discovery import WorkerModule
-from django_jobs.registry import RegisteredTask
-from django_jobs.runner import job_runner
+from django_jobs.jobs.discovery import WorkerModule
+from django_jobs.jobs.registry import RegisteredTask
 from django_jobs.signals import worker_started, worker_stopping
+from django_jobs.worker.runner import job_runner
 
 log = logging.getLogger("django_jobs.worker")
 STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)

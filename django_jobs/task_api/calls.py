@@ -12,12 +12,12 @@ from typing import Any, Protocol
 from broker.errors import BrokerError
 from broker.gearman.client import JobHandle
 from broker.gearman.steps import working_directory
-from django_jobs.call_setup import CallSetup, When, seconds
-from django_jobs.client import epoch
+from django_jobs.sending.client import epoch
+from django_jobs.task_api.call_setup import CallSetup, When, seconds
 
 
 class Enqueuer(Protocol):
-    """What a call needs of its task (``django_jobs.tasks.Task``): its name, and queuing
+    """What a call needs of its task (``Task`` of ``django_jobs.tasks``): its name, and queuing
     a call of it. A protocol, so that calls do not import the task API built on them."""
 
     @property
