@@ -164,6 +164,29 @@ def measure_metrics_cost(scale: float, without: dict[str, float]) -> None:
         print(f"{metric:<28}{without[metric]:>16,.0f}{value:>14,.0f}{ratio:>8.2f}x")
 
 
+def measure_results_cost(scale: float) -> None:
+    """What keeping results costs: drains with ``--keep-results 0`` against the default,
+    in memory and on SQLite, each pair back to back, and the memory a kept result takes
+    (the difference in resident memory after the same drain, over the jobs)."""
+    jobs = int(200_000 * scale)
+    print(f"\nresults kept (--keep-results 1h, the default) against none, {jobs:,} jobs:")
+    print(f"{'metric':<28}{'none':>16}{'kept':>14}{'ratio':>9}")
+    with tempfile.TemporaryDirectory() as scratch:
+        for store in ("memory:", "sqlite"):
+            rates, resident = [], []
+            for keep in ("0", "1h"):
+                where = f"sqlite:{scratch}/keep-{keep}.db" if store == "sqlite" else store
+                with spoolgear(where, "--keep-results", keep) as (port, pid):
+                    asyncio.run(loadgen.enqueue(port, jobs))
+                    rates.append(asyncio.run(loadgen.drain(port, jobs)))
+                    time.sleep(0.5)
+                    resident.append(rss(pid))
+            name = f"drain/s, {store.rstrip(':')}"
+            print(f"{name:<28}{rates[0]:>16,.0f}{rates[1]:>14,.0f}{rates[1] / rates[0]:>8.2f}x")
+            per_result = (resident[1] - resident[0]) / jobs
+            print(f"{'  bytes per kept result':<28}{'':>16}{per_result:>14,.0f}")
+
+
 def measure_durability(scale: float, memory_rates: dict[str, float]) -> dict[str, float]:
     """Durable enqueue against gearmand -q libsqlite3, durable drain, restart time, and
     the memory of a broker holding ten million stored jobs; returns the ratios."""
@@ -263,6 +286,7 @@ def main() -> int:
     print(f"load generator: one process, uvloop; machine: {os.cpu_count()} cores")
     ours, best = compare_with_gearmand(args.scale, args.runs)
     measure_metrics_cost(args.scale, ours)
+    measure_results_cost(args.scale)
     durability = measure_durability(args.scale, ours)
     chart.draw(
         {"compiled": {**best["compiled"], **durability}, "pure Python": best["pure Python"]},

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import base64
 import dataclasses
 import datetime as dt
 import faulthandler
@@ -68,6 +69,12 @@ def _parser() -> tuple[argparse.ArgumentParser, argparse.ArgumentParser]:
     action = failed.add_mutually_exclusive_group()
     action.add_argument("--retry", metavar="HANDLE|all", help="queue failed jobs again")
     action.add_argument("--drop", metavar="HANDLE|all", help="forget failed jobs")
+    result = with_server(
+        commands.add_parser(
+            "result", help="a background job's state, or how it ended (kept --keep-results)"
+        )
+    )
+    result.add_argument("handle", help="the job handle JOB_CREATED gave (H:host:number)")
     submit = with_server(commands.add_parser("submit", help="submit a job"))
     submit.add_argument("function")
     submit.add_argument(
@@ -261,6 +268,52 @@ def _failed(args: argparse.Namespace) -> int:
     return 0
 
 
+def _result(args: argparse.Namespace) -> int:
+    with AdminClient(args.server, tls=client_files(args)) as admin:
+        found = admin.result(args.handle)
+    if found is None:
+        raise BrokerError(
+            f"the broker knows no job {args.handle} (never given, or its result expired)"
+        )
+    if args.json:
+        fields = dataclasses.asdict(found)
+        value = found.value
+        fields["value"] = None if value is None else base64.b64encode(value).decode()
+        print(json.dumps(fields))
+        return 0
+    when = {
+        "enqueued": found.enqueued_at,
+        "started": found.started_at,
+        "last started": found.last_started_at if found.attempts > 1 else None,
+        "finished": found.finished_at,
+    }
+    lines = [("handle", found.handle), ("function", found.function), ("status", found.status)]
+    lines += [(name, _time(at)) for name, at in when.items() if at is not None]
+    workers = f" ({', '.join(found.workers)})" if any(found.workers) else ""
+    lines.append(("attempts", f"{found.attempts}{workers}"))
+    lines += [(f"error {n}", error) for n, error in enumerate(found.errors, 1)]
+    if found.status == "successful":
+        lines.append(("value", _shown(found.value, found.value_size)))
+    width = max(len(name) for name, _ in lines)
+    for name, text in lines:
+        print(f"{name:<{width}}  {text}")
+    return 0
+
+
+def _time(epoch: float) -> str:
+    return dt.datetime.fromtimestamp(epoch).isoformat(sep=" ", timespec="milliseconds")
+
+
+def _shown(value: bytes | None, size: int) -> str:
+    """A result's value as text when it is UTF-8, else its size."""
+    if value is None:
+        return f"not kept: {size} bytes, over the broker's --max-result-bytes"
+    try:
+        return value.decode()
+    except UnicodeDecodeError:
+        return f"{size} bytes of binary data (--json gives them in base64)"
+
+
 def _parse_at(text: str) -> float:
     try:
         return float(text)
@@ -336,6 +389,7 @@ _COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
     "workers": _workers,
     "brokers": _brokers,
     "failed": _failed,
+    "result": _result,
     "submit": _submit,
     "spooler": _spooler,
 }

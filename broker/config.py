@@ -15,8 +15,11 @@ from broker.addresses import DEFAULT_PORT, parse_listen_address, uwsgi_address
 from broker.core.access import LOOPBACK_NETWORKS, parse_networks
 from broker.core.permissions import Permissions
 from broker.core.settings import (
+    DEFAULT_KEEP_RESULTS,
     DEFAULT_MAX_FAILED_JOBS,
+    DEFAULT_MAX_KEPT_RESULTS,
     DEFAULT_MAX_QUEUED_BYTES,
+    DEFAULT_MAX_RESULT_BYTES,
     DEFAULT_TRANSIENT_GRACE,
     BrokerSettings,
 )
@@ -25,6 +28,7 @@ from broker.options import (
     Check,
     add_options,
     check_options,
+    duration,
     flag_of,
     option,
     option_values,
@@ -337,6 +341,30 @@ class ServerConfig:
         check=_at_least(1),
         rule="must be at least 1",
     )
+    keep_results: float = option(
+        DEFAULT_KEEP_RESULTS,
+        "how long the result of an ended background job (status, times, workers, errors, "
+        "WORK_COMPLETE's data) is kept for look-ups by handle: seconds or 30m, 1h, 2d "
+        "(0 = keep none)",
+        metavar="DURATION",
+        parse=duration,
+        check=lambda seconds: seconds >= 0,
+        rule="must be 0 or more",
+    )
+    max_result_bytes: int = option(
+        DEFAULT_MAX_RESULT_BYTES,
+        "bytes of a job's WORK_COMPLETE data kept with its result; a larger value is not "
+        "kept (the result says its size)",
+        metavar="BYTES",
+        check=_at_least(0),
+        rule="must be 0 or more",
+    )
+    max_kept_results: int = option(
+        DEFAULT_MAX_KEPT_RESULTS,
+        "results kept at once; past it the oldest are forgotten first",
+        check=_at_least(1),
+        rule="must be at least 1",
+    )
     transient: tuple[str, ...] = option(
         DEFAULT_TRANSIENT,
         "background jobs of functions matching PATTERN (fnmatch) stay in "
@@ -610,6 +638,9 @@ class ServerConfig:
             worker_wakeup=self.worker_wakeup,
             retry_failures=self.retry_failure_attempts,
             max_failed_jobs=self.max_failed_jobs,
+            keep_results=self.keep_results,
+            max_result_bytes=self.max_result_bytes,
+            max_kept_results=self.max_kept_results,
             transient=tuple(pattern.encode() for pattern in self.transient),
             transient_max_queue=self.transient_max_queue,
             transient_grace=self.transient_grace,

@@ -60,6 +60,20 @@ def option(
     return field(default=default, metadata=metadata)
 
 
+_UNITS = {"s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
+
+
+def duration(text: str) -> float:
+    """Seconds from ``3600``, ``90s``, ``30m``, ``1h`` or ``2d``."""
+    number, unit = (text[:-1], text[-1]) if text[-1:] in _UNITS else (text, "s")
+    try:
+        return float(number) * _UNITS[unit]
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not a duration (seconds, or a number with s, m, h or d)"
+        ) from None
+
+
 def declared_options(settings: Any) -> list[Field[Any]]:
     """The fields of a settings class (or instance) declared with ``option()``; other
     fields are set by the program, not by a flag."""

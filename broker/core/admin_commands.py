@@ -3,8 +3,9 @@
 Replies are gearmand 1.1.20's byte for byte, including the mix of line endings
 (tables end with ``.\\n``, OK/ERR to mutating commands with ``\\r\\n``, ``OK
 <value>`` with ``\\n``) and its error texts. New commands (``shutdown``, ``show
-schedules``, ``show failed``, ``retry failed``, ``drop failed``) only add
-replies; no existing reply changes.
+schedules``, ``show failed``, ``retry failed``, ``drop failed``, ``show result``) only add
+replies; no existing reply changes. ``show result HANDLE`` answers with one JSON line (a
+result holds free text and bytes, which tab-separated fields cannot).
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from collections.abc import Callable
 from broker.core.access import LOOPBACK, Allowed, is_control
 from broker.core.broker import Broker
 from broker.core.model import Session
+from broker.core.results import JobState, kept_state, live_state, state_json, stored_state
 from broker.errors import ProtocolError, StoreUnavailable
 from broker.protocol.numbers import leading_int
 from broker.protocol.priorities import Priority
@@ -161,6 +163,8 @@ class AdminCommands:
             lines = [job.unique + b"\n" for job in self.broker.index.jobs.values()]
         elif what == [b"brokers"]:
             return self._brokers()
+        elif len(what) == 2 and what[0] == b"result":
+            return self._result(words[2])
         elif what == [b"failed"]:
             self._reload_failed()
             lines = [
@@ -178,6 +182,29 @@ class AdminCommands:
             return b"ERR UNKNOWN_SHOW_ARGUMENTS\r\n"
         lines.append(b".\n")
         return b"".join(lines)
+
+    def _result(self, handle: bytes) -> bytes:
+        """``show result HANDLE``: the job's state or kept result as one JSON line."""
+        state = self._job_state(handle)
+        if state is None:
+            return b"ERR UNKNOWN_JOB\r\n"
+        return state_json(state) + b"\n.\n"
+
+    def _job_state(self, handle: bytes) -> JobState | None:
+        """A live job, then a kept result, then a job in the store (this broker's or,
+        shared, another's), then another broker's kept result."""
+        broker = self.broker
+        job = broker.index.jobs.get(handle)
+        if job is not None:
+            return live_state(job)
+        kept = broker.results.find(handle)
+        if kept is not None:
+            return kept_state(handle, kept)
+        stored = broker.pager.find(handle) or broker.other_brokers.job(handle)
+        if stored is not None:
+            return stored_state(handle, stored)
+        kept = broker.other_brokers.result(handle)
+        return None if kept is None else kept_state(handle, kept)
 
     def _brokers(self) -> bytes:
         if self.shared is None:

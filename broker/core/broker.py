@@ -50,6 +50,7 @@ from broker.core.paging import Pager, PageRequest, Paging
 from broker.core.permissions import refusal
 from broker.core.progress import Progress, owned_job
 from broker.core.queries import Queries
+from broker.core.results import CANCELLED, FAILED, SUCCESSFUL, ResultBook
 from broker.core.schedules import Schedule, Scheduler
 from broker.core.settings import BrokerSettings
 from broker.core.timeline import Timeline
@@ -137,6 +138,7 @@ class Broker:
             )
         self.functions.paging = self.pager
         self.failed = FailedList(settings.max_failed_jobs, self.journal)
+        self.results = ResultBook(settings, self.journal, clock)
         self.scheduler = Scheduler(
             journal=self.journal,
             handles=self.handles,
@@ -372,6 +374,7 @@ class Broker:
             return self._refuse(session, b"NO_WORKERS", b"No worker serves this transient function")
         job = Job(self.handles.new(), function, unique, data, priority, background, when, reducer)
         function.submitted += 1
+        self.results.submitted(job)
         self.index.add(job, key)
         building = 0
         if job.stored:
@@ -522,6 +525,7 @@ class Broker:
         goes to the failed list.
         """
         self._detach(job)
+        self.results.attempt_failed(job, reason)
         job.numerator = job.denominator = b"0"
         job.retries += 1
         limit = self.settings.job_retries if limit is None else limit
@@ -552,6 +556,7 @@ class Broker:
         )
         if job.background:
             self.failed.add_job(job, error, self.clock())
+            self.results.ended(job, FAILED)
         job.function.failed += 1
         self._finish(
             job,
@@ -591,6 +596,7 @@ class Broker:
         function = job.function
         job.worker = session
         function.running += 1
+        self.results.started(job, session)
         if self.timing:
             function.job_started(job, self.clock())
         session.held[job.handle] = job
@@ -654,6 +660,8 @@ class Broker:
         data = encode_packet(kind, *packet.args)
         if kind is T.WORK_COMPLETE:
             job.function.completed += 1
+            if job.background:
+                self.results.ended(job, SUCCESSFUL, packet.args[1])
         else:
             job.function.failed += 1
         if self.timing:
@@ -704,6 +712,7 @@ class Broker:
             else:
                 job.function.queues[job.priority].remove(job)
                 self.functions.hold(job.function, job.priority, -len(job.data))
+        self.results.ended(job, CANCELLED)
         self._finish(
             job, [(client, encode_packet(T.WORK_FAIL, job.handle)) for client in job.clients]
         )

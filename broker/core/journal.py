@@ -90,6 +90,15 @@ class Journal:
     def schedule_removed(self, handle: bytes) -> None:
         self.record(ops.DeleteSchedule(handle_number(handle)))
 
+    def result_kept(self, result: ops.KeptResult) -> None:
+        self.record(ops.KeepResult(result))
+
+    def results_dropped(self, numbers: tuple[int, ...]) -> None:
+        self.record(ops.DropResults(numbers))
+
+    def results_expired(self, before: float) -> None:
+        self.record(ops.ExpireResults(before))
+
     def handles_reserved(self, upto: int) -> None:
         self.record(ops.ReserveHandles(upto))
 
@@ -115,4 +124,7 @@ class NullJournal(Journal):
         pass
 
     def job_ended(self, job: Job) -> None:
+        pass
+
+    def result_kept(self, result: ops.KeptResult) -> None:
         pass

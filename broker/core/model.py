@@ -27,10 +27,12 @@ class Job:
         "background",
         "clients",
         "coalesce_key",
+        "created",
         "data",
         "denominator",
         "function",
         "handle",
+        "history",
         "ignored",
         "numerator",
         "priority",
@@ -78,6 +80,25 @@ class Job:
         self.since = 0.0
         """With job timing on: when it became runnable, then when it started (0: unknown,
         as for a job read back from the store)."""
+        self.created = 0.0
+        """With results kept: when it was submitted (0: unknown, as for a job read back
+        from the store)."""
+        self.history: Attempts | None = None
+        """With results kept: its attempts so far, from its first start."""
+
+
+class Attempts:
+    """A background job's attempts, for its result: when they started, on which worker,
+    and why each failed one failed."""
+
+    __slots__ = ("errors", "first_started", "last_started", "workers")
+
+    def __init__(self, started: float) -> None:
+        self.first_started = started
+        self.last_started = started
+        self.workers: list[str] = []
+        self.errors: tuple[str, ...] = ()
+        """Most jobs never fail: they share the one empty tuple."""
 
 
 class Function:
@@ -191,6 +212,7 @@ class Session:
         "has_input",
         "held",
         "host",
+        "label",
         "names",
         "noop_sent",
         "out",
@@ -210,6 +232,9 @@ class Session:
         self.fd = fd
         self.host = host
         self.client_id = b"-"
+        self.label = host
+        """How a job's result names this worker: its client id, else its address (made
+        once, not per job)."""
         self.exceptions = False
         self.out: list[bytes] = []
         self.abilities: list[Function] = []

@@ -18,7 +18,7 @@ from broker.core.handles import Handles, handle_number
 from broker.core.model import Job, Session
 from broker.protocol.packets import PacketType, encode_response
 from broker.store.base import SharedStore
-from broker.store.operations import StoredJob
+from broker.store.operations import KeptResult, StoredJob
 
 
 class Held:
@@ -90,6 +90,14 @@ class OtherBrokers:
         if self.store is None or number is None:
             return None
         return self.store.find_elsewhere(number)
+
+    def result(self, handle: bytes) -> KeptResult | None:
+        """The kept result with this handle from the shared store (another broker's, or
+        an earlier run's of this one)."""
+        number = self.handles.number(handle)
+        if self.store is None or number is None:
+            return None
+        return self.store.find_result(number)
 
     def schedule_holder(self, function: bytes, unique: bytes) -> str | None:
         """The broker holding a schedule of ``function`` with this unique, if another."""

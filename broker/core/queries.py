@@ -79,3 +79,5 @@ class Queries:
 
     def set_client_id(self, session: Session, packet: Packet) -> None:
         session.client_id = packet.args[0][:MAX_CLIENT_ID_SIZE] or b"-"
+        named = session.client_id != b"-"
+        session.label = session.client_id.decode("utf-8", "replace") if named else session.host

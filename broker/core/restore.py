@@ -49,6 +49,8 @@ def restore(broker: Broker, state: StoredState) -> None:
         _restore_schedule(broker, stored_schedule, now)
     for failed in state.failed:
         broker.failed.restore(broker.handles.of(failed.number), failed)
+    for result in state.results:
+        broker.results.restore(broker.handles.of(result.number), result)
 
 
 def take_over(broker: Broker, claimed: Claimed) -> None:

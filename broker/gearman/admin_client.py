@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import base64
+import json
 import time
 from dataclasses import dataclass
 
@@ -83,6 +85,34 @@ class ScheduleInfo:
     spec: str
     next_run: int
     fired: int
+
+
+@dataclass(frozen=True, slots=True)
+class JobState:
+    """A background job's state, or how it ended (``show result``): kept by the broker
+    for ``--keep-results`` after the job ended."""
+
+    handle: str
+    function: str
+    status: str
+    """``queued``, ``running``, ``successful``, ``failed`` or ``cancelled``."""
+    enqueued_at: float | None
+    started_at: float | None
+    """When its first attempt started (epoch seconds)."""
+    last_started_at: float | None
+    finished_at: float | None
+    attempts: int
+    workers: tuple[str, ...]
+    """The worker of each attempt (its client id, else its address), in order."""
+    errors: tuple[str, ...]
+    """Why each failed attempt failed, in order."""
+    value: bytes | None
+    """WORK_COMPLETE's data; None when it was larger than the broker keeps."""
+    value_size: int
+
+    @property
+    def finished(self) -> bool:
+        return self.finished_at is not None
 
 
 class AdminClient:
@@ -182,6 +212,26 @@ class AdminClient:
             BrokerInfo(int(number), name, state, int(jobs), int(running))
             for number, name, state, jobs, running in self._table("show brokers")
         ]
+
+    def result(self, handle: str) -> JobState | None:
+        """The job's state or kept result; None for a handle the broker does not know
+        (never given, or its result expired)."""
+        try:
+            rows = self._table(f"show result {handle}")
+        except ServerError as exc:
+            if exc.code == "UNKNOWN_JOB":
+                return None
+            raise
+        fields = json.loads(rows[0][0])
+        value = fields.pop("value")
+        return JobState(
+            **{
+                **fields,
+                "workers": tuple(fields["workers"]),
+                "errors": tuple(fields["errors"]),
+                "value": None if value is None else base64.b64decode(value),
+            }
+        )
 
     def retry_failed(self, handle: str = "all") -> int:
         """Queue failed jobs again (``all`` or one handle); returns how many."""

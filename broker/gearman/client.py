@@ -25,6 +25,7 @@ from broker.errors import (
     JobFailed,
     ServerError,
 )
+from broker.gearman.admin_client import AdminClient, JobState
 from broker.gearman.connection import Wire
 from broker.protocol.packets import MAGIC_REQ, Packet, PacketType, encode_packet
 from broker.protocol.priorities import Priority
@@ -178,6 +179,7 @@ class Client:
         self.servers = list(servers)
         self.timeout = timeout
         self.connect_timeout = connect_timeout
+        self.tls_files = tls
         self.tls = tls.client_context() if tls is not None else None
         self._wires: dict[str, Wire] = {}
         self._rotation = itertools.cycle(range(len(self.servers)))
@@ -246,6 +248,14 @@ class Client:
         except (ConnectionFailed, TimeoutError):
             self._drop(wire)
             raise
+
+    def job_state(self, handle: JobHandle) -> JobState | None:
+        """A background job's state, or how it ended (kept by spoolgear for
+        ``--keep-results``), asked of the server that gave ``handle``; None when that
+        server does not know it (never given, or its result expired)."""
+        timeout = self.connect_timeout if self.timeout is None else self.timeout
+        with AdminClient(handle.server, timeout=timeout, tls=self.tls_files) as admin:
+            return admin.result(handle.handle)
 
     def submit_background(
         self,

@@ -63,6 +63,7 @@ class Snapshot:
 
     functions: list[FunctionFigures] = field(default_factory=list)
     failed_jobs: int = 0
+    kept_results: int = 0
     queued_payload_bytes: int = 0
     schedule_firings: int = 0
     commits: int = 0
@@ -213,6 +214,11 @@ class BrokerCollector(Collector):
         )
         yield GaugeMetricFamily(
             "spoolgear_failed_jobs", "Jobs in the failed list.", value=snap.failed_jobs
+        )
+        yield GaugeMetricFamily(
+            "spoolgear_kept_results",
+            "Results of ended background jobs this broker keeps in memory (--keep-results).",
+            value=snap.kept_results,
         )
         yield GaugeMetricFamily(
             "spoolgear_queued_payload_bytes",

@@ -137,6 +137,9 @@ class BrokerServer:
             forgotten = self.broker.forget_idle_functions(forget_after)
             if forgotten:
                 log.info("forgot %d idle function names", forgotten)
+        self.broker.results.expire()
+        if self.broker.batch_waiting():
+            self._end_turn_soon()
         self.loop.call_later(self._sweep_interval, self._sweep)
 
     async def start(self) -> list[str]:
@@ -190,6 +193,7 @@ class BrokerServer:
         return Snapshot(
             functions=[function_figures(f) for f in broker.functions.by_name.values()],
             failed_jobs=len(broker.failed),
+            kept_results=len(broker.results),
             queued_payload_bytes=broker.functions.queued_bytes,
             schedule_firings=broker.scheduler.firings,
             commits=committer.commits,

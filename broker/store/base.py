@@ -21,7 +21,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import NamedTuple
 
-from broker.store.operations import FailedJob, Operation, StoredJob, StoredSchedule
+from broker.store.operations import FailedJob, KeptResult, Operation, StoredJob, StoredSchedule
 
 PAGE_BYTES = 64 << 20
 """Payload bytes read into memory by one page (or one queue's window at start-up), so
@@ -70,6 +70,8 @@ class StoredState:
     """Queue positions below this are taken."""
     schedules: list[StoredSchedule] = field(default_factory=list)
     failed: list[FailedJob] = field(default_factory=list)
+    results: list[KeptResult] = field(default_factory=list)
+    """Kept results of ended jobs, oldest end first."""
     next_number: int = 1
     problems: list[str] = field(default_factory=list)
     """Human-readable reports of records that could not be loaded (they are skipped)."""
@@ -176,6 +178,10 @@ class SharedStore(PagingStore):
     @abstractmethod
     def find_elsewhere(self, number: int) -> StoredJob | None:
         """The job with this number if another broker (or nobody yet) holds it."""
+
+    @abstractmethod
+    def find_result(self, number: int) -> KeptResult | None:
+        """The kept result with this number, whichever broker (or earlier run) kept it."""
 
     @abstractmethod
     def schedule_holder(self, function: bytes, unique: bytes) -> str | None:

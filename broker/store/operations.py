@@ -48,6 +48,29 @@ class FailedJob(NamedTuple):
     failed_at: float
 
 
+class KeptResult(NamedTuple):
+    """How a background job ended, kept for ``--keep-results`` after it did."""
+
+    number: int
+    function: bytes
+    status: str
+    """``successful``, ``failed`` or ``cancelled``."""
+    enqueued_at: float
+    """Epoch seconds; 0 when unknown (a job read back from the store after a restart)."""
+    started_at: float
+    """When its first attempt started; 0 if it never ran."""
+    last_started_at: float
+    finished_at: float
+    workers: tuple[str, ...]
+    """The client id (or address) of the worker of each attempt, in order."""
+    errors: tuple[str, ...]
+    """The reason each failed attempt gave, in order."""
+    value: bytes
+    """WORK_COMPLETE's data; empty when it was larger than ``--max-result-bytes``."""
+    value_size: int
+    """The size WORK_COMPLETE's data had (more than ``len(value)`` when it was not kept)."""
+
+
 # The operations a batch is made of, one class each.
 class AddJob(NamedTuple):
     job: StoredJob
@@ -89,6 +112,23 @@ class DeleteSchedule(NamedTuple):
     number: int
 
 
+class KeepResult(NamedTuple):
+    result: KeptResult
+
+
+class DropResults(NamedTuple):
+    """Forget these kept results (the oldest, past ``--max-kept-results``)."""
+
+    numbers: tuple[int, ...]
+
+
+class ExpireResults(NamedTuple):
+    """Forget every kept result that ended at or before ``before`` (``--keep-results``),
+    whichever broker or earlier run of this one kept it."""
+
+    before: float
+
+
 class ReserveHandles(NamedTuple):
     """Handle numbers below ``upto`` may be in use; the next start begins there."""
 
@@ -104,6 +144,9 @@ Operation = (
     | DeleteFailed
     | AddSchedule
     | DeleteSchedule
+    | KeepResult
+    | DropResults
+    | ExpireResults
     | ReserveHandles
 )
 

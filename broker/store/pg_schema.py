@@ -53,7 +53,19 @@ and this one serves both the queue's pages (the runnable filter skips the few ru
 delayed rows) and the look-ups by owner alone (its first column). Not partial, so setting
 ``running`` changes no indexed column and PostgreSQL may update the row in place."""
 
-MIGRATIONS = (_V1, _V2)
+_V3 = """
+CREATE TABLE spoolgear_results (
+    number BIGINT PRIMARY KEY, function BYTEA NOT NULL, status TEXT NOT NULL,
+    enqueued_at DOUBLE PRECISION NOT NULL, started_at DOUBLE PRECISION NOT NULL,
+    last_started_at DOUBLE PRECISION NOT NULL, finished_at DOUBLE PRECISION NOT NULL,
+    workers TEXT[] NOT NULL, errors TEXT[] NOT NULL, value BYTEA NOT NULL,
+    value_size BIGINT NOT NULL, owner BIGINT);
+CREATE INDEX spoolgear_results_finished ON spoolgear_results (finished_at);
+"""
+"""Kept results of ended background jobs (``--keep-results``): any broker of the store
+answers for any job's, so they live here rather than with the broker that ran it."""
+
+MIGRATIONS = (_V1, _V2, _V3)
 """Step ``n`` takes the schema from version ``n`` to ``n + 1``; append, never edit."""
 
 _MIGRATION_LOCK = 0x73706F6F6C  # an advisory lock key of spoolgear's own ("spool")

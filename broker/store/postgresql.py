@@ -85,7 +85,32 @@ _WRITES: dict[type, tuple[str, Callable[[Any, int], tuple[Any, ...]]]] = {
         "DELETE FROM spoolgear_schedules WHERE number = %s",
         lambda op, owner: (op.number,),
     ),
+    ops.KeepResult: (
+        "INSERT INTO spoolgear_results VALUES (%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s)"
+        " ON CONFLICT (number) DO NOTHING",
+        lambda op, owner: (
+            *op.result[:7],
+            list(op.result.workers),
+            list(op.result.errors),
+            op.result.value,
+            op.result.value_size,
+            owner,
+        ),
+    ),
+    ops.DropResults: (
+        "DELETE FROM spoolgear_results WHERE number = ANY(%s)",
+        lambda op, owner: (list(op.numbers),),
+    ),
+    ops.ExpireResults: (
+        "DELETE FROM spoolgear_results WHERE finished_at <= %s",
+        lambda op, owner: (op.before,),
+    ),
 }
+
+_RESULT_COLUMNS = (
+    "number, function, status, enqueued_at, started_at, last_started_at, finished_at,"
+    " workers, errors, value, value_size"
+)
 
 
 _INCOMING = (
@@ -290,6 +315,15 @@ class PostgreSQLStore(SharedStore):
             " AND owner IS DISTINCT FROM %s",
             (number, self.lease.broker_id),
         )
+
+    def find_result(self, number: int) -> ops.KeptResult | None:
+        rows = self._read(
+            f"SELECT {_RESULT_COLUMNS} FROM spoolgear_results WHERE number = %s", (number,)
+        )
+        if not rows:
+            return None
+        result = ops.KeptResult._make(plain_row(rows[0]))
+        return result._replace(workers=tuple(result.workers), errors=tuple(result.errors))
 
     def schedule_holder(self, function: bytes, unique: bytes) -> str | None:
         rows = self._read(

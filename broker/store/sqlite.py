@@ -39,7 +39,7 @@ from broker.store.base import DEFAULT_SYNC, PAGE_BYTES, Page, PagingStore, Spill
 
 log = logging.getLogger("spoolgear.store")
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL);
 CREATE TABLE IF NOT EXISTS jobs (
@@ -55,6 +55,12 @@ CREATE TABLE IF NOT EXISTS failed (
     number INTEGER PRIMARY KEY, function BLOB NOT NULL, unique_key BLOB NOT NULL,
     data BLOB NOT NULL, priority INTEGER NOT NULL, attempts INTEGER NOT NULL,
     error TEXT NOT NULL, failed_at REAL NOT NULL);
+CREATE TABLE IF NOT EXISTS results (
+    number INTEGER PRIMARY KEY, function BLOB NOT NULL, status TEXT NOT NULL,
+    enqueued_at REAL NOT NULL, started_at REAL NOT NULL, last_started_at REAL NOT NULL,
+    finished_at REAL NOT NULL, workers TEXT NOT NULL, errors TEXT NOT NULL,
+    value BLOB NOT NULL, value_size INTEGER NOT NULL);
+CREATE INDEX IF NOT EXISTS results_finished ON results (finished_at);
 CREATE INDEX IF NOT EXISTS jobs_queue ON jobs (function, priority, seq);
 CREATE INDEX IF NOT EXISTS jobs_unique ON jobs (unique_key) WHERE unique_key != x'';
 """
@@ -71,6 +77,8 @@ sqlite3.register_adapter(bytes, bytes)
 _ROWS_PER_STATEMENT = 256
 _INSERT_JOBS = "INSERT OR REPLACE INTO jobs VALUES "
 _JOB_ROW = "(?,?,?,?,?,?,?,?,?,?)"
+_INSERT_RESULTS = "INSERT OR REPLACE INTO results VALUES "
+_RESULT_ROW = "(?,?,?,?,?,?,?,?,?,?,?)"
 
 # SQL and parameters for the other operations; consecutive operations of one kind go
 # through one executemany.
@@ -103,6 +111,10 @@ _VALID_ROW = {
     " AND typeof(next_run) IN ('integer', 'real') AND typeof(fired) = 'integer'",
     "failed": f"{_BLOBS} AND {_RANK} AND typeof(attempts) = 'integer'"
     " AND typeof(error) = 'text' AND typeof(failed_at) IN ('integer', 'real')",
+    "results": "typeof(function) = 'blob' AND typeof(status) = 'text'"
+    " AND typeof(value) = 'blob' AND typeof(value_size) = 'integer'"
+    " AND json_valid(workers) AND json_valid(errors)"
+    " AND typeof(finished_at) IN ('integer', 'real')",
 }
 
 
@@ -116,13 +128,33 @@ def _job_from_row(_cursor: object, row: tuple[Any, ...]) -> ops.StoredJob:
     return job._replace(running=bool(job.running))
 
 
+def _result_from_row(_cursor: object, row: tuple[Any, ...]) -> ops.KeptResult:
+    """Workers and errors are stored as JSON lists of strings."""
+    *before, workers, errors, value, value_size = row
+    return ops.KeptResult._make(
+        (*before, tuple(json.loads(workers)), tuple(json.loads(errors)), value, value_size)
+    )
+
+
+def _result_row(result: ops.KeptResult) -> tuple[Any, ...]:
+    *before, workers, errors, value, value_size = result
+    return (*before, json.dumps(workers), json.dumps(errors), value, value_size)
+
+
 def _upgrade(db: sqlite3.Connection) -> None:
-    """Schema 1 stores had no next run or firing count for schedules."""
+    """Schema 1 stores had no next run or firing count for schedules; schema 3 added
+    the results table (``SCHEMA`` creates it when missing)."""
     columns = {row[1] for row in db.execute("PRAGMA table_info(schedules)")}
     if "next_run" not in columns:
         db.execute("ALTER TABLE schedules ADD COLUMN next_run REAL NOT NULL DEFAULT 0")
         db.execute("ALTER TABLE schedules ADD COLUMN fired INTEGER NOT NULL DEFAULT 0")
     db.execute("INSERT OR REPLACE INTO meta VALUES ('schema_version', ?)", (SCHEMA_VERSION,))
+
+
+_ROW_FACTORIES: dict[Any, Callable[[Any, tuple[Any, ...]], Any]] = {
+    ops.StoredJob: _job_from_row,
+    ops.KeptResult: _result_from_row,
+}
 
 
 # SQLite's primary result codes that mean the file itself is damaged, not unreachable.
@@ -283,6 +315,9 @@ class SQLiteStore(PagingStore):
         state.failed = self._valid_rows(
             "failed", ops.FailedJob, "ORDER BY failed_at, number", state.problems
         )
+        state.results = self._valid_rows(
+            "results", ops.KeptResult, "ORDER BY finished_at, number", state.problems
+        )
         return state
 
     def _load_windows(self, window: int, state: StoredState) -> None:
@@ -365,9 +400,7 @@ class SQLiteStore(PagingStore):
                 f"{self.path}: skipped a {table} row with bad values (number {number!r})"
             )
         cursor = self.db.execute(f"SELECT * FROM {table} WHERE ({valid}) {order}")
-        cursor.row_factory = (
-            _job_from_row if record is ops.StoredJob else lambda _cursor, row: record._make(row)
-        )
+        cursor.row_factory = _ROW_FACTORIES.get(record, lambda _cursor, row: record._make(row))
         return cursor.fetchall()
 
     def write(self, batch: Sequence[ops.Operation]) -> None:
@@ -407,7 +440,16 @@ class SQLiteStore(PagingStore):
     def _apply(self, kind: type, group: list[Any]) -> None:
         """A run of operations of one kind; the frequent ones as multi-row statements."""
         if kind is ops.AddJob:
-            self._insert_jobs([tuple(op.job) for op in group])
+            self._insert_rows(_INSERT_JOBS, _JOB_ROW, [tuple(op.job) for op in group])
+        elif kind is ops.KeepResult:
+            self._insert_rows(
+                _INSERT_RESULTS, _RESULT_ROW, [_result_row(op.result) for op in group]
+            )
+        elif kind is ops.DropResults:
+            self._by_numbers("DELETE FROM results", [n for op in group for n in op.numbers])
+        elif kind is ops.ExpireResults:
+            before = max(op.before for op in group)
+            self.db.execute("DELETE FROM results WHERE finished_at <= ?", (before,))
         elif kind is ops.MarkRunning:
             self._by_numbers("UPDATE jobs SET running = 1", [op.number for op in group])
         elif kind is ops.DeleteJob:
@@ -422,11 +464,11 @@ class SQLiteStore(PagingStore):
             sql, params = _WRITES[kind]
             self.db.executemany(sql, [params(op) for op in group])
 
-    def _insert_jobs(self, rows: list[tuple[Any, ...]]) -> None:
+    def _insert_rows(self, insert: str, placeholders: str, rows: list[tuple[Any, ...]]) -> None:
         for start in range(0, len(rows), _ROWS_PER_STATEMENT):
             chunk = rows[start : start + _ROWS_PER_STATEMENT]
             self.db.execute(
-                _INSERT_JOBS + ",".join([_JOB_ROW] * len(chunk)),
+                insert + ",".join([placeholders] * len(chunk)),
                 [value for row in chunk for value in row],
             )
 

@@ -40,6 +40,7 @@ def test_job_counts_and_times_match_what_happened() -> None:
         value(samples, "spoolgear_jobs_completed_total", function="welcome", outcome="failure") == 1
     )
     assert value(samples, "spoolgear_failed_jobs") == len(failed) == 1
+    assert value(samples, "spoolgear_kept_results") == 4  # three mails and the failure
     assert value(samples, "spoolgear_job_wait_seconds_count", function="mail") == 3
     assert value(samples, "spoolgear_job_run_seconds_count", function="mail") == 3
     assert value(samples, "spoolgear_job_run_seconds_bucket", function="mail", le="+Inf") == 3

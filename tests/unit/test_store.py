@@ -313,8 +313,9 @@ def test_a_postgresql_batch_written_again_adds_nothing_and_a_known_unique_coales
 
 
 def test_a_version_1_postgresql_store_is_migrated_with_its_jobs(postgres_store: str) -> None:
-    """A database a version-1 broker made gets version 2's indexes at the next start, in
-    place, its jobs kept; one that says a version this spoolgear does not know is refused."""
+    """A database a version-1 broker made gets version 2's indexes and version 3's results
+    table at the next start, in place, its jobs kept; one that says a version this
+    spoolgear does not know is refused."""
     with psycopg.connect(postgres_store, autocommit=True) as db:
         db.execute(pg_schema.MIGRATIONS[0])
         db.execute("CREATE TABLE spoolgear_meta (key TEXT PRIMARY KEY, value BIGINT NOT NULL)")
@@ -328,8 +329,10 @@ def test_a_version_1_postgresql_store_is_migrated_with_its_jobs(postgres_store: 
             "SELECT indexname FROM pg_indexes WHERE tablename = 'spoolgear_jobs'"
         ).fetchall()
         numbers = db.execute("SELECT number FROM spoolgear_jobs").fetchall()
+        results = db.execute("SELECT count(*) FROM spoolgear_results").fetchone()
         db.execute("UPDATE spoolgear_meta SET value = value + 1")
-    assert version == (len(pg_schema.MIGRATIONS),) == (2,)
+    assert version == (len(pg_schema.MIGRATIONS),) == (3,)
+    assert results == (0,)
     assert sorted(name for (name,) in indexes) == [
         "spoolgear_jobs_by_owner",
         "spoolgear_jobs_pkey",

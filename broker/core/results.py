@@ -1,0 +1,200 @@
+"""Results of background jobs: how each ended, kept for ``--keep-results`` after it did.
+
+A background job's client is gone by the time it ends, so whoever wants its outcome (a
+Django ``TaskResult.refresh()``, an operator, ``spoolgear result``) asks later, by its
+handle. While the job lives its state comes from the job itself; once it ends, a
+``KeptResult`` holds its status, times, the worker of each attempt, each failed attempt's
+reason and WORK_COMPLETE's data (up to ``--max-result-bytes``). Results are journaled, so
+a durable store keeps them across restarts; the oldest go first past
+``--max-kept-results``, and every result goes once ``--keep-results`` seconds have passed.
+With ``--keep-results 0`` nothing is recorded at all.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+from collections.abc import Callable, Iterable
+from typing import NamedTuple
+
+from broker.core.handles import handle_number
+from broker.core.journal import Journal
+from broker.core.model import Attempts, Job, Session
+from broker.core.settings import BrokerSettings
+from broker.store.operations import KeptResult, StoredJob
+
+SUCCESSFUL = "successful"
+FAILED = "failed"
+CANCELLED = "cancelled"
+QUEUED = "queued"
+RUNNING = "running"
+# Seconds between two expiries in the store when this broker's own results did not expire.
+STORE_EXPIRY_SECONDS = 60.0
+
+
+class JobState(NamedTuple):
+    """What a lookup by handle answers: a kept result, or a live job's state so far."""
+
+    handle: bytes
+    function: bytes
+    status: str
+    """``queued``, ``running``, or how it ended: ``successful``, ``failed``, ``cancelled``."""
+    enqueued_at: float
+    started_at: float
+    last_started_at: float
+    finished_at: float
+    workers: tuple[str, ...]
+    errors: tuple[str, ...]
+    value: bytes
+    value_size: int
+    attempts: int
+    """How many times it started (the running attempt included)."""
+
+
+class ResultBook:
+    def __init__(
+        self, settings: BrokerSettings, journal: Journal, clock: Callable[[], float]
+    ) -> None:
+        self.keep = settings.keep_results
+        self.enabled = self.keep > 0
+        self.max_value = settings.max_result_bytes
+        self.limit = settings.max_kept_results
+        self.journal = journal
+        self.clock = clock
+        # By handle, oldest end first (the order they are forgotten in).
+        self._kept: dict[bytes, KeptResult] = {}
+        self._next_store_expiry = 0.0
+
+    def __len__(self) -> int:
+        return len(self._kept)
+
+    def submitted(self, job: Job) -> None:
+        if self.enabled and job.background:
+            job.created = self.clock()
+
+    def started(self, job: Job, worker: Session) -> None:
+        if not (self.enabled and job.background):
+            return
+        now = self.clock()
+        history = job.history
+        if history is None:
+            history = job.history = Attempts(now)
+        history.last_started = now
+        history.workers.append(worker.label)
+
+    def attempt_failed(self, job: Job, reason: str) -> None:
+        if self.enabled and job.history is not None:
+            job.history.errors = (*job.history.errors, reason)
+
+    def ended(self, job: Job, status: str, value: bytes = b"") -> None:
+        """Keep how ``job`` ended (a background job's end only)."""
+        if not (self.enabled and job.background):
+            return
+        history = job.history or Attempts(0.0)
+        kept_value = value if len(value) <= self.max_value else b""
+        result = KeptResult(
+            handle_number(job.handle),
+            job.function.name,
+            status,
+            job.created,
+            history.first_started,
+            history.last_started,
+            self.clock(),
+            tuple(history.workers),
+            history.errors,
+            kept_value,
+            len(value),
+        )
+        self._kept[job.handle] = result
+        self.journal.result_kept(result)
+        if len(self._kept) > self.limit:
+            self._forget([next(iter(self._kept))])
+
+    def find(self, handle: bytes) -> KeptResult | None:
+        return self._kept.get(handle)
+
+    def restore(self, handle: bytes, result: KeptResult) -> None:
+        """Put back a result loaded from the store, oldest first (the store forgets the
+        oldest too when there are more than ``--max-kept-results``)."""
+        self._kept[handle] = result
+        if len(self._kept) > self.limit:
+            self._forget([next(iter(self._kept))])
+
+    def expire(self) -> int:
+        """Forget the results kept longer than ``--keep-results`` (called every second or
+        so); returns how many of this broker's went. The store is told whenever some did,
+        and at least every ``STORE_EXPIRY_SECONDS``: it may hold results this broker does
+        not (another broker's, on a shared store, or an earlier run's)."""
+        if not self.enabled:
+            return 0
+        now = self.clock()
+        before = now - self.keep
+        expired = 0
+        for handle in list(self._kept):
+            if self._kept[handle].finished_at > before:
+                break
+            del self._kept[handle]
+            expired += 1
+        if expired or now >= self._next_store_expiry:
+            self._next_store_expiry = now + STORE_EXPIRY_SECONDS
+            self.journal.results_expired(before)
+        return expired
+
+    def _forget(self, handles: Iterable[bytes]) -> None:
+        numbers = tuple(self._kept.pop(handle).number for handle in handles)
+        if numbers:
+            self.journal.results_dropped(numbers)
+
+
+def live_state(job: Job) -> JobState:
+    """A job the broker holds now, as a lookup answers for it."""
+    history = job.history or Attempts(0.0)
+    return JobState(
+        job.handle,
+        job.function.name,
+        RUNNING if job.worker is not None else QUEUED,
+        job.created,
+        history.first_started,
+        history.last_started,
+        0.0,
+        tuple(history.workers),
+        history.errors,
+        b"",
+        0,
+        len(history.workers),
+    )
+
+
+def kept_state(handle: bytes, result: KeptResult) -> JobState:
+    return JobState(handle, *result[1:], len(result.workers))
+
+
+def stored_state(handle: bytes, stored: StoredJob) -> JobState:
+    """A job held only in the store (beyond its queue's window, or by another broker):
+    its attempts so far are counted there, not named."""
+    status = RUNNING if stored.running else QUEUED
+    attempts = stored.attempts + stored.running
+    return JobState(handle, stored.function, status, 0.0, 0.0, 0.0, 0.0, (), (), b"", 0, attempts)
+
+
+def state_json(state: JobState) -> bytes:
+    """The admin protocol's ``show result`` line: times in epoch seconds (null when
+    unknown), the value in base64 (null when it was over ``--max-result-bytes``)."""
+    kept = len(state.value) == state.value_size
+    return json.dumps(
+        {
+            "handle": state.handle.decode("utf-8", "replace"),
+            "function": state.function.decode("utf-8", "replace"),
+            "status": state.status,
+            "enqueued_at": state.enqueued_at or None,
+            "started_at": state.started_at or None,
+            "last_started_at": state.last_started_at or None,
+            "finished_at": state.finished_at or None,
+            "attempts": state.attempts,
+            "workers": list(state.workers),
+            "errors": list(state.errors),
+            "value": base64.b64encode(state.value).decode() if kept else None,
+            "value_size": state.value_size,
+        },
+        separators=(",", ":"),
+    ).encode()
