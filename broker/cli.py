@@ -277,8 +277,9 @@ def _result(args: argparse.Namespace) -> int:
         )
     if args.json:
         fields = dataclasses.asdict(found)
-        value = found.value
-        fields["value"] = None if value is None else base64.b64encode(value).decode()
+        for name in ("value", "data"):
+            raw = fields[name]
+            fields[name] = None if raw is None else base64.b64encode(raw).decode()
         print(json.dumps(fields))
         return 0
     when = {

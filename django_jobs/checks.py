@@ -19,7 +19,7 @@ def check_tasks(app_configs: Any = None, **_: Any) -> list[CheckMessage]:
 
     messages: list[CheckMessage] = [
         Warning(
-            unserved_message(task),
+            unserved_message(task.name, task.module),
             obj=task.name,
             id="django_jobs.W001",
             hint="calling it raises ImproperlyConfigured instead of queuing a job",

@@ -191,16 +191,23 @@ class AdminCommands:
         return state_json(state) + b"\n.\n"
 
     def _job_state(self, handle: bytes) -> JobState | None:
-        """A live job, then a kept result, then a job in the store (this broker's or,
-        shared, another's), then another broker's kept result."""
+        """A live job, then a kept result, then a job in the store, by this broker's
+        handle (with a shared store, the one it gives any handle's number too), then
+        another broker's job or kept result in a shared store."""
         broker = self.broker
-        job = broker.index.jobs.get(handle)
-        if job is not None:
-            return live_state(job)
-        kept = broker.results.find(handle)
-        if kept is not None:
-            return kept_state(handle, kept)
-        stored = broker.pager.find(handle) or broker.other_brokers.job(handle)
+        for mine in (handle, broker.other_brokers.own_handle(handle)):
+            if mine is None:
+                continue
+            job = broker.index.jobs.get(mine)
+            if job is not None:
+                return live_state(job)._replace(handle=handle)
+            kept = broker.results.find(mine)
+            if kept is not None:
+                return kept_state(handle, kept)
+            stored = broker.pager.find(mine)
+            if stored is not None:
+                return stored_state(handle, stored)
+        stored = broker.other_brokers.job(handle)
         if stored is not None:
             return stored_state(handle, stored)
         kept = broker.other_brokers.result(handle)

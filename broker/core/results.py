@@ -47,6 +47,8 @@ class JobState(NamedTuple):
     errors: tuple[str, ...]
     value: bytes
     value_size: int
+    data: bytes
+    data_size: int
     attempts: int
     """How many times it started (the running attempt included)."""
 
@@ -91,7 +93,6 @@ class ResultBook:
         if not (self.enabled and job.background):
             return
         history = job.history or Attempts(0.0)
-        kept_value = value if len(value) <= self.max_value else b""
         result = KeptResult(
             handle_number(job.handle),
             job.function.name,
@@ -102,13 +103,18 @@ class ResultBook:
             self.clock(),
             tuple(history.workers),
             history.errors,
-            kept_value,
+            self._within_budget(value),
             len(value),
+            self._within_budget(job.data),
+            len(job.data),
         )
         self._kept[job.handle] = result
         self.journal.result_kept(result)
         if len(self._kept) > self.limit:
             self._forget([next(iter(self._kept))])
+
+    def _within_budget(self, data: bytes) -> bytes:
+        return data if len(data) <= self.max_value else b""
 
     def find(self, handle: bytes) -> KeptResult | None:
         return self._kept.get(handle)
@@ -161,6 +167,8 @@ def live_state(job: Job) -> JobState:
         history.errors,
         b"",
         0,
+        job.data,
+        len(job.data),
         len(history.workers),
     )
 
@@ -174,13 +182,15 @@ def stored_state(handle: bytes, stored: StoredJob) -> JobState:
     its attempts so far are counted there, not named."""
     status = RUNNING if stored.running else QUEUED
     attempts = stored.attempts + stored.running
-    return JobState(handle, stored.function, status, 0.0, 0.0, 0.0, 0.0, (), (), b"", 0, attempts)
+    data, size = stored.data, len(stored.data)
+    return JobState(
+        handle, stored.function, status, 0.0, 0.0, 0.0, 0.0, (), (), b"", 0, data, size, attempts
+    )
 
 
 def state_json(state: JobState) -> bytes:
     """The admin protocol's ``show result`` line: times in epoch seconds (null when
-    unknown), the value in base64 (null when it was over ``--max-result-bytes``)."""
-    kept = len(state.value) == state.value_size
+    unknown), the value and the payload in base64 (null when over ``--max-result-bytes``)."""
     return json.dumps(
         {
             "handle": state.handle.decode("utf-8", "replace"),
@@ -193,8 +203,14 @@ def state_json(state: JobState) -> bytes:
             "attempts": state.attempts,
             "workers": list(state.workers),
             "errors": list(state.errors),
-            "value": base64.b64encode(state.value).decode() if kept else None,
+            "value": _kept(state.value, state.value_size),
             "value_size": state.value_size,
+            "data": _kept(state.data, state.data_size),
+            "data_size": state.data_size,
         },
         separators=(",", ":"),
     ).encode()
+
+
+def _kept(data: bytes, size: int) -> str | None:
+    return base64.b64encode(data).decode() if len(data) == size else None

@@ -109,6 +109,9 @@ class JobState:
     value: bytes | None
     """WORK_COMPLETE's data; None when it was larger than the broker keeps."""
     value_size: int
+    data: bytes | None
+    """The job's payload; None when it was larger than the broker keeps."""
+    data_size: int
 
     @property
     def finished(self) -> bool:
@@ -223,15 +226,11 @@ class AdminClient:
                 return None
             raise
         fields = json.loads(rows[0][0])
-        value = fields.pop("value")
-        return JobState(
-            **{
-                **fields,
-                "workers": tuple(fields["workers"]),
-                "errors": tuple(fields["errors"]),
-                "value": None if value is None else base64.b64decode(value),
-            }
-        )
+        for name in ("value", "data"):
+            encoded = fields[name]
+            fields[name] = None if encoded is None else base64.b64decode(encoded)
+        fields["workers"], fields["errors"] = tuple(fields["workers"]), tuple(fields["errors"])
+        return JobState(**fields)
 
     def retry_failed(self, handle: str = "all") -> int:
         """Queue failed jobs again (``all`` or one handle); returns how many."""

@@ -69,6 +69,10 @@ class KeptResult(NamedTuple):
     """WORK_COMPLETE's data; empty when it was larger than ``--max-result-bytes``."""
     value_size: int
     """The size WORK_COMPLETE's data had (more than ``len(value)`` when it was not kept)."""
+    data: bytes
+    """The job's payload (what it was asked to do); empty when larger than
+    ``--max-result-bytes``."""
+    data_size: int
 
 
 # The operations a batch is made of, one class each.

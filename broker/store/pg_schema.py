@@ -59,7 +59,7 @@ CREATE TABLE spoolgear_results (
     enqueued_at DOUBLE PRECISION NOT NULL, started_at DOUBLE PRECISION NOT NULL,
     last_started_at DOUBLE PRECISION NOT NULL, finished_at DOUBLE PRECISION NOT NULL,
     workers TEXT[] NOT NULL, errors TEXT[] NOT NULL, value BYTEA NOT NULL,
-    value_size BIGINT NOT NULL, owner BIGINT);
+    value_size BIGINT NOT NULL, data BYTEA NOT NULL, data_size BIGINT NOT NULL, owner BIGINT);
 CREATE INDEX spoolgear_results_finished ON spoolgear_results (finished_at);
 """
 """Kept results of ended background jobs (``--keep-results``): any broker of the store

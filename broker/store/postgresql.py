@@ -56,6 +56,9 @@ _FIRST_BACKOFF, _MAX_BACKOFF = 0.1, 5.0
 _RUNNABLE = "NOT running AND run_at = 0"
 _FAILED_LIST = "SELECT * FROM spoolgear_failed ORDER BY failed_at, number"
 
+# A kept result's fields, then the broker that kept it.
+_RESULT_PLACES = ",".join(["%s"] * (len(ops.KeptResult._fields) + 1))
+
 _WRITES: dict[type, tuple[str, Callable[[Any, int], tuple[Any, ...]]]] = {
     ops.MarkRunning: (
         "UPDATE spoolgear_jobs SET running = true WHERE number = %s",
@@ -86,14 +89,9 @@ _WRITES: dict[type, tuple[str, Callable[[Any, int], tuple[Any, ...]]]] = {
         lambda op, owner: (op.number,),
     ),
     ops.KeepResult: (
-        "INSERT INTO spoolgear_results VALUES (%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s)"
-        " ON CONFLICT (number) DO NOTHING",
+        f"INSERT INTO spoolgear_results VALUES ({_RESULT_PLACES}) ON CONFLICT (number) DO NOTHING",
         lambda op, owner: (
-            *op.result[:7],
-            list(op.result.workers),
-            list(op.result.errors),
-            op.result.value,
-            op.result.value_size,
+            *op.result._replace(workers=list(op.result.workers), errors=list(op.result.errors)),
             owner,
         ),
     ),
@@ -109,7 +107,7 @@ _WRITES: dict[type, tuple[str, Callable[[Any, int], tuple[Any, ...]]]] = {
 
 _RESULT_COLUMNS = (
     "number, function, status, enqueued_at, started_at, last_started_at, finished_at,"
-    " workers, errors, value, value_size"
+    " workers, errors, value, value_size, data, data_size"
 )
 
 

@@ -59,7 +59,8 @@ CREATE TABLE IF NOT EXISTS results (
     number INTEGER PRIMARY KEY, function BLOB NOT NULL, status TEXT NOT NULL,
     enqueued_at REAL NOT NULL, started_at REAL NOT NULL, last_started_at REAL NOT NULL,
     finished_at REAL NOT NULL, workers TEXT NOT NULL, errors TEXT NOT NULL,
-    value BLOB NOT NULL, value_size INTEGER NOT NULL);
+    value BLOB NOT NULL, value_size INTEGER NOT NULL, data BLOB NOT NULL,
+    data_size INTEGER NOT NULL);
 CREATE INDEX IF NOT EXISTS results_finished ON results (finished_at);
 CREATE INDEX IF NOT EXISTS jobs_queue ON jobs (function, priority, seq);
 CREATE INDEX IF NOT EXISTS jobs_unique ON jobs (unique_key) WHERE unique_key != x'';
@@ -78,7 +79,7 @@ _ROWS_PER_STATEMENT = 256
 _INSERT_JOBS = "INSERT OR REPLACE INTO jobs VALUES "
 _JOB_ROW = "(?,?,?,?,?,?,?,?,?,?)"
 _INSERT_RESULTS = "INSERT OR REPLACE INTO results VALUES "
-_RESULT_ROW = "(?,?,?,?,?,?,?,?,?,?,?)"
+_RESULT_ROW = "(?,?,?,?,?,?,?,?,?,?,?,?,?)"
 
 # SQL and parameters for the other operations; consecutive operations of one kind go
 # through one executemany.
@@ -113,6 +114,7 @@ _VALID_ROW = {
     " AND typeof(error) = 'text' AND typeof(failed_at) IN ('integer', 'real')",
     "results": "typeof(function) = 'blob' AND typeof(status) = 'text'"
     " AND typeof(value) = 'blob' AND typeof(value_size) = 'integer'"
+    " AND typeof(data) = 'blob' AND typeof(data_size) = 'integer'"
     " AND json_valid(workers) AND json_valid(errors)"
     " AND typeof(finished_at) IN ('integer', 'real')",
 }
@@ -130,15 +132,14 @@ def _job_from_row(_cursor: object, row: tuple[Any, ...]) -> ops.StoredJob:
 
 def _result_from_row(_cursor: object, row: tuple[Any, ...]) -> ops.KeptResult:
     """Workers and errors are stored as JSON lists of strings."""
-    *before, workers, errors, value, value_size = row
-    return ops.KeptResult._make(
-        (*before, tuple(json.loads(workers)), tuple(json.loads(errors)), value, value_size)
-    )
+    *before, workers, errors, value, value_size, data, data_size = row
+    workers, errors = tuple(json.loads(workers)), tuple(json.loads(errors))
+    return ops.KeptResult._make((*before, workers, errors, value, value_size, data, data_size))
 
 
 def _result_row(result: ops.KeptResult) -> tuple[Any, ...]:
-    *before, workers, errors, value, value_size = result
-    return (*before, json.dumps(workers), json.dumps(errors), value, value_size)
+    *before, workers, errors, value, value_size, data, data_size = result
+    return (*before, json.dumps(workers), json.dumps(errors), value, value_size, data, data_size)
 
 
 def _upgrade(db: sqlite3.Connection) -> None:

@@ -88,14 +88,19 @@ def unserved_tasks() -> list[RegisteredTask]:
 
 def check_served(task: RegisteredTask) -> None:
     """Refuse to queue a call of a task that no worker command would load."""
-    if task.module not in _served_modules():
-        raise ImproperlyConfigured(unserved_message(task))
+    check_module_served(task.name, task.module)
 
 
-def unserved_message(task: RegisteredTask) -> str:
+def check_module_served(name: str, module: str) -> None:
+    """Refuse to queue a call of task ``name`` of ``module`` if no worker loads it."""
+    if module not in _served_modules():
+        raise ImproperlyConfigured(unserved_message(name, module))
+
+
+def unserved_message(name: str, module: str) -> str:
     return (
-        f"task {task.name!r} is defined in {task.module}, which no `manage.py "
-        f"gearman_worker -a APP -n WORKER` loads, so its jobs would never run: move it "
+        f"task {name!r} is defined in {module}, which no `manage.py "
+        f"gearman_worker` loads, so its jobs would never run: move it "
         f"to APP/tasks.py or APP/gearman_workers/WORKER.py of an installed app"
     )
 

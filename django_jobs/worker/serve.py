@@ -49,6 +49,8 @@ class WorkerProcess:
     """Seconds a job may run before the server hands it to another worker (CAN_DO_TIMEOUT)."""
     prefetch: int = 1
     """Jobs asked for ahead of the running one (``broker.worker.Worker``)."""
+    servers: tuple[str, ...] | None = None
+    """The brokers to take jobs from; None: ``GEARMAN_WORKER_SERVERS``."""
     reason: str = "signal"
 
     @property
@@ -59,7 +61,7 @@ class WorkerProcess:
         """Serve until stopped; returns the number of jobs done."""
         settings = job_settings()
         gearman = Worker(
-            settings.worker_servers,
+            self.servers or settings.worker_servers,
             client_id=self.client_id,
             prefetch=self.prefetch,
             tls=settings.tls,

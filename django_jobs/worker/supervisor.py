@@ -39,6 +39,22 @@ class Pool:
         return ["gearman_worker", "-a", self.app, "-n", self.worker, "-q", self.queue]
 
 
+TASKS_GROUP = "tasks"
+
+
+@dataclass(frozen=True)
+class TasksQueuePool(Pool):
+    """A queue of Django's Tasks framework (``gearman_worker --tasks-queue``), in the
+    ``tasks`` group."""
+
+    def arguments(self) -> list[str]:
+        return ["gearman_worker", "--tasks-queue", self.queue]
+
+
+def tasks_queue_pool(queue: str, numprocs: int) -> TasksQueuePool:
+    return TasksQueuePool(TASKS_GROUP, "queue", queue, numprocs)
+
+
 @dataclass(frozen=True)
 class Layout:
     """Where things are on the host the configuration is for."""

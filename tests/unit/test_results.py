@@ -45,6 +45,8 @@ def test_a_job_is_queued_then_running_then_successful_with_its_value() -> None:
         "errors": [],
         "value": "",
         "value_size": 0,
+        "data": base64.b64encode(b"payload").decode(),
+        "data_size": 7,
     }
     assert result(client, handle)["enqueued_at"] == harness.now
     busy = worker(harness, b"worker-1")
@@ -112,6 +114,7 @@ def test_a_value_over_the_budget_is_not_kept_but_its_size_is() -> None:
     busy.send(T.WORK_COMPLETE, handle, b"12345")
     ended = result(client, handle)
     assert (ended["value"], ended["value_size"]) == (None, 5)
+    assert (ended["data"], ended["data_size"]) == ("", 0)  # the empty payload is kept
 
 
 def test_results_expire_after_keep_results_and_the_oldest_go_past_the_limit() -> None:

@@ -52,11 +52,34 @@ def test_one_program_per_worker_and_queue_grouped_per_app() -> None:
     assert "shop-mail-outbox" in config["group:shop"]["programs"].split(",")
 
 
+def test_a_pool_per_tasks_framework_queue_in_the_tasks_group() -> None:
+    done = manage(
+        "127.0.0.1:4730",
+        "gearman_supervisor_config",
+        "-a",
+        "legacy",
+        "--tasks-queue",
+        "default=3",
+        "--tasks-queue",
+        "reports",
+    )
+    assert done.returncode == 0, done.stderr
+    config = configparser.RawConfigParser()
+    config.read_string(done.stdout)
+    default = config["program:tasks-queue-default"]
+    assert default["command"] == (
+        f"{sys.executable} {PROJECT}/manage.py gearman_worker --tasks-queue default"
+    )
+    assert default["numprocs"] == "3" and config["program:tasks-queue-reports"]["numprocs"] == "2"
+    assert config["group:tasks"]["programs"] == "tasks-queue-default,tasks-queue-reports"
+
+
 @pytest.mark.parametrize(
     ("args", "message"),
     [
         (["--pool", "shop.nope=2"], "--pool: no worker or queue shop.nope"),
         (["--pool", "shop.mail=two"], "--pool shop.mail=two: N must be a whole number"),
+        (["--tasks-queue", "default=x"], "--tasks-queue default=x: N must be a whole number"),
         (["--numprocs", "0"], "--numprocs and --stopwaitsecs must be positive"),
         (["--virtualenv", "/nonexistent"], "--virtualenv /nonexistent: no bin/python there"),
         (["--project-dir", "/tmp"], "no manage.py in /tmp; pass --project-dir"),

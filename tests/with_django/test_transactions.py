@@ -99,3 +99,50 @@ def test_a_store_database_that_cannot_work_is_refused(alias: str, reason: str) -
         pytest.raises(ImproperlyConfigured, match=reason),
     ):
         job_settings()
+
+
+TASKS_SUBMIT = """
+from django.db import transaction
+from django_tasks import default_task_backend
+from shop.tasks import add
+
+try:
+    with transaction.atomic():
+        rolled_back = add.enqueue(1, 1)
+        raise RuntimeError("the view failed")
+except RuntimeError:
+    pass
+with transaction.atomic():
+    committed = add.enqueue(2, 3)
+print(rolled_back.id, committed.id)
+"""
+
+TASKS_RESULT = """
+from django_tasks import default_task_backend
+from django_tasks.exceptions import TaskResultDoesNotExist
+
+for result_id in {ids!r}:
+    try:
+        result = default_task_backend.get_result(result_id)
+        print(result.status, result.return_value if result.is_finished else "-")
+    except TaskResultDoesNotExist:
+        print("unknown", "-")
+"""
+
+
+def test_tasks_framework_jobs_are_written_in_the_transaction_too(
+    broker: RunningBroker, postgres_store: str
+) -> None:
+    settings = postgresql_settings(postgres_store)
+    with gearman_worker(broker.address, "--tasks-queue", "default", **settings):
+        submitted = manage(broker.address, "shell", "-c", TASKS_SUBMIT, **settings)
+        assert submitted.returncode == 0, submitted.stderr
+        ids = submitted.stdout.splitlines()[-1].split()
+        assert all(result_id.startswith("spoolgear_jobs:") for result_id in ids)
+
+        def outcomes() -> list[str]:
+            shown = manage(broker.address, "shell", "-c", TASKS_RESULT.format(ids=ids), **settings)
+            assert shown.returncode == 0, shown.stderr
+            return shown.stdout.splitlines()[-2:]
+
+        wait_until(lambda: outcomes() == ["unknown -", "SUCCESSFUL 5"], "the committed task ran")

@@ -21,6 +21,7 @@ from django_jobs.worker.supervisor import (
     Layout,
     Pool,
     render,
+    tasks_queue_pool,
 )
 
 
@@ -61,6 +62,14 @@ class Command(BaseCommand):
             default=[],
             metavar="APP.WORKER[.QUEUE]=N",
             help="processes for one worker or queue (0 leaves it out)",
+        )
+        parser.add_argument(
+            "--tasks-queue",
+            action="append",
+            default=[],
+            metavar="QUEUE[=N]",
+            help="also a pool for this queue of Django's Tasks framework, N processes "
+            "(default --numprocs; repeatable)",
         )
         parser.add_argument("--user", help="run the processes as this user")
         parser.add_argument(
@@ -145,7 +154,11 @@ class Command(BaseCommand):
                 *(f"--import={module}" for module in options["spooler"]),
             ],
         )
-        text = render(self._pools(options["app"], options["numprocs"], options["pool"]), layout)
+        tasks_pools = self._tasks_pools(options["tasks_queue"], options["numprocs"])
+        pools = self._pools(
+            options["app"], options["numprocs"], options["pool"], required=not tasks_pools
+        )
+        text = render(pools + tasks_pools, layout)
         if options["output"] is None:
             self.stdout.write(text, ending="")
         else:
@@ -169,7 +182,19 @@ class Command(BaseCommand):
         return directory.resolve()
 
     @staticmethod
-    def _pools(apps: list[str] | None, numprocs: int, overrides: list[str]) -> list[Pool]:
+    def _tasks_pools(queues: list[str], numprocs: int) -> list[Pool]:
+        pools: list[Pool] = []
+        for given in queues:
+            queue, _, count = given.partition("=")
+            if count and not count.isdigit():
+                raise CommandError(f"--tasks-queue {given}: N must be a whole number")
+            pools.append(tasks_queue_pool(queue, int(count) if count else numprocs))
+        return pools
+
+    @staticmethod
+    def _pools(
+        apps: list[str] | None, numprocs: int, overrides: list[str], *, required: bool = True
+    ) -> list[Pool]:
         counts = {}
         for key, value in _pairs(overrides, "--pool").items():
             if not value.isdigit():
@@ -189,7 +214,7 @@ class Command(BaseCommand):
                 f"--pool: no worker or queue {', '.join(sorted(unknown))}; "
                 "see manage.py gearman_list_tasks"
             )
-        if not pools:
+        if not pools and required:
             raise CommandError(
                 "no worker modules found" + (f" in {', '.join(apps)}" if apps else "")
             )

@@ -1,5 +1,6 @@
-"""``manage.py gearman_worker -a APP -n WORKER [-q QUEUE ...] [--farm NAME ...] [--mule ID]``:
-serve one worker module's tasks, and the messages of the farms and mule it joins."""
+"""``manage.py gearman_worker -a APP -n WORKER [-q QUEUE ...] [--farm NAME ...] [--mule ID]
+[--tasks-queue QUEUE ...]``: serve one worker module's tasks, the messages of the farms and
+mule it joins, and the queues of Django's Tasks framework it is given."""
 
 from __future__ import annotations
 
@@ -63,6 +64,20 @@ class Command(BaseCommand):
             help="also be mule ID: its messages and those for any mule",
         )
         parser.add_argument(
+            "--tasks-queue",
+            action="append",
+            default=[],
+            metavar="QUEUE",
+            help="also run Django Tasks framework tasks of this queue (repeatable; -a/-n "
+            "optional then)",
+        )
+        parser.add_argument(
+            "--tasks-backend",
+            default="default",
+            metavar="ALIAS",
+            help="the TASKS backend whose queues --tasks-queue names (default: default)",
+        )
+        parser.add_argument(
             "-q",
             "--queue-name",
             action="append",
@@ -109,26 +124,45 @@ class Command(BaseCommand):
         members = self._members(options["farm"], options["mule"])
         if options["mule"] is not None:  # for mule_id() / uwsgi.mule_id()
             os.environ[MULE_ID_VARIABLE] = str(options["mule"])
-        if options["app_name"] is None and options["worker_name"] is None and members:
+        tasks_queues = options["tasks_queue"]
+        alone = options["app_name"] is None and options["worker_name"] is None
+        if alone and members:
             worker = WorkerModule(
                 "farm",
                 "+".join(options["farm"]) or f"mule{options['mule']}",
                 "django_jobs.task_api.mules",
             )
             tasks = members
+        elif alone and tasks_queues:
+            worker = WorkerModule("tasks", "+".join(tasks_queues), "django_jobs.tasks_framework")
+            tasks = []
         else:
             worker = self._worker(options["app_name"], options["worker_name"])
             tasks = self._tasks(worker, options["queue_name"]) + members
-        for task in tasks:
-            log.info("serving %s (queue %s)", task.name, task.queue)
-        WorkerProcess(
+        process = WorkerProcess(
             worker,
             tasks,
             max_jobs=options["max_jobs"],
             max_memory=options["max_memory"] << 20 if options["max_memory"] else None,
             timeout=options["timeout"],
             prefetch=options["prefetch"],
-        ).run()
+        )
+        if tasks_queues:
+            self._add_tasks_queues(process, options["tasks_backend"], tasks_queues)
+        for task in process.tasks:
+            log.info("serving %s (queue %s)", task.name, task.queue)
+        process.run()
+
+    @staticmethod
+    def _add_tasks_queues(process: WorkerProcess, alias: str, queues: list[str]) -> None:
+        """Serve these queues of the Tasks framework's backend ``alias``, from its brokers
+        (imported here: projects without the framework never need it)."""
+        from django_jobs.tasks_framework.worker import serve_queues
+
+        try:
+            serve_queues(process, alias, queues)
+        except ValueError as exc:
+            raise CommandError(str(exc)) from None
 
     @staticmethod
     def _members(farms: list[str], mule_id: int | None) -> list[RegisteredTask]:

@@ -1,5 +1,15 @@
 """``@task`` functions outside ``gearman_workers``, as uwsgi_tasks projects keep them
-(``apps/index/tasks.py``): served by ``gearman_worker -a shop -n tasks``."""
+(``apps/index/tasks.py``): served by ``gearman_worker -a shop -n tasks``; and tasks of
+Django's Tasks framework, served by ``gearman_worker --tasks-queue QUEUE``."""
+
+import asyncio
+import os
+from pathlib import Path
+
+from django.dispatch import receiver
+from django_tasks import TaskContext
+from django_tasks import task as framework_task
+from django_tasks.signals import task_finished, task_started
 
 from django_jobs.tasks import task
 
@@ -7,3 +17,48 @@ from django_jobs.tasks import task
 @task
 def ping():
     return "pong"
+
+
+@framework_task
+def add(a, b):
+    return a + b
+
+
+@framework_task(queue_name="reports")
+def stamp(path, label):
+    """Appends ``label``: the tests see whether, and in what order, runs happened."""
+    with open(path, "a") as out:
+        out.write(f"{label}\n")
+    return os.getpid()
+
+
+@framework_task
+def flaky(counter):
+    """Fails until its third attempt, counting attempts in a file."""
+    path = Path(counter)
+    attempt = len(path.read_text()) + 1 if path.exists() else 1
+    path.write_text("x" * attempt)
+    if attempt < 3:
+        raise ValueError(f"attempt {attempt} failed")
+    return attempt
+
+
+@framework_task(takes_context=True)
+def introspect(context: TaskContext, flag):
+    return {"attempt": context.attempt, "id": context.task_result.id, "flag": flag}
+
+
+@framework_task
+async def double_later(x):
+    await asyncio.sleep(0)
+    return 2 * x
+
+
+@receiver(task_started)
+@receiver(task_finished)
+def _signal_log(sender, task_result, **kwargs):
+    """Where the worker's signals fire: a line per signal in $TASK_SIGNALS_LOG, if set."""
+    log = os.environ.get("TASK_SIGNALS_LOG")
+    if log:
+        with open(log, "a") as out:
+            out.write(f"{os.getpid()} {task_result.status} {task_result.id}\n")

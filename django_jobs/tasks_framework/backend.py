@@ -1,0 +1,129 @@
+"""``SpoolgearBackend``: Django's Tasks framework queuing on spoolgear.
+
+``TASKS = {"default": {"BACKEND": "django_jobs.backend.SpoolgearBackend", "QUEUES":
+[...], "OPTIONS": {"SERVERS": [...]}}}``. Each queue is one Gearman function
+(``django.tasks.QUEUE``) that ``manage.py gearman_worker --tasks-queue QUEUE`` serves; a
+task call is a background job whose payload names the task, and the broker keeps the
+job's result (``--keep-results``), so ``get_result`` works from any process.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from django.core.exceptions import ImproperlyConfigured
+from django.utils import timezone
+
+from broker.errors import ConnectionFailed
+from broker.gearman.admin_client import AdminClient, JobState
+from django_jobs.conf import job_settings
+from django_jobs.jobs.discovery import check_module_served
+from django_jobs.sending.client import Job
+from django_jobs.sending.submission import submit_background
+from django_jobs.tasks_framework.framework import (
+    BaseTaskBackend,
+    Task,
+    TaskResult,
+    TaskResultDoesNotExist,
+    TaskResultStatus,
+    normalize_json,
+    task_enqueued,
+)
+from django_jobs.tasks_framework.results import task_result
+
+QUEUE_FUNCTION_PREFIX = "django.tasks."
+OPTIONS = ("SERVERS",)
+
+
+def queue_function(queue_name: str) -> str:
+    """The Gearman function of a queue: what the backend submits to, the worker serves."""
+    return QUEUE_FUNCTION_PREFIX + queue_name
+
+
+class SpoolgearBackend(BaseTaskBackend):
+    supports_defer = True
+    supports_async_task = True
+    supports_get_result = True
+    # Not yet: Gearman carries three priorities, Django asks for 201 (docs/django-tasks.md).
+    supports_priority = False
+
+    def __init__(self, alias: str, params: dict[str, Any]) -> None:
+        super().__init__(alias, params)
+        unknown = sorted(set(self.options) - set(OPTIONS))
+        if unknown:
+            raise ImproperlyConfigured(
+                f"TASKS[{alias!r}]['OPTIONS'] has {', '.join(unknown)}, which "
+                f"SpoolgearBackend does not know (it takes {', '.join(OPTIONS)})"
+            )
+        servers: Sequence[str] | None = self.options.get("SERVERS")
+        if servers is not None and (isinstance(servers, str) or not servers):
+            raise ImproperlyConfigured(
+                f"TASKS[{alias!r}]['OPTIONS']['SERVERS'] must be a list of host:port, "
+                f"got {servers!r}"
+            )
+        self._servers = tuple(servers) if servers is not None else None
+
+    @property
+    def servers(self) -> tuple[str, ...]:
+        """OPTIONS' SERVERS, else the project's ``GEARMAN_CLIENT_SERVERS``."""
+        return self._servers or job_settings().client_servers
+
+    def enqueue(self, task: Task[Any, Any], args: Any, kwargs: Any) -> TaskResult[Any]:
+        self.validate_task(task)
+        check_module_served(task.module_path, task.func.__module__)
+        args, kwargs = normalize_json(args), normalize_json(kwargs)
+        job = Job(
+            queue_function(task.queue_name),
+            args,
+            kwargs,
+            at=task.run_after,
+            setup={"task": task.module_path},
+        )
+        handle = submit_background(job, self.servers)
+        result: TaskResult[Any] = TaskResult(
+            task=task,
+            id=handle.handle,
+            status=TaskResultStatus.READY,
+            enqueued_at=timezone.now(),
+            started_at=None,
+            last_attempted_at=None,
+            finished_at=None,
+            args=args,
+            kwargs=kwargs,
+            backend=self.alias,
+            errors=[],
+            worker_ids=[],
+        )
+        task_enqueued.send(type(self), task_result=result)
+        return result
+
+    def get_result(self, result_id: str) -> TaskResult[Any]:
+        """From the first configured broker that knows the job (with a shared PostgreSQL
+        store, any of them does)."""
+        state = self.job_state(result_id)
+        if state is None:
+            raise TaskResultDoesNotExist(result_id)
+        return task_result(state, self.alias)
+
+    def job_state(self, result_id: str) -> JobState | None:
+        """The job's state from the first broker that knows it; None if every broker
+        answered that it does not. A broker that cannot be reached is skipped, and its
+        error raised if no other knows the job."""
+        tls = job_settings().tls
+        unreachable: ConnectionFailed | None = None
+        for server in self.servers:
+            try:
+                with AdminClient(server, tls=tls) as admin:
+                    state = admin.result(result_id)
+            except ConnectionFailed as exc:
+                unreachable = exc
+                continue
+            if state is not None:
+                return state
+        if unreachable is not None:
+            raise unreachable
+        return None
+
+
+__all__ = ["SpoolgearBackend", "queue_function"]

@@ -1,0 +1,210 @@
+"""Django's Tasks framework on spoolgear (the django-tasks backport; Django 6 needs Python
+3.12): the backend's contract, real ``gearman_worker --tasks-queue`` processes, and the
+results the broker keeps."""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from django.core.exceptions import ImproperlyConfigured
+from django.test import override_settings
+from django.utils import timezone
+from django_tasks import TaskResultStatus, default_task_backend, task
+from django_tasks.exceptions import InvalidTaskError, TaskResultDoesNotExist
+from django_tasks.signals import task_enqueued
+
+from broker.client import Client
+from django_jobs.sending.serialization import dumps_call
+from tests.helpers import RunningBroker, run_broker, wait_until
+from tests.with_django.project import PROJECT, WorkerProcess, gearman_worker, manage_env
+
+RETRIES = ("--retry-failures", "django.tasks.default=3")
+
+
+@pytest.fixture
+def tasks_broker() -> Iterator[RunningBroker]:
+    with run_broker(*RETRIES) as broker, override_settings(GEARMAN_SERVERS=[broker.address]):
+        yield broker
+
+
+@pytest.fixture
+def worker(tasks_broker: RunningBroker, tmp_path: Path) -> Iterator[WorkerProcess]:
+    signals = tmp_path / "signals.log"
+    with gearman_worker(
+        tasks_broker.address,
+        "--tasks-queue",
+        "default",
+        "--tasks-queue",
+        "reports",
+        TASK_SIGNALS_LOG=str(signals),
+    ) as process:
+        yield process
+
+
+def finished(result_id: str, timeout: float = 20.0):  # type: ignore[no-untyped-def]
+    from shop.tasks import add
+
+    backend = add.get_backend()
+    wait_until(lambda: backend.get_result(result_id).is_finished, timeout=timeout)
+    return backend.get_result(result_id)
+
+
+def test_a_task_runs_on_a_worker_and_its_result_is_read_back(
+    worker: WorkerProcess, tmp_path: Path
+) -> None:
+    from shop.tasks import add
+
+    sent = []
+    task_enqueued.connect(lambda sender, task_result, **_: sent.append(task_result.id), weak=False)
+    result = add.enqueue(2, 3)
+    assert result.status == TaskResultStatus.READY and sent == [result.id]
+    result.refresh()
+    wait_until(lambda: (result.refresh(), result.is_finished)[1], "the task ran")
+    assert result.status == TaskResultStatus.SUCCESSFUL and result.return_value == 5
+    assert result.args == [2, 3] and result.kwargs == {}
+    assert len(result.worker_ids) == 1 and f":{worker.pid}:" in result.worker_ids[0]
+    assert result.attempts == 1 and result.errors == []
+    assert result.enqueued_at <= result.started_at <= result.finished_at  # type: ignore[operator]
+    assert add.get_result(result.id).return_value == 5
+    signals = (tmp_path / "signals.log").read_text().split()
+    assert signals == [
+        str(worker.pid),
+        "RUNNING",
+        result.id,
+        str(worker.pid),
+        "SUCCESSFUL",
+        result.id,
+    ]
+
+
+def test_a_result_is_read_from_another_process(
+    worker: WorkerProcess, tasks_broker: RunningBroker
+) -> None:
+    from shop.tasks import add
+
+    result_id = finished(add.enqueue(20, 22).id).id
+    script = (
+        "from django_tasks import default_task_backend as b; "
+        f"r = b.get_result({result_id!r}); print(r.status, r.return_value, r.task.name)"
+    )
+    shown = subprocess.run(
+        [sys.executable, "manage.py", "shell", "-c", script],
+        cwd=PROJECT,
+        env=manage_env(tasks_broker.address),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert shown.returncode == 0, shown.stderr
+    assert shown.stdout.splitlines()[-1].split() == ["SUCCESSFUL", "42", "add"]
+
+
+def test_a_task_failing_twice_then_succeeding_keeps_each_attempt(
+    worker: WorkerProcess, tmp_path: Path
+) -> None:
+    from shop.tasks import flaky
+
+    result = finished(flaky.enqueue(str(tmp_path / "counter")).id)
+    assert result.status == TaskResultStatus.SUCCESSFUL and result.return_value == 3
+    assert result.attempts == 3 and len(result.worker_ids) == 3
+    assert [error.exception_class_path for error in result.errors] == ["builtins.ValueError"] * 2
+    assert "attempt 1 failed" in result.errors[0].traceback
+    assert result.errors[0].exception_class is ValueError
+
+
+def test_a_task_that_always_fails_ends_failed_with_its_errors(
+    worker: WorkerProcess, tmp_path: Path
+) -> None:
+    from shop.tasks import flaky
+
+    (tmp_path / "never").mkdir()
+    failing = finished(flaky.enqueue(str(tmp_path / "never")).id)  # a directory: never readable
+    assert failing.status == TaskResultStatus.FAILED and failing.attempts == 3
+    assert {error.exception_class_path for error in failing.errors} == {
+        "builtins.IsADirectoryError"
+    }
+    with pytest.raises(ValueError, match="failed"):
+        failing.return_value  # noqa: B018
+
+
+def test_context_async_tasks_and_queues(worker: WorkerProcess, tmp_path: Path) -> None:
+    from shop.tasks import double_later, introspect, stamp
+
+    seen = finished(introspect.enqueue("on").id)
+    assert seen.return_value == {"attempt": 1, "id": seen.id, "flag": "on"}
+    assert finished(double_later.enqueue(21).id).return_value == 42
+    log = tmp_path / "stamps"
+    assert finished(stamp.enqueue(str(log), "reports queue").id).return_value == worker.pid
+    assert log.read_text() == "reports queue\n"
+
+
+def test_run_after_is_respected(worker: WorkerProcess, tmp_path: Path) -> None:
+    from shop.tasks import stamp
+
+    log = tmp_path / "stamps"
+    later = timezone.now() + dt.timedelta(seconds=2)
+    result = stamp.using(run_after=later).enqueue(str(log), "later")
+    finished(stamp.enqueue(str(log), "now").id)
+    done = finished(result.id)
+    assert log.read_text() == "now\nlater\n"
+    assert done.started_at >= later.replace(microsecond=0)  # type: ignore[operator]
+
+
+def test_unknown_ids_and_refused_tasks(tasks_broker: RunningBroker) -> None:
+    from shop.tasks import add
+
+    with pytest.raises(TaskResultDoesNotExist):
+        default_task_backend.get_result("H:nowhere:1")
+    with pytest.raises(InvalidTaskError, match="priority"):
+        add.using(priority=10)
+    with pytest.raises(InvalidTaskError, match="Queue 'mail' is not valid"):
+        add.using(queue_name="mail")
+
+    def local() -> None:
+        pass
+
+    local.__module__, local.__qualname__ = "tests.with_django.test_django_tasks", "local"
+    unserved = task(local)
+    with pytest.raises(ImproperlyConfigured, match=r"no `manage\.py gearman_worker` loads"):
+        unserved.enqueue()
+
+
+def test_a_job_naming_something_else_fails_without_being_imported(
+    worker: WorkerProcess, tasks_broker: RunningBroker, tmp_path: Path
+) -> None:
+    marker = tmp_path / "imported"
+    payload = dumps_call([f"touch {marker}"], {}, setup={"task": "os.system"})
+    with Client([tasks_broker.address]) as client:
+        handle = client.submit_background("django.tasks.default", payload)
+        wait_until(lambda: client.job_state(handle).status == "failed")  # type: ignore[union-attr]
+        state = client.job_state(handle)
+    assert state is not None and "refused: 'os.system' is not a task" in state.errors[0]
+    assert not marker.exists()
+
+
+def test_options_and_worker_arguments_are_checked(tasks_broker: RunningBroker) -> None:
+    from django_jobs.backend import SpoolgearBackend
+
+    with pytest.raises(ImproperlyConfigured, match="does not know"):
+        SpoolgearBackend("x", {"OPTIONS": {"SERVER": "127.0.0.1:4730"}})
+    env = manage_env(tasks_broker.address)
+    for args, message in (
+        (["--tasks-queue", "mail"], "has no queue mail"),
+        (["--tasks-queue", "default", "--tasks-backend", "nope"], "--tasks-backend nope"),
+    ):
+        done = subprocess.run(
+            [sys.executable, "manage.py", "gearman_worker", *args],
+            cwd=PROJECT,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert done.returncode == 1 and message in done.stderr, done.stderr
+    assert os.environ.get("DJANGO_SETTINGS_MODULE") == "testsite.settings"
