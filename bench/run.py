@@ -3,7 +3,8 @@ then the same loads with metrics served and scraped; then the uWSGI spooler agai
 spoolgear's uwsgi door (``uwsgi_spooler.py``), then a Django
 gearman_worker process against a pygearman worker (``django_worker.py``), then transient
 against durable mule/farm messages (``mules.py``), then the PostgreSQL store against
-gearmand's PostgreSQL queue and procrastinate (``postgresql.py``).
+gearmand's PostgreSQL queue and procrastinate (``postgresql.py``), Django's Tasks framework
+on spoolgear against django-tasks-db (``tasks_framework.py``).
 
 Usage: ``make bench`` or ``python bench/run.py [--scale 0.2]``. Prints a table with
 both servers' figures and spoolgear/gearmand ratios. Timings vary run to run on a
@@ -31,6 +32,7 @@ import django_worker
 import loadgen
 import mules
 import postgresql
+import tasks_framework
 import uwsgi_spooler
 from servers import cpu_seconds, gearmand, rss, spoolgear
 
@@ -303,6 +305,7 @@ def main() -> int:
     django_worker.run(int(20_000 * args.scale), rounds=2)
     mules.main(["--messages", str(int(5_000 * args.scale))])
     postgresql.run(args.scale)
+    tasks_framework.run(int(5_000 * args.scale))
     return 0
 
 

@@ -17,6 +17,7 @@ from broker.core.permissions import Permissions
 from broker.core.settings import (
     DEFAULT_KEEP_RESULTS,
     DEFAULT_MAX_FAILED_JOBS,
+    DEFAULT_MAX_KEPT_RESULT_BYTES,
     DEFAULT_MAX_KEPT_RESULTS,
     DEFAULT_MAX_QUEUED_BYTES,
     DEFAULT_MAX_RESULT_BYTES,
@@ -365,6 +366,14 @@ class ServerConfig:
         check=_at_least(1),
         rule="must be at least 1",
     )
+    max_kept_result_bytes: int = option(
+        DEFAULT_MAX_KEPT_RESULT_BYTES,
+        "bytes of values and payloads the kept results hold in all (in memory, and in a "
+        "durable store); past it the oldest are forgotten first",
+        metavar="BYTES",
+        check=_at_least(1),
+        rule=_POSITIVE,
+    )
     transient: tuple[str, ...] = option(
         DEFAULT_TRANSIENT,
         "background jobs of functions matching PATTERN (fnmatch) stay in "
@@ -641,6 +650,7 @@ class ServerConfig:
             keep_results=self.keep_results,
             max_result_bytes=self.max_result_bytes,
             max_kept_results=self.max_kept_results,
+            max_kept_result_bytes=self.max_kept_result_bytes,
             transient=tuple(pattern.encode() for pattern in self.transient),
             transient_max_queue=self.transient_max_queue,
             transient_grace=self.transient_grace,

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import base64
 import json
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from typing import NamedTuple
 
 from broker.core.handles import handle_number
@@ -61,6 +61,9 @@ class ResultBook:
         self.enabled = self.keep > 0
         self.max_value = settings.max_result_bytes
         self.limit = settings.max_kept_results
+        self.byte_limit = settings.max_kept_result_bytes
+        self.bytes = 0
+        """Bytes of values and payloads the kept results hold."""
         self.journal = journal
         self.clock = clock
         # By handle, oldest end first (the order they are forgotten in).
@@ -108,10 +111,9 @@ class ResultBook:
             self._within_budget(job.data),
             len(job.data),
         )
-        self._kept[job.handle] = result
+        self._keep(job.handle, result)
         self.journal.result_kept(result)
-        if len(self._kept) > self.limit:
-            self._forget([next(iter(self._kept))])
+        self._forget_oldest()
 
     def _within_budget(self, data: bytes) -> bytes:
         return data if len(data) <= self.max_value else b""
@@ -122,9 +124,8 @@ class ResultBook:
     def restore(self, handle: bytes, result: KeptResult) -> None:
         """Put back a result loaded from the store, oldest first (the store forgets the
         oldest too when there are more than ``--max-kept-results``)."""
-        self._kept[handle] = result
-        if len(self._kept) > self.limit:
-            self._forget([next(iter(self._kept))])
+        self._keep(handle, result)
+        self._forget_oldest()
 
     def expire(self) -> int:
         """Forget the results kept longer than ``--keep-results`` (called every second or
@@ -139,17 +140,29 @@ class ResultBook:
         for handle in list(self._kept):
             if self._kept[handle].finished_at > before:
                 break
-            del self._kept[handle]
+            self._drop(handle)
             expired += 1
         if expired or now >= self._next_store_expiry:
             self._next_store_expiry = now + STORE_EXPIRY_SECONDS
             self.journal.results_expired(before)
         return expired
 
-    def _forget(self, handles: Iterable[bytes]) -> None:
-        numbers = tuple(self._kept.pop(handle).number for handle in handles)
+    def _keep(self, handle: bytes, result: KeptResult) -> None:
+        self._kept[handle] = result
+        self.bytes += len(result.value) + len(result.data)
+
+    def _drop(self, handle: bytes) -> KeptResult:
+        result = self._kept.pop(handle)
+        self.bytes -= len(result.value) + len(result.data)
+        return result
+
+    def _forget_oldest(self) -> None:
+        """Past ``--max-kept-results`` or ``--max-kept-result-bytes``: the oldest go."""
+        numbers = []
+        while len(self._kept) > self.limit or self.bytes > self.byte_limit:
+            numbers.append(self._drop(next(iter(self._kept))).number)
         if numbers:
-            self.journal.results_dropped(numbers)
+            self.journal.results_dropped(tuple(numbers))
 
 
 def live_state(job: Job) -> JobState:

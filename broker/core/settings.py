@@ -21,8 +21,10 @@ DEFAULT_KEEP_RESULTS = 3600.0
 # Bytes of a job's WORK_COMPLETE data kept with its result; a larger value is not kept
 # (the result says how large it was).
 DEFAULT_MAX_RESULT_BYTES = 64 << 10
-# Results kept at once; past it the oldest are forgotten first.
+# Results kept at once, and the bytes of values and payloads they hold in all (in memory,
+# and in a durable store); past either the oldest are forgotten first.
 DEFAULT_MAX_KEPT_RESULTS = 100_000
+DEFAULT_MAX_KEPT_RESULT_BYTES = 256 << 20
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,3 +54,4 @@ class BrokerSettings:
     """Seconds an ended background job's result is kept (0: no results are kept)."""
     max_result_bytes: int = DEFAULT_MAX_RESULT_BYTES
     max_kept_results: int = DEFAULT_MAX_KEPT_RESULTS
+    max_kept_result_bytes: int = DEFAULT_MAX_KEPT_RESULT_BYTES

@@ -64,6 +64,7 @@ class Snapshot:
     functions: list[FunctionFigures] = field(default_factory=list)
     failed_jobs: int = 0
     kept_results: int = 0
+    kept_result_bytes: int = 0
     queued_payload_bytes: int = 0
     schedule_firings: int = 0
     commits: int = 0
@@ -219,6 +220,11 @@ class BrokerCollector(Collector):
             "spoolgear_kept_results",
             "Results of ended background jobs this broker keeps in memory (--keep-results).",
             value=snap.kept_results,
+        )
+        yield GaugeMetricFamily(
+            "spoolgear_kept_result_bytes",
+            "Bytes of values and payloads the kept results hold (--max-kept-result-bytes).",
+            value=snap.kept_result_bytes,
         )
         yield GaugeMetricFamily(
             "spoolgear_queued_payload_bytes",

@@ -41,6 +41,8 @@ def test_job_counts_and_times_match_what_happened() -> None:
     )
     assert value(samples, "spoolgear_failed_jobs") == len(failed) == 1
     assert value(samples, "spoolgear_kept_results") == 4  # three mails and the failure
+    # Each mail's payload and "sent"; the failure's payload.
+    assert value(samples, "spoolgear_kept_result_bytes") == 3 * (1 + 4) + 1
     assert value(samples, "spoolgear_job_wait_seconds_count", function="mail") == 3
     assert value(samples, "spoolgear_job_run_seconds_count", function="mail") == 3
     assert value(samples, "spoolgear_job_run_seconds_bucket", function="mail", le="+Inf") == 3

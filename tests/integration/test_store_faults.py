@@ -176,7 +176,12 @@ def test_a_full_disk_stops_the_broker_and_a_restart_serves_every_acknowledged_jo
 
 def test_the_store_file_shrinks_once_its_queue_drains(tmp_path: Path) -> None:
     store = tmp_path / "jobs.db"
-    with run_broker("--store", f"sqlite:{store}") as broker, Client([broker.address]) as client:
+    # Kept results would hold the payloads until they expire (docs/durability.md).
+    keep_none = ("--keep-results", "0")
+    with (
+        run_broker("--store", f"sqlite:{store}", *keep_none) as broker,
+        Client([broker.address]) as client,
+    ):
         for start in range(0, 3000, 100):
             client.submit_many(
                 [

@@ -175,3 +175,17 @@ def test_results_survive_a_restart_and_expire_from_the_store(tmp_path: Path) -> 
     assert again.peer().admin(b"show result " + handle) == b"ERR UNKNOWN_JOB\r\n"
     assert again.store is not None
     again.store.close()
+
+
+def test_the_oldest_go_past_the_byte_budget_of_values_and_payloads() -> None:
+    harness = Harness(keep_results=60, max_kept_result_bytes=10)
+    client = harness.peer()
+    busy = worker(harness, b"w")
+    handles = []
+    for payload in (b"aaaa", b"bbbb", b"cc"):
+        handles.append(client.submit(b"f", payload))
+        assert busy.grab() is not None
+        busy.send(T.WORK_COMPLETE, handles[-1], b"v")  # 5 or 3 bytes a result
+    assert client.admin(b"show result " + handles[0]) == b"ERR UNKNOWN_JOB\r\n"
+    assert [result(client, h)["status"] for h in handles[1:]] == ["successful"] * 2
+    assert harness.broker.results.bytes == 8
