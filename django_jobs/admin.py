@@ -18,12 +18,13 @@ from django.views.decorators.http import require_POST
 from broker.errors import BrokerError
 from django_jobs.conf import job_settings
 from django_jobs.models import Broker
-from django_jobs.monitoring.panels import change_failed, server_panel
+from django_jobs.monitoring.panels import change_failed, history, server_panel
 
 CONTROL_PERMISSION = "django_jobs.control_broker"
 # Seconds between two reloads of the dashboard page.
 REFRESH_SECONDS = 10
 FAILED_ACTIONS = ("retry", "drop")
+HISTORY_STATUSES = ("queued", "running", "successful", "failed", "cancelled")
 
 
 def may_control(request: HttpRequest) -> bool:
@@ -43,6 +44,11 @@ class BrokerAdmin(ModelAdmin):
         user: Any = request.user  # any user model: is_staff and has_perm are the admin's
         return bool(user.is_active and user.is_staff)
 
+    def has_module_permission(self, request: HttpRequest) -> bool:
+        """Staff who may look see the app on the admin index, with or without any of its
+        permissions (Django's default would hide it from them)."""
+        return self.has_view_permission(request)
+
     def has_add_permission(self, request: HttpRequest) -> bool:
         return False
 
@@ -57,6 +63,7 @@ class BrokerAdmin(ModelAdmin):
         return [
             path("", view(self.dashboard), name="django_jobs_broker_changelist"),
             path("failed/", view(require_POST(self.failed)), name="django_jobs_broker_failed"),
+            path("history/", view(self.history), name="django_jobs_broker_history"),
         ]
 
     def dashboard(self, request: HttpRequest) -> HttpResponse:
@@ -72,6 +79,27 @@ class BrokerAdmin(ModelAdmin):
             "refresh_seconds": REFRESH_SECONDS,
         }
         return TemplateResponse(request, "admin/django_jobs/dashboard.html", context)
+
+    def history(self, request: HttpRequest) -> HttpResponse:
+        """Recent background jobs of every broker, from the results they keep, filtered by
+        function and status."""
+        if not self.has_view_permission(request):
+            raise PermissionDenied
+        settings = job_settings()
+        function = request.GET.get("function") or None
+        status = request.GET.get("status") or None
+        rows, errors = history(list(settings.client_servers), settings.tls, function, status)
+        context = {
+            **self.admin_site.each_context(request),
+            "title": "Job history",
+            "opts": self.model._meta,
+            "rows": rows,
+            "errors": errors,
+            "function": function or "",
+            "status": status or "",
+            "statuses": HISTORY_STATUSES,
+        }
+        return TemplateResponse(request, "admin/django_jobs/history.html", context)
 
     def failed(self, request: HttpRequest) -> HttpResponse:
         if not may_control(request):

@@ -5,7 +5,8 @@ Replies are gearmand 1.1.20's byte for byte, including the mix of line endings
 <value>`` with ``\\n``) and its error texts. New commands (``shutdown``, ``show
 schedules``, ``show failed``, ``retry failed``, ``drop failed``, ``show result``) only add
 replies; no existing reply changes. ``show result HANDLE`` answers with one JSON line (a
-result holds free text and bytes, which tab-separated fields cannot).
+result holds free text and bytes, which tab-separated fields cannot), ``show results
+[FUNCTION]`` with one per kept result, newest first, without the value and payload.
 """
 
 from __future__ import annotations
@@ -165,6 +166,12 @@ class AdminCommands:
             return self._brokers()
         elif len(what) == 2 and what[0] == b"result":
             return self._result(words[2])
+        elif what[0] == b"results" and len(what) <= 2:
+            function = words[2] if len(words) > 2 else None
+            lines = [
+                state_json(kept_state(handle, kept), with_bytes=False) + b"\n"
+                for handle, kept in self.broker.results.newest(function)
+            ]
         elif what == [b"failed"]:
             self._reload_failed()
             lines = [

@@ -30,6 +30,8 @@ QUEUED = "queued"
 RUNNING = "running"
 # Seconds between two expiries in the store when this broker's own results did not expire.
 STORE_EXPIRY_SECONDS = 60.0
+# Results ``show results`` lists at most, newest first.
+MAX_LISTED_RESULTS = 500
 
 
 class JobState(NamedTuple):
@@ -121,6 +123,17 @@ class ResultBook:
     def find(self, handle: bytes) -> KeptResult | None:
         return self._kept.get(handle)
 
+    def newest(self, function: bytes | None = None) -> list[tuple[bytes, KeptResult]]:
+        """At most ``MAX_LISTED_RESULTS`` kept results (of ``function``), newest first."""
+        listed = []
+        for handle in reversed(self._kept):
+            result = self._kept[handle]
+            if function is None or result.function == function:
+                listed.append((handle, result))
+                if len(listed) == MAX_LISTED_RESULTS:
+                    break
+        return listed
+
     def restore(self, handle: bytes, result: KeptResult) -> None:
         """Put back a result loaded from the store, oldest first (the store forgets the
         oldest too when there are more than ``--max-kept-results``)."""
@@ -201,9 +214,12 @@ def stored_state(handle: bytes, stored: StoredJob) -> JobState:
     )
 
 
-def state_json(state: JobState) -> bytes:
+def state_json(state: JobState, *, with_bytes: bool = True) -> bytes:
     """The admin protocol's ``show result`` line: times in epoch seconds (null when
-    unknown), the value and the payload in base64 (null when over ``--max-result-bytes``)."""
+    unknown), the value and the payload in base64 (null when over ``--max-result-bytes``,
+    or when ``with_bytes`` is false: ``show results`` lists without them)."""
+    if not with_bytes:
+        state = state._replace(value=b"", data=b"")
     return json.dumps(
         {
             "handle": state.handle.decode("utf-8", "replace"),

@@ -118,6 +118,15 @@ class JobState:
         return self.finished_at is not None
 
 
+def _job_state(line: str) -> JobState:
+    fields = json.loads(line)
+    for name in ("value", "data"):
+        encoded = fields[name]
+        fields[name] = None if encoded is None else base64.b64decode(encoded)
+    fields["workers"], fields["errors"] = tuple(fields["workers"]), tuple(fields["errors"])
+    return JobState(**fields)
+
+
 class AdminClient:
     """Talks to one server's admin port. Every call raises ``ServerError`` on ``ERR``."""
 
@@ -225,12 +234,13 @@ class AdminClient:
             if exc.code == "UNKNOWN_JOB":
                 return None
             raise
-        fields = json.loads(rows[0][0])
-        for name in ("value", "data"):
-            encoded = fields[name]
-            fields[name] = None if encoded is None else base64.b64decode(encoded)
-        fields["workers"], fields["errors"] = tuple(fields["workers"]), tuple(fields["errors"])
-        return JobState(**fields)
+        return _job_state(rows[0][0])
+
+    def show_results(self, function: str | None = None) -> list[JobState]:
+        """The results this broker keeps (of ``function``), newest first, at most 500,
+        without their values and payloads (``result`` gives them)."""
+        command = "show results" if function is None else f"show results {function}"
+        return [_job_state(row[0]) for row in self._table(command)]
 
     def retry_failed(self, handle: str = "all") -> int:
         """Queue failed jobs again (``all`` or one handle); returns how many."""

@@ -1,5 +1,6 @@
 """What the admin dashboard shows of each server: ``gearman_server_info``'s report, plus
-its schedules and its failed list, read over the admin protocol."""
+its schedules and its failed list, and the job history from the results it keeps, read
+over the admin protocol."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 from broker.errors import BrokerError
-from broker.gearman.admin_client import AdminClient, FailedInfo, ScheduleInfo
+from broker.gearman.admin_client import AdminClient, FailedInfo, JobState, ScheduleInfo
 from broker.tls import TLSFiles
 from django_jobs.monitoring.server_info import ServerReport, collect
 
@@ -51,6 +52,50 @@ def server_panel(host: str, tls: TLSFiles | None) -> ServerPanel:
     except (BrokerError, OSError) as exc:
         panel.report.error = str(exc) or type(exc).__name__
     return panel
+
+
+@dataclass(frozen=True)
+class HistoryRow:
+    """One ended (or still live) background job, as the job history lists it."""
+
+    server: str
+    handle: str
+    function: str
+    status: str
+    started: datetime | None
+    seconds: float | None
+    """From its first start to its end."""
+    attempts: int
+    error: str
+    """The last failed attempt's first line."""
+
+
+def history(
+    hosts: list[str], tls: TLSFiles | None, function: str | None, status: str | None
+) -> tuple[list[HistoryRow], list[str]]:
+    """The jobs each broker keeps results of (newest first, per broker), and the brokers
+    that could not be asked, with why."""
+    rows, errors = [], []
+    for host in hosts:
+        try:
+            with AdminClient(host, timeout=DASHBOARD_TIMEOUT, tls=tls) as admin:
+                states = admin.show_results(function)
+        except (BrokerError, OSError) as exc:
+            errors.append(f"{host}: {exc}")
+            continue
+        rows += [_history_row(host, state) for state in states if status in (None, state.status)]
+    return rows, errors
+
+
+def _history_row(host: str, state: JobState) -> HistoryRow:
+    started = None if state.started_at is None else datetime.fromtimestamp(state.started_at, UTC)
+    ran = None
+    if state.started_at is not None and state.finished_at is not None:
+        ran = state.finished_at - state.started_at
+    error = state.errors[-1].partition("\n")[0] if state.errors else ""
+    return HistoryRow(
+        host, state.handle, state.function, state.status, started, ran, state.attempts, error
+    )
 
 
 def change_failed(host: str, tls: TLSFiles | None, action: str, handle: str) -> int:

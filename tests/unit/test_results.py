@@ -189,3 +189,22 @@ def test_the_oldest_go_past_the_byte_budget_of_values_and_payloads() -> None:
     assert client.admin(b"show result " + handles[0]) == b"ERR UNKNOWN_JOB\r\n"
     assert [result(client, h)["status"] for h in handles[1:]] == ["successful"] * 2
     assert harness.broker.results.bytes == 8
+
+
+def test_show_results_lists_the_newest_first_by_function_without_bytes() -> None:
+    harness = Harness(keep_results=60)
+    client = harness.peer()
+    busy = worker(harness, b"w")
+    busy.send(T.CAN_DO, b"g")
+    handles = []
+    for function in (b"f", b"g", b"f"):
+        handles.append(client.submit(function, b"payload"))
+        assert busy.grab() is not None
+        busy.send(T.WORK_COMPLETE, handles[-1], b"value")
+    listed = client.admin(b"show results").splitlines()
+    assert listed[-1] == b"."
+    rows = [json.loads(line) for line in listed[:-1]]
+    assert [row["handle"].encode() for row in rows] == handles[::-1]
+    assert {(row["value"], row["data"]) for row in rows} == {(None, None)}
+    only_f = client.admin(b"show results f").splitlines()[:-1]
+    assert [json.loads(line)["handle"].encode() for line in only_f] == [handles[2], handles[0]]

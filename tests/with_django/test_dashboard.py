@@ -119,6 +119,11 @@ def post_as_page(browser: WebDriver, server: str, handle: str) -> int:
     return int(status)
 
 
+def statuses(browser: WebDriver) -> list[str]:
+    """The status column of the job history page."""
+    return [str(e.text) for e in browser.find_elements(By.CSS_SELECTOR, "table.history .status")]
+
+
 def failed_handles(address: str) -> list[str]:
     with AdminClient(address) as admin:
         return [job.handle for job in admin.show_failed()]
@@ -174,6 +179,15 @@ def test_the_dashboard_shows_the_broker_and_retries_a_failed_job(
             wait_until(lambda: outbox.exists() and "ada" in outbox.read_text())
             assert failed_handles(broker.address) == []
             browser.save_screenshot(str(screenshots / "dashboard-retried.png"))
+            browser.find_element(By.CSS_SELECTOR, "a.history-link").click()
+            wait_until(lambda: "successful" in statuses(browser))
+            assert "failed" in statuses(browser)  # the attempt before the retry, kept too
+            browser.get(
+                f"{site}/admin/django_jobs/broker/history/?function=mail.send&status=failed"
+            )
+            assert set(statuses(browser)) == {"failed"}
+            assert "FileNotFoundError" in cell(browser, "table.history")
+            browser.save_screenshot(str(screenshots / "history.png"))
             # The same request the viewer makes below passes CSRF for a permitted user (the
             # redirect back to the dashboard is followed).
             assert post_as_page(browser, broker.address, "H:nobody:1") == 200
@@ -181,7 +195,9 @@ def test_the_dashboard_shows_the_broker_and_retries_a_failed_job(
             send_mail(broker.address, tmp_path / "nowhere" / "outbox.txt", "bob")
             wait_until(lambda: len(failed_handles(broker.address)) == 1)
             log_in(browser, site, "viewer")
-            browser.refresh()
+            browser.get(f"{site}/admin/")  # staff without permissions find the dashboard
+            browser.find_element(By.CSS_SELECTOR, 'a[href="/admin/django_jobs/broker/"]').click()
+            wait_until(lambda: browser.current_url.endswith("/admin/django_jobs/broker/"))
             assert browser.find_elements(By.CSS_SELECTOR, "table.failed tr[data-handle]")
             assert browser.find_elements(By.CSS_SELECTOR, "button.retry, button.drop") == []
             browser.save_screenshot(str(screenshots / "dashboard-viewer.png"))
