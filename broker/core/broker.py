@@ -64,7 +64,7 @@ from broker.protocol.packets import (
     encode_response,
     error_packet,
 )
-from broker.protocol.priorities import Priority
+from broker.protocol.priorities import MAX_RANK, MIN_RANK, Priority
 from broker.protocol.reader import AdminLine, PacketReader
 from broker.store.base import Page, PagingStore, SharedStore
 from broker.store.operations import Operation, StoredJob
@@ -182,6 +182,7 @@ class Broker:
             T.OPTION_REQ: queries.option,
             T.SET_CLIENT_ID: queries.set_client_id,
             T.SUBMIT_JOB_EPOCH: self._submit_epoch,
+            T.SUBMIT_JOB_RANKED: self._submit_ranked,
             T.SUBMIT_JOB_SCHED: self._submit_sched,
             T.SUBMIT_REDUCE_JOB: self._submit_reduce,
             T.SUBMIT_REDUCE_JOB_BACKGROUND: self._submit_reduce,
@@ -319,6 +320,15 @@ class Broker:
         self.submit(
             session, name, unique, data, Priority.NORMAL, True, when=float(leading_int(epoch))
         )
+
+    def _submit_ranked(self, session: Session, packet: Packet) -> None:
+        name, unique, rank_text, epoch, data = packet.args
+        rank = leading_int(rank_text)
+        if not MIN_RANK <= rank <= MAX_RANK:
+            text = b"Rank must be between %d and %d" % (MIN_RANK, MAX_RANK)
+            self._refuse(session, b"INVALID_ARGUMENTS", text)
+            return
+        self.submit(session, name, unique, data, rank, True, when=float(leading_int(epoch)))
 
     def submit(
         self,

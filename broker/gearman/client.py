@@ -88,6 +88,9 @@ class JobRequest:
     at: float | None = None
     schedule: tuple[str, ...] | None = None
     """Five SUBMIT_JOB_SCHED fields: a recurring background job (see ``schedule_fields``)."""
+    rank: int | None = None
+    """A background job's rank instead of ``priority`` (spoolgear's SUBMIT_JOB_RANKED;
+    lower runs first, ``task_rank`` maps Django's priorities); gearmand refuses it."""
 
     def packet(self) -> bytes:
         if self.schedule is not None:
@@ -96,6 +99,18 @@ class JobRequest:
                 self.function.encode(),
                 self.unique.encode(),
                 *(field.encode() for field in self.schedule),
+                self.data,
+                magic=MAGIC_REQ,
+            )
+        if self.rank is not None:
+            if not self.background:
+                raise ValueError("only a background job has a rank (SUBMIT_JOB_RANKED)")
+            return encode_packet(
+                T.SUBMIT_JOB_RANKED,
+                self.function.encode(),
+                self.unique.encode(),
+                b"%d" % self.rank,
+                b"%d" % (0 if self.at is None else math.ceil(self.at)),
                 self.data,
                 magic=MAGIC_REQ,
             )

@@ -64,6 +64,9 @@ class PacketType(IntEnum):
     JOB_ASSIGN_ALL = 40
     GET_STATUS_UNIQUE = 41
     STATUS_RES_UNIQUE = 42
+    SUBMIT_JOB_RANKED = 64
+    """spoolgear's own: a background job at any rank (``priorities.py``) and, unless its
+    epoch is 0, delayed; gearmand closes the connection on it, as on any unknown type."""
 
 
 T = PacketType
@@ -113,6 +116,7 @@ ARGUMENT_COUNTS: dict[PacketType, int] = {
     T.JOB_ASSIGN_ALL: 5,
     T.GET_STATUS_UNIQUE: 1,
     T.STATUS_RES_UNIQUE: 6,
+    T.SUBMIT_JOB_RANKED: 5,
 }
 
 # Lookups indexed by type number, for the parser's hot path.

@@ -19,13 +19,21 @@ class Priority(IntEnum):
 # spool jobs run before everything else, lower numbers first, as uWSGI's priority
 # directories do (docs/uwsgi.md, "From vars to a job").
 SPOOL_RANK_OFFSET = 1000
+# Django's Tasks framework orders priorities -100..100, higher first; priority P is rank
+# 1 - P (SUBMIT_JOB_RANKED), so Django's 1, 0 and -1 are Gearman's high, normal and low.
+TASK_PRIORITY_LIMIT = 100
 MIN_RANK = -SPOOL_RANK_OFFSET
-MAX_RANK = int(Priority.LOW)
+MAX_RANK = 1 + TASK_PRIORITY_LIMIT
 
 
 def spool_rank(priority: int | None) -> int:
     """The rank of a spool request with this ``priority`` var (``None``: not given)."""
     return int(Priority.NORMAL) if priority is None else priority - SPOOL_RANK_OFFSET
+
+
+def task_rank(priority: int) -> int:
+    """The rank of a Tasks framework priority (-100..100, higher runs first)."""
+    return 1 - priority
 
 
 def priority_index(rank: int) -> int:

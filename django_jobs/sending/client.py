@@ -66,6 +66,8 @@ class Job:
     at: dt.datetime | dt.timedelta | float | None = None
     setup: Mapping[str, Any] = field(default_factory=dict)
     """``@task`` metadata (retry policy, attempt, buffer) carried beside the arguments."""
+    rank: int | None = None
+    """A background job's rank on spoolgear, instead of ``priority`` (``JobRequest.rank``)."""
 
 
 def job_priority(value: str | int | Priority | None) -> Priority:
@@ -147,6 +149,7 @@ class GearmanClient:
             job_priority(job.priority),
             background,
             at,
+            rank=job.rank,
         )
 
     def submit_job(

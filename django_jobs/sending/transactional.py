@@ -45,7 +45,7 @@ def write_jobs(alias: str, requests: Sequence[JobRequest]) -> list[JobHandle]:
                         "function": function,
                         "unique": unique,
                         "data": request.data,
-                        "priority": int(request.priority),
+                        "priority": int(request.priority) if request.rank is None else request.rank,
                         "run_at": request.at or 0.0,
                     },
                 )

@@ -17,6 +17,7 @@ from django.utils import timezone
 
 from broker.errors import ConnectionFailed
 from broker.gearman.admin_client import AdminClient, JobState
+from broker.protocol.priorities import task_rank
 from django_jobs.conf import job_settings
 from django_jobs.jobs.discovery import check_module_served
 from django_jobs.sending.client import Job
@@ -45,8 +46,8 @@ class SpoolgearBackend(BaseTaskBackend):
     supports_defer = True
     supports_async_task = True
     supports_get_result = True
-    # Not yet: Gearman carries three priorities, Django asks for 201 (docs/django-tasks.md).
-    supports_priority = False
+    # All 201, as ranks (SUBMIT_JOB_RANKED); priority 0 goes as a plain Gearman job.
+    supports_priority = True
 
     def __init__(self, alias: str, params: dict[str, Any]) -> None:
         super().__init__(alias, params)
@@ -79,6 +80,7 @@ class SpoolgearBackend(BaseTaskBackend):
             kwargs,
             at=task.run_after,
             setup={"task": task.module_path},
+            rank=task_rank(task.priority) if task.priority else None,
         )
         handle = submit_background(job, self.servers)
         result: TaskResult[Any] = TaskResult(

@@ -156,13 +156,27 @@ def test_run_after_is_respected(worker: WorkerProcess, tmp_path: Path) -> None:
     assert done.started_at >= later.replace(microsecond=0)  # type: ignore[operator]
 
 
+def test_priorities_run_highest_first_all_201_of_them(
+    tasks_broker: RunningBroker, tmp_path: Path
+) -> None:
+    from shop.tasks import stamp
+
+    log = tmp_path / "stamps"
+    priorities = [0, -100, 7, 100, -1, 1, 6, -50]
+    ids = [stamp.using(priority=p).enqueue(str(log), str(p)).id for p in priorities]
+    with gearman_worker(tasks_broker.address, "--tasks-queue", "reports"):
+        wait_until(lambda: log.exists() and len(log.read_text().split()) == len(priorities))
+    assert log.read_text().split() == [str(p) for p in sorted(priorities, reverse=True)]
+    assert all(finished(result_id).status == TaskResultStatus.SUCCESSFUL for result_id in ids)
+
+
 def test_unknown_ids_and_refused_tasks(tasks_broker: RunningBroker) -> None:
     from shop.tasks import add
 
     with pytest.raises(TaskResultDoesNotExist):
         default_task_backend.get_result("H:nowhere:1")
     with pytest.raises(InvalidTaskError, match="priority"):
-        add.using(priority=10)
+        add.using(priority=101)
     with pytest.raises(InvalidTaskError, match="Queue 'mail' is not valid"):
         add.using(queue_name="mail")
 
