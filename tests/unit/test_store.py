@@ -170,7 +170,7 @@ def test_a_bad_row_is_skipped_and_reported_and_the_rest_loads(tmp_path: Path) ->
     path = tmp_path / "jobs.db"
     store = SQLiteStore(path)
     store.write([ops.AddJob(job(1)), ops.AddJob(job(2))])
-    store.db.execute("UPDATE jobs SET priority = 9 WHERE number = 1")
+    store.db.execute("UPDATE jobs SET priority = 999 WHERE number = 1")  # past MAX_RANK
     store.db.execute("UPDATE jobs SET function = 'text' WHERE number = 2")
     store.write([ops.AddJob(job(3))])
     state = store.load()
