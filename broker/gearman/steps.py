@@ -7,7 +7,8 @@ dramatiq's middleware wraps each message; the steps that run for every job are s
 classes, cheaper per job than generators.
 ``manage.py gearman_worker`` and ``spoolgear spooler`` build their workers from these,
 each with its own parameters; the task API's per-call working directory is
-``working_directory`` too.
+``working_directory`` too, and ``time_limit`` cuts off the spooler's handlers
+(``--harakiri``) and a Tasks framework task's run (``time_limit``).
 """
 
 from __future__ import annotations
@@ -17,7 +18,9 @@ import contextvars
 import functools
 import importlib
 import os
+import signal
 from collections.abc import Callable, Iterator
+from types import FrameType
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -76,6 +79,30 @@ def _django_db() -> Any:
 
 def _close_old_connections() -> None:
     _django_db().close_old_connections()
+
+
+class TimeLimitExceeded(Exception):
+    """A run went past its time limit and was cut off (its attempt failed)."""
+
+
+@contextlib.contextmanager
+def time_limit(seconds: float | None, what: str = "the job") -> Iterator[None]:
+    """Cut the code inside off after ``seconds`` with ``TimeLimitExceeded`` (SIGALRM, in
+    the main thread: uWSGI's ``harakiri``, a task's ``time_limit``); nothing when None."""
+    if seconds is None:
+        yield
+        return
+
+    def expire(signum: int, frame: FrameType | None) -> None:
+        raise TimeLimitExceeded(f"{what} ran longer than its time limit of {seconds:g} s")
+
+    previous = signal.signal(signal.SIGALRM, expire)
+    signal.setitimer(signal.ITIMER_REAL, seconds)
+    try:
+        yield
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
 
 
 @contextlib.contextmanager

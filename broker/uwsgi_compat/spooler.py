@@ -41,7 +41,7 @@ import time
 import traceback
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
-from types import FrameType, ModuleType
+from types import ModuleType
 from typing import Any
 
 from broker.addresses import DEFAULT_SERVER
@@ -49,7 +49,12 @@ from broker.errors import BrokerError, ConfigurationError
 from broker.gearman.client import Client, JobHandle, schedule_unique
 from broker.gearman.retries import backoff_delay, retry_or_give_up
 from broker.gearman.schedule_registration import register_in_background
-from broker.gearman.steps import closing_stale_database_connections, working_directory
+from broker.gearman.steps import (
+    TimeLimitExceeded,
+    closing_stale_database_connections,
+    time_limit,
+    working_directory,
+)
 from broker.gearman.worker import Worker, WorkerJob
 from broker.options import check_options, option
 from broker.protocol.spool_request import DEFAULT_QUEUE, DEFAULT_SPOOL_FUNCTION, QUEUE_SEPARATOR
@@ -288,10 +293,6 @@ def _uwsgi_task_runner(function: Callable[..., Any], allow_pickle: bool) -> Hand
     return run
 
 
-class Harakiri(BrokerError):
-    """A job ran past ``--harakiri`` seconds: cut off, counted as a failed attempt."""
-
-
 class Spooler:
     """Serves spool jobs with ``handlers`` until stopped."""
 
@@ -315,8 +316,6 @@ class Spooler:
                 self.worker.register(function_name, self.run_job)
         for schedule in handlers.schedules:
             self.worker.register(schedule.name, functools.partial(self.run_timer, schedule))
-        if settings.harakiri is not None:
-            signal.signal(signal.SIGALRM, self._harakiri)
 
     def function_names(self, name: str) -> list[str]:
         separator = QUEUE_SEPARATOR.decode()
@@ -413,21 +412,12 @@ class Spooler:
         """``--harakiri``, around the handlers only: a job cut off fails its attempt and
         this process is then replaced (a handler stuck that long may have left anything
         behind)."""
-        harakiri = self.settings.harakiri
-        if harakiri is None:
-            yield
-            return
-        signal.setitimer(signal.ITIMER_REAL, harakiri)
         try:
-            yield
-        except Harakiri:
+            with time_limit(self.settings.harakiri, "harakiri: the job"):
+                yield
+        except TimeLimitExceeded:
             self.worker.stop()
             raise
-        finally:
-            signal.setitimer(signal.ITIMER_REAL, 0)
-
-    def _harakiri(self, signum: int, frame: FrameType | None) -> None:
-        raise Harakiri(f"harakiri: the job ran longer than {self.settings.harakiri} s")
 
     def _call(self, chain: list[Handler], env: dict[Any, Any]) -> tuple[int, str]:
         for handler in chain:

@@ -10,6 +10,7 @@ job's result (``--keep-results``), so ``get_result`` works from any process.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from django.core.exceptions import ImproperlyConfigured
@@ -17,6 +18,7 @@ from django.utils import timezone
 
 from broker.errors import ConnectionFailed
 from broker.gearman.admin_client import AdminClient, JobState
+from broker.gearman.client import MAX_UNIQUE
 from broker.protocol.priorities import task_rank
 from django_jobs.conf import job_settings
 from django_jobs.jobs.discovery import check_module_served
@@ -24,6 +26,7 @@ from django_jobs.sending.client import Job
 from django_jobs.sending.submission import submit_background
 from django_jobs.tasks_framework.framework import (
     BaseTaskBackend,
+    InvalidTask,
     Task,
     TaskResult,
     TaskResultDoesNotExist,
@@ -37,12 +40,28 @@ QUEUE_FUNCTION_PREFIX = "django.tasks."
 OPTIONS = ("SERVERS",)
 
 
+@dataclass(frozen=True, slots=True, kw_only=True)
+class SpoolgearTask(Task[Any, Any]):
+    """A task with spoolgear's options beyond the contract, which ``@task(...)`` hands to
+    the backend's task class (Django 6.1, django-tasks 0.12)."""
+
+    unique: bool | str = False
+    """Coalesce calls as Gearman uniques do: while one job of this task is queued or
+    running, another call with the same arguments (True), or with the same key (a string),
+    gets that job and its result instead of a second job."""
+    time_limit: float | None = None
+    """Seconds one run may take; past it the run fails with
+    ``broker.gearman.steps.TimeLimitExceeded`` and the broker's retries, if any, run it
+    again (enforced with SIGALRM in the worker's main thread)."""
+
+
 def queue_function(queue_name: str) -> str:
     """The Gearman function of a queue: what the backend submits to, the worker serves."""
     return QUEUE_FUNCTION_PREFIX + queue_name
 
 
 class SpoolgearBackend(BaseTaskBackend):
+    task_class = SpoolgearTask
     supports_defer = True
     supports_async_task = True
     supports_get_result = True
@@ -70,6 +89,15 @@ class SpoolgearBackend(BaseTaskBackend):
         """OPTIONS' SERVERS, else the project's ``GEARMAN_CLIENT_SERVERS``."""
         return self._servers or job_settings().client_servers
 
+    def validate_task(self, task: Task[Any, Any]) -> None:
+        super().validate_task(task)
+        time_limit = getattr(task, "time_limit", None)
+        if time_limit is not None and not time_limit > 0:
+            raise InvalidTask(f"time_limit must be a number of seconds above 0, got {time_limit!r}")
+        unique = getattr(task, "unique", False)
+        if isinstance(unique, str) and not 0 < len(unique.encode()) <= MAX_UNIQUE:
+            raise InvalidTask(f"a unique key is 1 to {MAX_UNIQUE} bytes, got {unique!r}")
+
     def enqueue(self, task: Task[Any, Any], args: Any, kwargs: Any) -> TaskResult[Any]:
         self.validate_task(task)
         check_module_served(task.module_path, task.func.__module__)
@@ -81,6 +109,7 @@ class SpoolgearBackend(BaseTaskBackend):
             at=task.run_after,
             setup={"task": task.module_path},
             rank=task_rank(task.priority) if task.priority else None,
+            unique=getattr(task, "unique", False) or None,
         )
         handle = submit_background(job, self.servers)
         result: TaskResult[Any] = TaskResult(
@@ -128,4 +157,4 @@ class SpoolgearBackend(BaseTaskBackend):
         return None
 
 
-__all__ = ["SpoolgearBackend", "queue_function"]
+__all__ = ["SpoolgearBackend", "SpoolgearTask", "queue_function"]

@@ -34,6 +34,7 @@ if TYPE_CHECKING:
     from django_tasks.backends.base import BaseTaskBackend
     from django_tasks.base import Task, TaskContext, TaskError, TaskResult, TaskResultStatus
     from django_tasks.exceptions import InvalidTaskBackendError as InvalidTaskBackend
+    from django_tasks.exceptions import InvalidTaskError as InvalidTask
     from django_tasks.exceptions import TaskResultDoesNotExist
     from django_tasks.signals import task_enqueued, task_finished, task_started
     from django_tasks.utils import get_exception_traceback, get_module_path, normalize_json
@@ -45,9 +46,12 @@ else:
     TaskResult, TaskResultStatus = _base.TaskResult, _base.TaskResultStatus
     _exceptions = _module("exceptions")
     TaskResultDoesNotExist = _exceptions.TaskResultDoesNotExist
-    # Django 6's name; the backport's until its next release.
-    InvalidTaskBackend = (
-        getattr(_exceptions, "InvalidTaskBackend", None) or _exceptions.InvalidTaskBackendError
+    # Django 6's names, then the backport's (until its next release renames them).
+    InvalidTaskBackend = getattr(
+        _exceptions, "InvalidTaskBackend", getattr(_exceptions, "InvalidTaskBackendError", None)
+    )
+    InvalidTask = getattr(
+        _exceptions, "InvalidTask", getattr(_exceptions, "InvalidTaskError", None)
     )
     _signals = _module("signals")
     task_enqueued = _signals.task_enqueued
@@ -58,6 +62,7 @@ else:
 
 __all__ = [
     "BaseTaskBackend",
+    "InvalidTask",
     "InvalidTaskBackend",
     "Task",
     "TaskContext",

@@ -16,7 +16,7 @@ from typing import Any
 from django.utils import timezone
 
 from broker.errors import WorkFailed
-from broker.gearman.steps import current_job
+from broker.gearman.steps import current_job, time_limit
 from django_jobs.conf import job_settings
 from django_jobs.jobs.discovery import discover
 from django_jobs.jobs.registry import RegisteredTask
@@ -98,10 +98,11 @@ def run_call(backend: SpoolgearBackend, worker_id: str, call: Call) -> Any:
     result = _starting(backend, task, call, worker_id)
     task_started.send(type(backend), task_result=result)
     try:
-        if task.takes_context:
-            value = task.call(TaskContext(task_result=result), *call.args, **call.kwargs)
-        else:
-            value = task.call(*call.args, **call.kwargs)
+        with time_limit(getattr(task, "time_limit", None), task.module_path):
+            if task.takes_context:
+                value = task.call(TaskContext(task_result=result), *call.args, **call.kwargs)
+            else:
+                value = task.call(*call.args, **call.kwargs)
         value = normalize_json(value)
     except Exception as exc:
         traceback = get_exception_traceback(exc)

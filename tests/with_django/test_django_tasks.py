@@ -170,6 +170,22 @@ def test_priorities_run_highest_first_all_201_of_them(
     assert all(finished(result_id).status == TaskResultStatus.SUCCESSFUL for result_id in ids)
 
 
+def test_unique_calls_coalesce_and_a_time_limit_cuts_a_run_off(worker: WorkerProcess) -> None:
+    from shop.tasks import slow_unique, too_slow
+
+    first, again = slow_unique.enqueue(1, "a"), slow_unique.enqueue(1, "a")
+    other = slow_unique.enqueue(1, "b")
+    assert first.id == again.id != other.id  # one job while the first is queued or running
+    assert finished(first.id).return_value == "a" and finished(other.id).return_value == "b"
+    cut = finished(too_slow.enqueue().id)
+    assert cut.status == TaskResultStatus.FAILED and cut.attempts == 3  # the broker's retries
+    paths = {error.exception_class_path for error in cut.errors}
+    assert paths == {"broker.gearman.steps.TimeLimitExceeded"}
+    assert "time limit of 0.5 s" in cut.errors[0].traceback
+    with pytest.raises(InvalidTaskError, match="time_limit"):
+        too_slow.get_backend().task_class(func=too_slow.func, time_limit=0)
+
+
 def test_unknown_ids_and_refused_tasks(tasks_broker: RunningBroker) -> None:
     from shop.tasks import add
 

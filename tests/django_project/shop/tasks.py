@@ -43,6 +43,22 @@ def flaky(counter):
     return attempt
 
 
+@framework_task(unique=True)
+def slow_unique(seconds, label):
+    """Coalesces with a queued or running call of the same arguments."""
+    import time
+
+    time.sleep(seconds)
+    return label
+
+
+@framework_task(time_limit=0.5)
+def too_slow():
+    import time
+
+    time.sleep(30)
+
+
 @framework_task(takes_context=True)
 def introspect(context: TaskContext, flag):
     return {"attempt": context.attempt, "id": context.task_result.id, "flag": flag}
