@@ -136,7 +136,10 @@ class ResultBook:
 
     def restore(self, handle: bytes, result: KeptResult) -> None:
         """Put back a result loaded from the store, oldest first (the store forgets the
-        oldest too when there are more than ``--max-kept-results``)."""
+        oldest too when there are more than ``--max-kept-results``); none with
+        ``--keep-results 0``."""
+        if not self.enabled:
+            return
         self._keep(handle, result)
         self._forget_oldest()
 
@@ -150,10 +153,11 @@ class ResultBook:
         now = self.clock()
         before = now - self.keep
         expired = 0
-        for handle in list(self._kept):
-            if self._kept[handle].finished_at > before:
+        while self._kept:
+            oldest = next(iter(self._kept))
+            if self._kept[oldest].finished_at > before:
                 break
-            self._drop(handle)
+            self._drop(oldest)
             expired += 1
         if expired or now >= self._next_store_expiry:
             self._next_store_expiry = now + STORE_EXPIRY_SECONDS
