@@ -207,7 +207,7 @@ class AdminCommands:
                 continue
             job = broker.index.jobs.get(mine)
             if job is not None:
-                return live_state(job)._replace(handle=handle)
+                return live_state(handle, job)
             kept = broker.results.find(mine)
             if kept is not None:
                 return kept_state(handle, kept)

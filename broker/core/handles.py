@@ -18,6 +18,18 @@ def handle_number(handle: bytes) -> int:
     return int(handle.rpartition(b":")[2])
 
 
+def any_number(handle: bytes) -> int | None:
+    """The number a handle of any prefix ends with (``H:host:N``, an application's
+    ``spoolgear_jobs:N``), else ``None``."""
+    return _number(handle.rpartition(b":")[2])
+
+
+def _number(digits: bytes) -> int | None:
+    if not digits.isdigit() or len(digits) > _MAX_NUMBER_DIGITS:
+        return None
+    return int(digits)
+
+
 class Handles:
     def __init__(self, prefix: bytes, reserve: Callable[[int], None]) -> None:
         self.prefix = prefix + b":"
@@ -46,7 +58,4 @@ class Handles:
         """The number of a handle this broker could have given, else ``None``."""
         if not handle.startswith(self.prefix):
             return None
-        digits = handle[len(self.prefix) :]
-        if not digits.isdigit() or len(digits) > _MAX_NUMBER_DIGITS:
-            return None
-        return int(digits)
+        return _number(handle[len(self.prefix) :])

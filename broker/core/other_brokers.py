@@ -14,7 +14,7 @@ broker's memory and its own part of the store have no answer.
 
 from __future__ import annotations
 
-from broker.core.handles import Handles, handle_number
+from broker.core.handles import Handles, any_number, handle_number
 from broker.core.model import Job, Session
 from broker.protocol.packets import PacketType, encode_response
 from broker.store.base import SharedStore
@@ -86,7 +86,7 @@ class OtherBrokers:
 
     def job(self, handle: bytes) -> StoredJob | None:
         """The job with this handle if another broker holds it."""
-        number = self._number(handle)
+        number = any_number(handle)
         if self.store is None or number is None:
             return None
         return self.store.find_elsewhere(number)
@@ -94,7 +94,7 @@ class OtherBrokers:
     def result(self, handle: bytes) -> KeptResult | None:
         """The kept result with this handle from the shared store (another broker's, or
         an earlier run's of this one)."""
-        number = self._number(handle)
+        number = any_number(handle)
         if self.store is None or number is None:
             return None
         return self.store.find_result(number)
@@ -103,13 +103,8 @@ class OtherBrokers:
         """With a shared store, the handle this broker gives the job another broker's
         handle (or an application's ``spoolgear_jobs:N``) names: job numbers are unique
         across the store whatever the prefix, so any broker can answer for any job."""
-        number = self._number(handle)
+        number = any_number(handle)
         return None if self.store is None or number is None else self.handles.of(number)
-
-    @staticmethod
-    def _number(handle: bytes) -> int | None:
-        digits = handle.rpartition(b":")[2]
-        return int(digits) if digits.isdigit() and len(digits) <= 18 else None
 
     def schedule_holder(self, function: bytes, unique: bytes) -> str | None:
         """The broker holding a schedule of ``function`` with this unique, if another."""

@@ -35,24 +35,45 @@ MAX_LISTED_RESULTS = 500
 
 
 class JobState(NamedTuple):
-    """What a lookup by handle answers: a kept result, or a live job's state so far."""
+    """What a lookup by handle answers: a kept result, or a live job's state so far in the
+    same shape (status ``queued`` or ``running``, no end yet)."""
 
     handle: bytes
-    function: bytes
-    status: str
-    """``queued``, ``running``, or how it ended: ``successful``, ``failed``, ``cancelled``."""
-    enqueued_at: float
-    started_at: float
-    last_started_at: float
-    finished_at: float
-    workers: tuple[str, ...]
-    errors: tuple[str, ...]
-    value: bytes
-    value_size: int
-    data: bytes
-    data_size: int
+    """As it was asked for (another broker's, with a shared store)."""
+    record: KeptResult
     attempts: int
     """How many times it started (the running attempt included)."""
+
+
+def _keep_all(data: bytes) -> bytes:
+    return data
+
+
+def job_record(
+    job: Job,
+    status: str,
+    finished_at: float,
+    value: bytes = b"",
+    keep: Callable[[bytes], bytes] = _keep_all,
+) -> KeptResult:
+    """``job`` as a result: what ``keep`` leaves of its value and payload, with their
+    sizes."""
+    history = job.history or Attempts(0.0)
+    return KeptResult(
+        handle_number(job.handle),
+        job.function.name,
+        status,
+        job.created,
+        history.first_started,
+        history.last_started,
+        finished_at,
+        tuple(history.workers),
+        history.errors,
+        keep(value),
+        len(value),
+        keep(job.data),
+        len(job.data),
+    )
 
 
 class ResultBook:
@@ -97,22 +118,7 @@ class ResultBook:
         """Keep how ``job`` ended (a background job's end only)."""
         if not (self.enabled and job.background):
             return
-        history = job.history or Attempts(0.0)
-        result = KeptResult(
-            handle_number(job.handle),
-            job.function.name,
-            status,
-            job.created,
-            history.first_started,
-            history.last_started,
-            self.clock(),
-            tuple(history.workers),
-            history.errors,
-            self._within_budget(value),
-            len(value),
-            self._within_budget(job.data),
-            len(job.data),
-        )
+        result = job_record(job, status, self.clock(), value, self._within_budget)
         self._keep(job.handle, result)
         self.journal.result_kept(result)
         self._forget_oldest()
@@ -182,64 +188,48 @@ class ResultBook:
             self.journal.results_dropped(tuple(numbers))
 
 
-def live_state(job: Job) -> JobState:
-    """A job the broker holds now, as a lookup answers for it."""
-    history = job.history or Attempts(0.0)
-    return JobState(
-        job.handle,
-        job.function.name,
-        RUNNING if job.worker is not None else QUEUED,
-        job.created,
-        history.first_started,
-        history.last_started,
-        0.0,
-        tuple(history.workers),
-        history.errors,
-        b"",
-        0,
-        job.data,
-        len(job.data),
-        len(history.workers),
-    )
+def live_state(handle: bytes, job: Job) -> JobState:
+    """A job the broker holds now, as a lookup for ``handle`` answers for it."""
+    record = job_record(job, RUNNING if job.worker is not None else QUEUED, 0.0)
+    return JobState(handle, record, len(record.workers))
 
 
 def kept_state(handle: bytes, result: KeptResult) -> JobState:
-    return JobState(handle, *result[1:], len(result.workers))
+    return JobState(handle, result, len(result.workers))
 
 
 def stored_state(handle: bytes, stored: StoredJob) -> JobState:
     """A job held only in the store (beyond its queue's window, or by another broker):
     its attempts so far are counted there, not named."""
     status = RUNNING if stored.running else QUEUED
-    attempts = stored.attempts + stored.running
-    data, size = stored.data, len(stored.data)
-    return JobState(
-        handle, stored.function, status, 0.0, 0.0, 0.0, 0.0, (), (), b"", 0, data, size, attempts
+    data = stored.data
+    record = KeptResult(
+        stored.number, stored.function, status, 0.0, 0.0, 0.0, 0.0, (), (), b"", 0, data, len(data)
     )
+    return JobState(handle, record, stored.attempts + stored.running)
 
 
 def state_json(state: JobState, *, with_bytes: bool = True) -> bytes:
     """The admin protocol's ``show result`` line: times in epoch seconds (null when
     unknown), the value and the payload in base64 (null when over ``--max-result-bytes``,
     or when ``with_bytes`` is false: ``show results`` lists without them)."""
-    if not with_bytes:
-        state = state._replace(value=b"", data=b"")
+    record = state.record if with_bytes else state.record._replace(value=b"", data=b"")
     return json.dumps(
         {
             "handle": state.handle.decode("utf-8", "replace"),
-            "function": state.function.decode("utf-8", "replace"),
-            "status": state.status,
-            "enqueued_at": state.enqueued_at or None,
-            "started_at": state.started_at or None,
-            "last_started_at": state.last_started_at or None,
-            "finished_at": state.finished_at or None,
+            "function": record.function.decode("utf-8", "replace"),
+            "status": record.status,
+            "enqueued_at": record.enqueued_at or None,
+            "started_at": record.started_at or None,
+            "last_started_at": record.last_started_at or None,
+            "finished_at": record.finished_at or None,
             "attempts": state.attempts,
-            "workers": list(state.workers),
-            "errors": list(state.errors),
-            "value": _kept(state.value, state.value_size),
-            "value_size": state.value_size,
-            "data": _kept(state.data, state.data_size),
-            "data_size": state.data_size,
+            "workers": list(record.workers),
+            "errors": list(record.errors),
+            "value": _kept(record.value, record.value_size),
+            "value_size": record.value_size,
+            "data": _kept(record.data, record.data_size),
+            "data_size": record.data_size,
         },
         separators=(",", ":"),
     ).encode()

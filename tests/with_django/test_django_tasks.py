@@ -6,8 +6,6 @@ from __future__ import annotations
 
 import datetime as dt
 import os
-import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -22,7 +20,7 @@ from django_tasks.signals import task_enqueued
 from broker.client import Client
 from django_jobs.sending.serialization import dumps_call
 from tests.helpers import RunningBroker, run_broker, wait_until
-from tests.with_django.project import PROJECT, WorkerProcess, gearman_worker, manage_env
+from tests.with_django.project import WorkerProcess, gearman_worker, manage
 
 RETRIES = ("--retry-failures", "django.tasks.default=3")
 
@@ -93,14 +91,7 @@ def test_a_result_is_read_from_another_process(
         "from django_tasks import default_task_backend as b; "
         f"r = b.get_result({result_id!r}); print(r.status, r.return_value, r.task.name)"
     )
-    shown = subprocess.run(
-        [sys.executable, "manage.py", "shell", "-c", script],
-        cwd=PROJECT,
-        env=manage_env(tasks_broker.address),
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    shown = manage(tasks_broker.address, "shell", "-c", script)
     assert shown.returncode == 0, shown.stderr
     assert shown.stdout.splitlines()[-1].split() == ["SUCCESSFUL", "42", "add"]
 
@@ -223,18 +214,10 @@ def test_options_and_worker_arguments_are_checked(tasks_broker: RunningBroker) -
 
     with pytest.raises(ImproperlyConfigured, match="does not know"):
         SpoolgearBackend("x", {"OPTIONS": {"SERVER": "127.0.0.1:4730"}})
-    env = manage_env(tasks_broker.address)
     for args, message in (
         (["--tasks-queue", "mail"], "has no queue mail"),
         (["--tasks-queue", "default", "--tasks-backend", "nope"], "--tasks-backend nope"),
     ):
-        done = subprocess.run(
-            [sys.executable, "manage.py", "gearman_worker", *args],
-            cwd=PROJECT,
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=60,
-        )
+        done = manage(tasks_broker.address, "gearman_worker", *args)
         assert done.returncode == 1 and message in done.stderr, done.stderr
     assert os.environ.get("DJANGO_SETTINGS_MODULE") == "testsite.settings"
