@@ -73,3 +73,14 @@ class WorkFailed(BrokerError):
     The worker sends WORK_EXCEPTION without logging a traceback: the task has
     already said (or logged) what went wrong.
     """
+
+
+class RetryLater(WorkFailed):
+    """Raised by a task function: this attempt failed with this message as the report,
+    and the same job (same handle, one more attempt counted) runs again ``delay``
+    seconds from now. spoolgear's own WORK_RETRY; a background job only (a foreground
+    job fails as on ``WorkFailed``: its client is waiting)."""
+
+    def __init__(self, message: str, delay: float) -> None:
+        super().__init__(message)
+        self.delay = delay

@@ -55,7 +55,7 @@ from broker.core.schedules import Schedule, Scheduler
 from broker.core.settings import BrokerSettings
 from broker.core.timeline import Timeline
 from broker.errors import ProtocolError, StoreUnavailable
-from broker.protocol.numbers import leading_int
+from broker.protocol.numbers import leading_int, seconds
 from broker.protocol.packets import (
     MAGIC_RES,
     Packet,
@@ -183,6 +183,7 @@ class Broker:
             T.SET_CLIENT_ID: queries.set_client_id,
             T.SUBMIT_JOB_EPOCH: self._submit_epoch,
             T.SUBMIT_JOB_RANKED: self._submit_ranked,
+            T.WORK_RETRY: self._work_retry,
             T.SUBMIT_JOB_SCHED: self._submit_sched,
             T.SUBMIT_REDUCE_JOB: self._submit_reduce,
             T.SUBMIT_REDUCE_JOB_BACKGROUND: self._submit_reduce,
@@ -527,8 +528,11 @@ class Broker:
         for job in reversed(jobs):
             self.requeue(job, reason="worker gone")
 
-    def requeue(self, job: Job, *, reason: str, limit: int | None = None) -> None:
-        """Put a running job back at the tail of its queue, counting an attempt.
+    def requeue(
+        self, job: Job, *, reason: str, limit: int | None = None, delay: float = 0.0
+    ) -> None:
+        """Put a running job back at the tail of its queue, counting an attempt; with a
+        ``delay`` (a background job only), on the timeline until then.
 
         Once ``limit`` attempts (default ``job_retries``; 0 = unlimited) are used
         up the job ends instead: WORK_FAIL to its clients, and a background job
@@ -552,9 +556,14 @@ class Broker:
             job.since = self.clock()
         if not job.clients and not job.background:
             self._abandon(job, queued=False)  # about to be queued again
+        if delay:
+            job.when = self.clock() + delay
         if job.stored:
             self.journal.job_requeued(job)
-        self._enqueue(job)
+        if job.when:
+            self.defer(job)
+        else:
+            self._enqueue(job)
 
     def _give_up(self, job: Job, error: str) -> None:
         # One line per failure: a worker's traceback is kept whole in the failed list.
@@ -681,6 +690,23 @@ class Broker:
             self._finish(job, [(c, data if c.exceptions else fail) for c in job.clients])
         else:
             self._finish(job, [(client, data) for client in job.clients])
+
+    def _work_retry(self, session: Session, packet: Packet) -> None:
+        """spoolgear's WORK_RETRY: this attempt failed with ``reason``; the same job, under
+        the same handle, runs again ``delay`` seconds from now. The worker keeps the retry
+        budget; the broker counts the attempt and keeps the reason with the job's result.
+        A foreground job fails at once instead, as on WORK_EXCEPTION: its client waits."""
+        handle, delay_text, reason = packet.args
+        job = session.held.get(handle)
+        if job is None or not job.background:
+            self._work_end(session, packet._replace(type=T.WORK_EXCEPTION, args=(handle, reason)))
+            return
+        delay = seconds(delay_text)
+        if delay is None:
+            text = b"WORK_RETRY's delay is not a number of seconds: the job runs again now"
+            self.send(session, error_packet(b"INVALID_ARGUMENTS", text))
+        error = reason.decode("utf-8", "replace") or "WORK_RETRY"
+        self.requeue(job, reason=error, limit=0, delay=delay or 0.0)
 
     def _failure_attempts(self, name: bytes) -> int:
         retries = self.settings.retry_failures

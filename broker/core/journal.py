@@ -70,7 +70,7 @@ class Journal:
         self.record(ops.MarkRunning(handle_number(job.handle)))
 
     def job_requeued(self, job: Job) -> None:
-        self.record(ops.Requeue(handle_number(job.handle), job.retries, self._next_seq()))
+        self.record(ops.Requeue(handle_number(job.handle), job.retries, self._next_seq(), job.when))
 
     def job_ended(self, job: Job) -> None:
         self.stored_job_ended(handle_number(job.handle))

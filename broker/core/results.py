@@ -190,8 +190,9 @@ class ResultBook:
 
 def live_state(handle: bytes, job: Job) -> JobState:
     """A job the broker holds now, as a lookup for ``handle`` answers for it."""
-    record = job_record(job, RUNNING if job.worker is not None else QUEUED, 0.0)
-    return JobState(handle, record, len(record.workers))
+    running = job.worker is not None
+    record = job_record(job, RUNNING if running else QUEUED, 0.0)
+    return JobState(handle, record, job.retries + running)
 
 
 def kept_state(handle: bytes, result: KeptResult) -> JobState:

@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from broker.addresses import DEFAULT_SERVER
-from broker.errors import ConnectionFailed, WorkFailed
+from broker.errors import ConnectionFailed, RetryLater, WorkFailed
 from broker.gearman.connection import Wire
 from broker.gearman.steps import JobStep, tracking_current_job
 from broker.protocol.packets import MAGIC_REQ, Packet, PacketType, encode_packet
@@ -286,6 +286,9 @@ class Worker:
         try:
             with tracking_current_job(job):
                 result = _within(self.steps, 0, task.function, job)
+        except RetryLater as exc:
+            delay = b"%.3f" % max(0.0, exc.delay)
+            return encode_packet(T.WORK_RETRY, handle, delay, str(exc).encode(), magic=MAGIC_REQ)
         except WorkFailed as exc:
             return encode_packet(T.WORK_EXCEPTION, handle, str(exc).encode(), magic=MAGIC_REQ)
         except Exception as exc:

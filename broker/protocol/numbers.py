@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 LONG_MAX = 2**63 - 1
 """Where C's strtol saturates; longer numbers from the wire stop there."""
 
@@ -19,3 +21,13 @@ def leading_int(text: bytes) -> int:
     value = int(stripped[start:end]) if end - start <= 19 else LONG_MAX
     value = min(value, LONG_MAX)
     return -value if stripped[:1] == b"-" else value
+
+
+def seconds(text: bytes) -> float | None:
+    """A duration in decimal seconds (``2``, ``0.25``), finite and not negative; None for
+    anything else (spoolgear's own packets are strict: no C reading to follow)."""
+    try:
+        value = float(text.decode("ascii"))
+    except (UnicodeDecodeError, ValueError):
+        return None
+    return value if 0 <= value < math.inf else None

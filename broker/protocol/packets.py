@@ -67,6 +67,9 @@ class PacketType(IntEnum):
     SUBMIT_JOB_RANKED = 64
     """spoolgear's own: a background job at any rank (``priorities.py``) and, unless its
     epoch is 0, delayed; gearmand closes the connection on it, as on any unknown type."""
+    WORK_RETRY = 65
+    """spoolgear's own, from a worker: this attempt of a job failed (handle, delay,
+    reason); run the same job again ``delay`` seconds from now."""
 
 
 T = PacketType
@@ -117,6 +120,7 @@ ARGUMENT_COUNTS: dict[PacketType, int] = {
     T.GET_STATUS_UNIQUE: 1,
     T.STATUS_RES_UNIQUE: 6,
     T.SUBMIT_JOB_RANKED: 5,
+    T.WORK_RETRY: 3,
 }
 
 # Lookups indexed by type number, for the parser's hot path.

@@ -87,11 +87,13 @@ class MarkRunning(NamedTuple):
 
 
 class Requeue(NamedTuple):
-    """Back to the tail of its queue (``seq``), runnable at once, not running."""
+    """Back to the tail of its queue (``seq``), not running: runnable at once, or at
+    ``run_at`` (epoch seconds) when a worker asked to retry it later."""
 
     number: int
     attempts: int
     seq: int
+    run_at: float = 0.0
 
 
 class DeleteJob(NamedTuple):

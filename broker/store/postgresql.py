@@ -65,9 +65,9 @@ _WRITES: dict[type, tuple[str, Callable[[Any, int], tuple[Any, ...]]]] = {
         lambda op, owner: (op.number,),
     ),
     ops.Requeue: (
-        "UPDATE spoolgear_jobs SET running = false, run_at = 0, attempts = %s, seq = %s"
+        "UPDATE spoolgear_jobs SET running = false, run_at = %s, attempts = %s, seq = %s"
         " WHERE number = %s",
-        lambda op, owner: (op.attempts, op.seq, op.number),
+        lambda op, owner: (op.run_at, op.attempts, op.seq, op.number),
     ),
     ops.DeleteJob: (
         "DELETE FROM spoolgear_jobs WHERE number = %s",

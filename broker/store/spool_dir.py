@@ -261,8 +261,11 @@ class SpoolStore(Store):
         values = dict(pairs)
         values[b"spoolgear_attempts"] = b"%d" % op.attempts
         values[b"spoolgear_seq"] = b"%d" % op.seq
-        values.pop(b"at", None)  # a requeued job runs now, at the tail of its queue
-        self._put(path, encode_spool(values.items(), body))
+        if op.run_at:
+            values[b"at"] = b"%d" % op.run_at
+        else:
+            values.pop(b"at", None)  # a requeued job runs now, at the tail of its queue
+        self._put(path, encode_spool(values.items(), body), mtime=op.run_at)
         self._remove(self.running / str(op.number))
 
     def _write_failed(self, failed: ops.FailedJob) -> None:

@@ -85,8 +85,8 @@ _RESULT_ROW = "(?,?,?,?,?,?,?,?,?,?,?,?,?)"
 # through one executemany.
 _WRITES: dict[type, tuple[str, Callable[[Any], tuple[Any, ...]]]] = {
     ops.Requeue: (
-        "UPDATE jobs SET running = 0, run_at = 0, attempts = ?, seq = ? WHERE number = ?",
-        lambda op: (op.attempts, op.seq, op.number),
+        "UPDATE jobs SET running = 0, run_at = ?, attempts = ?, seq = ? WHERE number = ?",
+        lambda op: (op.run_at, op.attempts, op.seq, op.number),
     ),
     ops.DeleteFailed: ("DELETE FROM failed WHERE number = ?", lambda op: (op.number,)),
     ops.AddSchedule: (

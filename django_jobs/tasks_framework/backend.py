@@ -9,6 +9,7 @@ job's result (``--keep-results``), so ``get_result`` works from any process.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -19,6 +20,7 @@ from django.utils import timezone
 from broker.errors import ConnectionFailed
 from broker.gearman.admin_client import AdminClient, JobState
 from broker.gearman.client import MAX_UNIQUE
+from broker.gearman.retries import backoff_delay
 from broker.protocol.priorities import task_rank
 from django_jobs.conf import job_settings
 from django_jobs.jobs.discovery import check_module_served
@@ -53,6 +55,41 @@ class SpoolgearTask(Task[Any, Any]):
     """Seconds one run may take; past it the run fails with
     ``broker.gearman.steps.TimeLimitExceeded`` and the broker's retries, if any, run it
     again (enforced with SIGALRM in the worker's main thread)."""
+    retries: int = 0
+    """Runs after a failed one: the same job (same id, each attempt and error in its
+    result) runs again later, at most this many times, then fails for good."""
+    retry_delay: float = 1.0
+    """Seconds before the first retry."""
+    retry_backoff: float = 2.0
+    """Each further retry waits this many times longer than the one before."""
+    retry_max_delay: float = 600.0
+    """The longest wait before a retry (Celery's ``retry_backoff_max``)."""
+    retry_jitter: float = 0.1
+    """Each wait moves by up to this fraction of itself at random, so that jobs that
+    failed together do not all retry together."""
+
+    def retry_wait(self, attempt: int) -> float:
+        """Seconds before the run after failed attempt number ``attempt`` (from 1)."""
+        return backoff_delay(
+            self.retry_delay,
+            attempt,
+            factor=self.retry_backoff,
+            cap=self.retry_max_delay,
+            jitter=self.retry_jitter,
+        )
+
+
+def _validate_retries(task: SpoolgearTask) -> None:
+    if not (isinstance(task.retries, int) and task.retries >= 0):
+        raise InvalidTask(f"retries must be a whole number from 0, got {task.retries!r}")
+    for name in ("retry_delay", "retry_max_delay"):
+        value = getattr(task, name)
+        if not (isinstance(value, int | float) and 0 <= value < math.inf):
+            raise InvalidTask(f"{name} must be a number of seconds from 0, got {value!r}")
+    if not (isinstance(task.retry_backoff, int | float) and 1 <= task.retry_backoff < math.inf):
+        raise InvalidTask(f"retry_backoff must be a factor from 1, got {task.retry_backoff!r}")
+    if not (isinstance(task.retry_jitter, int | float) and 0 <= task.retry_jitter <= 1):
+        raise InvalidTask(f"retry_jitter must be a fraction from 0 to 1, got {task.retry_jitter!r}")
 
 
 def queue_function(queue_name: str) -> str:
@@ -94,6 +131,8 @@ class SpoolgearBackend(BaseTaskBackend):
         time_limit = getattr(task, "time_limit", None)
         if time_limit is not None and not time_limit > 0:
             raise InvalidTask(f"time_limit must be a number of seconds above 0, got {time_limit!r}")
+        if isinstance(task, SpoolgearTask):
+            _validate_retries(task)
         unique = getattr(task, "unique", False)
         if isinstance(unique, str) and not 0 < len(unique.encode()) <= MAX_UNIQUE:
             raise InvalidTask(f"a unique key is 1 to {MAX_UNIQUE} bytes, got {unique!r}")

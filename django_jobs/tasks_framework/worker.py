@@ -10,18 +10,21 @@ sent here, around each run, with the ``TaskResult`` as this worker sees it.
 from __future__ import annotations
 
 import functools
+import logging
 import sys
 from typing import Any
 
 from django.utils import timezone
 
-from broker.errors import WorkFailed
+from broker.errors import RetryLater, WorkFailed
+from broker.gearman.admin_client import JobState
+from broker.gearman.retries import log_retry
 from broker.gearman.steps import current_job, time_limit
 from django_jobs.conf import job_settings
 from django_jobs.jobs.discovery import discover
 from django_jobs.jobs.registry import RegisteredTask
 from django_jobs.sending.serialization import Call
-from django_jobs.tasks_framework.backend import SpoolgearBackend, queue_function
+from django_jobs.tasks_framework.backend import SpoolgearBackend, SpoolgearTask, queue_function
 from django_jobs.tasks_framework.framework import (
     InvalidTaskBackend,
     Task,
@@ -38,6 +41,8 @@ from django_jobs.tasks_framework.framework import (
 )
 from django_jobs.tasks_framework.results import task_result
 from django_jobs.worker.serve import WorkerProcess
+
+log = logging.getLogger("django_jobs.tasks")
 
 
 def serve_queues(process: WorkerProcess, alias: str, queues: list[str]) -> None:
@@ -95,7 +100,9 @@ def run_call(backend: SpoolgearBackend, worker_id: str, call: Call) -> Any:
             f"refused: {path!r} is not a task of this project's worker modules (APP/tasks.py "
             "or APP/gearman_workers/); nothing was imported"
         )
-    result = _starting(backend, task, call, worker_id)
+    handle = current_job().handle
+    state = backend.job_state(handle) if task.takes_context else None
+    result = _starting(backend, task, call, worker_id, state)
     task_started.send(type(backend), task_result=result)
     try:
         with time_limit(getattr(task, "time_limit", None), task.module_path):
@@ -105,27 +112,52 @@ def run_call(backend: SpoolgearBackend, worker_id: str, call: Call) -> Any:
                 value = task.call(*call.args, **call.kwargs)
         value = normalize_json(value)
     except Exception as exc:
+        report = f"{get_module_path(type(exc))}: {exc}"
         traceback = get_exception_traceback(exc)
         result.errors.append(
             TaskError(exception_class_path=get_module_path(type(exc)), traceback=traceback)
         )
+        if isinstance(task, SpoolgearTask) and task.retries:
+            _retry_if_allowed(backend, task, state, report, traceback)
         _finish(result, TaskResultStatus.FAILED)
         task_finished.send(type(backend), task_result=result)
         current_job().send_warning(traceback)
-        raise WorkFailed(f"{get_module_path(type(exc))}: {exc}") from exc
+        raise WorkFailed(report) from exc
     object.__setattr__(result, "_return_value", value)
     _finish(result, TaskResultStatus.SUCCESSFUL)
     task_finished.send(type(backend), task_result=result)
     return value
 
 
+def _retry_if_allowed(
+    backend: SpoolgearBackend,
+    task: SpoolgearTask,
+    state: JobState | None,
+    report: str,
+    traceback: str,
+) -> None:
+    """Raise ``RetryLater`` while ``task.retries`` allows another run: the broker runs
+    the same job again after the backoff, counting the attempt (its count, which survives
+    restarts, decides)."""
+    state = state or backend.job_state(current_job().handle)
+    attempt = state.attempts if state is not None else 1
+    attempts = task.retries + 1
+    if attempt < attempts:
+        delay = task.retry_wait(attempt)
+        log_retry(log, task.module_path, attempt, attempts, report, delay)
+        raise RetryLater(f"{report}\n{traceback}", delay)
+
+
 def _starting(
-    backend: SpoolgearBackend, task: Task[Any, Any], call: Call, worker_id: str
+    backend: SpoolgearBackend,
+    task: Task[Any, Any],
+    call: Call,
+    worker_id: str,
+    state: JobState | None,
 ) -> TaskResult[Any]:
-    """The result as it stands now: as the broker keeps it for a task that takes its
-    context (its attempts so far), else from the job alone."""
+    """The result as it stands now: as the broker keeps it (``state``, looked up for a
+    task that takes its context: its attempts so far), else from the job alone."""
     handle = current_job().handle
-    state = backend.job_state(handle) if task.takes_context else None
     if state is not None and state.data is not None:
         result = task_result(state, backend.alias)
         object.__setattr__(result, "status", TaskResultStatus.RUNNING)

@@ -5,12 +5,17 @@ and answered by any broker of a shared PostgreSQL store."""
 from __future__ import annotations
 
 import json
+import sqlite3
 import subprocess
+import threading
+import time
 from pathlib import Path
+
+import pytest
 
 from broker.admin import AdminClient
 from broker.client import Client, JobHandle
-from broker.errors import WorkFailed
+from broker.errors import JobException, RetryLater, WorkFailed
 from broker.worker import Worker, WorkerJob
 from tests.helpers import SPOOLGEAR, run_broker, wait_until
 
@@ -69,6 +74,49 @@ def test_a_failed_then_successful_job_is_told_everywhere_and_kept_across_a_resta
         unknown = cli(restarted.address, "H:nowhere:1")
         assert unknown.returncode == 1
         assert "knows no job H:nowhere:1" in unknown.stderr
+
+
+def test_a_job_retried_later_keeps_its_handle_and_its_time_across_kill_9(
+    tmp_path: Path,
+) -> None:
+    """WORK_RETRY: the same job runs again after the delay the worker asked for, counted
+    as an attempt, and a broker killed meanwhile still holds it until then."""
+    store = ("--store", f"sqlite:{tmp_path / 'jobs.db'}")
+    with run_broker(*store) as broker:
+        with Client([broker.address]) as client:
+            handle = client.submit_background("report", b"2026")
+            run_one(broker.address, "report", RetryLater("printer jammed", 3.0), "worker-a")
+            asked_at = time.time()
+            waiting = client.job_state(handle)
+        assert waiting is not None
+        assert (waiting.status, waiting.attempts, waiting.errors) == (
+            "queued",
+            1,
+            ("printer jammed",),
+        )
+        with sqlite3.connect(tmp_path / "jobs.db") as db:  # committed (a moment after)
+            wait_until(lambda: db.execute("SELECT run_at FROM jobs").fetchone()[0] > 0)
+        broker.process.kill()
+    with run_broker(*store) as restarted:
+        run_one(restarted.address, "report", b"12 pages", "worker-b")
+        ran_at = time.time()
+        with AdminClient(restarted.address) as admin:
+            state = admin.result(handle.handle)
+    assert ran_at >= asked_at + 2.0  # a lower bound only: the delay held across the kill
+    assert state is not None and (state.status, state.value) == ("successful", b"12 pages")
+
+
+def test_a_foreground_job_asking_to_retry_later_fails_at_once() -> None:
+    """Its client is waiting: it gets the report now, as on WORK_EXCEPTION."""
+    with run_broker() as broker:
+        worker = threading.Thread(
+            target=run_one, args=(broker.address, "f", RetryLater("not now", 60.0), "w")
+        )
+        worker.start()
+        with Client([broker.address]) as client, pytest.raises(JobException) as raised:
+            client.submit("f", b"x", timeout=30)
+        worker.join(timeout=30)
+    assert raised.value.data == b"not now"
 
 
 def test_results_expire_after_keep_results() -> None:

@@ -208,3 +208,45 @@ def test_show_results_lists_the_newest_first_by_function_without_bytes() -> None
     assert {(row["value"], row["data"]) for row in rows} == {(None, None)}
     only_f = client.admin(b"show results f").splitlines()[:-1]
     assert [json.loads(line)["handle"].encode() for line in only_f] == [handles[2], handles[0]]
+
+
+def test_work_retry_runs_the_same_job_again_after_the_delay() -> None:
+    harness = Harness(keep_results=60)
+    client = harness.peer()
+    handle = client.submit(b"f", b"payload")
+    first = worker(harness, b"a")
+    assert first.grab() is not None
+    first.send(T.WORK_RETRY, handle, b"2.5", b"busy line")
+    waiting = result(client, handle)
+    assert (waiting["status"], waiting["attempts"], waiting["errors"]) == (
+        "queued",
+        1,
+        ["busy line"],
+    )
+    second = worker(harness, b"b")
+    assert second.grab() is None  # not before its time
+    harness.advance(2.5)
+    assert second.grab() == (handle, b"f", b"", b"payload")
+    second.send(T.WORK_COMPLETE, handle, b"done")
+    ended = result(client, handle)
+    assert (ended["status"], ended["attempts"], ended["workers"]) == ("successful", 2, ["a", "b"])
+
+
+def test_work_retry_with_a_bad_delay_is_refused_and_runs_again_at_once() -> None:
+    harness = Harness(keep_results=60)
+    client = harness.peer()
+    handle = client.submit(b"f")
+    first = worker(harness, b"a")
+    assert first.grab() is not None
+    first.received()
+    first.send(T.WORK_RETRY, handle, b"soon", b"busy")
+    assert first.received() == [
+        (
+            T.ERROR,
+            (
+                b"INVALID_ARGUMENTS",
+                b"WORK_RETRY's delay is not a number of seconds: the job runs again now",
+            ),
+        )
+    ]
+    assert worker(harness, b"b").grab() is not None

@@ -124,6 +124,27 @@ def test_a_task_that_always_fails_ends_failed_with_its_errors(
         failing.return_value  # noqa: B018
 
 
+def test_retries_with_backoff_run_the_same_task_again_later(
+    worker: WorkerProcess, tmp_path: Path
+) -> None:
+    from shop.tasks import hopeless, retried
+
+    log = tmp_path / "attempts"
+    result = finished(retried.enqueue(str(log)).id, timeout=60)
+    assert result.status == TaskResultStatus.SUCCESSFUL and result.return_value == 3
+    assert result.attempts == 3 and len(result.worker_ids) == 3
+    assert [error.exception_class_path for error in result.errors] == ["builtins.ValueError"] * 2
+    assert "attempt 2 failed" in result.errors[1].traceback
+    seen = [line.split() for line in log.read_text().splitlines()]
+    assert [attempt for attempt, _ in seen] == ["1", "2", "3"]
+    times = [float(moment) for _, moment in seen]
+    # Lower bounds only: the first retry waits retry_delay, the second twice that.
+    assert times[1] - times[0] >= 0.9 and times[2] - times[1] >= 1.9
+    given_up = finished(hopeless.enqueue().id)
+    assert given_up.status == TaskResultStatus.FAILED and given_up.attempts == 2
+    assert {error.exception_class_path for error in given_up.errors} == {"builtins.RuntimeError"}
+
+
 def test_context_async_tasks_and_queues(worker: WorkerProcess, tmp_path: Path) -> None:
     from shop.tasks import double_later, introspect, stamp
 
@@ -175,6 +196,9 @@ def test_unique_calls_coalesce_and_a_time_limit_cuts_a_run_off(worker: WorkerPro
     assert "time limit of 0.5 s" in cut.errors[0].traceback
     with pytest.raises(InvalidTaskError, match="time_limit"):
         too_slow.get_backend().task_class(func=too_slow.func, time_limit=0)
+    for wrong in ({"retries": -1}, {"retry_backoff": 0.5}, {"retry_jitter": 2}):
+        with pytest.raises(InvalidTaskError, match=next(iter(wrong))):
+            too_slow.get_backend().task_class(func=too_slow.func, **wrong)
 
 
 def test_unknown_ids_and_refused_tasks(tasks_broker: RunningBroker) -> None:

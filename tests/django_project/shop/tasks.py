@@ -43,6 +43,31 @@ def flaky(counter):
     return attempt
 
 
+@framework_task(
+    queue_name="reports",
+    takes_context=True,
+    retries=2,
+    retry_delay=1.0,
+    retry_backoff=2,
+    retry_jitter=0,
+)
+def retried(context: TaskContext, log):
+    """Fails its first two attempts, noting each attempt's number and time (retries with
+    backoff: the same job runs again 1 s, then 2 s, after a failure)."""
+    import time
+
+    with open(log, "a") as out:
+        out.write(f"{context.attempt} {time.time()}\n")
+    if context.attempt < 3:
+        raise ValueError(f"attempt {context.attempt} failed")
+    return context.attempt
+
+
+@framework_task(queue_name="reports", retries=1, retry_delay=0)
+def hopeless():
+    raise RuntimeError("never works")
+
+
 @framework_task(unique=True)
 def slow_unique(seconds, label):
     """Coalesces with a queued or running call of the same arguments."""
