@@ -17,7 +17,7 @@ from typing import Any
 from broker import __version__, build
 from broker.addresses import DEFAULT_SERVER
 from broker.config import LOG_LEVELS, ServerConfig, read_config_file
-from broker.errors import BrokerError
+from broker.errors import BrokerError, ConfigurationError
 from broker.gearman.admin_client import AdminClient
 from broker.gearman.client import Client
 from broker.options import add_options, option_values
@@ -75,6 +75,18 @@ def _parser() -> tuple[argparse.ArgumentParser, argparse.ArgumentParser]:
         )
     )
     result.add_argument("handle", help="the job handle JOB_CREATED gave (H:host:number)")
+    with_server(commands.add_parser("limits", help="flow rules: rate and running limits, pauses"))
+    for verb, says in (("pause", "hand out no job of"), ("resume", "hand out jobs again of")):
+        paused = with_server(
+            commands.add_parser(verb, help=f"{says} the functions a pattern names")
+        )
+        paused.add_argument("pattern", help="a function name, or an fnmatch pattern (mail.*)")
+    limit = with_server(
+        commands.add_parser("limit", help="limit job starts or running jobs, across workers")
+    )
+    limit.add_argument("pattern", help="a function name, or an fnmatch pattern (mail.*)")
+    limit.add_argument("--rate", metavar="N/s|N/m|N/h|none", help="job starts per period")
+    limit.add_argument("--running", metavar="N|none", help="jobs running at once")
     submit = with_server(commands.add_parser("submit", help="submit a job"))
     submit.add_argument("function")
     submit.add_argument(
@@ -384,6 +396,39 @@ def _submit(args: argparse.Namespace) -> int:
     return 0
 
 
+def _limits(args: argparse.Namespace) -> int:
+    with AdminClient(args.server, tls=client_files(args)) as admin:
+        if args.command == "pause":
+            admin.pause(args.pattern)
+        elif args.command == "resume":
+            admin.resume(args.pattern)
+        elif args.command == "limit":
+            if args.rate is None and args.running is None:
+                raise ConfigurationError("spoolgear limit: give --rate, --running or both")
+            admin.limit(args.pattern, rate=args.rate, running=args.running)
+        rules = admin.limits()
+    if args.json:
+        print(json.dumps([dataclasses.asdict(rule) for rule in rules]))
+    elif not rules:
+        print("no limits and no paused functions")
+    else:
+        _print_table(
+            ["PATTERN", "RATE", "MAX RUNNING", "PAUSED", "RUNNING", "QUEUED"],
+            [
+                [
+                    r.pattern,
+                    r.rate or "-",
+                    "-" if r.max_running is None else r.max_running,
+                    "paused" if r.paused else "-",
+                    r.running,
+                    r.queued,
+                ]
+                for r in rules
+            ],
+        )
+    return 0
+
+
 _COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
     "serve": _serve,
     "status": _status,
@@ -391,6 +436,10 @@ _COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
     "brokers": _brokers,
     "failed": _failed,
     "result": _result,
+    "limits": _limits,
+    "limit": _limits,
+    "pause": _limits,
+    "resume": _limits,
     "submit": _submit,
     "spooler": _spooler,
 }

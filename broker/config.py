@@ -13,6 +13,7 @@ from typing import Any
 
 from broker.addresses import DEFAULT_PORT, parse_listen_address, uwsgi_address
 from broker.core.access import LOOPBACK_NETWORKS, parse_networks
+from broker.core.flow import parse_rate
 from broker.core.permissions import Permissions
 from broker.core.settings import (
     DEFAULT_KEEP_RESULTS,
@@ -45,6 +46,7 @@ from broker.store.base import (
     PAGE_BYTES,
     SYNC_LEVELS,
 )
+from broker.store.operations import FlowRule
 from broker.tls import TLSFiles
 
 # A connection whose unread replies pass this many bytes stops being read until
@@ -141,6 +143,30 @@ def parse_retry_failures(specs: tuple[str, ...]) -> dict[bytes, int]:
             )
         attempts[name.encode()] = int(count)
     return attempts
+
+
+def parse_flow_rules(rates: tuple[str, ...], running: tuple[str, ...]) -> tuple[FlowRule, ...]:
+    """``--limit 'mail.*=100/s'`` and ``--max-running 'reports=2'``, one rule per pattern."""
+    rules: dict[bytes, FlowRule] = {}
+    for spec in rates:
+        pattern, sep, rate = spec.rpartition("=")
+        try:
+            if not sep or not pattern:
+                raise ValueError("expected PATTERN=RATE")
+            count, per = parse_rate(rate)
+        except ValueError as exc:
+            raise ConfigurationError(f"--limit {spec!r}: {exc}, e.g. 'mail.*=100/s'") from None
+        name = pattern.encode()
+        rules[name] = rules.get(name, FlowRule(name))._replace(rate=count, per=per)
+    for spec in running:
+        pattern, sep, count_text = spec.rpartition("=")
+        if not sep or not pattern or not count_text.isdigit() or int(count_text) < 1:
+            raise ConfigurationError(
+                f"--max-running {spec!r}: expected PATTERN=N with N from 1, e.g. 'reports=2'"
+            )
+        name = pattern.encode()
+        rules[name] = rules.get(name, FlowRule(name))._replace(running=int(count_text))
+    return tuple(rules.values())
 
 
 def read_config_file(path: str) -> dict[str, Any]:
@@ -293,6 +319,21 @@ class ServerConfig:
         "run background jobs of FUNCTION ('*' = all) that fail up to N times in all before "
         "they go to the failed list (repeatable)",
         metavar="FUNCTION=N",
+        repeat=True,
+    )
+    limit: tuple[str, ...] = option(
+        (),
+        "at most N job starts per second, minute or hour of the functions PATTERN names "
+        "(fnmatch: 'mail.*'), across every worker; jobs past it wait their turn (repeatable; "
+        "kept in the store, changed at run time with `spoolgear limit`)",
+        metavar="PATTERN=N/s|N/m|N/h",
+        repeat=True,
+    )
+    max_running: tuple[str, ...] = option(
+        (),
+        "at most N jobs of the functions PATTERN names running at once, across every worker "
+        "(repeatable; kept in the store, changed at run time with `spoolgear limit`)",
+        metavar="PATTERN=N",
         repeat=True,
     )
     commit_delay: float = option(
@@ -537,6 +578,7 @@ class ServerConfig:
             raise ConfigurationError("--max-unread-output must be at least --max-output-buffer")
         check_store_url(self.store)
         parse_retry_failures(self.retry_failures)
+        parse_flow_rules(self.limit, self.max_running)
         for address in self.uwsgi_sockets + self.suwsgi_sockets:
             uwsgi_address(address)
         self._validate_tls()
@@ -656,6 +698,7 @@ class ServerConfig:
             transient_grace=self.transient_grace,
             max_queued_bytes=self.max_queued_bytes,
             job_timing=bool(self.metrics_listen),
+            flow_rules=parse_flow_rules(self.limit, self.max_running),
         )
 
     @property

@@ -56,11 +56,33 @@ class Allowed:
 LOOPBACK = Allowed(LOOPBACK_NETWORKS)
 
 
+CONTROL_COMMANDS = (
+    b"cancel",
+    b"create",
+    b"drop",
+    b"retry",
+    b"shutdown",
+    b"pause",
+    b"resume",
+    b"limit",
+)
+"""Admin commands that always change state."""
+
+
 def is_control(words: list[bytes]) -> bool:
     """Whether an admin command (already split in words) changes state or lists job
     identities; the rest only read."""
     name = words[0].lower()
-    if name in (b"cancel", b"create", b"drop", b"retry", b"shutdown"):
+    if name in (
+        b"cancel",
+        b"create",
+        b"drop",
+        b"retry",
+        b"shutdown",
+        b"pause",
+        b"resume",
+        b"limit",
+    ):
         return True
     if name in (b"maxqueue", b"verbose"):
         return len(words) > 1  # with a function or a level: a change

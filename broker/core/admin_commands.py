@@ -15,6 +15,7 @@ import logging
 import os
 from collections.abc import Callable
 
+from broker.core import flow_commands
 from broker.core.access import LOOPBACK, Allowed, is_control
 from broker.core.broker import Broker
 from broker.core.model import Session
@@ -94,6 +95,9 @@ class AdminCommands:
             b"drop": self._drop,
             b"retry": self._retry,
             b"shutdown": self._shutdown,
+            b"pause": lambda s, w: flow_commands.pause(self.broker.flow, w, True),
+            b"resume": lambda s, w: flow_commands.pause(self.broker.flow, w, False),
+            b"limit": lambda s, w: flow_commands.limit(self.broker.flow, w),
         }
 
     def run(self, session: Session, line: bytes) -> bytes:
@@ -164,6 +168,8 @@ class AdminCommands:
             lines = [job.unique + b"\n" for job in self.broker.index.jobs.values()]
         elif what == [b"brokers"]:
             return self._brokers()
+        elif what == [b"limits"]:
+            return flow_commands.show_limits(self.broker.flow)
         elif len(what) == 2 and what[0] == b"result":
             return self._result(words[2])
         elif what[0] == b"results" and len(what) <= 2:

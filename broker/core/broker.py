@@ -125,7 +125,15 @@ class Broker:
         self.send = self.output.send
         self.flush = self.output.flush
         self.handles = Handles(settings.handle_prefix, self.journal.handles_reserved)
-        self.functions = Functions(settings, clock=clock, send=self.send, forget=self._forget)
+        self.functions = Functions(
+            settings,
+            clock=clock,
+            send=self.send,
+            forget=self._forget,
+            journal=self.journal,
+            call_later=call_later,
+        )
+        self.flow = self.functions.flow
         self.index = JobIndex(self.functions.by_name)
         self.pager: Paging = Paging()
         if paging_store is not None and window:
@@ -592,6 +600,8 @@ class Broker:
                 worker.warnings.pop(job.handle, None)
             job.worker = None
             job.function.running -= 1
+            if job.function.gates:
+                self.flow.ended(job.function)
         if job.timer is not None:
             job.timer.cancel()
             job.timer = None

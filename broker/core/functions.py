@@ -4,7 +4,8 @@ Each function keeps one queue per rank (priority) in use. A grab looks at the
 highest rank first across all the worker's functions, round-robin within a rank.
 A queue whose tail waits in the store (``paging.py``) asks for a page as it runs
 low; ``ready`` indexes the functions that may have work per rank, so a worker
-with thousands of functions costs a grab no more than one with a few.
+with thousands of functions costs a grab no more than one with a few. A function that
+a flow rule holds back (``flow.py``) is passed over.
 """
 
 from __future__ import annotations
@@ -14,7 +15,9 @@ from collections import deque
 from collections.abc import Callable, Iterator
 from fnmatch import fnmatchcase
 
-from broker.core.model import Function, Job, Session
+from broker.core.flow import FlowControl
+from broker.core.journal import Journal
+from broker.core.model import CallLater, Function, Job, Session
 from broker.core.paging import Paging
 from broker.core.settings import BrokerSettings
 from broker.protocol.packets import PacketType, encode_packet
@@ -34,6 +37,8 @@ class Functions:
         clock: Callable[[], float],
         send: Callable[[Session, bytes], None],
         forget: Callable[[Job], None],
+        journal: Journal,
+        call_later: CallLater,
     ) -> None:
         self.settings = settings
         self.clock = clock
@@ -51,6 +56,9 @@ class Functions:
         entries that turn out empty are dropped when a grab looks at them."""
         self.queued_bytes = 0
         """Payload bytes of every job in a memory queue (``max_queued_bytes``)."""
+        self.flow = FlowControl(
+            self.by_name, journal=journal, clock=clock, call_later=call_later, wake=self.wake
+        )
 
     def get(self, name: bytes) -> Function:
         """The function of this name, created on first use."""
@@ -60,6 +68,8 @@ class Functions:
             if any(fnmatchcase(name, pattern) for pattern in self.settings.transient):
                 function.transient = True
                 function.max_queue = [self.settings.transient_max_queue] * 3
+            if self.flow.gates:
+                self.flow.attach(function)
         return function
 
     def forget_idle(self, after: float, scheduled: set[bytes]) -> int:
@@ -81,6 +91,8 @@ class Functions:
     def remove(self, function: Function) -> None:
         """Forget a function without jobs or workers."""
         del self.by_name[function.name]
+        if function.gates:
+            self.flow.forget(function)
         for ready in self.ready.values():
             ready.pop(function, None)
 
@@ -177,6 +189,8 @@ class Functions:
         pages on the way)."""
         for rank, candidates in self._candidates(session):
             for _, function in candidates:
+                if not self._may_start(function):
+                    continue  # held back: it wakes the worker when it lets one through
                 if function.spilled.get(rank):
                     self.paging.refill(function, rank)
                 if function.queues.get(rank):
@@ -186,10 +200,14 @@ class Functions:
     def spilling(self, session: Session) -> bool:
         """Whether jobs of the worker's functions wait in the store (a page may come)."""
         return any(
-            function.spilled.get(rank)
+            function.spilled.get(rank) and self._may_start(function)
             for rank, candidates in self._candidates(session)
             for _, function in candidates
         )
+
+    def _may_start(self, function: Function) -> bool:
+        """No flow rule holds ``function`` back now."""
+        return not function.gates or self.flow.may_start(function)
 
     def take(self, session: Session) -> Job | None:
         """Highest priority first across all the worker's functions, round-robin within one.
@@ -202,9 +220,13 @@ class Functions:
         if count * len(self.ranks) > DIRECT_SCAN_LIMIT:
             for rank, candidates in self._candidates(session):
                 for index, function in candidates:
+                    if function.gates and not self.flow.may_start(function):
+                        continue
                     job = self._pop(function, rank)
                     if job is not None:
                         session.round_robin = index + 1
+                        if function.gates:
+                            self.flow.started(function)
                         return job
             return None
         start = session.round_robin
@@ -214,9 +236,13 @@ class Functions:
                 function = abilities[index]
                 if not function.queues.get(rank) and not function.spilled.get(rank):
                     continue  # the usual case, without a call
+                if function.gates and not self.flow.may_start(function):
+                    continue  # its jobs wait in order; the worker takes other work
                 job = self._pop(function, rank)
                 if job is not None:
                     session.round_robin = index + 1
+                    if function.gates:
+                        self.flow.started(function)
                     return job
         return None
 

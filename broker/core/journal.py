@@ -102,6 +102,9 @@ class Journal:
     def handles_reserved(self, upto: int) -> None:
         self.record(ops.ReserveHandles(upto))
 
+    def flow_rule_changed(self, rule: ops.FlowRule) -> None:
+        self.record(ops.DeleteFlowRule(rule.pattern) if rule.idle else ops.SetFlowRule(rule))
+
 
 class NullJournal(Journal):
     """The memory store's journal: nothing to record, nothing ever waits."""

@@ -9,6 +9,7 @@ from typing import Protocol
 from broker.core.histogram import JOB_SECONDS, Histogram
 from broker.core.permissions import Permits
 from broker.protocol.priorities import Priority, gearman_priority, priority_index
+from broker.store.operations import FlowRule
 
 
 class Cancellable(Protocol):
@@ -109,6 +110,7 @@ class Function:
         "completed",
         "delayed",
         "failed",
+        "gates",
         "held_bytes",
         "idle_since",
         "kept",
@@ -154,6 +156,8 @@ class Function:
         self.wake_position = 0
         # Background jobs of a transient function are never stored (--transient).
         self.transient = False
+        self.gates: tuple[Gate, ...] = ()
+        """The flow rules whose pattern names it (``flow.py``); most functions have none."""
 
     def waiting(self, priority: Priority) -> int:
         """Queued jobs reported under one Gearman priority, in memory or left in the store."""
@@ -191,6 +195,27 @@ class Function:
 
 def _nothing_unread() -> bool:
     return False
+
+
+class Gate:
+    """One flow rule in force (``flow.py``): the functions it covers, and what it allows
+    now (a bucket of job starts, refilled at the rule's rate)."""
+
+    __slots__ = ("blocked", "members", "refilled", "rule", "timer", "tokens")
+
+    def __init__(self, rule: FlowRule, now: float) -> None:
+        self.rule = rule
+        self.members: list[Function] = []
+        self.tokens = float(rule.rate)
+        """Job starts allowed now; a full bucket holds ``rate`` (a burst of one period)."""
+        self.refilled = now
+        self.blocked = False
+        """It held a worker back: wake its functions' workers when it opens."""
+        self.timer: Cancellable | None = None
+        """Set while a wake-up waits for the next start the rate allows."""
+
+    def running(self) -> int:
+        return sum(function.running for function in self.members)
 
 
 class Session:

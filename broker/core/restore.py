@@ -26,6 +26,7 @@ def restore(broker: Broker, state: StoredState) -> None:
     now = broker.clock()
     functions = broker.functions
     broker.handles.resume(state.next_number)
+    _restore_flow_rules(broker, state)
     for queue in state.spilled:
         function = functions.get(queue.function)
         functions.queue(function, queue.priority)
@@ -51,6 +52,20 @@ def restore(broker: Broker, state: StoredState) -> None:
         broker.failed.restore(broker.handles.of(failed.number), failed)
     for result in state.results:
         broker.results.restore(broker.handles.of(result.number), result)
+
+
+def _restore_flow_rules(broker: Broker, state: StoredState) -> None:
+    """The store's rules, then the command line's limits over them (kept in the store)."""
+    flow = broker.flow
+    for rule in state.flow_rules:
+        flow.put(rule, stored=False)
+    for given in broker.settings.flow_rules:
+        rule = flow.rule(given.pattern)
+        if given.rate:
+            rule = rule._replace(rate=given.rate, per=given.per)
+        if given.running:
+            rule = rule._replace(running=given.running)
+        flow.put(rule)
 
 
 def take_over(broker: Broker, claimed: Claimed) -> None:

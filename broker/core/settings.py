@@ -6,6 +6,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
+from broker.store.operations import FlowRule
+
 # Payload bytes queued jobs may hold in memory in all (beyond it: the store, or QUEUE_ERROR).
 DEFAULT_MAX_QUEUED_BYTES = 1 << 30
 # Failed background jobs kept for inspection and replay; the oldest go first.
@@ -55,3 +57,6 @@ class BrokerSettings:
     max_result_bytes: int = DEFAULT_MAX_RESULT_BYTES
     max_kept_results: int = DEFAULT_MAX_KEPT_RESULTS
     max_kept_result_bytes: int = DEFAULT_MAX_KEPT_RESULT_BYTES
+    flow_rules: tuple[FlowRule, ...] = ()
+    """Limits from the command line (``--limit``, ``--max-running``); a limit they leave
+    at 0 keeps what the store had (``flow.py``)."""

@@ -88,6 +88,19 @@ class ScheduleInfo:
 
 
 @dataclass(frozen=True, slots=True)
+class FlowLimit:
+    """A flow rule in force (``show limits``), with what its functions do now."""
+
+    pattern: str
+    rate: str | None
+    """``100/s``, ``5/m``, ``1000/h``; None for no rate limit."""
+    max_running: int | None
+    paused: bool
+    running: int
+    queued: int
+
+
+@dataclass(frozen=True, slots=True)
 class JobState:
     """A background job's state, or how it ended (``show result``): kept by the broker
     for ``--keep-results`` after the job ended."""
@@ -257,6 +270,36 @@ class AdminClient:
 
     def verbose(self) -> str:
         return self._line("verbose").removeprefix("OK ")
+
+    def limits(self) -> list[FlowLimit]:
+        return [
+            FlowLimit(
+                pattern,
+                None if rate == "-" else rate,
+                None if max_running == "-" else int(max_running),
+                paused == "1",
+                int(running),
+                int(queued),
+            )
+            for pattern, rate, max_running, paused, running, queued in self._table("show limits")
+        ]
+
+    def pause(self, pattern: str) -> None:
+        """Hand out no job of the functions ``pattern`` names until ``resume``."""
+        self._line(f"pause {pattern}")
+
+    def resume(self, pattern: str) -> None:
+        self._line(f"resume {pattern}")
+
+    def limit(self, pattern: str, *, rate: str | None = None, running: str | None = None) -> None:
+        """Set (``100/s``, ``3``) or clear (``none``) the rate or running limit of the
+        functions ``pattern`` names; a limit not given stays as it is."""
+        if rate is None and running is None:
+            raise ValueError("give a rate, a running limit, or both")
+        if rate is not None:
+            self._line(f"limit {pattern} rate {rate}")
+        if running is not None:
+            self._line(f"limit {pattern} running {running}")
 
     def cancel_job(self, handle: str) -> None:
         self._line(f"cancel job {handle}")

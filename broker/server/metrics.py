@@ -33,6 +33,7 @@ from prometheus_client.registry import Collector
 from broker.core.histogram import Histogram
 from broker.core.model import Function
 from broker.protocol.priorities import Priority
+from broker.store.operations import FlowRule
 
 # How long a scrape or a health check waits for the event loop to answer.
 LOOP_ANSWER_SECONDS = 2.0
@@ -64,6 +65,7 @@ class Snapshot:
     functions: list[FunctionFigures] = field(default_factory=list)
     failed_jobs: int = 0
     kept_results: int = 0
+    flow_rules: list[FlowRule] = field(default_factory=list)
     kept_result_bytes: int = 0
     queued_payload_bytes: int = 0
     schedule_firings: int = 0
@@ -149,6 +151,33 @@ def _histogram(
     return family
 
 
+def _flow_rules(rules: list[FlowRule]) -> Iterator[Metric]:
+    """One series per rule, labelled by its pattern (rules are set by operators: few)."""
+    paused = GaugeMetricFamily(
+        "spoolgear_flow_paused",
+        "1 while the functions a pattern names are paused.",
+        labels=["pattern"],
+    )
+    rate = GaugeMetricFamily(
+        "spoolgear_flow_rate_limit",
+        "Job starts a second a rate limit allows (--limit, spoolgear limit).",
+        labels=["pattern"],
+    )
+    running = GaugeMetricFamily(
+        "spoolgear_flow_max_running",
+        "Jobs a running limit lets run at once (--max-running, spoolgear limit).",
+        labels=["pattern"],
+    )
+    for rule in rules:
+        label = [rule.pattern.decode("utf-8", "replace")]
+        paused.add_metric(label, int(rule.paused))
+        if rule.rate:
+            rate.add_metric(label, rule.rate / rule.per)
+        if rule.running:
+            running.add_metric(label, rule.running)
+    yield from (paused, rate, running)
+
+
 class BrokerCollector(Collector):
     """Renders a snapshot per scrape; ``snapshot()`` is called on the HTTP thread."""
 
@@ -216,6 +245,7 @@ class BrokerCollector(Collector):
         yield GaugeMetricFamily(
             "spoolgear_failed_jobs", "Jobs in the failed list.", value=snap.failed_jobs
         )
+        yield from _flow_rules(snap.flow_rules)
         yield GaugeMetricFamily(
             "spoolgear_kept_results",
             "Results of ended background jobs this broker keeps in memory (--keep-results).",

@@ -194,6 +194,7 @@ class BrokerServer:
             functions=[function_figures(f) for f in broker.functions.by_name.values()],
             failed_jobs=len(broker.failed),
             kept_results=len(broker.results),
+            flow_rules=broker.flow.rules(),
             kept_result_bytes=broker.results.bytes,
             queued_payload_bytes=broker.functions.queued_bytes,
             schedule_firings=broker.scheduler.firings,

@@ -17,11 +17,18 @@ across restarts because numbers are reserved in blocks (``ReserveHandles``).
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
-from broker.store.operations import FailedJob, KeptResult, Operation, StoredJob, StoredSchedule
+from broker.store.operations import (
+    FailedJob,
+    FlowRule,
+    KeptResult,
+    Operation,
+    StoredJob,
+    StoredSchedule,
+)
 
 PAGE_BYTES = 64 << 20
 """Payload bytes read into memory by one page (or one queue's window at start-up), so
@@ -71,10 +78,28 @@ class StoredState:
     schedules: list[StoredSchedule] = field(default_factory=list)
     failed: list[FailedJob] = field(default_factory=list)
     results: list[KeptResult] = field(default_factory=list)
+    flow_rules: list[FlowRule] = field(default_factory=list)
     """Kept results of ended jobs, oldest end first."""
     next_number: int = 1
     problems: list[str] = field(default_factory=list)
     """Human-readable reports of records that could not be loaded (they are skipped)."""
+
+
+def flow_rules(rows: Iterable[Sequence[Any]], problems: list[str]) -> list[FlowRule]:
+    """Stored flow rules (pattern, rate, per, running, paused) that make sense; the
+    others are reported and skipped (a damaged row must not stop a start)."""
+    rules = []
+    for row in rows:
+        try:
+            pattern, rate, per, running, paused = row
+            rule = FlowRule(bytes(pattern), int(rate), float(per), int(running), bool(int(paused)))
+        except (TypeError, ValueError):
+            rule = None
+        if rule is None or rule.rate < 0 or rule.per <= 0 or rule.running < 0:
+            problems.append(f"skipped a flow rule with bad values: {row!r}")
+            continue
+        rules.append(rule)
+    return rules
 
 
 class Store(ABC):

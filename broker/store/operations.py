@@ -75,6 +75,25 @@ class KeptResult(NamedTuple):
     data_size: int
 
 
+class FlowRule(NamedTuple):
+    """What an operator limits for the functions a pattern names (``fnmatch``: an exact
+    name, or ``mail.*``): 0 is no limit."""
+
+    pattern: bytes
+    rate: int = 0
+    """At most this many job starts per ``per`` seconds, across every worker."""
+    per: float = 1.0
+    running: int = 0
+    """At most this many running at once."""
+    paused: bool = False
+    """No job starts until resumed; submissions are still taken."""
+
+    @property
+    def idle(self) -> bool:
+        """Limits nothing: the rule can go."""
+        return not (self.rate or self.running or self.paused)
+
+
 # The operations a batch is made of, one class each.
 class AddJob(NamedTuple):
     job: StoredJob
@@ -122,6 +141,14 @@ class KeepResult(NamedTuple):
     result: KeptResult
 
 
+class SetFlowRule(NamedTuple):
+    rule: FlowRule
+
+
+class DeleteFlowRule(NamedTuple):
+    pattern: bytes
+
+
 class DropResults(NamedTuple):
     """Forget these kept results (the oldest, past ``--max-kept-results``)."""
 
@@ -154,6 +181,8 @@ Operation = (
     | DropResults
     | ExpireResults
     | ReserveHandles
+    | SetFlowRule
+    | DeleteFlowRule
 )
 
 

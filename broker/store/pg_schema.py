@@ -65,7 +65,15 @@ CREATE INDEX spoolgear_results_finished ON spoolgear_results (finished_at);
 """Kept results of ended background jobs (``--keep-results``): any broker of the store
 answers for any job's, so they live here rather than with the broker that ran it."""
 
-MIGRATIONS = (_V1, _V2, _V3)
+_V4 = """
+CREATE TABLE spoolgear_flow_rules (
+    pattern BYTEA PRIMARY KEY, rate BIGINT NOT NULL, per DOUBLE PRECISION NOT NULL,
+    running BIGINT NOT NULL, paused BOOLEAN NOT NULL);
+"""
+"""Flow rules (rate limits, running limits, paused queues), one table for every broker of
+the store: each enforces them for the jobs it hands out, and reads them when it starts."""
+
+MIGRATIONS = (_V1, _V2, _V3, _V4)
 """Step ``n`` takes the schema from version ``n`` to ``n + 1``; append, never edit."""
 
 _MIGRATION_LOCK = 0x73706F6F6C  # an advisory lock key of spoolgear's own ("spool")

@@ -40,6 +40,7 @@ from broker.store.base import (
     SharedStore,
     SpilledQueue,
     StoredState,
+    flow_rules,
 )
 from broker.store.pg_leases import CENSUS, JOB_COLUMNS, SCHEDULE_COLUMNS, Lease
 from broker.store.pg_listen import JobListener
@@ -102,6 +103,16 @@ _WRITES: dict[type, tuple[str, Callable[[Any, int], tuple[Any, ...]]]] = {
     ops.ExpireResults: (
         "DELETE FROM spoolgear_results WHERE finished_at <= %s",
         lambda op, owner: (op.before,),
+    ),
+    ops.SetFlowRule: (
+        "INSERT INTO spoolgear_flow_rules VALUES (%s,%s,%s,%s,%s) ON CONFLICT (pattern) DO"
+        " UPDATE SET rate = EXCLUDED.rate, per = EXCLUDED.per, running = EXCLUDED.running,"
+        " paused = EXCLUDED.paused",
+        lambda op, owner: tuple(op.rule),
+    ),
+    ops.DeleteFlowRule: (
+        "DELETE FROM spoolgear_flow_rules WHERE pattern = %s",
+        lambda op, owner: (op.pattern,),
     ),
 }
 
@@ -252,6 +263,8 @@ class PostgreSQLStore(SharedStore):
             mine,
         )
         state.failed = self._rows(_FAILED_LIST, ops.FailedJob)
+        rules = self.db.execute("SELECT * FROM spoolgear_flow_rules ORDER BY pattern")
+        state.flow_rules = flow_rules(rules.fetchall(), state.problems)
         return state
 
     def _rows(self, sql: str, record: Any, params: Sequence[Any] = ()) -> list[Any]:

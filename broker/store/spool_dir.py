@@ -7,7 +7,8 @@ uWSGI does. Files are written under a temporary name with an fcntl lock held,
 fsynced, then renamed into place, so a reader (this store, or a uWSGI spooler
 sharing the directory) never sees a half-written file. The failed list and
 schedules live in ``failed/`` and ``schedules/`` in the same format; a job that
-is running has a marker in ``.running/``.
+is running has a marker in ``.running/``; flow rules are one line each in ``flow/``
+(named by the pattern in hex: ``rate per running paused``).
 
 A file that cannot be decoded is moved to ``corrupt/`` and reported by name; a
 file some other process holds locked, or a uWSGI task that is not a spoolgear
@@ -29,7 +30,7 @@ from broker.errors import ProtocolError
 from broker.protocol.priorities import MAX_RANK, MIN_RANK
 from broker.protocol.uwsgi import decode_spool, encode_spool
 from broker.store import operations as ops
-from broker.store.base import DEFAULT_SYNC, Store, StoredState
+from broker.store.base import DEFAULT_SYNC, Store, StoredState, flow_rules
 
 JOB_PREFIX = "uwsgi_spoolfile_on_spoolgear_"
 UWSGI_PREFIX = "uwsgi_spoolfile_on_"
@@ -102,6 +103,14 @@ def _decode_failed(path: Path, values: Vars, body: bytes) -> ops.FailedJob:
     )
 
 
+def _unhex(name: str) -> bytes | str:
+    """A flow rule's pattern from its file name (the name as it is, to report, if not hex)."""
+    try:
+        return bytes.fromhex(name)
+    except ValueError:
+        return name
+
+
 class SpoolStore(Store):
     durable = True
 
@@ -113,7 +122,15 @@ class SpoolStore(Store):
         self.schedules = directory / "schedules"
         self.staging = directory / ".tmp"
         self.corrupt = directory / "corrupt"
-        for folder in (directory, self.running, self.failed, self.schedules, self.staging):
+        self.flow = directory / "flow"
+        for folder in (
+            directory,
+            self.running,
+            self.failed,
+            self.schedules,
+            self.staging,
+            self.flow,
+        ):
             folder.mkdir(parents=True, exist_ok=True)
         self._touched: set[Path] = set()
 
@@ -148,6 +165,13 @@ class SpoolStore(Store):
         )
         state.failed = self._records(sorted(self.failed.iterdir()), _decode_failed, state.problems)
         state.failed.sort(key=lambda failed: failed.failed_at)
+        state.flow_rules = flow_rules(
+            [
+                [_unhex(path.name), *path.read_text().split()]
+                for path in sorted(self.flow.iterdir())
+            ],
+            state.problems,
+        )
         try:
             reserved = int((self.directory / "next_number").read_text())
         except (FileNotFoundError, ValueError):
@@ -230,6 +254,12 @@ class SpoolStore(Store):
                 )
             elif isinstance(op, ops.DeleteSchedule):
                 self._remove(self.schedules / str(op.number))
+            elif isinstance(op, ops.SetFlowRule):
+                rule = op.rule
+                line = f"{rule.rate} {rule.per!r} {rule.running} {int(rule.paused)}\n"
+                self._put(self.flow / rule.pattern.hex(), line.encode())
+            elif isinstance(op, ops.DeleteFlowRule):
+                self._remove(self.flow / op.pattern.hex())
             elif isinstance(op, ops.ReserveHandles):
                 self._put(self.directory / "next_number", b"%d" % op.upto)
         for folder in self._touched:

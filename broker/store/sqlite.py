@@ -35,11 +35,19 @@ from typing import Any
 from broker.errors import StoreUnavailable
 from broker.protocol.priorities import MAX_RANK, MIN_RANK
 from broker.store import operations as ops
-from broker.store.base import DEFAULT_SYNC, PAGE_BYTES, Page, PagingStore, SpilledQueue, StoredState
+from broker.store.base import (
+    DEFAULT_SYNC,
+    PAGE_BYTES,
+    Page,
+    PagingStore,
+    SpilledQueue,
+    StoredState,
+    flow_rules,
+)
 
 log = logging.getLogger("spoolgear.store")
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL);
 CREATE TABLE IF NOT EXISTS jobs (
@@ -61,6 +69,9 @@ CREATE TABLE IF NOT EXISTS results (
     finished_at REAL NOT NULL, workers TEXT NOT NULL, errors TEXT NOT NULL,
     value BLOB NOT NULL, value_size INTEGER NOT NULL, data BLOB NOT NULL,
     data_size INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS flow_rules (
+    pattern BLOB PRIMARY KEY, rate INTEGER NOT NULL, per REAL NOT NULL,
+    running INTEGER NOT NULL, paused INTEGER NOT NULL);
 CREATE INDEX IF NOT EXISTS results_finished ON results (finished_at);
 CREATE INDEX IF NOT EXISTS jobs_queue ON jobs (function, priority, seq);
 CREATE INDEX IF NOT EXISTS jobs_unique ON jobs (unique_key) WHERE unique_key != x'';
@@ -89,6 +100,14 @@ _WRITES: dict[type, tuple[str, Callable[[Any], tuple[Any, ...]]]] = {
         lambda op: (op.run_at, op.attempts, op.seq, op.number),
     ),
     ops.DeleteFailed: ("DELETE FROM failed WHERE number = ?", lambda op: (op.number,)),
+    ops.SetFlowRule: (
+        "INSERT OR REPLACE INTO flow_rules VALUES (?,?,?,?,?)",
+        lambda op: tuple(op.rule),
+    ),
+    ops.DeleteFlowRule: (
+        "DELETE FROM flow_rules WHERE pattern = ?",
+        lambda op: (op.pattern,),
+    ),
     ops.AddSchedule: (
         "INSERT OR REPLACE INTO schedules VALUES (?,?,?,?,?,?,?)",
         lambda op: tuple(op.schedule),
@@ -144,7 +163,7 @@ def _result_row(result: ops.KeptResult) -> tuple[Any, ...]:
 
 def _upgrade(db: sqlite3.Connection) -> None:
     """Schema 1 stores had no next run or firing count for schedules; schema 3 added
-    the results table (``SCHEMA`` creates it when missing)."""
+    the results table, schema 4 the flow rules (``SCHEMA`` creates them when missing)."""
     columns = {row[1] for row in db.execute("PRAGMA table_info(schedules)")}
     if "next_run" not in columns:
         db.execute("ALTER TABLE schedules ADD COLUMN next_run REAL NOT NULL DEFAULT 0")
@@ -318,6 +337,9 @@ class SQLiteStore(PagingStore):
         )
         state.results = self._valid_rows(
             "results", ops.KeptResult, "ORDER BY finished_at, number", state.problems
+        )
+        state.flow_rules = flow_rules(
+            self.db.execute("SELECT * FROM flow_rules ORDER BY pattern"), state.problems
         )
         return state
 

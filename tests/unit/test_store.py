@@ -331,7 +331,7 @@ def test_a_version_1_postgresql_store_is_migrated_with_its_jobs(postgres_store: 
         numbers = db.execute("SELECT number FROM spoolgear_jobs").fetchall()
         results = db.execute("SELECT count(*) FROM spoolgear_results").fetchone()
         db.execute("UPDATE spoolgear_meta SET value = value + 1")
-    assert version == (len(pg_schema.MIGRATIONS),) == (3,)
+    assert version == (len(pg_schema.MIGRATIONS),) == (4,)
     assert results == (0,)
     assert sorted(name for (name,) in indexes) == [
         "spoolgear_jobs_by_owner",
