@@ -1,7 +1,8 @@
 """The jobs dashboard in the Django admin (``Django_Jobs > Job brokers``): every server
 of ``GEARMAN_CLIENT_SERVERS`` with its version and ping, functions, workers, schedules
-and failed jobs, refreshing itself. Staff may look; retrying or dropping a failed job
-takes the ``django_jobs.control_broker`` permission and a POST with its CSRF token."""
+and failed jobs, flow rules, refreshing itself. Staff may look; retrying or dropping a
+failed job, pausing or resuming a function take the ``django_jobs.control_broker``
+permission and a POST with its CSRF token."""
 
 from __future__ import annotations
 
@@ -18,12 +19,13 @@ from django.views.decorators.http import require_POST
 from broker.errors import BrokerError
 from django_jobs.conf import job_settings
 from django_jobs.models import Broker
-from django_jobs.monitoring.panels import change_failed, history, server_panel
+from django_jobs.monitoring.panels import change_failed, history, pause, server_panel
 
 CONTROL_PERMISSION = "django_jobs.control_broker"
 # Seconds between two reloads of the dashboard page.
 REFRESH_SECONDS = 10
 FAILED_ACTIONS = ("retry", "drop")
+FLOW_ACTIONS = ("pause", "resume")
 HISTORY_STATUSES = ("queued", "running", "successful", "failed", "cancelled")
 
 
@@ -64,6 +66,7 @@ class BrokerAdmin(ModelAdmin):
             path("", view(self.dashboard), name="django_jobs_broker_changelist"),
             path("failed/", view(require_POST(self.failed)), name="django_jobs_broker_failed"),
             path("history/", view(self.history), name="django_jobs_broker_history"),
+            path("flow/", view(require_POST(self.flow)), name="django_jobs_broker_flow"),
         ]
 
     def dashboard(self, request: HttpRequest) -> HttpResponse:
@@ -100,6 +103,23 @@ class BrokerAdmin(ModelAdmin):
             "statuses": HISTORY_STATUSES,
         }
         return TemplateResponse(request, "admin/django_jobs/history.html", context)
+
+    def flow(self, request: HttpRequest) -> HttpResponse:
+        """Pause or resume a function (or a pattern's functions) on one broker."""
+        if not may_control(request):
+            raise PermissionDenied
+        settings = job_settings()
+        server, pattern = request.POST.get("server", ""), request.POST.get("pattern", "")
+        action = request.POST.get("action", "")
+        if server not in settings.client_servers or action not in FLOW_ACTIONS or not pattern:
+            return HttpResponseBadRequest("server, pattern and action (pause or resume) are needed")
+        try:
+            pause(server, settings.tls, action, pattern)
+        except (BrokerError, OSError) as exc:
+            messages.error(request, f"{action} {pattern} on {server}: {exc}")
+        else:
+            messages.success(request, f"{pattern} on {server}: {action}d")
+        return redirect("admin:django_jobs_broker_changelist")
 
     def failed(self, request: HttpRequest) -> HttpResponse:
         if not may_control(request):

@@ -8,7 +8,13 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 from broker.errors import BrokerError
-from broker.gearman.admin_client import AdminClient, FailedInfo, JobState, ScheduleInfo
+from broker.gearman.admin_client import (
+    AdminClient,
+    FailedInfo,
+    FlowLimit,
+    JobState,
+    ScheduleInfo,
+)
 from broker.tls import TLSFiles
 from django_jobs.monitoring.server_info import ServerReport, collect
 
@@ -29,6 +35,13 @@ class ServerPanel:
     report: ServerReport
     schedules: list[ScheduleRow] = field(default_factory=list)
     failed: list[FailedInfo] = field(default_factory=list)
+    limits: list[FlowLimit] = field(default_factory=list)
+
+    @property
+    def paused(self) -> set[str]:
+        """The function names paused by a rule of their own (a pattern pausing several
+        shows in the flow-control table)."""
+        return {limit.pattern for limit in self.limits if limit.paused}
 
     @property
     def ping_ms(self) -> float | None:
@@ -49,6 +62,7 @@ def server_panel(host: str, tls: TLSFiles | None) -> ServerPanel:
         with AdminClient(host, timeout=DASHBOARD_TIMEOUT, tls=tls) as admin:
             panel.schedules = [_row(schedule) for schedule in admin.show_schedules()]
             panel.failed = admin.show_failed()
+            panel.limits = admin.limits()
     except (BrokerError, OSError) as exc:
         panel.report.error = str(exc) or type(exc).__name__
     return panel
@@ -96,6 +110,15 @@ def _history_row(host: str, state: JobState) -> HistoryRow:
     return HistoryRow(
         host, state.handle, state.function, state.status, started, ran, state.attempts, error
     )
+
+
+def pause(host: str, tls: TLSFiles | None, action: str, pattern: str) -> None:
+    """Pause or resume the functions ``pattern`` names on ``host``."""
+    with AdminClient(host, timeout=DASHBOARD_TIMEOUT, tls=tls) as admin:
+        if action == "pause":
+            admin.pause(pattern)
+        else:
+            admin.resume(pattern)
 
 
 def change_failed(host: str, tls: TLSFiles | None, action: str, handle: str) -> int:

@@ -192,6 +192,20 @@ def test_the_dashboard_shows_the_broker_and_retries_a_failed_job(
             # redirect back to the dashboard is followed).
             assert post_as_page(browser, broker.address, "H:nobody:1") == 200
 
+            browser.get(f"{site}/admin/django_jobs/broker/")
+            browser.find_element(By.CSS_SELECTOR, 'tr[data-function="report"] .pause').click()
+            wait_until(lambda: "report on" in cell(browser, ".messagelist").lower())
+            assert "paused" in cell(browser, ".messagelist")
+            assert cell(browser, 'tr[data-function="report"] .paused') == "paused"
+            with AdminClient(broker.address) as admin:
+                paused = [(rule.pattern, rule.paused, rule.queued) for rule in admin.limits()]
+            assert paused == [("report", True, 2)]
+            browser.save_screenshot(str(screenshots / "dashboard-paused.png"))
+            browser.find_element(By.CSS_SELECTOR, 'tr[data-pattern="report"] .resume').click()
+            wait_until(lambda: "resumed" in cell(browser, ".messagelist"))
+            with AdminClient(broker.address) as admin:
+                assert admin.limits() == []
+
             send_mail(broker.address, tmp_path / "nowhere" / "outbox.txt", "bob")
             wait_until(lambda: len(failed_handles(broker.address)) == 1)
             log_in(browser, site, "viewer")
@@ -200,6 +214,7 @@ def test_the_dashboard_shows_the_broker_and_retries_a_failed_job(
             wait_until(lambda: browser.current_url.endswith("/admin/django_jobs/broker/"))
             assert browser.find_elements(By.CSS_SELECTOR, "table.failed tr[data-handle]")
             assert browser.find_elements(By.CSS_SELECTOR, "button.retry, button.drop") == []
+            assert browser.find_elements(By.CSS_SELECTOR, "button.pause") == []
             browser.save_screenshot(str(screenshots / "dashboard-viewer.png"))
             [other] = failed_handles(broker.address)
             assert post_as_page(browser, broker.address, other) == 403  # the button is not all
