@@ -87,6 +87,9 @@ def _parser() -> tuple[argparse.ArgumentParser, argparse.ArgumentParser]:
     limit.add_argument("pattern", help="a function name, or an fnmatch pattern (mail.*)")
     limit.add_argument("--rate", metavar="N/s|N/m|N/h|none", help="job starts per period")
     limit.add_argument("--running", metavar="N|none", help="jobs running at once")
+    limit.add_argument(
+        "--per-key", metavar="N|none", help="jobs running at once with one concurrency key"
+    )
     submit = with_server(commands.add_parser("submit", help="submit a job"))
     submit.add_argument("function")
     submit.add_argument(
@@ -403,9 +406,9 @@ def _limits(args: argparse.Namespace) -> int:
         elif args.command == "resume":
             admin.resume(args.pattern)
         elif args.command == "limit":
-            if args.rate is None and args.running is None:
-                raise ConfigurationError("spoolgear limit: give --rate, --running or both")
-            admin.limit(args.pattern, rate=args.rate, running=args.running)
+            if args.rate is None and args.running is None and args.per_key is None:
+                raise ConfigurationError("give --rate, --running or --per-key")
+            admin.limit(args.pattern, rate=args.rate, running=args.running, per_key=args.per_key)
         rules = admin.limits()
     if args.json:
         print(json.dumps([dataclasses.asdict(rule) for rule in rules]))
@@ -413,12 +416,13 @@ def _limits(args: argparse.Namespace) -> int:
         print("no limits and no paused functions")
     else:
         _print_table(
-            ["PATTERN", "RATE", "MAX RUNNING", "PAUSED", "RUNNING", "QUEUED"],
+            ["PATTERN", "RATE", "MAX RUNNING", "PER KEY", "PAUSED", "RUNNING", "QUEUED"],
             [
                 [
                     r.pattern,
                     r.rate or "-",
                     "-" if r.max_running is None else r.max_running,
+                    "-" if r.per_key is None else r.per_key,
                     "paused" if r.paused else "-",
                     r.running,
                     r.queued,

@@ -17,6 +17,7 @@ from broker.core.flow import parse_rate
 from broker.core.permissions import Permissions
 from broker.core.settings import (
     DEFAULT_KEEP_RESULTS,
+    DEFAULT_KEY_SCAN_LIMIT,
     DEFAULT_MAX_FAILED_JOBS,
     DEFAULT_MAX_KEPT_RESULT_BYTES,
     DEFAULT_MAX_KEPT_RESULTS,
@@ -145,8 +146,11 @@ def parse_retry_failures(specs: tuple[str, ...]) -> dict[bytes, int]:
     return attempts
 
 
-def parse_flow_rules(rates: tuple[str, ...], running: tuple[str, ...]) -> tuple[FlowRule, ...]:
-    """``--limit 'mail.*=100/s'`` and ``--max-running 'reports=2'``, one rule per pattern."""
+def parse_flow_rules(
+    rates: tuple[str, ...], running: tuple[str, ...], per_key: tuple[str, ...] = ()
+) -> tuple[FlowRule, ...]:
+    """``--limit 'mail.*=100/s'``, ``--max-running 'reports=2'`` and
+    ``--max-running-per-key 'import=1'``, one rule per pattern."""
     rules: dict[bytes, FlowRule] = {}
     for spec in rates:
         pattern, sep, rate = spec.rpartition("=")
@@ -158,14 +162,19 @@ def parse_flow_rules(rates: tuple[str, ...], running: tuple[str, ...]) -> tuple[
             raise ConfigurationError(f"--limit {spec!r}: {exc}, e.g. 'mail.*=100/s'") from None
         name = pattern.encode()
         rules[name] = rules.get(name, FlowRule(name))._replace(rate=count, per=per)
-    for spec in running:
-        pattern, sep, count_text = spec.rpartition("=")
-        if not sep or not pattern or not count_text.isdigit() or int(count_text) < 1:
-            raise ConfigurationError(
-                f"--max-running {spec!r}: expected PATTERN=N with N from 1, e.g. 'reports=2'"
+    for flag, specs in (("--max-running", running), ("--max-running-per-key", per_key)):
+        for spec in specs:
+            pattern, sep, count_text = spec.rpartition("=")
+            if not sep or not pattern or not count_text.isdigit() or int(count_text) < 1:
+                raise ConfigurationError(
+                    f"{flag} {spec!r}: expected PATTERN=N with N from 1, e.g. 'reports=2'"
+                )
+            name, count = pattern.encode(), int(count_text)
+            rule = rules.get(name, FlowRule(name))
+            per_key_flag = flag == "--max-running-per-key"
+            rules[name] = (
+                rule._replace(per_key=count) if per_key_flag else rule._replace(running=count)
             )
-        name = pattern.encode()
-        rules[name] = rules.get(name, FlowRule(name))._replace(running=int(count_text))
     return tuple(rules.values())
 
 
@@ -335,6 +344,21 @@ class ServerConfig:
         "(repeatable; kept in the store, changed at run time with `spoolgear limit`)",
         metavar="PATTERN=N",
         repeat=True,
+    )
+    max_running_per_key: tuple[str, ...] = option(
+        (),
+        "at most N jobs with one concurrency key (SUBMIT_JOB_KEYED: a customer, say) of the "
+        "functions PATTERN names running at once, while jobs with other keys go ahead "
+        "(repeatable; kept in the store, changed at run time with `spoolgear limit`)",
+        metavar="PATTERN=N",
+        repeat=True,
+    )
+    key_scan_limit: int = option(
+        DEFAULT_KEY_SCAN_LIMIT,
+        "queued jobs of a function with a per-key limit a worker's grab looks through for "
+        "one whose key may run; past them the function waits for a key to free up",
+        check=_at_least(1),
+        rule="must be at least 1",
     )
     commit_delay: float = option(
         DEFAULT_COMMIT_DELAY,
@@ -578,7 +602,7 @@ class ServerConfig:
             raise ConfigurationError("--max-unread-output must be at least --max-output-buffer")
         check_store_url(self.store)
         parse_retry_failures(self.retry_failures)
-        parse_flow_rules(self.limit, self.max_running)
+        parse_flow_rules(self.limit, self.max_running, self.max_running_per_key)
         for address in self.uwsgi_sockets + self.suwsgi_sockets:
             uwsgi_address(address)
         self._validate_tls()
@@ -698,7 +722,8 @@ class ServerConfig:
             transient_grace=self.transient_grace,
             max_queued_bytes=self.max_queued_bytes,
             job_timing=bool(self.metrics_listen),
-            flow_rules=parse_flow_rules(self.limit, self.max_running),
+            flow_rules=parse_flow_rules(self.limit, self.max_running, self.max_running_per_key),
+            key_scan_limit=self.key_scan_limit,
         )
 
     @property

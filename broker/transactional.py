@@ -23,8 +23,9 @@ NUMBERS = "spoolgear_app_numbers"
 
 INSERT = (
     "INSERT INTO spoolgear_jobs (number, function, unique_key, data, priority, run_at,"
-    f" reducer, attempts, running, seq, owner) SELECT nextval('{NUMBERS}'), %(function)s,"
-    " %(unique)s, %(data)s, %(priority)s, %(run_at)s, '', 0, false, 0, NULL"
+    f" reducer, attempts, running, seq, owner, concurrency_key) SELECT nextval('{NUMBERS}'),"
+    " %(function)s, %(unique)s, %(data)s, %(priority)s, %(run_at)s, '', 0, false, 0, NULL,"
+    " %(key)s"
     " ON CONFLICT DO NOTHING RETURNING number"
 )
 """One job; with a unique already stored for that function, nothing (it coalesces: the

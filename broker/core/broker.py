@@ -58,6 +58,7 @@ from broker.errors import ProtocolError, StoreUnavailable
 from broker.protocol.numbers import leading_int, seconds
 from broker.protocol.packets import (
     MAGIC_RES,
+    MAX_KEY,
     Packet,
     PacketType,
     encode_packet,
@@ -192,6 +193,7 @@ class Broker:
             T.SUBMIT_JOB_EPOCH: self._submit_epoch,
             T.SUBMIT_JOB_RANKED: self._submit_ranked,
             T.WORK_RETRY: self._work_retry,
+            T.SUBMIT_JOB_KEYED: self._submit_keyed,
             T.SUBMIT_JOB_SCHED: self._submit_sched,
             T.SUBMIT_REDUCE_JOB: self._submit_reduce,
             T.SUBMIT_REDUCE_JOB_BACKGROUND: self._submit_reduce,
@@ -332,12 +334,33 @@ class Broker:
 
     def _submit_ranked(self, session: Session, packet: Packet) -> None:
         name, unique, rank_text, epoch, data = packet.args
+        self._submit_at_rank(session, name, unique, b"", rank_text, epoch, data)
+
+    def _submit_keyed(self, session: Session, packet: Packet) -> None:
+        name, unique, key, rank_text, epoch, data = packet.args
+        if len(key) > MAX_KEY:
+            text = b"Concurrency key longer than %d bytes" % MAX_KEY
+            self._refuse(session, b"ARGUMENT_TOO_LARGE", text)
+            return
+        self._submit_at_rank(session, name, unique, key, rank_text, epoch, data)
+
+    def _submit_at_rank(
+        self,
+        session: Session,
+        name: bytes,
+        unique: bytes,
+        key: bytes,
+        rank_text: bytes,
+        epoch: bytes,
+        data: bytes,
+    ) -> None:
         rank = leading_int(rank_text)
         if not MIN_RANK <= rank <= MAX_RANK:
             text = b"Rank must be between %d and %d" % (MIN_RANK, MAX_RANK)
             self._refuse(session, b"INVALID_ARGUMENTS", text)
             return
-        self.submit(session, name, unique, data, rank, True, when=float(leading_int(epoch)))
+        when = float(leading_int(epoch))
+        self.submit(session, name, unique, data, rank, True, when=when, concurrency_key=key)
 
     def submit(
         self,
@@ -350,6 +373,7 @@ class Broker:
         *,
         when: float = 0.0,
         reducer: bytes = b"",
+        concurrency_key: bytes = b"",
     ) -> Submitted:
         """Create (or coalesce onto) a job; ``session``, if given, gets the answer
         (JOB_CREATED, gated on the batch that makes the job durable, or an ERROR)."""
@@ -392,6 +416,7 @@ class Broker:
         if function.transient and self.functions.unserved(function):
             return self._refuse(session, b"NO_WORKERS", b"No worker serves this transient function")
         job = Job(self.handles.new(), function, unique, data, priority, background, when, reducer)
+        job.key = concurrency_key
         function.submitted += 1
         self.results.submitted(job)
         self.index.add(job, key)
@@ -447,6 +472,7 @@ class Broker:
             stored.reducer,
         )
         job.retries = stored.attempts
+        job.key = stored.key
         self.index.add_stored(job)
         return job
 
@@ -601,7 +627,7 @@ class Broker:
             job.worker = None
             job.function.running -= 1
             if job.function.gates:
-                self.flow.ended(job.function)
+                self.flow.ended(job)
         if job.timer is not None:
             job.timer.cancel()
             job.timer = None

@@ -3,11 +3,12 @@ for every worker at once.
 
 An operator's rule names functions by pattern (``mail.*``) and limits them together: at
 most ``rate`` job starts per period (a bucket that holds one period's starts, refilled
-continuously), at most ``running`` jobs running, or none while paused. A grab skips a
-function that a rule holds back, so its jobs wait in their order while the worker takes
-other work; the rule wakes the sleeping workers once it lets a job through again. Rules
-are kept in the store: a restart keeps them. A function with no rule pays one empty-tuple
-test per grab.
+continuously), at most ``running`` jobs running, at most ``per_key`` running with one
+concurrency key, or none while paused. A grab skips a function that a rule holds back, so
+its jobs wait in their order while the worker takes other work, and within a function
+passes over jobs whose key is at its limit (``functions.py``); the rule wakes the sleeping
+workers once it lets a job through again. Rules are kept in the store: a restart keeps
+them. A function with no rule pays one empty-tuple test per grab.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from collections.abc import Callable
 from fnmatch import fnmatchcase
 
 from broker.core.journal import Journal
-from broker.core.model import CallLater, Function, Gate
+from broker.core.model import CallLater, Function, Gate, Job
 from broker.store.operations import FlowRule
 
 RATE_PERIODS = {"s": 1.0, "m": 60.0, "h": 3600.0}
@@ -71,8 +72,10 @@ class FlowControl:
             old.timer.cancel()
         if not rule.idle:
             gate = Gate(rule, self.clock())
-            if old is not None and old.rule.rate == rule.rate and old.rule.per == rule.per:
-                gate.tokens, gate.refilled = old.tokens, old.refilled  # no fresh burst
+            if old is not None:
+                gate.keys = old.keys  # the running jobs still count
+                if old.rule.rate == rule.rate and old.rule.per == rule.per:
+                    gate.tokens, gate.refilled = old.tokens, old.refilled  # no fresh burst
             self.gates[rule.pattern] = gate
         if stored:
             self.journal.flow_rule_changed(rule)
@@ -111,15 +114,43 @@ class FlowControl:
                 return False
         return True
 
-    def started(self, function: Function) -> None:
+    def key_allows(self, function: Function, key: bytes) -> bool:
+        """Whether a job with concurrency ``key`` may start (a job without one may)."""
+        if key:
+            for gate in function.gates:
+                if gate.rule.per_key and gate.keys.get(key, 0) >= gate.rule.per_key:
+                    return False
+        return True
+
+    def keyed(self, function: Function) -> bool:
+        """A rule on ``function`` limits per key: a grab looks past held-back jobs."""
+        return any(gate.rule.per_key for gate in function.gates)
+
+    def held_by_keys(self, function: Function) -> None:
+        """Every job a grab looked at had a key at its limit: wake the workers when one
+        of those ends."""
         for gate in function.gates:
+            if gate.rule.per_key:
+                gate.blocked = True
+
+    def started(self, job: Job) -> None:
+        for gate in job.function.gates:
             if gate.rule.rate:
                 gate.tokens -= 1
+            if job.key:  # counted under every rule, so a per-key limit set later sees it
+                gate.keys[job.key] = gate.keys.get(job.key, 0) + 1
 
-    def ended(self, function: Function) -> None:
-        """A job of ``function`` stopped running: a rule on running jobs may open."""
-        for gate in function.gates:
-            if gate.blocked and gate.rule.running and gate.running() < gate.rule.running:
+    def ended(self, job: Job) -> None:
+        """A job stopped running: a rule on running jobs may open."""
+        for gate in job.function.gates:
+            rule = gate.rule
+            if job.key in gate.keys:
+                left = gate.keys[job.key] - 1
+                if left:
+                    gate.keys[job.key] = left
+                else:
+                    del gate.keys[job.key]
+            if gate.blocked and (rule.per_key or (rule.running and gate.running() < rule.running)):
                 self._opened(gate)
 
     def _wait(self, gate: Gate, now: float) -> float:

@@ -1,9 +1,10 @@
 """The admin protocol's flow-control commands (spoolgear's own; control commands).
 
-``pause PATTERN`` and ``resume PATTERN``; ``limit PATTERN rate N/s|N/m|N/h|none`` and
-``limit PATTERN running N|none``; ``show limits``: one line per rule,
-``PATTERN\\tRATE\\tMAX_RUNNING\\tPAUSED\\tRUNNING\\tQUEUED`` (``-`` where there is no limit),
-then ``.``. Each answers ``OK``, or ``ERR`` with what was wrong.
+``pause PATTERN`` and ``resume PATTERN``; ``limit PATTERN rate N/s|N/m|N/h|none``,
+``limit PATTERN running N|none`` and ``limit PATTERN per-key N|none``; ``show limits``:
+one line per rule, ``PATTERN\\tRATE\\tMAX_RUNNING\\tPAUSED\\tRUNNING\\tQUEUED\\tPER_KEY``
+(``-`` where there is no limit), then ``.``. Each answers ``OK``, or ``ERR`` with what was
+wrong.
 """
 
 from __future__ import annotations
@@ -26,9 +27,10 @@ def pause(flow: FlowControl, words: list[bytes], paused: bool) -> bytes:
 
 
 def limit(flow: FlowControl, words: list[bytes]) -> bytes:
-    if len(words) != 4 or words[2].lower() not in (b"rate", b"running"):
+    if len(words) != 4 or words[2].lower() not in (b"rate", b"running", b"per-key"):
         return _err(
-            b"INVALID_ARGUMENTS", "usage: limit PATTERN rate N/s|N/m|N/h|none, or running N|none"
+            b"INVALID_ARGUMENTS",
+            "usage: limit PATTERN rate N/s|N/m|N/h|none, running N|none, or per-key N|none",
         )
     pattern, what, value = words[1], words[2].lower(), words[3].decode("ascii", "replace")
     rule = flow.rule(pattern)
@@ -41,7 +43,9 @@ def limit(flow: FlowControl, words: list[bytes]) -> bytes:
     else:
         if value != "none" and not (value.isdigit() and int(value) >= 1):
             return _err(b"INVALID_LIMIT", f"{value!r} is not a count from 1, or none")
-        rule = rule._replace(running=0 if value == "none" else int(value))
+        count = 0 if value == "none" else int(value)
+        running = what == b"running"
+        rule = rule._replace(running=count) if running else rule._replace(per_key=count)
     flow.put(rule)
     return OK
 
@@ -51,7 +55,7 @@ def show_limits(flow: FlowControl) -> bytes:
     for rule in flow.rules():
         members = flow.gates[rule.pattern].members
         lines.append(
-            b"%s\t%s\t%s\t%d\t%d\t%d\n"
+            b"%s\t%s\t%s\t%d\t%d\t%d\t%s\n"
             % (
                 rule.pattern,
                 rate_text(rule).encode() if rule.rate else b"-",
@@ -59,6 +63,7 @@ def show_limits(flow: FlowControl) -> bytes:
                 rule.paused,
                 sum(function.running for function in members),
                 sum(_queued(function) for function in members),
+                b"%d" % rule.per_key if rule.per_key else b"-",
             )
         )
     return b"".join([*lines, b".\n"])

@@ -11,6 +11,7 @@ a flow rule holds back (``flow.py``) is passed over.
 from __future__ import annotations
 
 import bisect
+import itertools
 from collections import deque
 from collections.abc import Callable, Iterator
 from fnmatch import fnmatchcase
@@ -193,7 +194,8 @@ class Functions:
                     continue  # held back: it wakes the worker when it lets one through
                 if function.spilled.get(rank):
                     self.paging.refill(function, rank)
-                if function.queues.get(rank):
+                queue = function.queues.get(rank)
+                if queue and (not function.gates or self._first_allowed(function, queue) >= 0):
                     return True
         return False
 
@@ -226,7 +228,7 @@ class Functions:
                     if job is not None:
                         session.round_robin = index + 1
                         if function.gates:
-                            self.flow.started(function)
+                            self.flow.started(job)
                         return job
             return None
         start = session.round_robin
@@ -242,7 +244,7 @@ class Functions:
                 if job is not None:
                     session.round_robin = index + 1
                     if function.gates:
-                        self.flow.started(function)
+                        self.flow.started(job)
                     return job
         return None
 
@@ -290,6 +292,8 @@ class Functions:
             self.paging.refill(function, rank)
         queue = function.queues.get(rank)
         while queue:
+            if function.gates and queue[0].key and self.flow.keyed(function):
+                return self._pop_allowed(function, rank, queue)
             job = queue.popleft()
             self.hold(function, rank, -len(job.data))
             if job.ignored:
@@ -297,3 +301,24 @@ class Functions:
                 continue
             return job
         return None
+
+    def _pop_allowed(self, function: Function, rank: int, queue: deque[Job]) -> Job | None:
+        """The first job whose concurrency key a per-key limit lets start, from among the
+        first ``key_scan_limit``; the ones before it keep their places."""
+        index = self._first_allowed(function, queue)
+        if index < 0:
+            self.flow.held_by_keys(function)
+            return None
+        job = queue[index]
+        del queue[index]
+        self.hold(function, rank, -len(job.data))
+        return job
+
+    def _first_allowed(self, function: Function, queue: deque[Job]) -> int:
+        """Where the first job that may start now is in ``queue`` (-1: none among the
+        first ``key_scan_limit``). Abandoned jobs are skipped here and dropped at the head."""
+        flow = self.flow
+        for index, job in enumerate(itertools.islice(queue, self.settings.key_scan_limit)):
+            if not job.ignored and flow.key_allows(function, job.key):
+                return index
+        return -1

@@ -63,6 +63,7 @@ class Journal:
             job.retries,
             False,
             self._next_seq(),
+            job.key,
         )
         self.record(ops.AddJob(stored))
 

@@ -35,6 +35,7 @@ class Job:
         "handle",
         "history",
         "ignored",
+        "key",
         "numerator",
         "priority",
         "reducer",
@@ -86,6 +87,8 @@ class Job:
         from the store)."""
         self.history: Attempts | None = None
         """With results kept: its attempts so far, from its first start."""
+        self.key = b""
+        """Its concurrency key (SUBMIT_JOB_KEYED), for flow rules' per-key limits."""
 
 
 class Attempts:
@@ -201,7 +204,7 @@ class Gate:
     """One flow rule in force (``flow.py``): the functions it covers, and what it allows
     now (a bucket of job starts, refilled at the rule's rate)."""
 
-    __slots__ = ("blocked", "members", "refilled", "rule", "timer", "tokens")
+    __slots__ = ("blocked", "keys", "members", "refilled", "rule", "timer", "tokens")
 
     def __init__(self, rule: FlowRule, now: float) -> None:
         self.rule = rule
@@ -213,6 +216,8 @@ class Gate:
         """It held a worker back: wake its functions' workers when it opens."""
         self.timer: Cancellable | None = None
         """Set while a wake-up waits for the next start the rate allows."""
+        self.keys: dict[bytes, int] = {}
+        """With a per-key limit: running jobs per concurrency key (none at 0)."""
 
     def running(self) -> int:
         return sum(function.running for function in self.members)

@@ -65,6 +65,8 @@ def _restore_flow_rules(broker: Broker, state: StoredState) -> None:
             rule = rule._replace(rate=given.rate, per=given.per)
         if given.running:
             rule = rule._replace(running=given.running)
+        if given.per_key:
+            rule = rule._replace(per_key=given.per_key)
         flow.put(rule)
 
 

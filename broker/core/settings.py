@@ -27,6 +27,7 @@ DEFAULT_MAX_RESULT_BYTES = 64 << 10
 # and in a durable store); past either the oldest are forgotten first.
 DEFAULT_MAX_KEPT_RESULTS = 100_000
 DEFAULT_MAX_KEPT_RESULT_BYTES = 256 << 20
+DEFAULT_KEY_SCAN_LIMIT = 1000
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,6 +58,9 @@ class BrokerSettings:
     max_result_bytes: int = DEFAULT_MAX_RESULT_BYTES
     max_kept_results: int = DEFAULT_MAX_KEPT_RESULTS
     max_kept_result_bytes: int = DEFAULT_MAX_KEPT_RESULT_BYTES
+    key_scan_limit: int = DEFAULT_KEY_SCAN_LIMIT
+    """Queued jobs of a function a grab looks through for one whose concurrency key a
+    per-key limit lets start; past them the function waits for a key to free up."""
     flow_rules: tuple[FlowRule, ...] = ()
     """Limits from the command line (``--limit``, ``--max-running``); a limit they leave
     at 0 keeps what the store had (``flow.py``)."""

@@ -98,6 +98,8 @@ class FlowLimit:
     paused: bool
     running: int
     queued: int
+    per_key: int | None
+    """At most this many running with one concurrency key; None for no such limit."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -280,8 +282,11 @@ class AdminClient:
                 paused == "1",
                 int(running),
                 int(queued),
+                None if per_key == "-" else int(per_key),
             )
-            for pattern, rate, max_running, paused, running, queued in self._table("show limits")
+            for pattern, rate, max_running, paused, running, queued, per_key in self._table(
+                "show limits"
+            )
         ]
 
     def pause(self, pattern: str) -> None:
@@ -291,15 +296,22 @@ class AdminClient:
     def resume(self, pattern: str) -> None:
         self._line(f"resume {pattern}")
 
-    def limit(self, pattern: str, *, rate: str | None = None, running: str | None = None) -> None:
-        """Set (``100/s``, ``3``) or clear (``none``) the rate or running limit of the
-        functions ``pattern`` names; a limit not given stays as it is."""
-        if rate is None and running is None:
-            raise ValueError("give a rate, a running limit, or both")
-        if rate is not None:
-            self._line(f"limit {pattern} rate {rate}")
-        if running is not None:
-            self._line(f"limit {pattern} running {running}")
+    def limit(
+        self,
+        pattern: str,
+        *,
+        rate: str | None = None,
+        running: str | None = None,
+        per_key: str | None = None,
+    ) -> None:
+        """Set (``100/s``, ``3``) or clear (``none``) the rate, running or per-key limit
+        of the functions ``pattern`` names; a limit not given stays as it is."""
+        given = {"rate": rate, "running": running, "per-key": per_key}
+        if all(value is None for value in given.values()):
+            raise ValueError("give a rate, a running limit or a per-key limit")
+        for what, value in given.items():
+            if value is not None:
+                self._line(f"limit {pattern} {what} {value}")
 
     def cancel_job(self, handle: str) -> None:
         self._line(f"cancel job {handle}")

@@ -91,6 +91,9 @@ class JobRequest:
     rank: int | None = None
     """A background job's rank instead of ``priority`` (spoolgear's SUBMIT_JOB_RANKED;
     lower runs first, ``task_rank`` maps Django's priorities); gearmand refuses it."""
+    key: str = ""
+    """A background job's concurrency key (spoolgear's SUBMIT_JOB_KEYED): a flow rule's
+    per-key limit counts the running jobs with each key; gearmand refuses it."""
 
     def packet(self) -> bytes:
         if self.schedule is not None:
@@ -99,6 +102,19 @@ class JobRequest:
                 self.function.encode(),
                 self.unique.encode(),
                 *(field.encode() for field in self.schedule),
+                self.data,
+                magic=MAGIC_REQ,
+            )
+        if self.key:
+            if not self.background:
+                raise ValueError("only a background job has a concurrency key")
+            return encode_packet(
+                T.SUBMIT_JOB_KEYED,
+                self.function.encode(),
+                self.unique.encode(),
+                self.key.encode(),
+                b"%d" % (int(self.priority) if self.rank is None else self.rank),
+                b"%d" % (0 if self.at is None else math.ceil(self.at)),
                 self.data,
                 magic=MAGIC_REQ,
             )
@@ -280,8 +296,10 @@ class Client:
         unique: str = "",
         priority: Priority = Priority.NORMAL,
         at: float | dt.datetime | None = None,
+        key: str = "",
     ) -> JobHandle:
-        """Queue a background job; ``at`` (epoch seconds or an aware datetime) delays it."""
+        """Queue a background job; ``at`` (epoch seconds or an aware datetime) delays it;
+        ``key`` is its concurrency key (``JobRequest.key``)."""
         request = JobRequest(
             function,
             _as_bytes(data),
@@ -289,6 +307,7 @@ class Client:
             priority,
             background=True,
             at=at.timestamp() if isinstance(at, dt.datetime) else at,
+            key=key,
         )
         wire, handle = self._send_submit(request, self._deadline(None))
         return JobHandle(wire.address, handle.decode())

@@ -70,9 +70,15 @@ class PacketType(IntEnum):
     WORK_RETRY = 65
     """spoolgear's own, from a worker: this attempt of a job failed (handle, delay,
     reason); run the same job again ``delay`` seconds from now."""
+    SUBMIT_JOB_KEYED = 66
+    """spoolgear's own: SUBMIT_JOB_RANKED with a concurrency key (function, unique, key,
+    rank, epoch, data), which flow rules with a per-key limit count."""
 
 
 T = PacketType
+
+MAX_KEY = 64
+"""Bytes in a SUBMIT_JOB_KEYED concurrency key, as many as a unique may have."""
 
 # Total number of arguments per type; the last one is the unterminated tail
 # (an opaque payload where the type carries data). 0 = the body is ignored.
@@ -121,6 +127,7 @@ ARGUMENT_COUNTS: dict[PacketType, int] = {
     T.STATUS_RES_UNIQUE: 6,
     T.SUBMIT_JOB_RANKED: 5,
     T.WORK_RETRY: 3,
+    T.SUBMIT_JOB_KEYED: 6,
 }
 
 # Lookups indexed by type number, for the parser's hot path.

@@ -168,6 +168,11 @@ def _flow_rules(rules: list[FlowRule]) -> Iterator[Metric]:
         "Jobs a running limit lets run at once (--max-running, spoolgear limit).",
         labels=["pattern"],
     )
+    per_key = GaugeMetricFamily(
+        "spoolgear_flow_max_running_per_key",
+        "Jobs with one concurrency key a per-key limit lets run at once.",
+        labels=["pattern"],
+    )
     for rule in rules:
         label = [rule.pattern.decode("utf-8", "replace")]
         paused.add_metric(label, int(rule.paused))
@@ -175,7 +180,9 @@ def _flow_rules(rules: list[FlowRule]) -> Iterator[Metric]:
             rate.add_metric(label, rule.rate / rule.per)
         if rule.running:
             running.add_metric(label, rule.running)
-    yield from (paused, rate, running)
+        if rule.per_key:
+            per_key.add_metric(label, rule.per_key)
+    yield from (paused, rate, running, per_key)
 
 
 class BrokerCollector(Collector):

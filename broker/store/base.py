@@ -86,16 +86,18 @@ class StoredState:
 
 
 def flow_rules(rows: Iterable[Sequence[Any]], problems: list[str]) -> list[FlowRule]:
-    """Stored flow rules (pattern, rate, per, running, paused) that make sense; the
+    """Stored flow rules (pattern, rate, per, running, paused, per_key) that make sense; the
     others are reported and skipped (a damaged row must not stop a start)."""
     rules = []
     for row in rows:
         try:
-            pattern, rate, per, running, paused = row
-            rule = FlowRule(bytes(pattern), int(rate), float(per), int(running), bool(int(paused)))
+            pattern, rate, per, running, paused, per_key = row
+            rule = FlowRule(
+                bytes(pattern), int(rate), float(per), int(running), bool(int(paused)), int(per_key)
+            )
         except (TypeError, ValueError):
             rule = None
-        if rule is None or rule.rate < 0 or rule.per <= 0 or rule.running < 0:
+        if rule is None or min(rule.rate, rule.running, rule.per_key) < 0 or rule.per <= 0:
             problems.append(f"skipped a flow rule with bad values: {row!r}")
             continue
         rules.append(rule)

@@ -23,6 +23,9 @@ class StoredJob(NamedTuple):
     running: bool
     seq: int
     """Position in its queue: jobs are served in (priority, seq) order."""
+    key: bytes = b""
+    """Its concurrency key (SUBMIT_JOB_KEYED): a flow rule's ``per_key`` limits how many
+    jobs with one key run at once; empty for none."""
 
 
 class StoredSchedule(NamedTuple):
@@ -87,11 +90,13 @@ class FlowRule(NamedTuple):
     """At most this many running at once."""
     paused: bool = False
     """No job starts until resumed; submissions are still taken."""
+    per_key: int = 0
+    """At most this many running at once with one concurrency key (the job's ``key``)."""
 
     @property
     def idle(self) -> bool:
         """Limits nothing: the rule can go."""
-        return not (self.rate or self.running or self.paused)
+        return not (self.rate or self.running or self.paused or self.per_key)
 
 
 # The operations a batch is made of, one class each.

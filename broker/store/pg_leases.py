@@ -39,7 +39,8 @@ LOCAL_SHARE = 0.9
 handed out only once a write has renewed the lease (the database's clock decides)."""
 
 JOB_COLUMNS = (
-    "number, function, unique_key, data, priority, run_at, reducer, attempts, running, seq"
+    "number, function, unique_key, data, priority, run_at, reducer, attempts, running, seq,"
+    " concurrency_key"
 )
 SCHEDULE_COLUMNS = "number, function, unique_key, data, cron, next_run, fired"
 

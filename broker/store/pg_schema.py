@@ -68,10 +68,12 @@ answers for any job's, so they live here rather than with the broker that ran it
 _V4 = """
 CREATE TABLE spoolgear_flow_rules (
     pattern BYTEA PRIMARY KEY, rate BIGINT NOT NULL, per DOUBLE PRECISION NOT NULL,
-    running BIGINT NOT NULL, paused BOOLEAN NOT NULL);
+    running BIGINT NOT NULL, paused BOOLEAN NOT NULL, per_key BIGINT NOT NULL);
+ALTER TABLE spoolgear_jobs ADD COLUMN concurrency_key BYTEA NOT NULL DEFAULT '';
 """
 """Flow rules (rate limits, running limits, paused queues), one table for every broker of
-the store: each enforces them for the jobs it hands out, and reads them when it starts."""
+the store: each enforces them for the jobs it hands out, and reads them when it starts;
+and each job's concurrency key, for the rules' per-key limits."""
 
 MIGRATIONS = (_V1, _V2, _V3, _V4)
 """Step ``n`` takes the schema from version ``n`` to ``n + 1``; append, never edit."""

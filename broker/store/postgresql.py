@@ -105,9 +105,9 @@ _WRITES: dict[type, tuple[str, Callable[[Any, int], tuple[Any, ...]]]] = {
         lambda op, owner: (op.before,),
     ),
     ops.SetFlowRule: (
-        "INSERT INTO spoolgear_flow_rules VALUES (%s,%s,%s,%s,%s) ON CONFLICT (pattern) DO"
+        "INSERT INTO spoolgear_flow_rules VALUES (%s,%s,%s,%s,%s,%s) ON CONFLICT (pattern) DO"
         " UPDATE SET rate = EXCLUDED.rate, per = EXCLUDED.per, running = EXCLUDED.running,"
-        " paused = EXCLUDED.paused",
+        " paused = EXCLUDED.paused, per_key = EXCLUDED.per_key",
         lambda op, owner: tuple(op.rule),
     ),
     ops.DeleteFlowRule: (
@@ -138,6 +138,7 @@ _COPIED_TYPES = (
     "int4",
     "bool",
     "int8",
+    "bytea",
     "int8",
 )
 """A job row's column types, for the binary COPY: payloads travel as they are instead of

@@ -46,6 +46,8 @@ def _job_vars(job: ops.StoredJob) -> list[tuple[bytes, bytes]]:
     ]
     if job.reducer:
         pairs.append((b"spoolgear_reducer", job.reducer))
+    if job.key:
+        pairs.append((b"spoolgear_key", job.key))
     if job.run_at:
         pairs.append((b"at", b"%d" % job.run_at))
     return pairs
@@ -75,6 +77,7 @@ def _decode_job(path: Path, values: Vars, body: bytes, running: set[int]) -> ops
         int(values[b"spoolgear_attempts"]),
         number in running,
         int(values[b"spoolgear_seq"]),
+        values.get(b"spoolgear_key", b""),
     )
 
 

@@ -68,6 +68,8 @@ class Job:
     """``@task`` metadata (retry policy, attempt, buffer) carried beside the arguments."""
     rank: int | None = None
     """A background job's rank on spoolgear, instead of ``priority`` (``JobRequest.rank``)."""
+    key: str = ""
+    """A background job's concurrency key on spoolgear (``JobRequest.key``)."""
 
 
 def job_priority(value: str | int | Priority | None) -> Priority:
@@ -150,6 +152,7 @@ class GearmanClient:
             background,
             at,
             rank=job.rank,
+            key=job.key,
         )
 
     def submit_job(

@@ -47,6 +47,7 @@ def write_jobs(alias: str, requests: Sequence[JobRequest]) -> list[JobHandle]:
                         "data": request.data,
                         "priority": int(request.priority) if request.rank is None else request.rank,
                         "run_at": request.at or 0.0,
+                        "key": request.key.encode(),
                     },
                 )
                 row = cursor.fetchone()

@@ -9,6 +9,7 @@ job's result (``--keep-results``), so ``get_result`` works from any process.
 
 from __future__ import annotations
 
+import inspect
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -21,6 +22,7 @@ from broker.errors import ConnectionFailed
 from broker.gearman.admin_client import AdminClient, JobState
 from broker.gearman.client import MAX_UNIQUE
 from broker.gearman.retries import backoff_delay
+from broker.protocol.packets import MAX_KEY
 from broker.protocol.priorities import task_rank
 from django_jobs.conf import job_settings
 from django_jobs.jobs.discovery import check_module_served
@@ -55,6 +57,10 @@ class SpoolgearTask(Task[Any, Any]):
     """Seconds one run may take; past it the run fails with
     ``broker.gearman.steps.TimeLimitExceeded`` and the broker's retries, if any, run it
     again (enforced with SIGALRM in the worker's main thread)."""
+    concurrency_key: str | None = None
+    """The name of an argument whose value is the call's concurrency key (a customer id,
+    say): a flow rule's per-key limit (``spoolgear limit 'django.tasks.*' --per-key 2``)
+    runs at most that many calls with one value at once."""
     retries: int = 0
     """Runs after a failed one: the same job (same id, each attempt and error in its
     result) runs again later, at most this many times, then fails for good."""
@@ -77,6 +83,23 @@ class SpoolgearTask(Task[Any, Any]):
             cap=self.retry_max_delay,
             jitter=self.retry_jitter,
         )
+
+
+def concurrency_key(task: Task[Any, Any], args: Any, kwargs: Any) -> str:
+    """The value of the argument ``task.concurrency_key`` names, as text ("" for none)."""
+    name = getattr(task, "concurrency_key", None)
+    if name is None:
+        return ""
+    try:
+        bound = inspect.signature(task.func).bind(*args, **kwargs)
+    except TypeError as exc:
+        raise TypeError(f"{task.module_path}: {exc}") from None
+    if name not in bound.arguments:
+        raise InvalidTask(f"concurrency_key {name!r}: the call passes no {name!r} argument")
+    value = str(bound.arguments[name])
+    if not 0 < len(value.encode()) <= MAX_KEY:
+        raise InvalidTask(f"a concurrency key is 1 to {MAX_KEY} bytes, got {value!r}")
+    return value
 
 
 def _validate_retries(task: SpoolgearTask) -> None:
@@ -133,6 +156,9 @@ class SpoolgearBackend(BaseTaskBackend):
             raise InvalidTask(f"time_limit must be a number of seconds above 0, got {time_limit!r}")
         if isinstance(task, SpoolgearTask):
             _validate_retries(task)
+            key = task.concurrency_key
+            if key is not None and key not in inspect.signature(task.func).parameters:
+                raise InvalidTask(f"concurrency_key {key!r} is not an argument of the task")
         unique = getattr(task, "unique", False)
         if isinstance(unique, str) and not 0 < len(unique.encode()) <= MAX_UNIQUE:
             raise InvalidTask(f"a unique key is 1 to {MAX_UNIQUE} bytes, got {unique!r}")
@@ -149,6 +175,7 @@ class SpoolgearBackend(BaseTaskBackend):
             setup={"task": task.module_path},
             rank=task_rank(task.priority) if task.priority else None,
             unique=getattr(task, "unique", False) or None,
+            key=concurrency_key(task, args, kwargs),
         )
         handle = submit_background(job, self.servers)
         result: TaskResult[Any] = TaskResult(

@@ -16,11 +16,13 @@ from broker.client import Client
 from broker.worker import Worker, WorkerJob
 from tests.helpers import SPOOLGEAR, queued, run_broker
 
+Run = tuple[int, bytes, float, float]
 
-def run_workers(address: str, function: str, jobs: int, seconds: float = 0.0) -> list[tuple]:
+
+def run_workers(address: str, function: str, jobs: int, seconds: float = 0.0) -> list[Run]:
     """Two workers (two connections) run ``jobs`` jobs of ``function`` between them, each
-    taking ``seconds``; every run's (worker, start, end), as the workers saw them."""
-    runs: list[tuple[int, float, float]] = []
+    taking ``seconds``; every run's (worker, payload, start, end), as the workers saw them."""
+    runs: list[Run] = []
     lock = threading.Lock()
     workers = [Worker([address], client_id=f"w{n}") for n in range(2)]
 
@@ -29,7 +31,7 @@ def run_workers(address: str, function: str, jobs: int, seconds: float = 0.0) ->
             started = time.monotonic()
             time.sleep(seconds)
             with lock:
-                runs.append((number, started, time.monotonic()))
+                runs.append((number, job.data, started, time.monotonic()))
                 if len(runs) == jobs:
                     for each in workers:
                         each.stop()
@@ -61,8 +63,8 @@ def test_a_rate_limit_holds_across_workers() -> None:
         started = time.monotonic()
         runs = run_workers(broker.address, "tick", 50)
     # A bucket of one second's starts, then 5 a second: at least 9 s for 50 (a lower bound).
-    assert max(end for _, _, end in runs) - started >= 9.0
-    assert {worker for worker, _, _ in runs} == {0, 1}
+    assert max(end for *_, end in runs) - started >= 9.0
+    assert {worker for worker, *_ in runs} == {0, 1}
 
 
 def test_a_running_limit_of_one_never_has_two_running() -> None:
@@ -70,9 +72,26 @@ def test_a_running_limit_of_one_never_has_two_running() -> None:
         with Client([broker.address]) as client:
             for n in range(6):
                 client.submit_background("report", b"%d" % n)
-        runs = sorted(run_workers(broker.address, "report", 6, seconds=0.2), key=lambda r: r[1])
-    for (_, _, ended), (_, started, _) in itertools.pairwise(runs):
-        assert started >= ended  # each run started after the one before had ended
+        runs = run_workers(broker.address, "report", 6, seconds=0.2)
+    assert_one_at_a_time(runs)
+
+
+def assert_one_at_a_time(runs: list[Run]) -> None:
+    """Each run started after the one before had ended."""
+    ordered = sorted(runs, key=lambda run: run[2])
+    for (*_, ended), (_, _, started, _) in itertools.pairwise(ordered):
+        assert started >= ended
+
+
+def test_a_per_key_limit_of_one_never_runs_two_with_one_key() -> None:
+    with run_broker("--max-running-per-key", "import=1") as broker:
+        with Client([broker.address]) as client:
+            for n in range(12):
+                client.submit_background("import", b"%d" % n, key=f"customer-{n % 3}")
+        runs = run_workers(broker.address, "import", 12, seconds=0.2)
+    for customer in range(3):
+        assert_one_at_a_time([run for run in runs if int(run[1]) % 3 == customer])
+    assert {worker for worker, *_ in runs} == {0, 1}  # other keys went ahead meanwhile
 
 
 def test_a_pause_holds_jobs_across_a_restart_until_resumed(tmp_path: Path) -> None:
@@ -93,6 +112,7 @@ def test_a_pause_holds_jobs_across_a_restart_until_resumed(tmp_path: Path) -> No
                 "paused": True,
                 "running": 0,
                 "queued": 1,
+                "per_key": None,
             }
         ]
         done: list[bytes] = []
@@ -119,7 +139,7 @@ def test_limits_are_changed_at_run_time_and_refused_clearly() -> None:
         wrong = cli(broker.address, "limit", "mail.*", "--rate", "lots")
         assert wrong.returncode == 1 and "is not a rate" in wrong.stderr
         nothing = cli(broker.address, "limit", "mail.*")
-        assert nothing.returncode == 1 and "give --rate, --running or both" in nothing.stderr
+        assert nothing.returncode == 1 and "give --rate, --running or --per-key" in nothing.stderr
     bad = subprocess.run(
         [*SPOOLGEAR, "serve", "--limit", "mail=fast"], capture_output=True, text=True, timeout=30
     )

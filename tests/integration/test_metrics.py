@@ -105,3 +105,16 @@ def test_store_commits_are_timed_with_their_fsync(tmp_path: Path) -> None:
     assert value(samples, "spoolgear_store_sync_seconds_count") == commits
     synced = value(samples, "spoolgear_store_sync_seconds_sum")
     assert 0 < synced <= value(samples, "spoolgear_store_commit_seconds_sum")
+
+
+def test_flow_rules_are_exported_by_pattern() -> None:
+    flags = ("--limit", "mail.*=120/m", "--max-running", "mail.*=4")
+    with run_broker("--metrics-listen", "0", *flags, "--max-running-per-key", "import=1") as broker:
+        with AdminClient(broker.address) as admin:
+            admin.pause("import")
+        samples = scrape(metrics_address(broker.listening))
+    assert value(samples, "spoolgear_flow_rate_limit", pattern="mail.*") == 2.0
+    assert value(samples, "spoolgear_flow_max_running", pattern="mail.*") == 4
+    assert value(samples, "spoolgear_flow_max_running_per_key", pattern="import") == 1
+    assert value(samples, "spoolgear_flow_paused", pattern="import") == 1
+    assert value(samples, "spoolgear_flow_paused", pattern="mail.*") == 0

@@ -74,7 +74,7 @@ def test_pause_holds_jobs_takes_submissions_and_resume_wakes_workers() -> None:
     peer = worker(harness, b"import")
     assert peer.grab() is None
     peer.send(T.PRE_SLEEP)
-    assert client.admin(b"show limits") == b"import\t-\t-\t1\t0\t1\n.\n"
+    assert client.admin(b"show limits") == b"import\t-\t-\t1\t0\t1\t-\n.\n"
     assert client.admin(b"resume import") == b"OK\r\n"
     assert peer.received() == [(T.NOOP, ())]
     assert peer.grab()[0] == handle  # type: ignore[index]
@@ -86,9 +86,12 @@ def test_limit_commands_and_their_refusals() -> None:
     admin = harness.peer()
     assert admin.admin(b"limit mail.* rate 100/m") == b"OK\r\n"
     assert admin.admin(b"limit mail.* running 3") == b"OK\r\n"
-    assert admin.admin(b"show limits") == b"mail.*\t100/m\t3\t0\t0\t0\n.\n"
+    assert admin.admin(b"show limits") == b"mail.*\t100/m\t3\t0\t0\t0\t-\n.\n"
     assert admin.admin(b"limit mail.* rate none") == b"OK\r\n"
-    assert admin.admin(b"show limits") == b"mail.*\t-\t3\t0\t0\t0\n.\n"
+    assert admin.admin(b"limit mail.* per-key 2") == b"OK\r\n"
+    assert admin.admin(b"show limits") == b"mail.*\t-\t3\t0\t0\t0\t2\n.\n"
+    assert admin.admin(b"limit mail.* per-key none") == b"OK\r\n"
+    assert admin.admin(b"show limits") == b"mail.*\t-\t3\t0\t0\t0\t-\n.\n"
     assert admin.admin(b"limit mail.* rate fast").startswith(b"ERR INVALID_RATE ")
     assert admin.admin(b"limit mail.* running 0").startswith(b"ERR INVALID_LIMIT ")
     assert admin.admin(b"limit mail.*").startswith(b"ERR INVALID_ARGUMENTS ")
@@ -114,3 +117,52 @@ def test_rules_survive_a_restart_and_the_command_line_wins(tmp_path: Path) -> No
     again.commit()
     third = restart(again, path)
     assert [rule.pattern for rule in third.broker.flow.rules()] == [b"mail.*"]
+
+
+def submit_keyed(client: Peer, function: bytes, key: bytes, data: bytes) -> bytes:
+    client.send(T.SUBMIT_JOB_KEYED, function, b"", key, b"1", b"0", data)
+    ((kind, args),) = client.received()
+    assert kind is T.JOB_CREATED, (kind, args)
+    return args[0]
+
+
+def test_a_per_key_limit_passes_over_held_jobs_and_an_end_frees_the_key() -> None:
+    harness = Harness(flow_rules=(FlowRule(b"import", per_key=1),))
+    client = harness.peer()
+    a1, a2, b1 = (
+        submit_keyed(client, b"import", key, data)
+        for key, data in ((b"acme", b"a1"), (b"acme", b"a2"), (b"bolt", b"b1"))
+    )
+    plain = client.submit(b"import", b"no key")
+    first, second = worker(harness, b"import"), worker(harness, b"import")
+    assert first.grab()[0] == a1  # type: ignore[index]
+    assert second.grab()[0] == b1  # type: ignore[index]  (a2 waits: acme is running)
+    assert second.grab()[0] == plain  # type: ignore[index]  (no key: no per-key limit)
+    assert second.grab() is None
+    second.send(T.PRE_SLEEP)
+    assert second.received() == []
+    first.send(T.WORK_COMPLETE, a1, b"")
+    assert second.received() == [(T.NOOP, ())]
+    assert second.grab()[0] == a2  # type: ignore[index]
+
+
+def test_a_concurrency_key_is_kept_in_the_store(tmp_path: Path) -> None:
+    path = tmp_path / "jobs.db"
+    harness = Harness(store=SQLiteStore(path))
+    client = harness.peer()
+    for data in (b"a1", b"a2"):
+        client.send(T.SUBMIT_JOB_KEYED, b"import", b"", b"acme", b"1", b"0", data)
+    harness.commit()
+    assert [kind for kind, _ in client.received()] == [T.JOB_CREATED] * 2
+    again = restart(harness, path, flow_rules=(FlowRule(b"import", per_key=1),))
+    peer = worker(again, b"import")
+    assert peer.grab()[3] == b"a1"  # type: ignore[index]
+    assert peer.grab() is None  # the second acme job waits for the first
+
+
+def test_a_long_concurrency_key_is_refused() -> None:
+    client = Harness().peer()
+    client.send(T.SUBMIT_JOB_KEYED, b"f", b"", b"k" * 65, b"1", b"0", b"")
+    assert client.received() == [
+        (T.ERROR, (b"ARGUMENT_TOO_LARGE", b"Concurrency key longer than 64 bytes"))
+    ]

@@ -6,6 +6,9 @@ from __future__ import annotations
 
 import datetime as dt
 import os
+import subprocess
+import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -18,8 +21,9 @@ from django_tasks.exceptions import InvalidTaskError, TaskResultDoesNotExist
 from django_tasks.signals import task_enqueued
 
 from broker.client import Client
-from django_jobs.sending.serialization import dumps_call
-from tests.helpers import RunningBroker, run_broker, wait_until
+from broker.worker import Worker, WorkerJob
+from django_jobs.sending.serialization import dumps_call, loads_call
+from tests.helpers import SPOOLGEAR, RunningBroker, run_broker, wait_until
 from tests.with_django.project import WorkerProcess, gearman_worker, manage
 
 RETRIES = ("--retry-failures", "django.tasks.default=3")
@@ -180,6 +184,47 @@ def test_priorities_run_highest_first_all_201_of_them(
         wait_until(lambda: log.exists() and len(log.read_text().split()) == len(priorities))
     assert log.read_text().split() == [str(p) for p in sorted(priorities, reverse=True)]
     assert all(finished(result_id).status == TaskResultStatus.SUCCESSFUL for result_id in ids)
+
+
+def test_a_concurrency_key_reaches_the_brokers_per_key_limit(
+    tasks_broker: RunningBroker,
+) -> None:
+    """Two workers, three calls: the second call for one customer waits for the first
+    while the other customer's runs (checked from the workers' own records)."""
+    from shop.tasks import import_orders
+
+    subprocess.run(
+        [*SPOOLGEAR, "limit", "django.tasks.*", "--per-key", "1", "--server", tasks_broker.address],
+        check=True,
+        capture_output=True,
+        timeout=30,
+    )
+    for customer, batch in (("acme", 1), ("acme", 2), ("bolt", 1)):
+        import_orders.enqueue(customer, batch)
+    runs: list[tuple[str, float, float]] = []
+    workers = [Worker([tasks_broker.address]) for _ in range(2)]
+
+    def run(job: WorkerJob) -> None:
+        started = time.monotonic()
+        time.sleep(0.3)
+        runs.append((loads_call(job.data).args[0], started, time.monotonic()))
+        if len(runs) == 3:
+            for each in workers:
+                each.stop()
+
+    threads = []
+    for each in workers:
+        each.register("django.tasks.reports", run)
+        threads.append(threading.Thread(target=each.work))
+        threads[-1].start()
+    for thread in threads:
+        thread.join(timeout=60)
+    for each in workers:
+        each.close()
+    acme = sorted((started, ended) for customer, started, ended in runs if customer == "acme")
+    assert len(acme) == 2 and acme[1][0] >= acme[0][1]
+    with pytest.raises(InvalidTaskError, match="concurrency_key 'who'"):
+        import_orders.get_backend().task_class(func=import_orders.func, concurrency_key="who")
 
 
 def test_unique_calls_coalesce_and_a_time_limit_cuts_a_run_off(worker: WorkerProcess) -> None:

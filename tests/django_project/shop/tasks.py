@@ -68,6 +68,12 @@ def hopeless():
     raise RuntimeError("never works")
 
 
+@framework_task(queue_name="reports", concurrency_key="customer")
+def import_orders(customer, batch):
+    """A flow rule's per-key limit counts its runs per ``customer``."""
+    return f"{customer}:{batch}"
+
+
 @framework_task(unique=True)
 def slow_unique(seconds, label):
     """Coalesces with a queued or running call of the same arguments."""
