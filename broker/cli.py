@@ -75,6 +75,14 @@ def _parser() -> tuple[argparse.ArgumentParser, argparse.ArgumentParser]:
         )
     )
     result.add_argument("handle", help="the job handle JOB_CREATED gave (H:host:number)")
+    cancel = with_server(
+        commands.add_parser(
+            "cancel",
+            help="cancel a queued or running job: it never runs (again); a running "
+            "spoolgear worker stops it",
+        )
+    )
+    cancel.add_argument("handle", help="the job handle JOB_CREATED gave (H:host:number)")
     with_server(commands.add_parser("limits", help="flow rules: rate and running limits, pauses"))
     for verb, says in (("pause", "hand out no job of"), ("resume", "hand out jobs again of")):
         paused = with_server(
@@ -283,6 +291,14 @@ def _failed(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cancel(args: argparse.Namespace) -> int:
+    with AdminClient(args.server, tls=client_files(args)) as admin:
+        if not admin.cancel(args.handle):
+            raise BrokerError(f"the broker has no job {args.handle} (it ended, or never was)")
+    print(json.dumps({"cancelled": args.handle}) if args.json else f"cancelled {args.handle}")
+    return 0
+
+
 def _result(args: argparse.Namespace) -> int:
     with AdminClient(args.server, tls=client_files(args)) as admin:
         found = admin.result(args.handle)
@@ -440,6 +456,7 @@ _COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
     "brokers": _brokers,
     "failed": _failed,
     "result": _result,
+    "cancel": _cancel,
     "limits": _limits,
     "limit": _limits,
     "pause": _limits,

@@ -75,6 +75,16 @@ class WorkFailed(BrokerError):
     """
 
 
+class JobCancelled(BaseException):
+    """Raised in a running job when the broker said it was cancelled (a worker's
+    ``send_status`` or ``check_cancelled``). A ``BaseException``, as asyncio's
+    ``CancelledError`` is, so that a task's ``except Exception`` does not swallow it."""
+
+    def __init__(self, handle: str) -> None:
+        super().__init__(f"job {handle} was cancelled")
+        self.handle = handle
+
+
 class RetryLater(WorkFailed):
     """Raised by a task function: this attempt failed with this message as the report,
     and the same job (same handle, one more attempt counted) runs again ``delay``

@@ -1,7 +1,8 @@
 """The jobs dashboard in the Django admin (``Django_Jobs > Job brokers``): every server
 of ``GEARMAN_CLIENT_SERVERS`` with its version and ping, functions, workers, schedules
 and failed jobs, flow rules, refreshing itself. Staff may look; retrying or dropping a
-failed job, pausing or resuming a function take the ``django_jobs.control_broker``
+failed job, pausing or resuming a function, cancelling a job take the
+``django_jobs.control_broker``
 permission and a POST with its CSRF token."""
 
 from __future__ import annotations
@@ -19,7 +20,14 @@ from django.views.decorators.http import require_POST
 from broker.errors import BrokerError
 from django_jobs.conf import job_settings
 from django_jobs.models import Broker
-from django_jobs.monitoring.panels import change_failed, history, pause, server_panel
+from django_jobs.monitoring.panels import (
+    Control,
+    cancel_job,
+    change_failed,
+    history,
+    pause,
+    server_panel,
+)
 
 CONTROL_PERMISSION = "django_jobs.control_broker"
 # Seconds between two reloads of the dashboard page.
@@ -67,6 +75,7 @@ class BrokerAdmin(ModelAdmin):
             path("failed/", view(require_POST(self.failed)), name="django_jobs_broker_failed"),
             path("history/", view(self.history), name="django_jobs_broker_history"),
             path("flow/", view(require_POST(self.flow)), name="django_jobs_broker_flow"),
+            path("cancel/", view(require_POST(self.cancel)), name="django_jobs_broker_cancel"),
         ]
 
     def dashboard(self, request: HttpRequest) -> HttpResponse:
@@ -104,36 +113,32 @@ class BrokerAdmin(ModelAdmin):
         }
         return TemplateResponse(request, "admin/django_jobs/history.html", context)
 
-    def flow(self, request: HttpRequest) -> HttpResponse:
-        """Pause or resume a function (or a pattern's functions) on one broker."""
-        if not may_control(request):
-            raise PermissionDenied
-        settings = job_settings()
-        server, pattern = request.POST.get("server", ""), request.POST.get("pattern", "")
-        action = request.POST.get("action", "")
-        if server not in settings.client_servers or action not in FLOW_ACTIONS or not pattern:
-            return HttpResponseBadRequest("server, pattern and action (pause or resume) are needed")
-        try:
-            pause(server, settings.tls, action, pattern)
-        except (BrokerError, OSError) as exc:
-            messages.error(request, f"{action} {pattern} on {server}: {exc}")
-        else:
-            messages.success(request, f"{pattern} on {server}: {action}d")
-        return redirect("admin:django_jobs_broker_changelist")
-
     def failed(self, request: HttpRequest) -> HttpResponse:
+        return self._control(request, "handle", FAILED_ACTIONS, change_failed)
+
+    def flow(self, request: HttpRequest) -> HttpResponse:
+        return self._control(request, "pattern", FLOW_ACTIONS, pause)
+
+    def cancel(self, request: HttpRequest) -> HttpResponse:
+        return self._control(request, "handle", ("cancel",), cancel_job)
+
+    def _control(
+        self, request: HttpRequest, target: str, actions: tuple[str, ...], act: Control
+    ) -> HttpResponse:
+        """What a dashboard form POSTs: the permission, the server and the action checked,
+        ``act`` run on that broker, what happened said in a message, back to the page."""
         if not may_control(request):
             raise PermissionDenied
         settings = job_settings()
-        server, handle = request.POST.get("server", ""), request.POST.get("handle", "")
+        server, name = request.POST.get("server", ""), request.POST.get(target, "").strip()
         action = request.POST.get("action", "")
-        if server not in settings.client_servers or action not in FAILED_ACTIONS or not handle:
-            return HttpResponseBadRequest("server, handle and action (retry or drop) are needed")
+        if server not in settings.client_servers or action not in actions or not name:
+            wanted = " or ".join(actions)
+            return HttpResponseBadRequest(f"server, {target} and action ({wanted}) are needed")
         try:
-            changed = change_failed(server, settings.tls, action, handle)
+            done = act(server, settings.tls, action, name)
         except (BrokerError, OSError) as exc:
-            messages.error(request, f"{action} {handle} on {server}: {exc}")
+            messages.error(request, f"{action} {name} on {server}: {exc}")
         else:
-            done = "queued again" if action == "retry" else "dropped"
-            messages.success(request, f"{handle} on {server}: {changed} job {done}")
+            messages.success(request, f"{name} on {server}: {done}")
         return redirect("admin:django_jobs_broker_changelist")

@@ -770,13 +770,17 @@ class Broker:
 
     def cancel(self, handle: bytes) -> bool:
         """Admin ``cancel job``: remove a schedule, or a queued, delayed, spilled or
-        running job, failing its clients."""
+        running job, failing its clients; it is never retried, and a worker running it
+        that asked for cancel notices is told to stop (its result is discarded)."""
         if self.scheduler.cancel(handle):
             return True
         job = self.index.jobs.get(handle)
         if job is None:
             return self.pager.cancel(handle)
         job.function.cancelled += 1
+        worker = job.worker
+        if worker is not None and worker.cancel_notices:
+            self.send(worker, encode_response(T.WORK_CANCEL, handle))
         held = self.other_brokers.cancel(job)  # waiting for its batch's commit: in no queue
         if not held and job.worker is None:
             if job.when:

@@ -234,6 +234,7 @@ class Session:
     __slots__ = (
         "abilities",
         "attached",
+        "cancel_notices",
         "client_id",
         "closed",
         "exceptions",
@@ -266,6 +267,8 @@ class Session:
         """How a job's result names this worker: its client id, else its address (made
         once, not per job)."""
         self.exceptions = False
+        self.cancel_notices = False
+        """Tell it (WORK_CANCEL) when a job it runs is cancelled."""
         self.out: list[bytes] = []
         self.abilities: list[Function] = []
         self.positions: dict[Function, int] = {}

@@ -9,7 +9,13 @@ from broker.core.index import JobIndex
 from broker.core.model import Session
 from broker.core.other_brokers import OtherBrokers
 from broker.core.paging import Paging
-from broker.protocol.packets import Packet, PacketType, encode_packet, error_packet
+from broker.protocol.packets import (
+    CANCEL_NOTICES,
+    Packet,
+    PacketType,
+    encode_packet,
+    error_packet,
+)
 
 T = PacketType
 
@@ -71,6 +77,9 @@ class Queries:
         name = packet.args[0]
         if name.lower() == b"exceptions":
             session.exceptions = True
+            self.send(session, encode_packet(T.OPTION_RES, name))
+        elif name.lower() == CANCEL_NOTICES:
+            session.cancel_notices = True
             self.send(session, encode_packet(T.OPTION_RES, name))
         else:
             self.send(

@@ -316,6 +316,18 @@ class AdminClient:
     def cancel_job(self, handle: str) -> None:
         self._line(f"cancel job {handle}")
 
+    def cancel(self, handle: str) -> bool:
+        """``cancel job``, False when the server has no such job (it ended, or never was):
+        a queued job never runs, a running one's result is discarded and a spoolgear
+        worker running it is told to stop; either way it is never retried."""
+        try:
+            self.cancel_job(handle)
+        except ServerError as exc:
+            if exc.code == "UNKNOWN_JOB":
+                return False
+            raise
+        return True
+
     def maxqueue(self, function: str, *limits: int) -> None:
         self._line(" ".join(["maxqueue", function, *map(str, limits)]))
 

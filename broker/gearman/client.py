@@ -288,6 +288,14 @@ class Client:
         with AdminClient(handle.server, timeout=timeout, tls=self.tls_files) as admin:
             return admin.result(handle.handle)
 
+    def cancel(self, handle: JobHandle) -> bool:
+        """Cancel a queued, delayed or running job on the server that gave ``handle``: it
+        never runs (again), its result says ``cancelled``, and a spoolgear worker running
+        it is told to stop. False when the server does not know the job (it ended)."""
+        timeout = self.connect_timeout if self.timeout is None else self.timeout
+        with AdminClient(handle.server, timeout=timeout, tls=self.tls_files) as admin:
+            return admin.cancel(handle.handle)
+
     def submit_background(
         self,
         function: str,

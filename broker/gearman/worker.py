@@ -9,7 +9,9 @@ NOOP. A lost server is retried with exponential backoff while the others keep
 working. ``stop()`` (also safe from a signal handler) sends no more grabs, lets
 the running job finish and report, runs any job already handed over by an
 outstanding grab, then returns from ``work()``: nothing is left assigned to a
-closing connection.
+closing connection. It asks for cancel notices: a cancelled job stops at its next
+progress report or check, and with ``cancel_grace`` the process ends if it does not
+(``cancel.py``).
 """
 
 from __future__ import annotations
@@ -25,16 +27,18 @@ from dataclasses import dataclass
 from typing import Any
 
 from broker.addresses import DEFAULT_SERVER
-from broker.errors import ConnectionFailed, RetryLater, WorkFailed
+from broker.errors import ConnectionFailed, JobCancelled, RetryLater, WorkFailed
+from broker.gearman.cancel import CancelWatch, notice_waiting
 from broker.gearman.connection import Wire
 from broker.gearman.steps import JobStep, tracking_current_job
-from broker.protocol.packets import MAGIC_REQ, Packet, PacketType, encode_packet
+from broker.protocol.packets import CANCEL_NOTICES, MAGIC_REQ, Packet, PacketType, encode_packet
 from broker.tls import TLSFiles
 
 log = logging.getLogger("spoolgear.worker")
 T = PacketType
 GRAB = encode_packet(T.GRAB_JOB_UNIQ, magic=MAGIC_REQ)
 PRE_SLEEP = encode_packet(T.PRE_SLEEP, magic=MAGIC_REQ)
+ASK_CANCEL_NOTICES = encode_packet(T.OPTION_REQ, CANCEL_NOTICES, magic=MAGIC_REQ)
 # Reconnect backoff after a server is lost: first delay, doubled up to the cap.
 RECONNECT_FIRST_DELAY = 0.2
 RECONNECT_MAX_DELAY = 30.0
@@ -43,7 +47,7 @@ RECONNECT_MAX_DELAY = 30.0
 class WorkerJob:
     """What a task function receives: the job's identity, payload and progress channel."""
 
-    __slots__ = ("_wire", "data", "function", "handle", "unique")
+    __slots__ = ("_cancelled", "_wire", "data", "function", "handle", "unique")
 
     def __init__(
         self, wire: Wire, handle: bytes, function: bytes, unique: bytes, data: bytes
@@ -53,6 +57,7 @@ class WorkerJob:
         self.function = function.decode()
         self.unique = unique.decode("utf-8", "replace")
         self.data = data
+        self._cancelled = False
 
     @property
     def server(self) -> str:
@@ -63,7 +68,22 @@ class WorkerJob:
         self._wire.send(encode_packet(kind, self.handle.encode(), *args, magic=MAGIC_REQ))
 
     def send_status(self, numerator: int, denominator: int) -> None:
+        """Report progress; raises ``JobCancelled`` if the job was cancelled meanwhile."""
         self._send(T.WORK_STATUS, b"%d" % numerator, b"%d" % denominator)
+        self.check_cancelled()
+
+    @property
+    def cancelled(self) -> bool:
+        """Whether the broker said this job was cancelled (its result will be discarded)."""
+        if not self._cancelled:
+            self._cancelled = notice_waiting(self._wire.sock, self.handle.encode())
+        return self._cancelled
+
+    def check_cancelled(self) -> None:
+        """Raise ``JobCancelled`` if the job was cancelled: a long task calls it now and
+        then to stop early."""
+        if self.cancelled:
+            raise JobCancelled(self.handle)
 
     def send_data(self, data: bytes | str) -> None:
         self._send(T.WORK_DATA, data.encode() if isinstance(data, str) else data)
@@ -101,10 +121,12 @@ class Worker:
         prefetch: int = 1,
         tls: TLSFiles | None = None,
         steps: Sequence[JobStep] = (),
+        cancel_grace: float | None = None,
     ) -> None:
         """``steps`` run around every job, in order (``broker.gearman.steps``), inside
         ``tracking_current_job``; the job's function runs innermost, and whatever it
-        raises passes through them."""
+        raises passes through them. ``cancel_grace``: seconds a cancelled job may run on
+        before this process ends (None: it runs to its end, its result discarded)."""
         if not servers:
             raise ValueError("at least one server address is needed")
         if prefetch < 1:
@@ -120,6 +142,13 @@ class Worker:
         """Jobs ``max_jobs`` still allows, minus grabs outstanding; None without a limit."""
         self._wake_reader, self._wake_writer = socket.socketpair()
         self._wake_writer.setblocking(False)
+        self.cancel_grace = cancel_grace
+        self._watch: CancelWatch | None = None
+        self._unanswered: set[bytes] = set()
+        """Cancelled jobs whose result this worker did not send."""
+        self._late_cancels = 0
+        """Cancel notices for jobs whose result went anyway: the broker answers each
+        result with JOB_NOT_FOUND, which is then no surprise."""
 
     def __enter__(self) -> Worker:
         return self
@@ -157,6 +186,9 @@ class Worker:
         selector = selectors.DefaultSelector()
         selector.register(self._wake_reader, selectors.EVENT_READ, None)
         done = 0
+        if self.cancel_grace is not None:
+            self._watch = CancelWatch(self.cancel_grace)
+            self._watch.start()
         try:
             while not (self._stopping or self._grab_budget == 0) or any(
                 server.grabs for server in servers if server.wire is not None
@@ -172,6 +204,9 @@ class Worker:
                         continue
                     done += self._serve(server, selector)
         finally:
+            if self._watch is not None:
+                self._watch.stop()
+                self._watch = None
             for server in servers:
                 if server.wire is not None:
                     server.wire.close()
@@ -214,7 +249,7 @@ class Worker:
             selector.register(wire.sock, selectors.EVENT_READ, server)
 
     def _hello(self) -> bytes:
-        packets = []
+        packets = [ASK_CANCEL_NOTICES]
         if self.client_id:
             packets.append(encode_packet(T.SET_CLIENT_ID, self.client_id.encode(), magic=MAGIC_REQ))
         for name, task in self.tasks.items():
@@ -255,8 +290,10 @@ class Worker:
                     result = self._run(wire, packet)
                     completed += 1
                     wire.send(result + self._grabs(server))
+                elif kind is T.WORK_CANCEL:
+                    self._cancel_noticed(server, packet.args[0])
                 elif kind is T.ERROR:
-                    log.error("server %s: %s", server.address, packet.args)
+                    self._error(server, packet.args)
         except ConnectionFailed as exc:
             log.warning("%s; reconnecting", exc)
             selector.unregister(wire.sock)
@@ -267,6 +304,22 @@ class Worker:
             server.grabs = 0
             server.retry_at = time.monotonic() + server.delay
         return completed
+
+    def _cancel_noticed(self, server: _Server, handle: bytes) -> None:
+        if handle in self._unanswered:
+            self._unanswered.discard(handle)
+        else:
+            self._late_cancels += 1
+            log.info("job %s was cancelled on %s: its result is discarded", handle, server.address)
+
+    def _error(self, server: _Server, args: tuple[bytes, ...]) -> None:
+        code = args[0]
+        if code == b"UNKNOWN_OPTION":  # gearmand: no cancel notices there
+            log.debug("server %s sends no cancel notices", server.address)
+        elif code == b"JOB_NOT_FOUND" and self._late_cancels:
+            self._late_cancels -= 1
+        else:
+            log.error("server %s: %s", server.address, args)
 
     def _return_budget(self, grabs: int) -> None:
         """Grabs that brought no job give their share of ``max_jobs`` back."""
@@ -283,9 +336,16 @@ class Worker:
         task = self.tasks.get(job.function)
         if task is None:
             return encode_packet(T.WORK_FAIL, handle, magic=MAGIC_REQ)
+        watch = self._watch
+        if watch is not None:
+            watch.job = job
         try:
             with tracking_current_job(job):
                 result = _within(self.steps, 0, task.function, job)
+        except JobCancelled:
+            log.info("job %s (%s) stopped: it was cancelled", job.handle, job.function)
+            self._unanswered.add(handle)
+            return b""
         except RetryLater as exc:
             delay = b"%.3f" % max(0.0, exc.delay)
             return encode_packet(T.WORK_RETRY, handle, delay, str(exc).encode(), magic=MAGIC_REQ)
@@ -295,6 +355,12 @@ class Worker:
             log.exception("task %s failed on job %s", job.function, job.handle)
             report = "".join(traceback.format_exception_only(exc)).strip()
             return encode_packet(T.WORK_EXCEPTION, handle, report.encode(), magic=MAGIC_REQ)
+        finally:
+            if watch is not None:
+                watch.job = None
+        if job._cancelled:  # it was told, and ran to its end anyway: nobody wants the result
+            self._unanswered.add(handle)
+            return b""
         if result is None:
             result = b""
         elif isinstance(result, str):

@@ -73,10 +73,16 @@ class PacketType(IntEnum):
     SUBMIT_JOB_KEYED = 66
     """spoolgear's own: SUBMIT_JOB_RANKED with a concurrency key (function, unique, key,
     rank, epoch, data), which flow rules with a per-key limit count."""
+    WORK_CANCEL = 67
+    """spoolgear's own, to a worker that asked for it (OPTION_REQ ``cancel-notices``): the
+    job it runs (handle) was cancelled and its result will be discarded; stop it."""
 
 
 T = PacketType
 
+CANCEL_NOTICES = b"cancel-notices"
+"""The OPTION_REQ a worker sends to be told (WORK_CANCEL) when its running job is
+cancelled; gearmand answers it with ``ERROR UNKNOWN_OPTION``."""
 MAX_KEY = 64
 """Bytes in a SUBMIT_JOB_KEYED concurrency key, as many as a unique may have."""
 
@@ -128,6 +134,7 @@ ARGUMENT_COUNTS: dict[PacketType, int] = {
     T.SUBMIT_JOB_RANKED: 5,
     T.WORK_RETRY: 3,
     T.SUBMIT_JOB_KEYED: 6,
+    T.WORK_CANCEL: 1,
 }
 
 # Lookups indexed by type number, for the parser's hot path.

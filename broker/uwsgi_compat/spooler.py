@@ -189,6 +189,16 @@ class SpoolerSettings:
         check=lambda directory: directory is None or os.path.isdir(directory),
         rule="must be an existing directory",
     )
+    cancel_grace: float | None = option(
+        None,
+        "a cancelled job still running this long after its cancel (it did not stop at a "
+        "progress report or check) ends its process, which the master starts again "
+        "(default: it runs to its end, its result discarded)",
+        metavar="SECONDS",
+        parse=float,
+        check=_positive_or_none,
+        rule="must be positive",
+    )
     client_id: str | None = None
     tls: TLSFiles | None = None
     """TLS to the brokers (``--ssl``)."""
@@ -205,7 +215,12 @@ class SpoolerSettings:
     @property
     def forked(self) -> bool:
         """Whether a master keeps the spooler processes running (as uWSGI's does)."""
-        return self.processes > 1 or self.max_tasks is not None or self.harakiri is not None
+        return (
+            self.processes > 1
+            or self.max_tasks is not None
+            or self.harakiri is not None
+            or self.cancel_grace is not None
+        )
 
 
 @dataclass
@@ -306,6 +321,7 @@ class Spooler:
             settings.servers,
             client_id=settings.client_id,
             tls=settings.tls,
+            cancel_grace=settings.cancel_grace,
             steps=[
                 *([closing_stale_database_connections] if django else []),
                 self._in_chdir,

@@ -4,6 +4,7 @@ over the admin protocol."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
@@ -112,18 +113,31 @@ def _history_row(host: str, state: JobState) -> HistoryRow:
     )
 
 
-def pause(host: str, tls: TLSFiles | None, action: str, pattern: str) -> None:
+Control = Callable[[str, TLSFiles | None, str, str], str]
+"""A dashboard control action: (broker, TLS, action, what it acts on) to what happened."""
+
+
+def pause(host: str, tls: TLSFiles | None, action: str, pattern: str) -> str:
     """Pause or resume the functions ``pattern`` names on ``host``."""
     with AdminClient(host, timeout=DASHBOARD_TIMEOUT, tls=tls) as admin:
         if action == "pause":
             admin.pause(pattern)
         else:
             admin.resume(pattern)
+    return f"{action}d"
 
 
-def change_failed(host: str, tls: TLSFiles | None, action: str, handle: str) -> int:
-    """Retry or drop one failed job (``handle``) on ``host``; returns how many changed."""
+def cancel_job(host: str, tls: TLSFiles | None, action: str, handle: str) -> str:
+    """Cancel a queued or running job on ``host``."""
+    with AdminClient(host, timeout=DASHBOARD_TIMEOUT, tls=tls) as admin:
+        if not admin.cancel(handle):
+            raise BrokerError("the broker has no such job (it ended, or never was)")
+    return "cancelled"
+
+
+def change_failed(host: str, tls: TLSFiles | None, action: str, handle: str) -> str:
+    """Retry or drop one failed job (``handle``) on ``host``."""
     with AdminClient(host, timeout=DASHBOARD_TIMEOUT, tls=tls) as admin:
         if action == "retry":
-            return admin.retry_failed(handle)
-        return admin.drop_failed(handle)
+            return f"{admin.retry_failed(handle)} job queued again"
+        return f"{admin.drop_failed(handle)} job dropped"

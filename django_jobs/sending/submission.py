@@ -6,7 +6,8 @@ from __future__ import annotations
 import threading
 
 from broker.errors import BrokerError, ServerError
-from broker.gearman.client import JobHandle
+from broker.gearman.client import Client, JobHandle
+from django_jobs.conf import job_settings
 from django_jobs.sending.client import GearmanClient, Job
 
 
@@ -28,6 +29,13 @@ def close_clients() -> None:
     for client in getattr(_clients, "by_servers", {}).values():
         client.close()
     _clients.by_servers = {}
+
+
+def cancel(handle: JobHandle) -> bool:
+    """Cancel a queued or running job (``Client.cancel``): it never runs (again), and a
+    worker running it stops; False when its broker no longer has it."""
+    with Client([handle.server], tls=job_settings().tls) as client:
+        return client.cancel(handle)
 
 
 def submit_background(job: Job, servers: tuple[str, ...]) -> JobHandle:

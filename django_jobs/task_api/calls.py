@@ -13,6 +13,7 @@ from broker.errors import BrokerError
 from broker.gearman.client import JobHandle
 from broker.gearman.steps import working_directory
 from django_jobs.sending.client import epoch
+from django_jobs.sending.submission import cancel
 from django_jobs.task_api.call_setup import CallSetup, When, seconds
 
 
@@ -64,6 +65,14 @@ class TaskCall:
 
     def __repr__(self) -> str:
         return f"<TaskCall {self.task.name} attempt {self.attempt} handle {self.handle}>"
+
+    def cancel(self) -> bool:
+        """Cancel this queued call, or stop it while it runs (a worker stops it at its
+        next progress report or ``current_job().check_cancelled()``); it is not retried.
+        False when the broker no longer has it (it ended)."""
+        if self.handle is None:
+            raise ValueError(f"{self!r} was not queued: nothing to cancel")
+        return cancel(self.handle)
 
     @property
     def attempt(self) -> int:

@@ -203,6 +203,17 @@ class SpoolgearBackend(BaseTaskBackend):
             raise TaskResultDoesNotExist(result_id)
         return task_result(state, self.alias)
 
+    def cancel(self, result_id: str) -> bool:
+        """Cancel a task that is queued or running (spoolgear's own: not in Django's
+        contract): it never runs (again), a worker running it stops, and its result is
+        ``FAILED`` with no return value. False when no broker has it any more."""
+        tls = job_settings().tls
+        for server in self.servers:
+            with AdminClient(server, tls=tls) as admin:
+                if admin.cancel(result_id):
+                    return True
+        return False
+
     def job_state(self, result_id: str) -> JobState | None:
         """The job's state from the first broker that knows it; None if every broker
         answered that it does not. A broker that cannot be reached is skipped, and its

@@ -16,7 +16,7 @@ from typing import Any
 
 from django.utils import timezone
 
-from broker.errors import RetryLater, WorkFailed
+from broker.errors import JobCancelled, RetryLater, WorkFailed
 from broker.gearman.admin_client import JobState
 from broker.gearman.retries import log_retry
 from broker.gearman.steps import current_job, time_limit
@@ -111,6 +111,10 @@ def run_call(backend: SpoolgearBackend, worker_id: str, call: Call) -> Any:
             else:
                 value = task.call(*call.args, **call.kwargs)
         value = normalize_json(value)
+    except JobCancelled:
+        _finish(result, TaskResultStatus.FAILED)
+        task_finished.send(type(backend), task_result=result)
+        raise
     except Exception as exc:
         report = f"{get_module_path(type(exc))}: {exc}"
         traceback = get_exception_traceback(exc)

@@ -17,6 +17,7 @@ import socket
 from dataclasses import dataclass
 from types import FrameType
 
+from broker.gearman.cancel import DEFAULT_CANCEL_GRACE
 from broker.gearman.steps import closing_stale_database_connections
 from broker.gearman.worker import Worker
 from django_jobs.conf import job_settings
@@ -49,6 +50,8 @@ class WorkerProcess:
     """Seconds a job may run before the server hands it to another worker (CAN_DO_TIMEOUT)."""
     prefetch: int = 1
     """Jobs asked for ahead of the running one (``broker.worker.Worker``)."""
+    cancel_grace: float | None = DEFAULT_CANCEL_GRACE
+    """Seconds a cancelled job may run on before the process ends (``cancel.py``)."""
     servers: tuple[str, ...] | None = None
     """The brokers to take jobs from; None: ``GEARMAN_WORKER_SERVERS``."""
     reason: str = "signal"
@@ -65,6 +68,7 @@ class WorkerProcess:
             client_id=self.client_id,
             prefetch=self.prefetch,
             tls=settings.tls,
+            cancel_grace=self.cancel_grace,
             steps=[closing_stale_database_connections],
         )
         self._gearman = gearman

@@ -166,3 +166,23 @@ def test_a_long_concurrency_key_is_refused() -> None:
     assert client.received() == [
         (T.ERROR, (b"ARGUMENT_TOO_LARGE", b"Concurrency key longer than 64 bytes"))
     ]
+
+
+def test_cancelling_a_running_job_tells_a_worker_that_asked_and_no_other() -> None:
+    harness = Harness(keep_results=60, retry_failures={b"f": 3})
+    client = harness.peer()
+    first, second = client.submit(b"f", b"1"), client.submit(b"f", b"2")
+    told, untold = worker(harness, b"f"), worker(harness, b"f")
+    told.send(T.OPTION_REQ, b"cancel-notices")
+    assert told.received() == [(T.OPTION_RES, (b"cancel-notices",))]
+    assert told.grab()[0] == first  # type: ignore[index]
+    assert untold.grab()[0] == second  # type: ignore[index]
+    assert client.admin(b"cancel job " + first) == b"OK\r\n"
+    assert client.admin(b"cancel job " + second) == b"OK\r\n"
+    assert told.received() == [(T.WORK_CANCEL, (first,))]
+    assert untold.received() == []
+    untold.send(T.WORK_FAIL, second)  # its late result is discarded, not retried
+    assert untold.received()[0][0] is T.ERROR
+    assert told.grab() is None and untold.grab() is None
+    ended = client.admin(b"show result " + first)
+    assert b'"status":"cancelled"' in ended and b'"attempts":1' in ended

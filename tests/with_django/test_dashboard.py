@@ -143,7 +143,7 @@ def test_the_dashboard_shows_the_broker_and_retries_a_failed_job(
         admin_manage(database, broker.address, "migrate", "--noinput")
         admin_manage(database, broker.address, "shell", "-c", USERS)
         with Client([broker.address]) as client:
-            client.submit_background("report", b"1")
+            first_report = client.submit_background("report", b"1")
             client.submit_background("report", b"2")
             client.submit_schedule(
                 "report", b"", unique="daily", fields=schedule_fields(cron="0 6 * * *")
@@ -205,6 +205,11 @@ def test_the_dashboard_shows_the_broker_and_retries_a_failed_job(
             wait_until(lambda: "resumed" in cell(browser, ".messagelist"))
             with AdminClient(broker.address) as admin:
                 assert admin.limits() == []
+            form = browser.find_element(By.CSS_SELECTOR, "form.cancel-job")
+            form.find_element(By.NAME, "handle").send_keys(first_report.handle)
+            form.find_element(By.CSS_SELECTOR, "button.cancel").click()
+            wait_until(lambda: "cancelled" in cell(browser, ".messagelist"))
+            assert cell(browser, 'tr[data-function="report"] .queued') == "1"
 
             send_mail(broker.address, tmp_path / "nowhere" / "outbox.txt", "bob")
             wait_until(lambda: len(failed_handles(broker.address)) == 1)
@@ -214,7 +219,7 @@ def test_the_dashboard_shows_the_broker_and_retries_a_failed_job(
             wait_until(lambda: browser.current_url.endswith("/admin/django_jobs/broker/"))
             assert browser.find_elements(By.CSS_SELECTOR, "table.failed tr[data-handle]")
             assert browser.find_elements(By.CSS_SELECTOR, "button.retry, button.drop") == []
-            assert browser.find_elements(By.CSS_SELECTOR, "button.pause") == []
+            assert browser.find_elements(By.CSS_SELECTOR, "button.pause, form.cancel-job") == []
             browser.save_screenshot(str(screenshots / "dashboard-viewer.png"))
             [other] = failed_handles(broker.address)
             assert post_as_page(browser, broker.address, other) == 403  # the button is not all

@@ -227,6 +227,31 @@ def test_a_concurrency_key_reaches_the_brokers_per_key_limit(
         import_orders.get_backend().task_class(func=import_orders.func, concurrency_key="who")
 
 
+def test_a_running_task_is_cancelled_and_its_worker_goes_on(
+    worker: WorkerProcess, tmp_path: Path
+) -> None:
+    from shop.tasks import add, patient
+
+    result = patient.enqueue(60)
+    backend = patient.get_backend()
+    wait_until(lambda: backend.get_result(result.id).status == TaskResultStatus.RUNNING)
+    assert backend.cancel(result.id) is True
+    cancelled = finished(result.id)
+    assert cancelled.status == TaskResultStatus.FAILED and cancelled.attempts == 1
+    assert backend.job_state(result.id).status == "cancelled"  # type: ignore[union-attr]
+    assert finished(add.enqueue(1, 2).id).return_value == 3  # the same worker, still there
+    assert backend.cancel(result.id) is False
+    signals = (tmp_path / "signals.log").read_text().split()
+    assert signals[signals.index(result.id) - 2 :][:6] == [
+        str(worker.pid),
+        "RUNNING",
+        result.id,
+        str(worker.pid),
+        "FAILED",
+        result.id,
+    ]
+
+
 def test_unique_calls_coalesce_and_a_time_limit_cuts_a_run_off(worker: WorkerProcess) -> None:
     from shop.tasks import slow_unique, too_slow
 

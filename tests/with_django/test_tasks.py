@@ -114,3 +114,15 @@ def test_a_task_no_worker_loads_is_refused_at_the_call_and_named_by_check() -> N
         message.obj for message in check_tasks() if message.id == "django_jobs.W001"
     ]
     assert nowhere.apply() is None  # running it here is still fine
+
+
+def test_a_queued_call_is_cancelled_and_never_runs(broker: RunningBroker) -> None:
+    from shop.gearman_workers.feeds import broken_feed
+
+    with override_settings(GEARMAN_CLIENT_SERVERS=[broker.address]):
+        call = broken_feed("https://example.com/never")
+        assert call.handle is not None
+        assert call.cancel() is True
+        assert call.cancel() is False  # the broker has it no more
+    with AdminClient(broker.address) as admin:
+        assert not any(row.total for row in admin.status() if row.name.endswith("broken_feed"))

@@ -12,6 +12,7 @@ from typing import Any
 from django.apps import apps
 from django.core.management.base import BaseCommand, CommandError
 
+from broker.gearman.cancel import DEFAULT_CANCEL_GRACE
 from broker.uwsgi_compat.api import MULE_ID_VARIABLE
 from django_jobs.jobs.discovery import WorkerModule, import_worker, worker_modules
 from django_jobs.jobs.registry import RegisteredTask
@@ -103,6 +104,15 @@ class Command(BaseCommand):
             help="a job held longer goes to another worker (CAN_DO_TIMEOUT)",
         )
         parser.add_argument(
+            "--cancel-grace",
+            type=float,
+            default=DEFAULT_CANCEL_GRACE,
+            metavar="SECONDS",
+            help="a cancelled job that has not stopped at a progress report or check "
+            "(current_job().check_cancelled()) this long after its cancel ends the process, "
+            "which supervisord starts again (default %(default)s)",
+        )
+        parser.add_argument(
             "--prefetch",
             type=int,
             default=1,
@@ -118,7 +128,7 @@ class Command(BaseCommand):
                 "--timeout counts from when a job is handed over, so prefetched "
                 "jobs would time out while waiting: use --prefetch 1 with it"
             )
-        for name in ("max_jobs", "max_memory", "timeout", "prefetch"):
+        for name in ("max_jobs", "max_memory", "timeout", "prefetch", "cancel_grace"):
             if options[name] is not None and options[name] <= 0:
                 raise CommandError(f"--{name.replace('_', '-')} must be positive")
         members = self._members(options["farm"], options["mule"])
@@ -146,6 +156,7 @@ class Command(BaseCommand):
             max_memory=options["max_memory"] << 20 if options["max_memory"] else None,
             timeout=options["timeout"],
             prefetch=options["prefetch"],
+            cancel_grace=options["cancel_grace"],
         )
         if tasks_queues:
             self._add_tasks_queues(process, options["tasks_backend"], tasks_queues)

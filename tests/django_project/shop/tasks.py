@@ -74,6 +74,19 @@ def import_orders(customer, batch):
     return f"{customer}:{batch}"
 
 
+@framework_task(queue_name="reports")
+def patient(seconds):
+    """Waits, checking now and then whether it was cancelled."""
+    import time
+
+    from broker.gearman.steps import current_job
+
+    for _ in range(int(seconds * 20)):
+        time.sleep(0.05)
+        current_job().check_cancelled()
+    return "waited"
+
+
 @framework_task(unique=True)
 def slow_unique(seconds, label):
     """Coalesces with a queued or running call of the same arguments."""
