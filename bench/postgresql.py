@@ -63,7 +63,7 @@ def postgresql_floor(cluster: Cluster, jobs: int) -> float:
     with psycopg.connect(fresh_database(cluster.url, "bench_floor"), autocommit=True) as db:
         migrate(db)
         rows = [
-            (n, loadgen.FUNCTION, b"%d" % n, loadgen.PAYLOAD, 1, 0.0, b"", 0, False, n, b"", 1)
+            (n, loadgen.FUNCTION, b"%d" % n, loadgen.PAYLOAD, 1, 0.0, b"", 0, False, n, b"", b"", 1)
             for n in range(jobs)
         ]
         started = time.perf_counter()

@@ -20,6 +20,7 @@ from broker.core.access import LOOPBACK, Allowed, is_control
 from broker.core.broker import Broker
 from broker.core.model import Session
 from broker.core.results import JobState, kept_state, live_state, state_json, stored_state
+from broker.core.workflows import after_handles
 from broker.errors import ProtocolError, StoreUnavailable
 from broker.protocol.numbers import leading_int
 from broker.protocol.priorities import Priority
@@ -213,7 +214,7 @@ class AdminCommands:
                 continue
             job = broker.index.jobs.get(mine)
             if job is not None:
-                return live_state(handle, job)
+                return live_state(handle, job, after_handles(broker.handles, job))
             kept = broker.results.find(mine)
             if kept is not None:
                 return kept_state(handle, kept)

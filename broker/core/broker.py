@@ -54,6 +54,7 @@ from broker.core.results import CANCELLED, FAILED, SUCCESSFUL, ResultBook
 from broker.core.schedules import Schedule, Scheduler
 from broker.core.settings import BrokerSettings
 from broker.core.timeline import Timeline
+from broker.core.workflows import MAX_AFTER, MODES, Workflows
 from broker.errors import ProtocolError, StoreUnavailable
 from broker.protocol.numbers import leading_int, seconds
 from broker.protocol.packets import (
@@ -68,7 +69,7 @@ from broker.protocol.packets import (
 from broker.protocol.priorities import MAX_RANK, MIN_RANK, Priority
 from broker.protocol.reader import AdminLine, PacketReader
 from broker.store.base import Page, PagingStore, SharedStore
-from broker.store.operations import Operation, StoredJob
+from broker.store.operations import KeptResult, Operation, StoredJob
 
 log = logging.getLogger("spoolgear.broker")
 
@@ -148,6 +149,7 @@ class Broker:
         self.functions.paging = self.pager
         self.failed = FailedList(settings.max_failed_jobs, self.journal)
         self.results = ResultBook(settings, self.journal, clock)
+        self.workflows = Workflows(self.handles)
         self.scheduler = Scheduler(
             journal=self.journal,
             handles=self.handles,
@@ -194,6 +196,7 @@ class Broker:
             T.SUBMIT_JOB_RANKED: self._submit_ranked,
             T.WORK_RETRY: self._work_retry,
             T.SUBMIT_JOB_KEYED: self._submit_keyed,
+            T.SUBMIT_JOB_AFTER: self._submit_after,
             T.SUBMIT_JOB_SCHED: self._submit_sched,
             T.SUBMIT_REDUCE_JOB: self._submit_reduce,
             T.SUBMIT_REDUCE_JOB_BACKGROUND: self._submit_reduce,
@@ -344,6 +347,76 @@ class Broker:
             return
         self._submit_at_rank(session, name, unique, key, rank_text, epoch, data)
 
+    def _submit_after(self, session: Session, packet: Packet) -> None:
+        name, unique, after_text, data = packet.args
+        mode, *handles = after_text.split() or [b""]
+        numbers = [self.handles.number(handle) for handle in handles]
+        if mode not in MODES or not 0 < len(handles) <= MAX_AFTER:
+            text = b"After must be chain or group and 1 to %d job handles" % MAX_AFTER
+            self._refuse(session, b"INVALID_ARGUMENTS", text)
+        elif unique:
+            self._refuse(
+                session, b"INVALID_ARGUMENTS", b"A job that runs after others has no unique"
+            )
+        elif not self.results.enabled:
+            text = b"Chains and groups pass results: the broker keeps none (--keep-results 0)"
+            self._refuse(session, b"NO_RESULTS", text)
+        else:
+            for handle, number in zip(handles, numbers, strict=True):
+                job = self.index.jobs.get(handle)
+                known = job.background if job is not None else self._ended(handle) is not None
+                if number is None or not (known or self.pager.find(handle) is not None):
+                    text = b"No background job %s here, held or with its result kept" % handle
+                    self._refuse(session, b"UNKNOWN_JOB", text)
+                    return
+            after = b" ".join([mode, *(b"%d" % number for number in numbers if number is not None)])
+            self.submit(session, name, b"", data, Priority.NORMAL, True, after=after)
+
+    def _ended(self, handle: bytes) -> KeptResult | None:
+        """How a job that is no longer held ended, as kept here or in a shared store."""
+        return self.results.find(handle) or self.other_brokers.result(handle)
+
+    def _held(self, handle: bytes) -> bool:
+        """Whether this broker holds the job, in memory or only in its store."""
+        return handle in self.index.jobs or self.pager.find(handle) is not None
+
+    def link_and_settle(self, job: Job, *, stored_waiting: bool) -> None:
+        """A job that runs after others: make it wait for those still held, then stop it
+        (a chain it belongs to failed), leave it waiting, or let it run. ``stored_waiting``:
+        the store has it waiting (a restart, a takeover), so running it is written."""
+        self.workflows.link(job, self._held, self._ended)
+        self._settle(job, stored_waiting=stored_waiting)
+
+    def _settle(self, job: Job, *, stored_waiting: bool) -> None:
+        """A linked job that runs after others: stopped, waiting, or free to run."""
+        if job.stopped:
+            self._stop(job)
+        elif job.waiting:
+            job.function.delayed += 1
+        elif stored_waiting:
+            self.journal.job_requeued(job)
+            self._enqueue(job)
+        else:
+            self._place(job)
+
+    def _stop(self, job: Job) -> None:
+        """A job whose chain stopped before it ran: failed, with why."""
+        self.results.never_ran(job, job.stopped)
+        self._give_up(job, job.stopped)
+
+    def _parent_ended(self, job: Job, status: str, error: str) -> None:
+        """Release or stop the jobs that waited for ``job``."""
+        for child in self.workflows.ended(job, status, error):
+            child.function.delayed -= 1
+            if child.stopped:
+                self._stop(child)
+                continue
+            if self.timing:
+                child.since = self.clock()
+            if child.stored:
+                self.journal.job_requeued(child)
+            self._enqueue(child)
+
     def _submit_at_rank(
         self,
         session: Session,
@@ -374,6 +447,7 @@ class Broker:
         when: float = 0.0,
         reducer: bytes = b"",
         concurrency_key: bytes = b"",
+        after: bytes = b"",
     ) -> Submitted:
         """Create (or coalesce onto) a job; ``session``, if given, gets the answer
         (JOB_CREATED, gated on the batch that makes the job durable, or an ERROR)."""
@@ -420,6 +494,9 @@ class Broker:
         function.submitted += 1
         self.results.submitted(job)
         self.index.add(job, key)
+        if after:
+            job.after = after
+            self.workflows.link(job, self._held, self._ended)
         building = 0
         if job.stored:
             self.journal.job_added(job)
@@ -430,6 +507,8 @@ class Broker:
         if building and self.other_brokers.must_hold(key):
             self.other_brokers.hold(job, building)  # until the store says it is the only one
             self.other_brokers.replied(job, session)
+        elif after:
+            self._settle(job, stored_waiting=False)
         else:
             self._place(job)
         return accepted
@@ -473,6 +552,7 @@ class Broker:
         )
         job.retries = stored.attempts
         job.key = stored.key
+        job.after = stored.after
         self.index.add_stored(job)
         return job
 
@@ -610,6 +690,8 @@ class Broker:
         if job.background:
             self.failed.add_job(job, error, self.clock())
             self.results.ended(job, FAILED)
+            if self.workflows.dependents:
+                self._parent_ended(job, FAILED, error)
         job.function.failed += 1
         self._finish(
             job,
@@ -717,6 +799,8 @@ class Broker:
             job.function.completed += 1
             if job.background:
                 self.results.ended(job, SUCCESSFUL, packet.args[1])
+                if self.workflows.dependents:
+                    self._parent_ended(job, SUCCESSFUL, "")
         else:
             job.function.failed += 1
         if self.timing:
@@ -782,13 +866,18 @@ class Broker:
         if worker is not None and worker.cancel_notices:
             self.send(worker, encode_response(T.WORK_CANCEL, handle))
         held = self.other_brokers.cancel(job)  # waiting for its batch's commit: in no queue
-        if not held and job.worker is None:
+        if job.waiting:
+            job.function.delayed -= 1
+            self.workflows.unlink(job)
+        elif not held and job.worker is None:
             if job.when:
                 job.function.delayed -= 1
             else:
                 job.function.queues[job.priority].remove(job)
                 self.functions.hold(job.function, job.priority, -len(job.data))
         self.results.ended(job, CANCELLED)
+        if self.workflows.dependents and job.background:
+            self._parent_ended(job, CANCELLED, "cancelled")
         self._finish(
             job, [(client, encode_packet(T.WORK_FAIL, job.handle)) for client in job.clients]
         )

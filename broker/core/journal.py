@@ -58,12 +58,13 @@ class Journal:
             job.unique,
             job.data,
             job.priority,
-            job.when,
+            ops.WAITING if job.waiting else job.when,
             job.reducer,
             job.retries,
             False,
             self._next_seq(),
             job.key,
+            job.after,
         )
         self.record(ops.AddJob(stored))
 

@@ -25,6 +25,7 @@ class Job:
     """One unit of work, from submission until WORK_COMPLETE/FAIL/EXCEPTION or a drop."""
 
     __slots__ = (
+        "after",
         "background",
         "clients",
         "coalesce_key",
@@ -41,9 +42,11 @@ class Job:
         "reducer",
         "retries",
         "since",
+        "stopped",
         "stored",
         "timer",
         "unique",
+        "waiting",
         "when",
         "worker",
     )
@@ -89,6 +92,12 @@ class Job:
         """With results kept: its attempts so far, from its first start."""
         self.key = b""
         """Its concurrency key (SUBMIT_JOB_KEYED), for flow rules' per-key limits."""
+        self.after = b""
+        """What it runs after (SUBMIT_JOB_AFTER, ``workflows.py``): empty for most jobs."""
+        self.waiting = 0
+        """How many of those it still waits for (in no queue meanwhile)."""
+        self.stopped = ""
+        """Why its chain stopped before it ran (one it ran after failed)."""
 
 
 class Attempts:

@@ -16,7 +16,7 @@ import logging
 from broker.core.broker import Broker
 from broker.core.schedules import Schedule, parse_stored
 from broker.store.base import Claimed, StoredState
-from broker.store.operations import StoredSchedule
+from broker.store.operations import WAITING, StoredSchedule
 
 log = logging.getLogger("spoolgear.broker")
 
@@ -33,11 +33,14 @@ def restore(broker: Broker, state: StoredState) -> None:
         broker.pager.resume(function, queue.priority, queue.count, queue.first_seq)
         functions.mark_ready(function, queue.priority)
     interrupted = []
+    waiting = []
     for stored in state.jobs:
         function = functions.get(stored.function)
         job = broker.adopt(function, stored, stored.run_at if stored.run_at > now else 0.0)
         if stored.running:
             interrupted.append(job)
+        elif stored.run_at == WAITING:
+            waiting.append(job)
         elif job.when:
             broker.defer(job)
         else:
@@ -52,6 +55,8 @@ def restore(broker: Broker, state: StoredState) -> None:
         broker.failed.restore(broker.handles.of(failed.number), failed)
     for result in state.results:
         broker.results.restore(broker.handles.of(result.number), result)
+    for job in waiting:  # once every job and result is back: what each one waits for
+        broker.link_and_settle(job, stored_waiting=True)
 
 
 def _restore_flow_rules(broker: Broker, state: StoredState) -> None:
@@ -73,10 +78,16 @@ def _restore_flow_rules(broker: Broker, state: StoredState) -> None:
 def take_over(broker: Broker, claimed: Claimed) -> None:
     """Jobs and schedules taken over from brokers that stopped, while serving."""
     now = broker.clock()
+    waiting = []
     for stored in claimed.jobs:
         function = broker.functions.get(stored.function)
         job = broker.adopt(function, stored, stored.run_at if stored.run_at > now else 0.0)
-        broker.take_over(job, running=stored.running)
+        if stored.run_at == WAITING:
+            waiting.append(job)
+        else:
+            broker.take_over(job, running=stored.running)
+    for job in waiting:
+        broker.link_and_settle(job, stored_waiting=True)
     for stored_schedule in claimed.schedules:
         _restore_schedule(broker, stored_schedule, now)
     log.info(

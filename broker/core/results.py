@@ -43,6 +43,10 @@ class JobState(NamedTuple):
     record: KeptResult
     attempts: int
     """How many times it started (the running attempt included)."""
+    after: tuple[bytes, ...] = ()
+    """A live job that runs after others: their handles (``workflows.py``)."""
+    waiting: int = 0
+    """How many of those it still waits for."""
 
 
 def _keep_all(data: bytes) -> bytes:
@@ -113,6 +117,13 @@ class ResultBook:
     def attempt_failed(self, job: Job, reason: str) -> None:
         if self.enabled and job.history is not None:
             job.history.errors = (*job.history.errors, reason)
+
+    def never_ran(self, job: Job, reason: str) -> None:
+        """``job`` ends without having run (a chain it belonged to stopped): ``reason`` is
+        its one error."""
+        if self.enabled and job.history is None:
+            job.history = Attempts(0.0)
+            job.history.errors = (reason,)
 
     def ended(self, job: Job, status: str, value: bytes = b"") -> None:
         """Keep how ``job`` ended (a background job's end only)."""
@@ -188,11 +199,12 @@ class ResultBook:
             self.journal.results_dropped(tuple(numbers))
 
 
-def live_state(handle: bytes, job: Job) -> JobState:
-    """A job the broker holds now, as a lookup for ``handle`` answers for it."""
+def live_state(handle: bytes, job: Job, after: tuple[bytes, ...] = ()) -> JobState:
+    """A job the broker holds now, as a lookup for ``handle`` answers for it (``after``:
+    the handles of the jobs it runs after)."""
     running = job.worker is not None
     record = job_record(job, RUNNING if running else QUEUED, 0.0)
-    return JobState(handle, record, job.retries + running)
+    return JobState(handle, record, job.retries + running, after, job.waiting)
 
 
 def kept_state(handle: bytes, result: KeptResult) -> JobState:
@@ -215,8 +227,14 @@ def state_json(state: JobState, *, with_bytes: bool = True) -> bytes:
     unknown), the value and the payload in base64 (null when over ``--max-result-bytes``,
     or when ``with_bytes`` is false: ``show results`` lists without them)."""
     record = state.record if with_bytes else state.record._replace(value=b"", data=b"")
+    workflow = (
+        {"after": [handle.decode() for handle in state.after], "waiting": state.waiting}
+        if state.after
+        else {}
+    )
     return json.dumps(
-        {
+        workflow
+        | {
             "handle": state.handle.decode("utf-8", "replace"),
             "function": record.function.decode("utf-8", "replace"),
             "status": record.status,

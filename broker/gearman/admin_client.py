@@ -127,6 +127,11 @@ class JobState:
     data: bytes | None
     """The job's payload; None when it was larger than the broker keeps."""
     data_size: int
+    after: tuple[str, ...] = ()
+    """A job that runs after others (chains and groups), while the broker holds it: their
+    handles."""
+    waiting: int = 0
+    """How many of those it still waits for."""
 
     @property
     def finished(self) -> bool:
@@ -139,6 +144,7 @@ def _job_state(line: str) -> JobState:
         encoded = fields[name]
         fields[name] = None if encoded is None else base64.b64decode(encoded)
     fields["workers"], fields["errors"] = tuple(fields["workers"]), tuple(fields["errors"])
+    fields["after"] = tuple(fields.get("after", ()))
     return JobState(**fields)
 
 

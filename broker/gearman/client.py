@@ -95,7 +95,24 @@ class JobRequest:
     """A background job's concurrency key (spoolgear's SUBMIT_JOB_KEYED): a flow rule's
     per-key limit counts the running jobs with each key; gearmand refuses it."""
 
+    after: str = ""
+    """``chain H1 H2`` or ``group H1 H2``: a background job that runs after these jobs
+    (spoolgear's SUBMIT_JOB_AFTER, ``workflows.py``); gearmand refuses it."""
+
     def packet(self) -> bytes:
+        if self.after:
+            if not self.background or self.unique or self.at is not None:
+                raise ValueError(
+                    "a job that runs after others is background, undelayed, unique-less"
+                )
+            return encode_packet(
+                T.SUBMIT_JOB_AFTER,
+                self.function.encode(),
+                b"",
+                self.after.encode(),
+                self.data,
+                magic=MAGIC_REQ,
+            )
         if self.schedule is not None:
             return encode_packet(
                 T.SUBMIT_JOB_SCHED,
@@ -398,10 +415,28 @@ class Client:
                     )
                     pending -= 1
 
-    def _send_submit(self, request: JobRequest, deadline: float | None) -> tuple[Wire, bytes]:
+    def submit_after(
+        self, function: str, data: Payload = b"", *, after: Sequence[JobHandle], mode: str = "chain"
+    ) -> JobHandle:
+        """Queue a background job that runs after the ``after`` jobs, on their server:
+        ``chain``, once every one of them succeeded (if one fails it ends failed without
+        running); ``group``, once every one of them ended. Spoolgear only."""
+        servers = {handle.server for handle in after}
+        if len(servers) != 1:
+            raise ValueError("the jobs to run after must all be on one server")
+        text = " ".join([mode, *(handle.handle for handle in after)])
+        request = JobRequest(function, _as_bytes(data), background=True, after=text)
+        wire, handle = self._send_submit(request, self._deadline(None), servers.pop())
+        return JobHandle(wire.address, handle.decode())
+
+    def _send_submit(
+        self, request: JobRequest, deadline: float | None, server: str | None = None
+    ) -> tuple[Wire, bytes]:
+        """Send to the first server that takes it (``server``: to that one only)."""
         packet = request.packet()
         errors = []
-        for address in self._server_order(request.unique, request.data):
+        order = [server] if server else self._server_order(request.unique, request.data)
+        for address in order:
             try:
                 wire = self._wire(address)
                 wire.send(packet)

@@ -76,6 +76,9 @@ class PacketType(IntEnum):
     WORK_CANCEL = 67
     """spoolgear's own, to a worker that asked for it (OPTION_REQ ``cancel-notices``): the
     job it runs (handle) was cancelled and its result will be discarded; stop it."""
+    SUBMIT_JOB_AFTER = 68
+    """spoolgear's own: a background job that runs after others (function, unique, after,
+    data), ``after`` being ``chain`` or ``group`` and their handles, space-separated."""
 
 
 T = PacketType
@@ -135,6 +138,7 @@ ARGUMENT_COUNTS: dict[PacketType, int] = {
     T.WORK_RETRY: 3,
     T.SUBMIT_JOB_KEYED: 6,
     T.WORK_CANCEL: 1,
+    T.SUBMIT_JOB_AFTER: 4,
 }
 
 # Lookups indexed by type number, for the parser's hot path.

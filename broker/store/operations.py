@@ -26,6 +26,13 @@ class StoredJob(NamedTuple):
     key: bytes = b""
     """Its concurrency key (SUBMIT_JOB_KEYED): a flow rule's ``per_key`` limits how many
     jobs with one key run at once; empty for none."""
+    after: bytes = b""
+    """The jobs it runs after (SUBMIT_JOB_AFTER): ``chain`` or ``group`` and their numbers,
+    space-separated; with ``run_at`` ``WAITING`` it still waits for some of them."""
+
+
+WAITING = -1.0
+"""A stored job's ``run_at`` while it waits for the jobs it runs after."""
 
 
 class StoredSchedule(NamedTuple):

@@ -40,7 +40,7 @@ handed out only once a write has renewed the lease (the database's clock decides
 
 JOB_COLUMNS = (
     "number, function, unique_key, data, priority, run_at, reducer, attempts, running, seq,"
-    " concurrency_key"
+    " concurrency_key, after_jobs"
 )
 SCHEDULE_COLUMNS = "number, function, unique_key, data, cron, next_run, fired"
 

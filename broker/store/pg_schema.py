@@ -70,10 +70,11 @@ CREATE TABLE spoolgear_flow_rules (
     pattern BYTEA PRIMARY KEY, rate BIGINT NOT NULL, per DOUBLE PRECISION NOT NULL,
     running BIGINT NOT NULL, paused BOOLEAN NOT NULL, per_key BIGINT NOT NULL);
 ALTER TABLE spoolgear_jobs ADD COLUMN concurrency_key BYTEA NOT NULL DEFAULT '';
+ALTER TABLE spoolgear_jobs ADD COLUMN after_jobs BYTEA NOT NULL DEFAULT '';
 """
 """Flow rules (rate limits, running limits, paused queues), one table for every broker of
 the store: each enforces them for the jobs it hands out, and reads them when it starts;
-and each job's concurrency key, for the rules' per-key limits."""
+each job's concurrency key, for the rules' per-key limits; and the jobs it runs after."""
 
 MIGRATIONS = (_V1, _V2, _V3, _V4)
 """Step ``n`` takes the schema from version ``n`` to ``n + 1``; append, never edit."""

@@ -139,6 +139,7 @@ _COPIED_TYPES = (
     "bool",
     "int8",
     "bytea",
+    "bytea",
     "int8",
 )
 """A job row's column types, for the binary COPY: payloads travel as they are instead of

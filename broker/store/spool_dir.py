@@ -48,8 +48,10 @@ def _job_vars(job: ops.StoredJob) -> list[tuple[bytes, bytes]]:
         pairs.append((b"spoolgear_reducer", job.reducer))
     if job.key:
         pairs.append((b"spoolgear_key", job.key))
+    if job.after:
+        pairs.append((b"spoolgear_after", job.after))
     if job.run_at:
-        pairs.append((b"at", b"%d" % job.run_at))
+        pairs.append((b"at", b"%d" % job.run_at))  # WAITING (-1): in the past for uWSGI
     return pairs
 
 
@@ -78,6 +80,7 @@ def _decode_job(path: Path, values: Vars, body: bytes, running: set[int]) -> ops
         number in running,
         int(values[b"spoolgear_seq"]),
         values.get(b"spoolgear_key", b""),
+        values.get(b"spoolgear_after", b""),
     )
 
 
@@ -331,7 +334,7 @@ class SpoolStore(Store):
             fcntl.lockf(file, fcntl.LOCK_EX)
             file.write(content)  # a buffered file writes all of it (os.write may not)
             file.flush()
-            if mtime:
+            if mtime > 0:
                 os.utime(file.fileno(), (mtime, mtime))
             self._sync(file.fileno())
         os.rename(staged, path)

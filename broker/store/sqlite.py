@@ -54,7 +54,8 @@ CREATE TABLE IF NOT EXISTS jobs (
     number INTEGER PRIMARY KEY, function BLOB NOT NULL, unique_key BLOB NOT NULL,
     data BLOB NOT NULL, priority INTEGER NOT NULL, run_at REAL NOT NULL,
     reducer BLOB NOT NULL, attempts INTEGER NOT NULL, running INTEGER NOT NULL,
-    seq INTEGER NOT NULL, concurrency_key BLOB NOT NULL DEFAULT x'');
+    seq INTEGER NOT NULL, concurrency_key BLOB NOT NULL DEFAULT x'',
+    after_jobs BLOB NOT NULL DEFAULT x'');
 CREATE TABLE IF NOT EXISTS schedules (
     number INTEGER PRIMARY KEY, function BLOB NOT NULL, unique_key BLOB NOT NULL,
     data BLOB NOT NULL, cron TEXT NOT NULL, next_run REAL NOT NULL DEFAULT 0,
@@ -88,7 +89,7 @@ sqlite3.register_adapter(bytes, bytes)
 # writer thread stops contending with the event loop for the GIL on every row.
 _ROWS_PER_STATEMENT = 256
 _INSERT_JOBS = "INSERT OR REPLACE INTO jobs VALUES "
-_JOB_ROW = "(?,?,?,?,?,?,?,?,?,?,?)"
+_JOB_ROW = "(?,?,?,?,?,?,?,?,?,?,?,?)"
 _INSERT_RESULTS = "INSERT OR REPLACE INTO results VALUES "
 _RESULT_ROW = "(?,?,?,?,?,?,?,?,?,?,?,?,?)"
 
@@ -126,7 +127,8 @@ _RANK = f"typeof(priority) = 'integer' AND priority BETWEEN {MIN_RANK} AND {MAX_
 _VALID_ROW = {
     "jobs": f"{_BLOBS} AND typeof(reducer) = 'blob' AND {_RANK}"
     " AND typeof(run_at) IN ('integer', 'real') AND typeof(attempts) = 'integer'"
-    " AND running IN (0, 1) AND typeof(seq) = 'integer' AND typeof(concurrency_key) = 'blob'",
+    " AND running IN (0, 1) AND typeof(seq) = 'integer' AND typeof(concurrency_key) = 'blob'"
+    " AND typeof(after_jobs) = 'blob'",
     "schedules": f"{_BLOBS} AND typeof(cron) = 'text'"
     " AND typeof(next_run) IN ('integer', 'real') AND typeof(fired) = 'integer'",
     "failed": f"{_BLOBS} AND {_RANK} AND typeof(attempts) = 'integer'"
@@ -163,11 +165,13 @@ def _result_row(result: ops.KeptResult) -> tuple[Any, ...]:
 
 def _upgrade(db: sqlite3.Connection) -> None:
     """Schema 1 stores had no next run or firing count for schedules; schema 3 added
-    the results table, schema 4 the flow rules and the jobs' concurrency keys
+    the results table, schema 4 the flow rules, the jobs' concurrency keys and what
+    they run after
     (``SCHEMA`` creates the tables when missing)."""
     columns = {row[1] for row in db.execute("PRAGMA table_info(jobs)")}
     if "concurrency_key" not in columns:
         db.execute("ALTER TABLE jobs ADD COLUMN concurrency_key BLOB NOT NULL DEFAULT x''")
+        db.execute("ALTER TABLE jobs ADD COLUMN after_jobs BLOB NOT NULL DEFAULT x''")
     columns = {row[1] for row in db.execute("PRAGMA table_info(schedules)")}
     if "next_run" not in columns:
         db.execute("ALTER TABLE schedules ADD COLUMN next_run REAL NOT NULL DEFAULT 0")
@@ -375,7 +379,7 @@ class SQLiteStore(PagingStore):
             " ORDER BY seq LIMIT ?)),"
             " chosen AS (SELECT number FROM sized WHERE n <= ? AND (n = 1 OR before < ?))"
             " SELECT (SELECT json_group_array(json_array(number, hex(unique_key), hex(data),"
-            " run_at, hex(reducer), attempts, seq, hex(concurrency_key)))"
+            " run_at, hex(reducer), attempts, seq, hex(concurrency_key), hex(after_jobs)))"
             " FROM jobs WHERE number IN chosen),"
             " (SELECT count(*) FROM sized)",
             (function, priority, first_seq, limit + 1, limit, self.page_bytes),
@@ -393,8 +397,9 @@ class SQLiteStore(PagingStore):
                 False,
                 seq,
                 bytes.fromhex(key),
+                bytes.fromhex(after),
             )
-            for number, unique, data, run_at, reducer, attempts, seq, key in json.loads(page)
+            for number, unique, data, run_at, reducer, attempts, seq, key, after in json.loads(page)
         ]
         jobs.sort(key=lambda job: job.seq)  # aggregation order is not guaranteed
         return Page(jobs, more=fetched > len(jobs))
