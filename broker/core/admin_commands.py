@@ -6,7 +6,9 @@ Replies are gearmand 1.1.20's byte for byte, including the mix of line endings
 schedules``, ``show failed``, ``retry failed``, ``drop failed``, ``show result``) only add
 replies; no existing reply changes. ``show result HANDLE`` answers with one JSON line (a
 result holds free text and bytes, which tab-separated fields cannot), ``show results
-[FUNCTION]`` with one per kept result, newest first, without the value and payload.
+[FUNCTION]`` with one per kept result, newest first, without the value and payload;
+``show waiting`` lists the jobs that wait for others (chains and groups):
+``HANDLE\\tFUNCTION\\tMODE\\tENDED\\tOF``.
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ from broker.core.access import LOOPBACK, Allowed, is_control
 from broker.core.broker import Broker
 from broker.core.model import Session
 from broker.core.results import JobState, kept_state, live_state, state_json, stored_state
-from broker.core.workflows import after_handles
+from broker.core.workflows import after_handles, parse_after
 from broker.errors import ProtocolError, StoreUnavailable
 from broker.protocol.numbers import leading_int
 from broker.protocol.priorities import Priority
@@ -171,6 +173,14 @@ class AdminCommands:
             return self._brokers()
         elif what == [b"limits"]:
             return flow_commands.show_limits(self.broker.flow)
+        elif what == [b"waiting"]:
+            lines = [
+                b"%s\t%s\t%s\t%d\t%d\n"
+                % (job.handle, job.function.name, mode, len(numbers) - job.waiting, len(numbers))
+                for job in self.broker.index.jobs.values()
+                if job.waiting
+                for mode, numbers in [parse_after(job.after)]
+            ]
         elif len(what) == 2 and what[0] == b"result":
             return self._result(words[2])
         elif what[0] == b"results" and len(what) <= 2:

@@ -45,6 +45,8 @@ class JobState(NamedTuple):
     """How many times it started (the running attempt included)."""
     after: tuple[bytes, ...] = ()
     """A live job that runs after others: their handles (``workflows.py``)."""
+    after_mode: str = ""
+    """``chain`` or ``group``."""
     waiting: int = 0
     """How many of those it still waits for."""
 
@@ -204,7 +206,8 @@ def live_state(handle: bytes, job: Job, after: tuple[bytes, ...] = ()) -> JobSta
     the handles of the jobs it runs after)."""
     running = job.worker is not None
     record = job_record(job, RUNNING if running else QUEUED, 0.0)
-    return JobState(handle, record, job.retries + running, after, job.waiting)
+    mode = job.after.partition(b" ")[0].decode()
+    return JobState(handle, record, job.retries + running, after, mode, job.waiting)
 
 
 def kept_state(handle: bytes, result: KeptResult) -> JobState:
@@ -228,7 +231,11 @@ def state_json(state: JobState, *, with_bytes: bool = True) -> bytes:
     or when ``with_bytes`` is false: ``show results`` lists without them)."""
     record = state.record if with_bytes else state.record._replace(value=b"", data=b"")
     workflow = (
-        {"after": [handle.decode() for handle in state.after], "waiting": state.waiting}
+        {
+            "after": [handle.decode() for handle in state.after],
+            "after_mode": state.after_mode,
+            "waiting": state.waiting,
+        }
         if state.after
         else {}
     )

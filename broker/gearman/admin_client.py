@@ -103,6 +103,18 @@ class FlowLimit:
 
 
 @dataclass(frozen=True, slots=True)
+class WaitingJob:
+    """A job that waits for others to end (``show waiting``): a chain's next step, a
+    group's callback."""
+
+    handle: str
+    function: str
+    mode: str
+    ended: int
+    of: int
+
+
+@dataclass(frozen=True, slots=True)
 class JobState:
     """A background job's state, or how it ended (``show result``): kept by the broker
     for ``--keep-results`` after the job ended."""
@@ -130,6 +142,8 @@ class JobState:
     after: tuple[str, ...] = ()
     """A job that runs after others (chains and groups), while the broker holds it: their
     handles."""
+    after_mode: str = ""
+    """``chain`` (each of those had to succeed) or ``group`` (they had to end)."""
     waiting: int = 0
     """How many of those it still waits for."""
 
@@ -293,6 +307,12 @@ class AdminClient:
             for pattern, rate, max_running, paused, running, queued, per_key in self._table(
                 "show limits"
             )
+        ]
+
+    def waiting(self) -> list[WaitingJob]:
+        return [
+            WaitingJob(handle, function, mode, int(ended), int(of))
+            for handle, function, mode, ended, of in self._table("show waiting")
         ]
 
     def pause(self, pattern: str) -> None:

@@ -15,6 +15,7 @@ from broker.gearman.admin_client import (
     FlowLimit,
     JobState,
     ScheduleInfo,
+    WaitingJob,
 )
 from broker.tls import TLSFiles
 from django_jobs.monitoring.server_info import ServerReport, collect
@@ -37,6 +38,8 @@ class ServerPanel:
     schedules: list[ScheduleRow] = field(default_factory=list)
     failed: list[FailedInfo] = field(default_factory=list)
     limits: list[FlowLimit] = field(default_factory=list)
+    waiting: list[WaitingJob] = field(default_factory=list)
+    """Chains' next steps and groups' callbacks, with how far what they wait for got."""
 
     @property
     def paused(self) -> set[str]:
@@ -64,6 +67,7 @@ def server_panel(host: str, tls: TLSFiles | None) -> ServerPanel:
             panel.schedules = [_row(schedule) for schedule in admin.show_schedules()]
             panel.failed = admin.show_failed()
             panel.limits = admin.limits()
+            panel.waiting = admin.waiting()
     except (BrokerError, OSError) as exc:
         panel.report.error = str(exc) or type(exc).__name__
     return panel

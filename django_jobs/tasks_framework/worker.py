@@ -40,6 +40,7 @@ from django_jobs.tasks_framework.framework import (
     task_started,
 )
 from django_jobs.tasks_framework.results import task_result
+from django_jobs.tasks_framework.workflows import WORKFLOW, previous
 from django_jobs.worker.serve import WorkerProcess
 
 log = logging.getLogger("django_jobs.tasks")
@@ -101,15 +102,17 @@ def run_call(backend: SpoolgearBackend, worker_id: str, call: Call) -> Any:
             "or APP/gearman_workers/); nothing was imported"
         )
     handle = current_job().handle
-    state = backend.job_state(handle) if task.takes_context else None
+    in_workflow = bool(call.setup.get(WORKFLOW))
+    state = backend.job_state(handle) if task.takes_context or in_workflow else None
+    arguments = [*previous(backend, state), *call.args] if in_workflow and state else call.args
     result = _starting(backend, task, call, worker_id, state)
     task_started.send(type(backend), task_result=result)
     try:
         with time_limit(getattr(task, "time_limit", None), task.module_path):
             if task.takes_context:
-                value = task.call(TaskContext(task_result=result), *call.args, **call.kwargs)
+                value = task.call(TaskContext(task_result=result), *arguments, **call.kwargs)
             else:
-                value = task.call(*call.args, **call.kwargs)
+                value = task.call(*arguments, **call.kwargs)
         value = normalize_json(value)
     except JobCancelled:
         _finish(result, TaskResultStatus.FAILED)

@@ -19,6 +19,7 @@ from selenium.webdriver.remote.webdriver import WebDriver
 
 from broker.admin import AdminClient
 from broker.client import Client, schedule_fields
+from broker.gearman.workflows import Group, Step, submit
 from django_jobs.client import GearmanClient
 from tests.helpers import ROOT, free_port, require_peer, run_broker, wait_for_port, wait_until
 from tests.with_django.project import PROJECT, gearman_worker, manage_env
@@ -148,6 +149,7 @@ def test_the_dashboard_shows_the_broker_and_retries_a_failed_job(
             client.submit_schedule(
                 "report", b"", unique="daily", fields=schedule_fields(cron="0 6 * * *")
             )
+            grouped = submit(client, Group([Step("part"), Step("part")], then=Step("merge")))
         send_mail(broker.address, outbox, "ada")
         with (
             gearman_worker(broker.address, "-a", "shop", "-n", "mail", "-q", "outbox"),
@@ -166,6 +168,10 @@ def test_the_dashboard_shows_the_broker_and_retries_a_failed_job(
             assert status["report"].total == 2 and status["mail.send"].workers == 1
             assert cell(browser, 'tr[data-function="mail.send"] .workers') == "1"
             assert "0 6 * * *" in cell(browser, "table.schedules")
+            callback = grouped.jobs[-1].handle
+            assert cell(browser, f'table.waiting tr[data-handle="{callback}"] .progress') == (
+                "0 of 2 ended"
+            )
             error = cell(browser, f'tr[data-handle="{handle}"] .error')
             assert error.startswith("FileNotFoundError: [Errno 2] No such file or directory")
             assert "Traceback (most recent call last)" in error  # the worker's, in the record

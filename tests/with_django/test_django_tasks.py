@@ -149,6 +149,27 @@ def test_retries_with_backoff_run_the_same_task_again_later(
     assert {error.exception_class_path for error in given_up.errors} == {"builtins.RuntimeError"}
 
 
+def test_a_chain_passes_return_values_and_a_group_callback_gets_every_result(
+    worker: WorkerProcess,
+) -> None:
+    from shop.tasks import add, add_to, hopeless, summary
+
+    from django_jobs.workflows import chain, group, step
+
+    steps = chain(step(add, 2, 3), step(add_to, 10), step(add_to, 100)).enqueue()
+    assert [result.task for result in steps] == [add, add_to, add_to]
+    assert finished(steps[-1].id, timeout=30).return_value == 115
+    grouped = group(step(add, 1, 1), step(hopeless), then=step(summary)).enqueue()
+    assert finished(grouped[-1].id, timeout=30).return_value == [
+        ["SUCCESSFUL", 2],
+        ["FAILED", "builtins.RuntimeError"],
+    ]
+    stopped = chain(step(hopeless), step(add_to, 1)).enqueue()
+    never = finished(stopped[-1].id, timeout=30)
+    assert never.status == TaskResultStatus.FAILED and never.worker_ids == []
+    assert f"chain stopped: {stopped[0].id}" in never.errors[0].traceback
+
+
 def test_context_async_tasks_and_queues(worker: WorkerProcess, tmp_path: Path) -> None:
     from shop.tasks import double_later, introspect, stamp
 

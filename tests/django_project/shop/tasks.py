@@ -87,6 +87,26 @@ def patient(seconds):
     return "waited"
 
 
+@framework_task
+def add_to(previous, n):
+    """A chain's step: the previous step's return value comes first."""
+    return previous + n
+
+
+@framework_task
+def summary(results):
+    """A group's callback: its members' TaskResults, failed ones with their errors."""
+    return [
+        [
+            result.status.value,
+            result.return_value
+            if result.is_finished and not result.errors
+            else result.errors[-1].exception_class_path,
+        ]
+        for result in results
+    ]
+
+
 @framework_task(unique=True)
 def slow_unique(seconds, label):
     """Coalesces with a queued or running call of the same arguments."""
