@@ -189,6 +189,25 @@ def measure_results_cost(scale: float) -> None:
             print(f"{'  bytes per kept result':<28}{'':>16}{per_result:>14,.0f}")
 
 
+def measure_flow_cost(scale: float) -> None:
+    """What flow control costs a grab: drains with no rule against rules on the drained
+    function that never hold a job back (a rate and a running limit far above the drain),
+    memory store, each pair back to back, twice."""
+    jobs = int(200_000 * scale)
+    name = loadgen.FUNCTION.decode()
+    rules = ("--limit", f"{name}=10000000/s", "--max-running", f"{name}=100000")
+    print(f"\nflow rules that never bind against none, memory store, {jobs:,} jobs:")
+    print(f"{'metric':<28}{'no rule':>16}{'rules':>14}{'ratio':>9}")
+    for run in (1, 2):
+        rates = []
+        for flags in ((), rules):
+            with spoolgear("memory:", *flags) as (port, _pid):
+                asyncio.run(loadgen.enqueue(port, jobs))
+                rates.append(asyncio.run(loadgen.drain(port, jobs)))
+        row = f"drain/s, run {run}"
+        print(f"{row:<28}{rates[0]:>16,.0f}{rates[1]:>14,.0f}{rates[1] / rates[0]:>8.2f}x")
+
+
 def measure_durability(scale: float, memory_rates: dict[str, float]) -> dict[str, float]:
     """Durable enqueue against gearmand -q libsqlite3, durable drain, restart time, and
     the memory of a broker holding ten million stored jobs; returns the ratios."""
@@ -289,6 +308,7 @@ def main() -> int:
     ours, best = compare_with_gearmand(args.scale, args.runs)
     measure_metrics_cost(args.scale, ours)
     measure_results_cost(args.scale)
+    measure_flow_cost(args.scale)
     durability = measure_durability(args.scale, ours)
     chart.draw(
         {"compiled": {**best["compiled"], **durability}, "pure Python": best["pure Python"]},

@@ -369,7 +369,8 @@ class Broker:
                     text = b"No background job %s here, held or with its result kept" % handle
                     self._refuse(session, b"UNKNOWN_JOB", text)
                     return
-            after = b" ".join([mode, *(b"%d" % number for number in numbers if number is not None)])
+            given = [b"%d" % number for number in numbers if number is not None]
+            after = b" ".join([mode, *given])
             self.submit(session, name, b"", data, Priority.NORMAL, True, after=after)
 
     def _ended(self, handle: bytes) -> KeptResult | None:

@@ -90,6 +90,14 @@ sqlite3.register_adapter(bytes, bytes)
 _ROWS_PER_STATEMENT = 256
 _INSERT_JOBS = "INSERT OR REPLACE INTO jobs VALUES "
 _JOB_ROW = "(?,?,?,?,?,?,?,?,?,?,?,?)"
+# Most jobs have no concurrency key and run after nothing: their rows leave those two
+# columns to their defaults, two fewer parameters bound per row.
+_INSERT_PLAIN_JOBS = (
+    "INSERT OR REPLACE INTO jobs (number, function, unique_key, data, priority, run_at,"
+    " reducer, attempts, running, seq) VALUES "
+)
+_PLAIN_JOB_ROW = "(?,?,?,?,?,?,?,?,?,?)"
+_PLAIN_FIELDS = len(ops.StoredJob._fields) - 2
 _INSERT_RESULTS = "INSERT OR REPLACE INTO results VALUES "
 _RESULT_ROW = "(?,?,?,?,?,?,?,?,?,?,?,?,?)"
 
@@ -474,7 +482,12 @@ class SQLiteStore(PagingStore):
     def _apply(self, kind: type, group: list[Any]) -> None:
         """A run of operations of one kind; the frequent ones as multi-row statements."""
         if kind is ops.AddJob:
-            self._insert_rows(_INSERT_JOBS, _JOB_ROW, [tuple(op.job) for op in group])
+            jobs = [op.job for op in group]
+            if any(job.key or job.after for job in jobs):
+                self._insert_rows(_INSERT_JOBS, _JOB_ROW, [tuple(job) for job in jobs])
+            else:
+                plain = [tuple(job)[:_PLAIN_FIELDS] for job in jobs]
+                self._insert_rows(_INSERT_PLAIN_JOBS, _PLAIN_JOB_ROW, plain)
         elif kind is ops.KeepResult:
             self._insert_rows(
                 _INSERT_RESULTS, _RESULT_ROW, [_result_row(op.result) for op in group]
