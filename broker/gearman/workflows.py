@@ -89,7 +89,15 @@ def _submit(
 def previous_results(job: WorkerJob, *, tls: TLSFiles | None = None) -> list[JobState]:
     """What the running ``job`` ran after (a chain's previous step, a group's members), in
     order, as its broker keeps them; empty for a job that ran after nothing."""
+    return own_and_previous(job, tls=tls)[1]
+
+
+def own_and_previous(
+    job: WorkerJob, *, tls: TLSFiles | None = None
+) -> tuple[JobState | None, list[JobState]]:
+    """The running ``job``'s own state (its attempts, what it ran after and how), and
+    ``previous_results``."""
     with AdminClient(job.server, tls=tls) as admin:
         own = admin.result(job.handle)
         states = [admin.result(handle) for handle in (own.after if own is not None else ())]
-    return [state for state in states if state is not None]
+    return own, [state for state in states if state is not None]

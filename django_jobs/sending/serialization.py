@@ -136,6 +136,11 @@ def _looks_like_pickle(data: bytes) -> bool:
     return data[:1] == b"\x80" or data[:1] == b"("
 
 
+WORKFLOW = "workflow"
+"""The setup key of a chain's or group's step (``django_jobs.workflows``): the worker
+looks up what it ran after, and retries it as the same job."""
+
+
 class Call(NamedTuple):
     args: list[Any]
     kwargs: dict[str, Any]

@@ -121,7 +121,7 @@ class ScheduledTask(Task):
                 f"{self.name} cannot be armed: {exc} (lazy timers take "
                 "add_setup(seconds=...) before they are called)"
             ) from None
-        check_served(self._registered)
+        check_served(self.registered)
         settings = job_settings()
         payload = dumps_call([], {}, settings.serializer, self.setup.to_wire())
         with Client(servers, tls=settings.tls) as client:

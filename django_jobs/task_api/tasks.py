@@ -30,15 +30,17 @@ from typing import Any, overload
 
 from django.conf import settings
 
-from broker.errors import ConnectionFailed, WorkFailed
+from broker.errors import ConnectionFailed, RetryLater, WorkFailed
 from broker.gearman.client import JobHandle
 from broker.gearman.retries import retry_or_give_up
+from broker.gearman.steps import current_job
+from broker.gearman.workflows import own_and_previous
 from broker.uwsgi_compat.decorators import SPOOL_IGNORE, SPOOL_OK, SPOOL_RETRY
 from django_jobs.conf import farm_function, job_settings, mule_function
 from django_jobs.jobs.discovery import check_served
 from django_jobs.jobs.registry import register
 from django_jobs.sending.client import Job
-from django_jobs.sending.serialization import Call, PayloadError
+from django_jobs.sending.serialization import WORKFLOW, Call, PayloadError, loads_result
 from django_jobs.sending.submission import NoConsumer, QueueFull, submit_background
 from django_jobs.task_api.call_setup import CallSetup, seconds
 from django_jobs.task_api.calls import RetryTaskException, TaskCall, get_current_task, running
@@ -90,10 +92,10 @@ class Task:
             raise ValueError(f"@task {function.__qualname__}: {exc}") from None
         self.function = function
         self.executor = executor
-        self._registered = register(
+        self.registered = register(
             function, setup.get("name"), setup.get("queue"), run=self.run_job
         )
-        self.name = self._registered.name
+        self.name = self.registered.name
         functools.update_wrapper(self, function)
 
     def __call__(self, *args: Any, **kwargs: Any) -> TaskCall:
@@ -113,7 +115,7 @@ class Task:
         if self.executor is TaskExecutor.RUNTIME:
             self._run_inline(call)
             return call
-        check_served(self._registered)
+        check_served(self.registered)
         try:
             call.handle = _submit(self, call, job_settings().client_servers)
         except ConnectionFailed:
@@ -136,6 +138,8 @@ class Task:
         except ValueError as exc:
             raise PayloadError(f"{self.name}: {exc}") from None
         call = TaskCall(self, received.args, received.kwargs, setup)
+        if setup.extra.get(WORKFLOW):
+            call.args = [*self._ran_after(call), *call.args]
         try:
             with running(call):
                 result = self.function(*call.args, **call.kwargs)
@@ -161,6 +165,20 @@ class Task:
             )
         return result
 
+    def _ran_after(self, call: TaskCall) -> list[Any]:
+        """A chain's or group's step: what it gets before its own arguments (the previous
+        step's result; a group callback, its members' ``JobState``). The broker counts its
+        attempts, since a step retries as the same job."""
+        own, states = own_and_previous(current_job(), tls=job_settings().tls)
+        call.setup.attempt = max(1, own.attempts) if own is not None else 1
+        if own is None or not own.after:
+            return []
+        if own.after_mode == "group":
+            return [states]
+        serializer = job_settings().serializer
+        values = [loads_result(s.value, serializer) if s.value else None for s in states]
+        return [values[0] if len(values) == 1 else values]
+
     def _retry(self, call: TaskCall, reason: str, delay: float | None) -> None:
         """Queue the next attempt as a new delayed job, or fail the job (to the failed
         list) when none is left."""
@@ -172,11 +190,18 @@ class Task:
             attempts=attempts,
             reason=reason,
             delay=call.setup.retry_delay() if delay is None else delay,
-            resubmit=lambda delay: self._queue_attempt(call, call.attempt + 1, delay),
+            resubmit=lambda delay: self._again(call, reason, delay),
             give_up=lambda: WorkFailed(
                 f"{self.name} failed on attempt {call.attempt} of {attempts}: {reason}"
             ),
         )
+
+    def _again(self, call: TaskCall, reason: str, delay: float) -> None:
+        """The next attempt: a new delayed job carrying the buffer, or for a chain's or
+        group's step, the same job again later (what runs after it waits for that one)."""
+        if call.setup.extra.get(WORKFLOW):
+            raise RetryLater(reason, delay)
+        self._queue_attempt(call, call.attempt + 1, delay)
 
     def _queue_attempt(self, call: TaskCall, attempt: int, delay: float) -> None:
         call.setup.attempt = attempt

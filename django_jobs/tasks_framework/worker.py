@@ -20,10 +20,11 @@ from broker.errors import JobCancelled, RetryLater, WorkFailed
 from broker.gearman.admin_client import JobState
 from broker.gearman.retries import log_retry
 from broker.gearman.steps import current_job, time_limit
+from broker.gearman.workflows import own_and_previous
 from django_jobs.conf import job_settings
 from django_jobs.jobs.discovery import discover
 from django_jobs.jobs.registry import RegisteredTask
-from django_jobs.sending.serialization import Call
+from django_jobs.sending.serialization import WORKFLOW, Call
 from django_jobs.tasks_framework.backend import SpoolgearBackend, SpoolgearTask, queue_function
 from django_jobs.tasks_framework.framework import (
     InvalidTaskBackend,
@@ -40,7 +41,7 @@ from django_jobs.tasks_framework.framework import (
     task_started,
 )
 from django_jobs.tasks_framework.results import task_result
-from django_jobs.tasks_framework.workflows import WORKFLOW, previous
+from django_jobs.tasks_framework.workflows import previous
 from django_jobs.worker.serve import WorkerProcess
 
 log = logging.getLogger("django_jobs.tasks")
@@ -102,9 +103,12 @@ def run_call(backend: SpoolgearBackend, worker_id: str, call: Call) -> Any:
             "or APP/gearman_workers/); nothing was imported"
         )
     handle = current_job().handle
-    in_workflow = bool(call.setup.get(WORKFLOW))
-    state = backend.job_state(handle) if task.takes_context or in_workflow else None
-    arguments = [*previous(backend, state), *call.args] if in_workflow and state else call.args
+    arguments = call.args
+    if call.setup.get(WORKFLOW):
+        state, states = own_and_previous(current_job(), tls=job_settings().tls)
+        arguments = [*previous(backend, state, states), *call.args]
+    else:
+        state = backend.job_state(handle) if task.takes_context else None
     result = _starting(backend, task, call, worker_id, state)
     task_started.send(type(backend), task_result=result)
     try:

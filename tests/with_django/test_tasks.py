@@ -126,3 +126,24 @@ def test_a_queued_call_is_cancelled_and_never_runs(broker: RunningBroker) -> Non
         assert call.cancel() is False  # the broker has it no more
     with AdminClient(broker.address) as admin:
         assert not any(row.total for row in admin.status() if row.name.endswith("broken_feed"))
+
+
+def test_task_functions_chain_and_a_retried_step_runs_as_the_same_job(
+    broker: RunningBroker, tasks_worker: WorkerProcess, tmp_path: Path
+) -> None:
+    from shop.gearman_workers.feeds import add_after_a_failure, double
+
+    from django_jobs.sending.serialization import loads_result
+    from django_jobs.workflows import chain, step
+
+    calls = chain(step(double, 5), step(add_after_a_failure, 1, str(tmp_path / "marker")))
+    first, second = calls.enqueue()
+    assert first.handle is not None and second.handle is not None
+    with AdminClient(broker.address) as admin:
+        wait_until(lambda: getattr(admin.result(second.handle.handle), "finished", False))
+        ended = admin.result(second.handle.handle)
+    assert ended is not None and ended.status == "successful"
+    assert loads_result(ended.value or b"") == 11  # double(5) + 1
+    assert ended.attempts == 2 and "the first attempt fails" in ended.errors[0]
+    with pytest.raises(TypeError, match="RUNTIME executor"):
+        step(task(executor=TaskExecutor.RUNTIME)(lambda: None))

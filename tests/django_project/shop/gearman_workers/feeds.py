@@ -33,3 +33,19 @@ def countdown(n, path):
     _note_where_we_are(path)
     if n > 0:
         get_current_task()(n - 1, path)
+
+
+@task
+def double(n):
+    return n * 2
+
+
+@task(retry_count=1, retry_timeout=0)
+def add_after_a_failure(previous, n, marker):
+    """A chain's step: fails its first attempt (noting it in ``marker``), then adds ``n``
+    to what the step before returned."""
+    path = Path(marker)
+    if not path.exists():
+        path.write_text("failed once")
+        raise ValueError("the first attempt fails")
+    return previous + n
