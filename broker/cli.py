@@ -8,6 +8,7 @@ import base64
 import dataclasses
 import datetime as dt
 import faulthandler
+import fnmatch
 import json
 import logging
 import sys
@@ -18,7 +19,7 @@ from broker import __version__, build
 from broker.addresses import DEFAULT_SERVER
 from broker.config import LOG_LEVELS, ServerConfig, read_config_file
 from broker.errors import BrokerError, ConfigurationError
-from broker.gearman.admin_client import AdminClient
+from broker.gearman.admin_client import AdminClient, FlowLimit
 from broker.gearman.client import Client
 from broker.options import add_options, option_values
 from broker.protocol.priorities import Priority
@@ -196,6 +197,7 @@ def _print_table(headers: Sequence[str], rows: list[Sequence[Any]]) -> None:
 def _status(args: argparse.Namespace) -> int:
     with AdminClient(args.server, tls=client_files(args)) as admin:
         records = admin.status()
+        rules = admin.limits()
     if args.json:
         print(
             json.dumps(
@@ -216,7 +218,15 @@ def _status(args: argparse.Namespace) -> int:
                     r.queued,
                     r.running,
                     r.workers,
-                    "! no worker: these jobs wait" if r.unserved else "",
+                    "; ".join(
+                        filter(
+                            None,
+                            [
+                                "! no worker: these jobs wait" if r.unserved else "",
+                                _held_by(r.name, rules),
+                            ],
+                        )
+                    ),
                 ]
                 for r in records
             ],
@@ -413,6 +423,21 @@ def _submit(args: argparse.Namespace) -> int:
     else:
         sys.stdout.buffer.write(result.data + (b"" if result.data.endswith(b"\n") else b"\n"))
     return 0
+
+
+def _held_by(function: str, rules: list[FlowLimit]) -> str:
+    """What the flow rules naming ``function`` do to it, for ``status``."""
+    said = []
+    for rule in rules:
+        if fnmatch.fnmatchcase(function, rule.pattern):
+            limits = [
+                "paused" if rule.paused else "",
+                f"at most {rule.rate}" if rule.rate else "",
+                f"{rule.max_running} running" if rule.max_running else "",
+                f"{rule.per_key} per key" if rule.per_key else "",
+            ]
+            said.append(f"{', '.join(filter(None, limits))} ({rule.pattern})")
+    return "; ".join(said)
 
 
 def _limits(args: argparse.Namespace) -> int:

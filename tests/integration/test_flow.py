@@ -115,6 +115,8 @@ def test_a_pause_holds_jobs_across_a_restart_until_resumed(tmp_path: Path) -> No
                 "per_key": None,
             }
         ]
+        status = cli(restarted.address, "status").stdout
+        assert "import.csv" in status and "paused (import.*)" in status
         done: list[bytes] = []
         worker = Worker([restarted.address])
         worker.register("import.csv", lambda job: done.append(job.data))
