@@ -73,16 +73,7 @@ def is_control(words: list[bytes]) -> bool:
     """Whether an admin command (already split in words) changes state or lists job
     identities; the rest only read."""
     name = words[0].lower()
-    if name in (
-        b"cancel",
-        b"create",
-        b"drop",
-        b"retry",
-        b"shutdown",
-        b"pause",
-        b"resume",
-        b"limit",
-    ):
+    if name in CONTROL_COMMANDS:
         return True
     if name in (b"maxqueue", b"verbose"):
         return len(words) > 1  # with a function or a level: a change

@@ -115,6 +115,28 @@ def _validate_retries(task: SpoolgearTask) -> None:
         raise InvalidTask(f"retry_jitter must be a fraction from 0 to 1, got {task.retry_jitter!r}")
 
 
+def enqueued(
+    backend: BaseTaskBackend, task: Task[Any, Any], result_id: str, args: Any, kwargs: Any
+) -> TaskResult[Any]:
+    """The result of a task just queued (READY), ``task_enqueued`` sent for it."""
+    result: TaskResult[Any] = TaskResult(
+        task=task,
+        id=result_id,
+        status=TaskResultStatus.READY,
+        enqueued_at=timezone.now(),
+        started_at=None,
+        last_attempted_at=None,
+        finished_at=None,
+        args=args,
+        kwargs=kwargs,
+        backend=backend.alias,
+        errors=[],
+        worker_ids=[],
+    )
+    task_enqueued.send(type(backend), task_result=result)
+    return result
+
+
 def queue_function(queue_name: str) -> str:
     """The Gearman function of a queue: what the backend submits to, the worker serves."""
     return QUEUE_FUNCTION_PREFIX + queue_name
@@ -178,22 +200,7 @@ class SpoolgearBackend(BaseTaskBackend):
             key=concurrency_key(task, args, kwargs),
         )
         handle = submit_background(job, self.servers)
-        result: TaskResult[Any] = TaskResult(
-            task=task,
-            id=handle.handle,
-            status=TaskResultStatus.READY,
-            enqueued_at=timezone.now(),
-            started_at=None,
-            last_attempted_at=None,
-            finished_at=None,
-            args=args,
-            kwargs=kwargs,
-            backend=self.alias,
-            errors=[],
-            worker_ids=[],
-        )
-        task_enqueued.send(type(self), task_result=result)
-        return result
+        return enqueued(self, task, handle.handle, args, kwargs)
 
     def get_result(self, result_id: str) -> TaskResult[Any]:
         """From the first configured broker that knows the job (with a shared PostgreSQL

@@ -26,8 +26,6 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from django.utils import timezone
-
 from broker.gearman import workflows
 from broker.gearman.admin_client import JobState
 from broker.gearman.client import Client
@@ -37,14 +35,12 @@ from django_jobs.sending.serialization import WORKFLOW, dumps_call
 from django_jobs.task_api.calls import TaskCall
 from django_jobs.task_api.tasks import Task as TaskApiTask
 from django_jobs.task_api.tasks import TaskExecutor
-from django_jobs.tasks_framework.backend import SpoolgearBackend, queue_function
+from django_jobs.tasks_framework.backend import SpoolgearBackend, enqueued, queue_function
 from django_jobs.tasks_framework.framework import (
     InvalidTaskBackend,
     Task,
     TaskResult,
-    TaskResultStatus,
     normalize_json,
-    task_enqueued,
 )
 from django_jobs.tasks_framework.results import task_result
 
@@ -112,22 +108,9 @@ def enqueue(flow: TaskFlow) -> list[TaskResult[Any] | TaskCall]:
             results.append(call)
             continue
         backend = each.task.get_backend()
-        result: TaskResult[Any] = TaskResult(
-            task=each.task,
-            id=handle.handle,
-            status=TaskResultStatus.READY,
-            enqueued_at=timezone.now(),
-            started_at=None,
-            last_attempted_at=None,
-            finished_at=None,
-            args=list(each.args),
-            kwargs=dict(each.kwargs),
-            backend=backend.alias,
-            errors=[],
-            worker_ids=[],
+        results.append(
+            enqueued(backend, each.task, handle.handle, list(each.args), dict(each.kwargs))
         )
-        task_enqueued.send(type(backend), task_result=result)
-        results.append(result)
     return results
 
 
