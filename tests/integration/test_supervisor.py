@@ -145,8 +145,7 @@ def test_stopping_a_pool_mid_job_lets_the_job_finish_and_report(
     assert stopped.stdout.count(": stopped") == 2, stopped.stdout
     assert pools.pids("store:store-video-") == {}
     log = "".join(path.read_text() for path in Path(pools.config).parent.glob("store-video-*"))
-    assert "job store.video.transcode" in log and "done in" in log
-    assert "stopping (signal)" in log
+    assert "stopping (signal) after 1 jobs" in log
 
 
 def test_restarting_the_group_with_queued_jobs_completes_them_all(

@@ -116,15 +116,23 @@ def test_tasks_may_use_the_database(mail_worker: WorkerProcess, client: GearmanC
     assert client.submit_job("shop.mail.database") == 42
 
 
-def test_each_job_is_logged_with_name_handle_and_duration(
+def test_each_job_is_logged_with_name_handle_and_duration_at_verbosity_2(
     mail_worker: WorkerProcess, client: GearmanClient
 ) -> None:
-    client.submit_job("shop.mail.echo", "logged")
+    client.submit_job("shop.mail.echo", "quiet")
+    assert " done in " not in mail_worker.output()  # -v 1 (the default): failures only
+    with (
+        run_broker() as own,
+        gearman_worker(own.address, "-a", "shop", "-n", "mail", "-v", "2") as loud,
+        GearmanClient([own.address], timeout=30) as loud_client,
+    ):
+        loud_client.submit_job("shop.mail.echo", "logged")
+        lines = loud.output().splitlines()
     assert any(
         line.split()[3:5] == ["job", "shop.mail.echo"]
         and line.endswith(" ms")
         and " done in " in line
-        for line in mail_worker.output().splitlines()
+        for line in lines
     )
 
 
