@@ -291,14 +291,14 @@ def test_limits_end_the_process_cleanly(
     stops = tmp_path / "stops"
     with (
         gearman_worker(
-            broker.address, "-a", "shop", "-n", "mail", *option, STOP_MARKER=str(stops)
+            broker.address, "-a", "shop", "-n", "mail", "-v", "2", *option, STOP_MARKER=str(stops)
         ) as worker,
         GearmanClient([broker.address]) as client,
     ):
         client.submit_jobs([Job("shop.mail.echo", [n]) for n in range(3)], background=True)
         assert worker.wait() == 0
     assert stops.read_text() == f"shop.mail {reason}\n"
-    assert worker.output().count("INFO job shop.mail.echo") == jobs
+    assert worker.output().count("DEBUG job shop.mail.echo") == jobs
 
 
 def test_timeout_hands_an_overdue_job_back_to_the_broker(tmp_path: Path) -> None:
