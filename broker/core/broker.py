@@ -34,6 +34,7 @@ from __future__ import annotations
 import logging
 import math
 import time
+from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
@@ -150,6 +151,8 @@ class Broker:
         self.failed = FailedList(settings.max_failed_jobs, self.journal)
         self.results = ResultBook(settings, self.journal, clock)
         self.workflows = Workflows(self.handles)
+        self._ended_parents: deque[tuple[Job, str, str]] = deque()
+        """Jobs whose end the jobs waiting for them are still to hear of."""
         self.scheduler = Scheduler(
             journal=self.journal,
             handles=self.handles,
@@ -406,17 +409,26 @@ class Broker:
         self._give_up(job, job.stopped)
 
     def _parent_ended(self, job: Job, status: str, error: str) -> None:
-        """Release or stop the jobs that waited for ``job``."""
-        for child in self.workflows.ended(job, status, error):
-            child.function.delayed -= 1
-            if child.stopped:
-                self._stop(child)
-                continue
-            if self.timing:
-                child.since = self.clock()
-            if child.stored:
-                self.journal.job_requeued(child)
-            self._enqueue(child)
+        """Release or stop the jobs that waited for ``job``. A stopped job ends too, and
+        what waits for it is settled by the same loop, not by recursion: a long chain that
+        stops at its first step is a long walk, not a deep stack."""
+        ended = self._ended_parents
+        ended.append((job, status, error))
+        if len(ended) > 1:
+            return  # the loop below, running further up the stack, takes it
+        while ended:
+            parent, parent_status, parent_error = ended[0]
+            for child in self.workflows.ended(parent, parent_status, parent_error):
+                child.function.delayed -= 1
+                if child.stopped:
+                    self._stop(child)  # ends it: it joins ``ended``
+                    continue
+                if self.timing:
+                    child.since = self.clock()
+                if child.stored:
+                    self.journal.job_requeued(child)
+                self._enqueue(child)
+            ended.popleft()
 
     def _submit_at_rank(
         self,

@@ -25,6 +25,7 @@ MODES = (CHAIN, GROUP)
 MAX_AFTER = 1000
 """Jobs one job may run after (the members of a group)."""
 SUCCESSFUL = "successful"
+STOPPED = "chain stopped: "
 
 
 def parse_after(after: bytes) -> tuple[bytes, list[int]]:
@@ -64,7 +65,7 @@ class Workflows:
             result = ended(handle)
             if mode == CHAIN and not job.stopped:
                 if result is None:
-                    job.stopped = f"chain stopped: {handle.decode()} ended and its result is gone"
+                    job.stopped = f"{STOPPED}{handle.decode()} ended and its result is gone"
                 elif result.status != SUCCESSFUL:
                     error = result.errors[-1] if result.errors else ""
                     job.stopped = _stopped_by(handle, result.function, result.status, error)
@@ -98,7 +99,10 @@ class Workflows:
 
 
 def _stopped_by(handle: bytes, function: bytes, status: str, error: str) -> str:
+    """Why a chain stopped: where it did. A job stopped by a stopped job says the same as
+    that one (the step that failed), however long the chain."""
     said = error.partition("\n")[0]
-    return f"chain stopped: {handle.decode()} ({function.decode('utf-8', 'replace')}) {status}" + (
-        f": {said}" if said else ""
-    )
+    if said.startswith(STOPPED):
+        return said
+    name = function.decode("utf-8", "replace")
+    return f"{STOPPED}{handle.decode()} ({name}) {status}" + (f": {said}" if said else "")

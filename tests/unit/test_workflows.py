@@ -64,9 +64,7 @@ def test_a_failure_stops_the_chain_and_says_where() -> None:
         ended = state(client, handle)
         assert ended["status"] == "failed" and ended["attempts"] == 0
     assert state(client, b)["errors"] == [f"chain stopped: {a.decode()} (a) failed: disk full"]
-    assert state(client, c)["errors"] == [
-        f"chain stopped: {b.decode()} (b) failed: chain stopped: {a.decode()} (a) failed: disk full"
-    ]
+    assert state(client, c)["errors"] == state(client, b)["errors"]  # where the chain stopped
     assert [line.split(b"\t")[0] for line in client.admin(b"show failed").split(b"\n")[:3]] == [
         a,
         b,
@@ -149,3 +147,21 @@ def test_a_wait_survives_a_restart_and_a_parent_that_ended_meanwhile_releases_it
     peer = worker(third, b"a", b"b")
     assert peer.grab() == (b, b"b", b"", b"b's data")
     assert peer.grab() is None  # released once
+
+
+def test_a_long_chain_that_stops_at_its_first_step_stops_whole() -> None:
+    harness = Harness(keep_results=60)
+    client = harness.peer()
+    first = previous = client.submit(b"a")
+    steps = []
+    for _ in range(1500):  # deeper than Python's recursion limit, if it recursed
+        previous = after(client, b"b", b"chain " + previous)
+        steps.append(previous)
+    peer = worker(harness, b"a", b"b")
+    assert peer.grab()[0] == first  # type: ignore[index]
+    peer.send(T.WORK_FAIL, first)
+    assert peer.grab() is None
+    last = state(client, steps[-1])
+    assert last["status"] == "failed"
+    assert last["errors"] == [f"chain stopped: {first.decode()} (a) failed: WORK_FAIL"]
+    assert b"\tb\t" not in client.admin(b"status")
