@@ -8,7 +8,7 @@ fsynced, then renamed into place, so a reader (this store, or a uWSGI spooler
 sharing the directory) never sees a half-written file. The failed list and
 schedules live in ``failed/`` and ``schedules/`` in the same format; a job that
 is running has a marker in ``.running/``; flow rules are one line each in ``flow/``
-(named by the pattern in hex: ``rate per running paused``).
+(named by the pattern in hex: ``rate per running paused per_key``).
 
 A file that cannot be decoded is moved to ``corrupt/`` and reported by name; a
 file some other process holds locked, or a uWSGI task that is not a spoolgear
@@ -262,7 +262,9 @@ class SpoolStore(Store):
                 self._remove(self.schedules / str(op.number))
             elif isinstance(op, ops.SetFlowRule):
                 rule = op.rule
-                line = f"{rule.rate} {rule.per!r} {rule.running} {int(rule.paused)}\n"
+                line = (
+                    f"{rule.rate} {rule.per!r} {rule.running} {int(rule.paused)} {rule.per_key}\n"
+                )
                 self._put(self.flow / rule.pattern.hex(), line.encode())
             elif isinstance(op, ops.DeleteFlowRule):
                 self._remove(self.flow / op.pattern.hex())

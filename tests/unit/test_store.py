@@ -74,9 +74,22 @@ def test_jobs_come_back_in_priority_then_queue_order(reopen: Reopen) -> None:
 
 
 def test_every_field_survives(reopen: Reopen) -> None:
-    original = job(7, run_at=1.8e9, reducer=b"red", attempts=2, running=True)
-    reopen().write([ops.AddJob(original)])
-    assert reopen().load().jobs == [original]
+    original = job(7, run_at=1.8e9, reducer=b"red", attempts=2, running=True, key=b"acme")
+    waiting = job(8, run_at=ops.WAITING, after=b"chain 7")
+    reopen().write([ops.AddJob(original), ops.AddJob(waiting)])
+    assert reopen().load().jobs == [original, waiting]
+
+
+def test_a_requeue_later_and_flow_rules_survive(reopen: Reopen) -> None:
+    store = reopen()
+    rule = ops.FlowRule(b"mail.*", rate=5, per=60.0, running=2, paused=True, per_key=1)
+    store.write([ops.AddJob(job(1)), ops.MarkRunning(1), ops.SetFlowRule(rule)])
+    store.write([ops.Requeue(1, 1, 10, run_at=1.9e9), ops.SetFlowRule(ops.FlowRule(b"x", rate=1))])
+    state = reopen().load()
+    assert [(j.number, j.run_at, j.running) for j in state.jobs] == [(1, 1.9e9, False)]
+    assert state.flow_rules == [rule, ops.FlowRule(b"x", rate=1)]
+    reopen().write([ops.DeleteFlowRule(b"x")])
+    assert reopen().load().flow_rules == [rule]
 
 
 def test_running_requeue_and_delete(reopen: Reopen) -> None:
@@ -248,6 +261,24 @@ def test_a_schema_1_store_gets_the_schedule_columns(tmp_path: Path) -> None:
     assert store.load().schedules == [
         ops.StoredSchedule(4, b"tick", b"", b"", "*/5 * * * *", 0.0, 0)
     ]
+    store.close()
+
+
+def test_a_schema_3_store_gets_keys_and_waits_with_its_jobs_kept(tmp_path: Path) -> None:
+    path = tmp_path / "old.db"
+    db = sqlite3.connect(path)
+    db.executescript("""
+        CREATE TABLE jobs (number INTEGER PRIMARY KEY, function BLOB NOT NULL,
+            unique_key BLOB NOT NULL, data BLOB NOT NULL, priority INTEGER NOT NULL,
+            run_at REAL NOT NULL, reducer BLOB NOT NULL, attempts INTEGER NOT NULL,
+            running INTEGER NOT NULL, seq INTEGER NOT NULL);
+        INSERT INTO jobs VALUES (7, x'66', x'', x'64', 1, 0, x'', 0, 0, 1);""")
+    db.commit()
+    db.close()
+    store = SQLiteStore(path)
+    assert store.load().jobs == [job(7, unique=b"", data=b"d", seq=1)]
+    store.write([ops.SetFlowRule(ops.FlowRule(b"f", paused=True))])
+    assert store.load().flow_rules == [ops.FlowRule(b"f", paused=True)]
     store.close()
 
 
