@@ -39,7 +39,8 @@ def worker() -> Iterator[tuple[RunningBroker, WorkerProcess]]:
 
     with (
         run_broker() as broker,
-        gearman_worker(broker.address, "-a", "seeds", "-n", "jbox") as process,
+        # -v 2: each finished job is logged (DEBUG), which these tests count.
+        gearman_worker(broker.address, "-a", "seeds", "-n", "jbox", "-v", "2") as process,
     ):
         yield broker, process
 

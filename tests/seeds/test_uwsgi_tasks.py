@@ -40,6 +40,8 @@ def tasks_worker(broker: RunningBroker, log: Path, tmp_path: Path) -> Iterator[W
             "seeds",
             "-n",
             "tasks",
+            "-v",
+            "2",  # each finished job is logged (DEBUG): the runs are timed from those lines
             SEEDS_LOG=str(log),
             SEEDS_DIR=str(tmp_path / "files"),
             MAIL_DIR=str(tmp_path / "mail"),
