@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 from selenium import webdriver
+from selenium.common.exceptions import NoSuchElementException, StaleElementReferenceException
 from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
 from selenium.webdriver.remote.webdriver import WebDriver
@@ -94,6 +95,15 @@ def log_in(browser: WebDriver, site: str, user: str) -> None:
 
 def cell(browser: WebDriver, selector: str) -> str:
     return str(browser.find_element(By.CSS_SELECTOR, selector).text)
+
+
+def page_says(browser: WebDriver, text: str) -> bool:
+    """Whether the page's message list says ``text`` (False while the page after a click
+    is still loading: the old list goes stale, or the new one is not there yet)."""
+    try:
+        return text in cell(browser, ".messagelist").lower()
+    except (NoSuchElementException, StaleElementReferenceException):
+        return False
 
 
 def send_mail(address: str, outbox: Path, to: str) -> None:
@@ -181,7 +191,7 @@ def test_the_dashboard_shows_the_broker_and_retries_a_failed_job(
             browser.find_element(
                 By.CSS_SELECTOR, f'tr[data-handle="{handle}"] button.retry'
             ).click()
-            wait_until(lambda: "queued again" in cell(browser, ".messagelist"))
+            wait_until(lambda: page_says(browser, "queued again"))
             wait_until(lambda: outbox.exists() and "ada" in outbox.read_text())
             assert failed_handles(broker.address) == []
             browser.save_screenshot(str(screenshots / "dashboard-retried.png"))
@@ -200,7 +210,7 @@ def test_the_dashboard_shows_the_broker_and_retries_a_failed_job(
 
             browser.get(f"{site}/admin/django_jobs/broker/")
             browser.find_element(By.CSS_SELECTOR, 'tr[data-function="report"] .pause').click()
-            wait_until(lambda: "report on" in cell(browser, ".messagelist").lower())
+            wait_until(lambda: page_says(browser, "report on"))
             assert "paused" in cell(browser, ".messagelist")
             assert cell(browser, 'tr[data-function="report"] .paused') == "paused"
             with AdminClient(broker.address) as admin:
@@ -208,13 +218,13 @@ def test_the_dashboard_shows_the_broker_and_retries_a_failed_job(
             assert paused == [("report", True, 2)]
             browser.save_screenshot(str(screenshots / "dashboard-paused.png"))
             browser.find_element(By.CSS_SELECTOR, 'tr[data-pattern="report"] .resume').click()
-            wait_until(lambda: "resumed" in cell(browser, ".messagelist"))
+            wait_until(lambda: page_says(browser, "resumed"))
             with AdminClient(broker.address) as admin:
                 assert admin.limits() == []
             form = browser.find_element(By.CSS_SELECTOR, "form.cancel-job")
             form.find_element(By.NAME, "handle").send_keys(first_report.handle)
             form.find_element(By.CSS_SELECTOR, "button.cancel").click()
-            wait_until(lambda: "cancelled" in cell(browser, ".messagelist"))
+            wait_until(lambda: page_says(browser, "cancelled"))
             assert cell(browser, 'tr[data-function="report"] .queued') == "1"
 
             send_mail(broker.address, tmp_path / "nowhere" / "outbox.txt", "bob")
