@@ -11,8 +11,9 @@ in its store (``broker/core/workflows.py``). A job reads what it ran after with
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 from broker.gearman.admin_client import AdminClient, JobState
 from broker.gearman.client import Client, JobHandle
@@ -90,6 +91,24 @@ def previous_results(job: WorkerJob, *, tls: TLSFiles | None = None) -> list[Job
     """What the running ``job`` ran after (a chain's previous step, a group's members), in
     order, as its broker keeps them; empty for a job that ran after nothing."""
     return own_and_previous(job, tls=tls)[1]
+
+
+def leading_arguments(
+    own: JobState | None,
+    states: list[JobState],
+    value: Callable[[bytes], Any],
+    member: Callable[[JobState], Any],
+) -> list[Any]:
+    """What a step (``own``) gets before its own arguments, from the ``states`` of the
+    jobs it ran after: nothing for a first step; after a group (``group`` mode), the list
+    of those jobs, each as ``member`` makes it; in a chain, the previous step's result as
+    ``value`` decodes it (a list of them after several)."""
+    if own is None or not own.after:
+        return []
+    if own.after_mode == "group":
+        return [[member(state) for state in states]]
+    values = [value(state.value) if state.value else None for state in states]
+    return [values[0] if len(values) == 1 else values]
 
 
 def own_and_previous(

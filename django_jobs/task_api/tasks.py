@@ -34,7 +34,7 @@ from broker.errors import ConnectionFailed, RetryLater, WorkFailed
 from broker.gearman.client import JobHandle
 from broker.gearman.retries import retry_or_give_up
 from broker.gearman.steps import current_job
-from broker.gearman.workflows import own_and_previous
+from broker.gearman.workflows import leading_arguments, own_and_previous
 from broker.uwsgi_compat.decorators import SPOOL_IGNORE, SPOOL_OK, SPOOL_RETRY
 from django_jobs.conf import farm_function, job_settings, mule_function
 from django_jobs.jobs.discovery import check_served
@@ -171,13 +171,10 @@ class Task:
         attempts, since a step retries as the same job."""
         own, states = own_and_previous(current_job(), tls=job_settings().tls)
         call.setup.attempt = max(1, own.attempts) if own is not None else 1
-        if own is None or not own.after:
-            return []
-        if own.after_mode == "group":
-            return [states]
         serializer = job_settings().serializer
-        values = [loads_result(s.value, serializer) if s.value else None for s in states]
-        return [values[0] if len(values) == 1 else values]
+        return leading_arguments(
+            own, states, lambda value: loads_result(value, serializer), lambda state: state
+        )
 
     def _retry(self, call: TaskCall, reason: str, delay: float | None) -> None:
         """Queue the next attempt as a new delayed job, or fail the job (to the failed

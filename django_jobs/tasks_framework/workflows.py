@@ -168,9 +168,6 @@ def _servers(steps: list[TaskStep]) -> tuple[str, ...]:
 def previous(backend: SpoolgearBackend, own: JobState | None, states: list[JobState]) -> list[Any]:
     """What a step (``own``) gets before its own arguments, from the ``states`` of the
     jobs it ran after (see the module's docstring)."""
-    if own is None or not own.after:
-        return []
-    if own.after_mode == "group":
-        return [[task_result(state, backend.alias) for state in states]]
-    values = [json.loads(state.value) if state.value else None for state in states]
-    return [values[0] if len(values) == 1 else values]
+    return workflows.leading_arguments(
+        own, states, json.loads, lambda state: task_result(state, backend.alias)
+    )
