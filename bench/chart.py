@@ -38,3 +38,28 @@ def draw(ratios: Ratios, targets: dict[str, float], title: str, path: Path) -> N
     figure.tight_layout()
     figure.savefig(path, dpi=100)
     plt.close(figure)
+
+
+def draw_systems(figures: dict[str, tuple[float, float]], title: str, path: Path) -> None:
+    """Per system, its enqueue p50 in ms and its drain rate, side by side (log scales);
+    spoolgear's bars in one colour, the peers' in another."""
+    labels = list(figures)
+    colours = ["tab:blue" if label.startswith("spoolgear") else "tab:grey" for label in labels]
+    figure, (enqueue, drain) = plt.subplots(
+        1, 2, figsize=(12, 0.4 * len(labels) + 1.8), sharey=True
+    )
+    rows = range(len(labels))
+    for axes, index, name, fmt in (
+        (enqueue, 0, "enqueue p50, ms (lower is better)", "%.2f"),
+        (drain, 1, "drain, tasks/s with two workers (higher is better)", "%.0f"),
+    ):
+        bars = axes.barh(rows, [figures[label][index] for label in labels], color=colours)
+        axes.bar_label(bars, fmt=fmt, padding=3, fontsize=8)
+        axes.set_xscale("log")
+        axes.set_xlabel(name)
+    enqueue.set_yticks(list(rows), labels)
+    enqueue.invert_yaxis()
+    figure.suptitle(title)
+    figure.tight_layout()
+    figure.savefig(path, dpi=100)
+    plt.close(figure)
