@@ -559,6 +559,7 @@ def report(results: dict[str, Figures], flush: float, chart_path: Path) -> None:
 def run(scale: float, only: set[str] | None, chart_path: Path) -> dict[str, Figures]:
     chosen = [s for s in SYSTEMS if only is None or s.setting in only or s.server in only]
     results: dict[str, Figures] = {}
+    failed: list[str] = []
     with tempfile.TemporaryDirectory() as directory:
         scratch = Path(directory)
         flush = flush_ms(scratch)
@@ -566,10 +567,17 @@ def run(scale: float, only: set[str] | None, chart_path: Path) -> dict[str, Figu
         with cluster_context if cluster_context is not None else nullcontext() as cluster:
             for system in chosen:
                 name = f"{system.setting}_{system.server}"
-                with queue_server(system.server, scratch, cluster, name) as server:
-                    results[system.label] = measure(system, server, scratch, scale)
+                try:
+                    with queue_server(system.server, scratch, cluster, name) as server:
+                        results[system.label] = measure(system, server, scratch, scale)
+                except (RuntimeError, subprocess.SubprocessError) as error:
+                    failed.append(f"{system.label}: {error}")
+                    print(f"{system.label} FAILED: {error}", flush=True)
+                    continue
                 print(f"{system.label}: {results[system.label]}", flush=True)
     report(results, flush, chart_path)
+    if failed:
+        raise SystemExit("these systems could not be measured:\n" + "\n".join(failed))
     return results
 
 

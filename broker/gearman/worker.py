@@ -1,9 +1,11 @@
 """A blocking Gearman worker that serves every configured server at once.
 
-Per job it makes one round trip: the result and the next GRAB_JOB_UNIQ leave in
-one write. With ``prefetch`` N it keeps up to N grabs outstanding per server, so
-the server picks the next job while this one runs (faster on short jobs, but a
-long job holds up to N-1 others that an idle worker could have taken). It sends
+Per job the result and the next GRAB_JOB_UNIQ leave in one write. With ``prefetch``
+N it keeps up to N grabs outstanding per server, so the server picks the next job
+while this one runs (faster on short jobs, but a long job holds up to N-1 others
+that an idle worker could have taken). Unset, the depth follows the jobs' pace
+(``AutoPrefetch``): one while jobs take milliseconds, more while they take
+microseconds and a round trip per job would be most of their cost. It sends
 PRE_SLEEP only once every grab came back NO_JOB, then waits for the server's
 NOOP. A lost server is retried with exponential backoff while the others keep
 working. ``stop()`` (also safe from a signal handler) sends no more grabs, lets
@@ -106,6 +108,36 @@ class _Server:
     delay: float = RECONNECT_FIRST_DELAY
 
 
+AUTO_PREFETCH_MOST = 16
+AUTO_PREFETCH_HOLD_SECONDS = 0.002
+"""Unset ``prefetch``: the jobs held behind the running one should take about this long
+in all at the recent pace, and at most this many grabs are outstanding."""
+AUTO_PREFETCH_SMOOTHING = 0.2
+"""Weight of the latest job in the moving average of job times."""
+
+
+class AutoPrefetch:
+    """The grabs to keep outstanding when ``prefetch`` is not set. It starts at one, as if
+    jobs took ``AUTO_PREFETCH_HOLD_SECONDS``; with a moving average of job times it holds
+    as many jobs ahead as run in that time, up to ``AUTO_PREFETCH_MOST``. One slow job
+    brings it back to one at once, so a worker of long jobs never holds any back; a long
+    job right after a run of short ones holds back what was already grabbed."""
+
+    __slots__ = ("average",)
+
+    def __init__(self) -> None:
+        self.average = AUTO_PREFETCH_HOLD_SECONDS
+
+    def ran(self, seconds: float) -> None:
+        self.average += (seconds - self.average) * AUTO_PREFETCH_SMOOTHING
+        if seconds > AUTO_PREFETCH_HOLD_SECONDS:
+            self.average = max(self.average, seconds)
+
+    def depth(self) -> int:
+        ahead = AUTO_PREFETCH_HOLD_SECONDS / max(self.average, 1e-9)
+        return max(1, min(AUTO_PREFETCH_MOST, int(ahead)))
+
+
 @dataclass
 class _Task:
     function: TaskFunction
@@ -118,7 +150,7 @@ class Worker:
         servers: Sequence[str] = (DEFAULT_SERVER,),
         *,
         client_id: str | None = None,
-        prefetch: int = 1,
+        prefetch: int | None = None,
         tls: TLSFiles | None = None,
         steps: Sequence[JobStep] = (),
         cancel_grace: float | None = None,
@@ -126,10 +158,12 @@ class Worker:
         """``steps`` run around every job, in order (``broker.gearman.steps``), inside
         ``tracking_current_job``; the job's function runs innermost, and whatever it
         raises passes through them. ``cancel_grace``: seconds a cancelled job may run on
-        before this process ends (None: it runs to its end, its result discarded)."""
+        before this process ends (None: it runs to its end, its result discarded).
+        ``prefetch``: grabs kept outstanding per server; None follows the jobs' pace
+        (``AutoPrefetch``), except with a task timeout, which counts from the hand-over."""
         if not servers:
             raise ValueError("at least one server address is needed")
-        if prefetch < 1:
+        if prefetch is not None and prefetch < 1:
             raise ValueError("prefetch must be at least 1")
         self.servers = list(servers)
         self.client_id = client_id
@@ -138,6 +172,7 @@ class Worker:
         self.tasks: dict[str, _Task] = {}
         self.steps = list(steps)
         self._stopping = False
+        self._pace: AutoPrefetch | None = None
         self._grab_budget: int | None = None
         """Jobs ``max_jobs`` still allows, minus grabs outstanding; None without a limit."""
         self._wake_reader, self._wake_writer = socket.socketpair()
@@ -182,6 +217,8 @@ class Worker:
             raise ValueError("register at least one task before calling work()")
         self._stopping = False
         self._grab_budget = max_jobs
+        timed = any(task.timeout for task in self.tasks.values())
+        self._pace = AutoPrefetch() if self.prefetch is None and not timed else None
         servers = [_Server(address) for address in self.servers]
         selector = selectors.DefaultSelector()
         selector.register(self._wake_reader, selectors.EVENT_READ, None)
@@ -215,7 +252,7 @@ class Worker:
 
     def _grabs(self, server: _Server) -> bytes:
         """The GRAB_JOB_UNIQ packets that refill ``server``'s outstanding grabs to ``prefetch``."""
-        wanted = 0 if self._stopping else self.prefetch - server.grabs
+        wanted = 0 if self._stopping else self._depth() - server.grabs
         if self._grab_budget is not None:
             wanted = min(wanted, self._grab_budget)
             self._grab_budget -= max(wanted, 0)
@@ -223,6 +260,11 @@ class Worker:
             return b""
         server.grabs += wanted
         return GRAB * wanted
+
+    def _depth(self) -> int:
+        if self._pace is not None:
+            return self._pace.depth()
+        return self.prefetch or 1
 
     def _select_timeout(self, servers: list[_Server]) -> float | None:
         waiting = [s.retry_at for s in servers if s.wire is None]
@@ -287,7 +329,10 @@ class Worker:
                     wire.send(self._grabs(server))
                 elif kind in (T.JOB_ASSIGN_UNIQ, T.JOB_ASSIGN):
                     server.grabs -= 1
+                    started = time.perf_counter()
                     result = self._run(wire, packet)
+                    if self._pace is not None:
+                        self._pace.ran(time.perf_counter() - started)
                     completed += 1
                     wire.send(result + self._grabs(server))
                 elif kind is T.WORK_CANCEL:

@@ -39,6 +39,10 @@ from broker.store.base import Claimed, Page, PagingStore, SharedStore, Store
 
 log = logging.getLogger("spoolgear.store")
 
+LONE_BATCH_OPERATIONS = 2
+"""The most operations a batch may hold to be written on the loop's thread when its store
+has ``lone_writes_on_loop`` (a background submission is one, a unique one two)."""
+
 
 class Written(NamedTuple):
     pages: list[Page]
@@ -135,7 +139,7 @@ class Committer:
         self._last_commit_at = now
         batch = self.broker.take_batch()
         sweep, self._sweep_wanted = self._sweep_wanted, False
-        if self.store.writes_on_loop:
+        if self.store.writes_on_loop or self._lone(batch, sweep, awaited):
             try:
                 written = self._write(batch, sweep)
             except Exception as error:
@@ -149,6 +153,19 @@ class Committer:
         future = self.loop.run_in_executor(self._writer, self._write, batch, sweep)
         self._in_flight = future
         future.add_done_callback(lambda done: self._done(batch, done))
+
+    def _lone(self, batch: Batch, sweep: bool, awaited: bool) -> bool:
+        """A small batch a reply waits for (one caller, nobody else arriving), for a store
+        whose commit is a local fsync: written on the loop's thread, it is answered without
+        two thread hand-offs. A larger batch means others are arriving meanwhile: the writer
+        thread takes it, and the loop keeps serving while the disk flushes."""
+        return (
+            self.store.lone_writes_on_loop
+            and awaited
+            and not sweep
+            and not batch.page_requests
+            and len(batch.operations) <= LONE_BATCH_OPERATIONS
+        )
 
     def _write(self, batch: Batch, sweep: bool) -> Written:
         """On the writer thread: the batch, its pages, and a shared store's sweep (each

@@ -113,6 +113,12 @@ class Store(ABC):
     """Whether ``write`` is quick enough to run on the event loop's thread: nothing to
     wait for (no fsync, no network), so a hand-off to the writer thread and back costs
     more than the write itself."""
+    lone_writes_on_loop = False
+    """Whether a lone client's small batch may be written on the event loop's thread even
+    though ``write`` waits for the disk: a local file's fsync, not a network round trip.
+    The committer does so only when a reply waits for a batch of at most
+    ``LONE_BATCH_OPERATIONS``: one caller waiting, nobody else arriving, so the hand-offs
+    to the writer thread and back would be most of its wait."""
     sync_seconds = 0.0
     """Seconds the last ``write`` spent making its batch durable (SQLite's COMMIT with its
     fsync; the spool store's fsyncs), for the metrics."""

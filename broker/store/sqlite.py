@@ -201,6 +201,18 @@ _BUSY_TIMEOUT_MS = 2000
 _INCREMENTAL = 2
 _SHRINK_FREE_PAGES = 2048
 _SHRINK_STEP_PAGES = 1024
+# Only deleting rows frees pages: a batch of none of these skips the free-page check.
+_FREEING = frozenset(
+    {
+        ops.DeleteJob,
+        ops.FailJob,
+        ops.DeleteFailed,
+        ops.DeleteSchedule,
+        ops.DeleteFlowRule,
+        ops.DropResults,
+        ops.ExpireResults,
+    }
+)
 # The write-ahead log is cut back to this size after checkpoints.
 _JOURNAL_SIZE_LIMIT = 64 << 20
 
@@ -212,6 +224,7 @@ def _damaged(exc: sqlite3.DatabaseError) -> bool:
 
 class SQLiteStore(PagingStore):
     durable = True
+    lone_writes_on_loop = True
 
     def __init__(
         self, path: Path, *, page_bytes: int = PAGE_BYTES, sync: str = DEFAULT_SYNC
@@ -449,9 +462,11 @@ class SQLiteStore(PagingStore):
         db = self.db
         try:
             db.execute("BEGIN")
+            freed = False
             try:
                 for kind, group in groupby(ops.compact(batch), type):
                     self._apply(kind, list(group))
+                    freed = freed or kind in _FREEING
                 started = time.perf_counter()
                 db.execute("COMMIT")
                 self.sync_seconds = time.perf_counter() - started
@@ -459,7 +474,8 @@ class SQLiteStore(PagingStore):
                 if db.in_transaction:  # a failed COMMIT may have rolled back already
                     db.execute("ROLLBACK")
                 raise
-            self._shrink()
+            if freed:
+                self._shrink()
         except sqlite3.Error as exc:
             raise StoreUnavailable(f"writing to the store {self.path} failed: {exc}") from exc
         self._check_file()

@@ -48,8 +48,9 @@ class WorkerProcess:
     """Bytes of resident memory after which the process exits once its job is done."""
     timeout: float | None = None
     """Seconds a job may run before the server hands it to another worker (CAN_DO_TIMEOUT)."""
-    prefetch: int = 1
-    """Jobs asked for ahead of the running one (``broker.worker.Worker``)."""
+    prefetch: int | None = None
+    """Jobs asked for ahead of the running one; None: as the jobs' pace allows
+    (``broker.gearman.worker.AutoPrefetch``)."""
     cancel_grace: float | None = DEFAULT_CANCEL_GRACE
     """Seconds a cancelled job may run on before the process ends (``cancel.py``)."""
     servers: tuple[str, ...] | None = None

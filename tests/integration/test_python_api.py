@@ -14,6 +14,7 @@ from broker.admin import AdminClient
 from broker.client import Client, JobHandle
 from broker.errors import ConnectionFailed, JobException, JobFailed, JobTimeout, ServerError
 from broker.protocol.priorities import Priority
+from broker.gearman.worker import AUTO_PREFETCH_MOST, AutoPrefetch
 from broker.worker import TaskFunction, Worker, WorkerJob
 from tests.helpers import RunningBroker, free_port, run_broker, wait_until
 
@@ -262,6 +263,47 @@ def test_prefetch_never_leaves_a_job_held_past_max_jobs_or_stop(broker: RunningB
         (status,) = [s for s in admin.status() if s.name == "record"]
         assert (status.total, status.running) == (6 - ran, 0)
         assert all(job.retries == 0 for job in admin.show_jobs()), "none came back by a disconnect"
+
+
+def test_left_unset_prefetch_asks_ahead_only_while_jobs_are_short() -> None:
+    pace = AutoPrefetch()
+    assert pace.depth() == 1, "nothing known yet: one job at a time"
+    for _ in range(60):
+        pace.ran(0.00005)
+    assert pace.depth() == AUTO_PREFETCH_MOST, "jobs of 50 us: as far ahead as allowed"
+    pace.ran(0.5)
+    assert pace.depth() == 1, "one slow job: nothing is held behind the next one"
+    for _ in range(60):
+        pace.ran(0.0004)
+    assert 1 < pace.depth() < AUTO_PREFETCH_MOST, "jobs of 0.4 ms: a few ahead"
+
+
+def test_a_worker_whose_task_has_a_timeout_holds_one_job_at_a_time(broker: RunningBroker) -> None:
+    """CAN_DO_TIMEOUT counts from the hand-over, so a job grabbed ahead would time out
+    while it waited: left unset, prefetch stays at one however short the jobs are."""
+    started, release = threading.Event(), threading.Event()
+
+    def short_then_slow(job: WorkerJob) -> bytes:
+        if job.data == b"slow":
+            started.set()
+            release.wait(30)
+        return b""
+
+    with Client([broker.address]) as client, AdminClient(broker.address) as admin:
+        for n in range(60):
+            client.submit_background("timed", b"%d" % n)
+        client.submit_background("timed", b"slow")
+        for n in range(10):
+            client.submit_background("timed", b"%d" % n)
+        with Worker([broker.address]) as worker:
+            worker.register("timed", short_then_slow, timeout=60)
+            thread = threading.Thread(target=worker.work, kwargs={"max_jobs": 71}, daemon=True)
+            thread.start()
+            assert started.wait(30)
+            (status,) = [s for s in admin.status() if s.name == "timed"]
+            release.set()
+            thread.join(30)
+        assert (status.total, status.running) == (11, 1)
 
 
 def test_a_server_given_without_a_port_is_named_with_its_port_in_errors() -> None:

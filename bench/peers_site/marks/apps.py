@@ -9,8 +9,8 @@ from django.conf import settings
 TASK_MODULES = {
     "jbox": "marks.gearman_workers.touch",
     "task-api": "marks.gearman_workers.api",
-    "tasks-framework": "marks.framework",
-    "django-tasks-db": "marks.framework",
+    "tasks-framework": "marks.gearman_workers.framework",
+    "django-tasks-db": "marks.gearman_workers.framework",
     "celery": "marks.celery_app",
     "rq": "marks.rq_jobs",
     "dramatiq": "marks.dramatiq_actors",

@@ -115,15 +115,16 @@ class Command(BaseCommand):
         parser.add_argument(
             "--prefetch",
             type=int,
-            default=1,
+            default=None,
             metavar="N",
-            help="ask for up to N jobs ahead (default 1): faster for short "
-            "jobs, but a long job holds the others back",
+            help="ask for up to N jobs ahead: faster for short jobs, but a long job holds "
+            "the others back (default: as many as the recent jobs run in 2 ms, at most 16; "
+            "one while they take longer, and with --timeout)",
         )
 
     def handle(self, *args: Any, **options: Any) -> None:
         show_logs(options["verbosity"])
-        if options["prefetch"] > 1 and options["timeout"] is not None:
+        if (options["prefetch"] or 1) > 1 and options["timeout"] is not None:
             raise CommandError(
                 "--timeout counts from when a job is handed over, so prefetched "
                 "jobs would time out while waiting: use --prefetch 1 with it"
