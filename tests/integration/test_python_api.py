@@ -13,8 +13,8 @@ import pytest
 from broker.admin import AdminClient
 from broker.client import Client, JobHandle
 from broker.errors import ConnectionFailed, JobException, JobFailed, JobTimeout, ServerError
-from broker.protocol.priorities import Priority
 from broker.gearman.worker import AUTO_PREFETCH_MOST, AutoPrefetch
+from broker.protocol.priorities import Priority
 from broker.worker import TaskFunction, Worker, WorkerJob
 from tests.helpers import RunningBroker, free_port, run_broker, wait_until
 
