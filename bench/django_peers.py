@@ -485,14 +485,41 @@ def flush_ms(directory: Path, samples: int = 200) -> float:
 
 PERSISTING_PEERS = ("redis-always", "postgresql")
 """Peers behind a socket that make each job durable before acknowledging it."""
+FLOOR_ROUNDS = 3
+FLOOR_CALLS = 3_000
 
 
-def report(results: dict[str, Figures], flush: float, chart_path: Path) -> None:
+@dataclass
+class Floor:
+    """spoolgear's jbox enqueue p50 (ms) on its SQLite store and on the memory store, and a
+    small write's fsync, measured in turn ``FLOOR_ROUNDS`` times: the enqueue target is a
+    difference of the three, steadier taken from rounds side by side than from one run."""
+
+    durable: list[float] = field(default_factory=list)
+    memory: list[float] = field(default_factory=list)
+    flush: list[float] = field(default_factory=list)
+
+    def overhead(self) -> float:
+        """What a durable enqueue costs beyond the memory store and the disk's flush."""
+        medians = [statistics.median(values) for values in (self.durable, self.memory, self.flush)]
+        return medians[0] - medians[1] - medians[2]
+
+
+def measure_floor(scratch: Path) -> Floor:
+    floor = Floor()
+    jbox = next(system for system in SYSTEMS if system.setting == "jbox")
+    for _ in range(FLOOR_ROUNDS):
+        for kind, values in (("spoolgear", floor.durable), ("spoolgear-memory", floor.memory)):
+            with queue_server(kind, scratch, None, "floor") as server:
+                report = Run(jbox, server, scratch).bench_enqueue("--calls", str(FLOOR_CALLS))
+                values.append(report["p50_ms"])
+        floor.flush.append(flush_ms(scratch))
+    return floor
+
+
+def print_table(results: dict[str, Figures]) -> None:
     print("\nDjango projects side by side: one trivial task, enqueued from one Django process")
-    print(
-        "one call at a time, drained by two worker processes (this machine: "
-        f"{os.cpu_count()} cores; a small write's fsync p50 {flush:.3f} ms)"
-    )
+    print(f"one call at a time, drained by two worker processes ({os.cpu_count()} cores)")
     print(
         "| system | enqueue/s | p50 ms | p99 ms | drain/s, 2 workers "
         "| start at idle p50 / max ms | kill -9: acknowledged tasks run after |"
@@ -506,54 +533,46 @@ def report(results: dict[str, Figures], flush: float, chart_path: Path) -> None:
     for system in SYSTEMS:
         if system.label in results:
             print(f"- {system.label}: {system.how}")
-    ours = {
-        label: f
-        for label, f in results.items()
-        if label.startswith("spoolgear") and "memory" not in label
-    }
-    peers = {
-        s.label: results[s.label]
-        for s in SYSTEMS
-        if s.label in results and not s.label.startswith("spoolgear")
-    }
-    floor = next((f for label, f in results.items() if "memory" in label), None)
-    persisting = {
-        s.label: results[s.label]
-        for s in SYSTEMS
-        if s.label in peers and s.server in PERSISTING_PEERS
-    }
+
+
+def print_targets(results: dict[str, Figures], floor: Floor | None) -> None:
+    """Issue 32's targets: the durable enqueue p50 at most 0.8x the fastest persisting peer's
+    and at most 0.1 ms above the memory store plus the disk's flush; the drain at least 4x
+    the fastest peer's."""
+    systems = [system for system in SYSTEMS if system.label in results]
+    ours = [s.label for s in systems if s.server == "spoolgear"]
+    peers = [s.label for s in systems if not s.server.startswith("spoolgear")]
+    persisting = [s.label for s in systems if s.server in PERSISTING_PEERS]
     print("\ntargets (issue 32):")
     if ours and persisting:
-        fastest = min(persisting, key=lambda label: persisting[label].p50_ms)
-        bound = 0.8 * persisting[fastest].p50_ms
-        for label, f in ours.items():
+        fastest = min(persisting, key=lambda label: results[label].p50_ms)
+        bound = 0.8 * results[fastest].p50_ms
+        for label in ours:
+            p50 = results[label].p50_ms
             print(
-                f"- enqueue p50, {label}: {f.p50_ms:.3f} ms against 0.8 x {fastest} "
-                f"({bound:.3f} ms): {'met' if f.p50_ms <= bound else 'NOT met'}"
+                f"- enqueue p50, {label}: {p50:.3f} ms against 0.8 x {fastest} "
+                f"({bound:.3f} ms): {'met' if p50 <= bound else 'NOT met'}"
             )
-    if ours and floor:
-        bound = floor.p50_ms + flush + 0.1
-        for label, f in ours.items():
-            print(
-                f"- enqueue p50, {label}: {f.p50_ms:.3f} ms against memory store + flush + 0.1 "
-                f"({floor.p50_ms:.3f} + {flush:.3f} + 0.1 = {bound:.3f} ms): "
-                f"{'met' if f.p50_ms <= bound else 'NOT met'}"
-            )
-    if ours and peers:
-        fastest = max(peers, key=lambda label: peers[label].drain_rate)
-        best = max(ours, key=lambda label: ours[label].drain_rate)
-        ratio = ours[best].drain_rate / peers[fastest].drain_rate
+    if floor is not None:
+        rounds = " / ".join(
+            f"{d:.3f}-{m:.3f}-{f:.3f}"
+            for d, m, f in zip(floor.durable, floor.memory, floor.flush, strict=True)
+        )
+        overhead = floor.overhead()
         print(
-            f"- drain, {best}: {ours[best].drain_rate:,.0f}/s = {ratio:.2f}x {fastest} "
-            f"({peers[fastest].drain_rate:,.0f}/s), target >= 4x: "
+            f"- enqueue p50, @gearman_task, SQLite - memory store - fsync, {FLOOR_ROUNDS} rounds "
+            f"in turn ({rounds} ms): {overhead:.3f} ms of the medians, target <= 0.1: "
+            + ("met" if overhead <= 0.1 else "NOT met")
+        )
+    if ours and peers:
+        fastest = max(peers, key=lambda label: results[label].drain_rate)
+        best = max(ours, key=lambda label: results[label].drain_rate)
+        ratio = results[best].drain_rate / results[fastest].drain_rate
+        print(
+            f"- drain, {best}: {results[best].drain_rate:,.0f}/s = {ratio:.2f}x {fastest} "
+            f"({results[fastest].drain_rate:,.0f}/s), target >= 4x: "
             + ("met" if ratio >= 4 else "NOT met")
         )
-    chart.draw_systems(
-        {label: (f.p50_ms, f.drain_rate) for label, f in results.items()},
-        "Django projects: enqueue p50 (one process) and drain (two workers)",
-        chart_path,
-    )
-    print(f"\nchart drawn in {chart_path}")
 
 
 def run(scale: float, only: set[str] | None, chart_path: Path) -> dict[str, Figures]:
@@ -562,7 +581,6 @@ def run(scale: float, only: set[str] | None, chart_path: Path) -> dict[str, Figu
     failed: list[str] = []
     with tempfile.TemporaryDirectory() as directory:
         scratch = Path(directory)
-        flush = flush_ms(scratch)
         cluster_context = run_postgres() if any(s.server == "postgresql" for s in chosen) else None
         with cluster_context if cluster_context is not None else nullcontext() as cluster:
             for system in chosen:
@@ -575,7 +593,15 @@ def run(scale: float, only: set[str] | None, chart_path: Path) -> dict[str, Figu
                     print(f"{system.label} FAILED: {error}", flush=True)
                     continue
                 print(f"{system.label}: {results[system.label]}", flush=True)
-    report(results, flush, chart_path)
+        floor = measure_floor(scratch) if only is None or "floor" in only else None
+    print_table(results)
+    print_targets(results, floor)
+    chart.draw_systems(
+        {label: (f.p50_ms, f.drain_rate) for label, f in results.items()},
+        "Django projects: enqueue p50 (one process) and drain (two workers)",
+        chart_path,
+    )
+    print(f"\nchart drawn in {chart_path}")
     if failed:
         raise SystemExit("these systems could not be measured:\n" + "\n".join(failed))
     return results
@@ -585,7 +611,9 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--scale", type=float, default=1.0, help="multiply the task counts")
     parser.add_argument(
-        "--only", help="comma-separated BENCH_SYSTEM or server names (default: all)"
+        "--only",
+        help="comma-separated BENCH_SYSTEM or server names, and `floor` for the rounds "
+        "that judge the enqueue target (default: all)",
     )
     parser.add_argument("--chart", type=Path, default=BENCH / "django_peers.png")
     args = parser.parse_args()

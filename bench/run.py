@@ -4,7 +4,9 @@ spoolgear's uwsgi door (``uwsgi_spooler.py``), then a Django
 gearman_worker process against a pygearman worker (``django_worker.py``), then transient
 against durable mule/farm messages (``mules.py``), then the PostgreSQL store against
 gearmand's PostgreSQL queue and procrastinate (``postgresql.py``), Django's Tasks framework
-on spoolgear against django-tasks-db (``tasks_framework.py``).
+on spoolgear against django-tasks-db (``tasks_framework.py``), then a Django project's view
+of spoolgear against Celery, RQ, Dramatiq, Huey, procrastinate and django-tasks-db
+(``django_peers.py``).
 
 Usage: ``make bench`` or ``python bench/run.py [--scale 0.2]``. Prints a table with
 both servers' figures and spoolgear/gearmand ratios. Timings vary run to run on a
@@ -28,6 +30,7 @@ import uvloop
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import chart
+import django_peers
 import django_worker
 import loadgen
 import mules
@@ -326,6 +329,7 @@ def main() -> int:
     mules.main(["--messages", str(int(5_000 * args.scale))])
     postgresql.run(args.scale)
     tasks_framework.run(int(5_000 * args.scale))
+    django_peers.run(args.scale, None, django_peers.BENCH / "django_peers.png")
     return 0
 
 

@@ -24,6 +24,7 @@ ROOT = Path(__file__).resolve().parent.parent
 INCLUDED = {
     "benchmarks.md": "bench/RESULTS.md",
     "ratios.png": "bench/ratios.png",
+    "django_peers.png": "bench/django_peers.png",
     "supervisord.md": "supervisor/README.md",
     "example-shop.conf": "supervisor/example-shop.conf",
     "changelog.md": "CHANGELOG.md",
