@@ -53,6 +53,7 @@ VENVS = BENCH / "out" / "venvs"
 sys.path[:0] = [str(ROOT)]
 
 import chart  # noqa: E402  (bench/, the script's directory)
+import projects  # noqa: E402
 from ports import free_port, wait_for_port  # noqa: E402
 
 from broker.banner import read_banner  # noqa: E402
@@ -208,7 +209,6 @@ class Figures:
     start_p50_ms: float = 0.0
     start_max_ms: float = 0.0
     survived: str = ""
-    notes: list[str] = field(default_factory=list)
 
 
 def environment_of(system: System) -> tuple[str, str]:
@@ -375,17 +375,7 @@ class Run:
         return self.marks.stat().st_size // RECORD_SIZE if self.marks.exists() else 0
 
     def manage(self, *args: str) -> str:
-        done = subprocess.run(
-            [self.python, "manage.py", *args],
-            cwd=SITE,
-            env=self.environment(),
-            capture_output=True,
-            text=True,
-            timeout=1800,
-        )
-        if done.returncode != 0:
-            raise RuntimeError(f"manage.py {' '.join(args)} failed:\n{done.stderr[-3000:]}")
-        return done.stdout
+        return projects.manage(self.python, SITE, self.environment(), *args)
 
     def bench_enqueue(self, *args: str) -> dict[str, Any]:
         report: dict[str, Any] = json.loads(self.manage("bench_enqueue", *args).splitlines()[-1])
@@ -457,9 +447,8 @@ def measure(system: System, server: QueueServer, scratch: Path, scale: float) ->
     acknowledged = SURVIVAL_TASKS + WARM_UP
     try:
         server.crash()
-    except LookupError as no_server:
-        figures.survived = "n/a"
-        figures.notes.append(str(no_server))
+    except LookupError:
+        figures.survived = "no server"
         return figures
     run.start_workers()
     try:

@@ -27,7 +27,8 @@ ROOT = BENCH.parent
 SITE = BENCH / "tasks_site"
 sys.path[:0] = [str(ROOT)]
 
-from servers import spoolgear  # noqa: E402  (bench/, the script's directory)
+import projects  # noqa: E402  (bench/, the script's directory)
+from servers import spoolgear  # noqa: E402
 
 from broker.admin import AdminClient  # noqa: E402
 from tests.postgres import fresh_database, postgres_binaries, run_postgres  # noqa: E402
@@ -40,17 +41,7 @@ ENQUEUERS = (1, 8)
 
 
 def manage(environment: dict[str, str], *args: str) -> str:
-    done = subprocess.run(
-        [sys.executable, "manage.py", *args],
-        cwd=SITE,
-        env=environment,
-        capture_output=True,
-        text=True,
-        timeout=1200,
-    )
-    if done.returncode != 0:
-        raise RuntimeError(f"manage.py {' '.join(args)} failed:\n{done.stderr}")
-    return done.stdout
+    return projects.manage(sys.executable, SITE, environment, *args)
 
 
 def enqueue_rate(environment: dict[str, str], tasks: int, processes: int) -> float:

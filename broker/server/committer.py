@@ -40,8 +40,12 @@ from broker.store.base import Claimed, Page, PagingStore, SharedStore, Store
 log = logging.getLogger("spoolgear.store")
 
 LONE_BATCH_OPERATIONS = 2
-"""The most operations a batch may hold to be written on the loop's thread when its store
-has ``lone_writes_on_loop`` (a background submission is one, a unique one two)."""
+"""The most operations a batch, and the one before it, may hold for the batch to be written
+on the loop's thread when its store has ``lone_writes_on_loop`` (a background submission is
+one, a unique one two)."""
+LONE_WRITE_SECONDS = 0.002
+"""A write that took longer (a slow or stalled disk) sends the next ones to the writer
+thread, until one is quick again: the loop never waits that long twice in a row."""
 
 
 class Written(NamedTuple):
@@ -78,6 +82,10 @@ class Committer:
         self._writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="spoolgear-store")
         self._in_flight: asyncio.Future[Written] | None = None
         self._failed = False
+        self._slow_disk = False
+        self._last_small = False
+        """The batch before this one was small too: one caller at a time, it seems."""
+        """The last write took over ``LONE_WRITE_SECONDS``: no write on the loop's thread."""
         self._closing = False
         """Set by ``close``/``abandon``: no new write or sweep starts (``close`` writes the
         rest itself)."""
@@ -139,7 +147,9 @@ class Committer:
         self._last_commit_at = now
         batch = self.broker.take_batch()
         sweep, self._sweep_wanted = self._sweep_wanted, False
-        if self.store.writes_on_loop or self._lone(batch, sweep, awaited):
+        small = len(batch.operations) <= LONE_BATCH_OPERATIONS
+        lone, self._last_small = small and self._last_small, small
+        if self.store.writes_on_loop or (lone and self._lone(batch, sweep, awaited)):
             try:
                 written = self._write(batch, sweep)
             except Exception as error:
@@ -155,16 +165,17 @@ class Committer:
         future.add_done_callback(lambda done: self._done(batch, done))
 
     def _lone(self, batch: Batch, sweep: bool, awaited: bool) -> bool:
-        """A small batch a reply waits for (one caller, nobody else arriving), for a store
-        whose commit is a local fsync: written on the loop's thread, it is answered without
-        two thread hand-offs. A larger batch means others are arriving meanwhile: the writer
-        thread takes it, and the loop keeps serving while the disk flushes."""
+        """A small batch after a small one, a reply waiting for it (one caller, nobody else
+        arriving), for a store whose commit is a local fsync that has been quick: written
+        on the loop's thread, it is answered without two thread hand-offs. Larger batches
+        mean others are arriving meanwhile: the writer thread takes them, and the loop
+        keeps serving while the disk flushes."""
         return (
             self.store.lone_writes_on_loop
+            and not self._slow_disk
             and awaited
             and not sweep
             and not batch.page_requests
-            and len(batch.operations) <= LONE_BATCH_OPERATIONS
         )
 
     def _write(self, batch: Batch, sweep: bool) -> Written:
@@ -223,6 +234,7 @@ class Committer:
     def _apply(self, batch: Batch, written: Written) -> None:
         """The batch is on disk: release what waited for it."""
         if batch.operations:
+            self._slow_disk = written.seconds > LONE_WRITE_SECONDS
             self.commits += 1
             self.batch_operations.observe(len(batch.operations))
             self.commit_seconds.observe(written.seconds)

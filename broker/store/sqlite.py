@@ -201,7 +201,8 @@ _BUSY_TIMEOUT_MS = 2000
 _INCREMENTAL = 2
 _SHRINK_FREE_PAGES = 2048
 _SHRINK_STEP_PAGES = 1024
-# Only deleting rows frees pages: a batch of none of these skips the free-page check.
+# Only deleting rows frees pages: a batch of none of these skips the free-page check, once
+# the pages freed before are given back.
 _FREEING = frozenset(
     {
         ops.DeleteJob,
@@ -236,6 +237,8 @@ class SQLiteStore(PagingStore):
         # only at checkpoints, every thousand pages): one sender waiting for each answer
         # got twice the rate this way, a pipelined load about a fifth more.
         self.writes_on_loop = sync == "normal"
+        self._reclaiming = True
+        """Free pages may be left to give back: every commit checks (``_shrink``)."""
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
             self._lock = self._take_lock()
@@ -327,9 +330,11 @@ class SQLiteStore(PagingStore):
             db.execute("VACUUM")
 
     def _shrink(self) -> None:
-        """Give free pages back to the file system a step at a time (after a commit)."""
+        """Give free pages back to the file system a step at a time (after a commit that
+        deleted rows, and after the next ones while enough free pages are left)."""
         free = self.db.execute("PRAGMA freelist_count").fetchone()[0]
-        if free >= _SHRINK_FREE_PAGES:
+        self._reclaiming = free >= _SHRINK_FREE_PAGES
+        if self._reclaiming:
             # executescript steps the pragma to its end (execute frees a single page).
             self.db.executescript(f"PRAGMA incremental_vacuum({_SHRINK_STEP_PAGES});")
 
@@ -474,7 +479,7 @@ class SQLiteStore(PagingStore):
                 if db.in_transaction:  # a failed COMMIT may have rolled back already
                     db.execute("ROLLBACK")
                 raise
-            if freed:
+            if freed or self._reclaiming:
                 self._shrink()
         except sqlite3.Error as exc:
             raise StoreUnavailable(f"writing to the store {self.path} failed: {exc}") from exc

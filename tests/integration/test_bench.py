@@ -13,9 +13,9 @@ from tests.helpers import ROOT
 
 def test_the_django_bench_runs_and_its_kill_test_tells_durable_from_not(tmp_path: Path) -> None:
     chart = tmp_path / "peers.png"
+    options = ["--only", "jbox", "--scale", "0.01", "--chart", str(chart)]
     done = subprocess.run(
-        [sys.executable, "bench/django_peers.py", "--only", "jbox", "--scale", "0.01"]
-        + ["--chart", str(chart)],
+        [sys.executable, "bench/django_peers.py", *options],
         cwd=ROOT,
         capture_output=True,
         text=True,
