@@ -56,7 +56,7 @@ demo: venv
 	$(BIN)/python examples/demo.py
 
 # The bench also needs Redis for the Django peers (bench/django_peers.py); their Python
-# packages go into venvs of their own under bench/out/venvs, made by the bench itself.
+# packages go into venvs of their own under .venv/peers, made by the bench itself.
 bench: venv peers
 	$(MAKE) --no-print-directory peers DEBIAN_PEERS=redis-server
 	$(BIN)/python bench/run.py

@@ -16,7 +16,7 @@ broker; Huey's SQLite store has none):
    returned), the queue server is killed with SIGKILL and started again on its files, and
    the workers run what is left: how many of the acknowledged tasks survive.
 
-Each peer runs in its own virtual environment (``bench/out/venvs``), installed from PyPI at
+Each peer runs in its own virtual environment (``.venv/peers``), installed from PyPI at
 the pinned versions below, with the Django version spoolgear's own environment has. Redis
 and PostgreSQL are Debian's (``make peers``). Each is set up as its documentation
 recommends for production (``System.how``).
@@ -49,7 +49,7 @@ import django
 BENCH = Path(__file__).resolve().parent
 ROOT = BENCH.parent
 SITE = BENCH / "peers_site"
-VENVS = BENCH / "out" / "venvs"
+VENVS = ROOT / ".venv" / "peers"
 sys.path[:0] = [str(ROOT)]
 
 import chart  # noqa: E402  (bench/, the script's directory)
