@@ -55,8 +55,8 @@ sys.path[:0] = [str(ROOT)]
 import chart  # noqa: E402  (bench/, the script's directory)
 import projects  # noqa: E402
 from ports import free_port, wait_for_port  # noqa: E402
+from servers import start_spoolgear  # noqa: E402
 
-from broker.banner import read_banner  # noqa: E402
 from tests.postgres import Cluster, fresh_database, run_postgres  # noqa: E402
 
 SURVIVAL_TASKS = 500
@@ -286,6 +286,8 @@ class Redis(ProcessServer):
         self.start()
 
     def start(self) -> None:
+        if shutil.which("redis-server") is None:
+            raise RuntimeError("redis-server is not installed: `make bench` (as root) installs it")
         self.process = subprocess.Popen(self.command, stdout=subprocess.DEVNULL, text=True)
         wait_for_port(self.port)
 
@@ -296,14 +298,8 @@ class Spoolgear(ProcessServer):
         self.start()
 
     def start(self) -> None:
-        self.process = subprocess.Popen(
-            [sys.executable, "-m", "broker.cli", "serve", "--port", "0", "--store", self.store],
-            cwd=ROOT,
-            stdout=subprocess.PIPE,
-            text=True,
-        )
-        assert self.process.stdout is not None
-        self.variables = {"GEARMAN_SERVER": read_banner(self.process.stdout.readline()).gearman}
+        self.process, bound = start_spoolgear(self.store)
+        self.variables = {"GEARMAN_SERVER": bound.gearman}
 
 
 class PostgreSQL(QueueServer):
@@ -405,8 +401,9 @@ class Run:
         last, moved = self.done(), time.monotonic()
         while last < count and time.monotonic() - moved < stall:
             time.sleep(0.02)
-            if self.done() != last:
-                last, moved = self.done(), time.monotonic()
+            now_done = self.done()
+            if now_done != last:
+                last, moved = now_done, time.monotonic()
             if any(worker.poll() is not None for worker in self.workers):
                 raise RuntimeError(f"a worker of {self.system.label} exited: see {self.log}")
         return last
@@ -565,6 +562,12 @@ def print_targets(results: dict[str, Figures], floor: Floor | None) -> None:
 
 
 def run(scale: float, only: set[str] | None, chart_path: Path) -> dict[str, Figures]:
+    known = {name for s in SYSTEMS for name in (s.setting, s.server)} | {"floor"}
+    if only is not None and only - known:
+        raise SystemExit(
+            f"--only: no system is called {', '.join(sorted(only - known))}; "
+            f"choose among {', '.join(sorted(known))}"
+        )
     chosen = [s for s in SYSTEMS if only is None or s.setting in only or s.server in only]
     results: dict[str, Figures] = {}
     failed: list[str] = []

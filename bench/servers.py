@@ -15,7 +15,7 @@ from pathlib import Path
 
 from ports import free_port, wait_for_port
 
-from broker.banner import read_banner
+from broker.banner import Banner, read_banner
 from broker.build import PURE_PYTHON_VARIABLE
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -47,15 +47,7 @@ def spoolgear(
     if metrics:
         options = (*options, "--metrics-listen", "0")
     environment = {**os.environ, PURE_PYTHON_VARIABLE: "1"} if pure else None
-    process = subprocess.Popen(
-        [sys.executable, "-m", "broker.cli", "serve", "--port", "0", "--store", store, *options],
-        cwd=ROOT,
-        stdout=subprocess.PIPE,
-        text=True,
-        env=environment,
-    )
-    assert process.stdout is not None
-    bound = read_banner(process.stdout.readline())
+    process, bound = start_spoolgear(store, *options, environment=environment)
     port = int(bound.gearman.rsplit(":", 1)[1])
     stop = threading.Event()
     if metrics:
@@ -66,6 +58,21 @@ def spoolgear(
         stop.set()
         process.terminate()
         process.wait()
+
+
+def start_spoolgear(
+    store: str, *options: str, environment: dict[str, str] | None = None
+) -> tuple[subprocess.Popen[str], Banner]:
+    """``spoolgear serve`` on a free port; the process, and what its banner says it bound."""
+    process = subprocess.Popen(
+        [sys.executable, "-m", "broker.cli", "serve", "--port", "0", "--store", store, *options],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        text=True,
+        env=environment,
+    )
+    assert process.stdout is not None
+    return process, read_banner(process.stdout.readline())
 
 
 def scrape_every_second(address: str, stop: threading.Event) -> None:
